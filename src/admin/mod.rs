@@ -1,0 +1,196 @@
+//! The admin side: the JSON API (`api@internal`), the dashboard (`dashboard@internal`) and
+//! `ping@internal`, answered from the current snapshot. Paths and shapes follow Traefik's API
+//! (`/api/http/routers`, `/api/http/services`, `/api/overview`, `/api/entrypoints`,
+//! `/api/version`, `/api/rawdata`) so existing scripts keep working; `/api/problems` is boma's own.
+//!
+//! It only reads: nothing here changes configuration. Who may reach it is decided by routers and
+//! middlewares (Traefik's model): `[api] insecure = true` publishes it on the `traefik`
+//! entrypoint, otherwise an operator routes to `api@internal` behind `basicAuth`.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::{Method, Response, StatusCode, header};
+use serde_json::{Value, json};
+
+use crate::dynamic::Snapshot;
+use crate::proxy::balance::{Internal, Service};
+
+const DASHBOARD: &str = include_str!("dashboard.html");
+
+/// Static facts the API reports.
+#[derive(Debug, Clone)]
+pub struct Info {
+    pub entrypoints: Vec<(String, SocketAddr)>,
+    pub started: Instant,
+}
+
+/// Answer a request routed to an internal service.
+pub fn respond(
+    which: Internal,
+    method: &Method,
+    path: &str,
+    snapshot: &Snapshot,
+    info: &Info,
+) -> Response<Bytes> {
+    if method != Method::GET && method != Method::HEAD {
+        return text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
+    }
+    match which {
+        Internal::Ping => text(StatusCode::OK, "OK"),
+        Internal::Noop => text(StatusCode::OK, ""),
+        Internal::Dashboard => match path {
+            "/" | "" => redirect("/dashboard/"),
+            "/dashboard" => redirect("/dashboard/"),
+            p if p.starts_with("/dashboard/") => {
+                let mut r = Response::new(Bytes::from_static(DASHBOARD.as_bytes()));
+                r.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    header::HeaderValue::from_static("text/html; charset=utf-8"),
+                );
+                r
+            }
+            _ => text(StatusCode::NOT_FOUND, "404 page not found\n"),
+        },
+        Internal::Api => match api(path, snapshot, info) {
+            Some(v) => {
+                let mut r = Response::new(Bytes::from(v.to_string()));
+                r.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    header::HeaderValue::from_static("application/json"),
+                );
+                r
+            }
+            None => text(StatusCode::NOT_FOUND, "404 page not found\n"),
+        },
+    }
+}
+
+fn text(status: StatusCode, body: &'static str) -> Response<Bytes> {
+    let mut r = Response::new(Bytes::from_static(body.as_bytes()));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+fn redirect(to: &'static str) -> Response<Bytes> {
+    let mut r = text(StatusCode::FOUND, "");
+    r.headers_mut()
+        .insert(header::LOCATION, header::HeaderValue::from_static(to));
+    r
+}
+
+fn provider_of(name: &str) -> &str {
+    name.rsplit_once('@').map_or("", |(_, p)| p)
+}
+
+fn routers(s: &Snapshot) -> Vec<Value> {
+    s.routers
+        .iter()
+        .map(|(name, r)| {
+            let mut v = json!({
+                "name": name,
+                "provider": provider_of(name),
+                "rule": r.rule,
+                "service": r.service,
+                "entryPoints": r.entry_points,
+                "middlewares": r.middlewares,
+                "priority": r.priority,
+                "status": r.status,
+            });
+            if let Some(e) = &r.error {
+                v["error"] = json!([e]);
+            }
+            v
+        })
+        .collect()
+}
+
+fn services(s: &Snapshot) -> Vec<Value> {
+    let now = Instant::now();
+    s.services
+        .iter()
+        .map(|(name, svc)| {
+            let mut v = json!({
+                "name": name,
+                "provider": provider_of(name),
+                "status": if svc.any_available(now) { "enabled" } else { "disabled" },
+            });
+            match &**svc {
+                Service::LoadBalancer(lb) => {
+                    v["type"] = json!("loadbalancer");
+                    v["loadBalancer"] = json!({
+                        "servers": lb.servers.iter().map(|srv| json!({"url": srv.url, "weight": srv.weight})).collect::<Vec<_>>(),
+                        "passHostHeader": lb.pass_host_header,
+                    });
+                    let status: serde_json::Map<String, Value> = lb
+                        .servers
+                        .iter()
+                        .map(|srv| {
+                            let up = if srv.available(now) { "UP" } else { "DOWN" };
+                            (srv.url.clone(), json!(up))
+                        })
+                        .collect();
+                    v["serverStatus"] = Value::Object(status);
+                }
+                Service::Weighted(w) => {
+                    v["type"] = json!("weighted");
+                    v["weighted"] = json!({
+                        "services": w.children.iter().map(|(n, _)| json!({"name": n})).collect::<Vec<_>>(),
+                    });
+                }
+                Service::Internal(_) => v["type"] = json!("internal"),
+            }
+            v
+        })
+        .collect()
+}
+
+fn api(path: &str, s: &Snapshot, info: &Info) -> Option<Value> {
+    let path = path.trim_end_matches('/');
+    let by_name =
+        |list: Vec<Value>, name: &str| list.into_iter().find(|v| v["name"].as_str() == Some(name));
+    Some(match path {
+        "/api/version" => json!({"Version": env!("CARGO_PKG_VERSION"), "Codename": "boma"}),
+        "/api/overview" => {
+            let total = s.routers.len();
+            let errors = s.routers.values().filter(|r| r.status != "enabled").count();
+            json!({
+                "http": {
+                    "routers": {"total": total, "warnings": 0, "errors": errors},
+                    "services": {"total": s.services.len(), "warnings": 0, "errors": 0},
+                },
+                "problems": s.problems.len(),
+                "generation": s.generation,
+                "uptimeSeconds": info.started.elapsed().as_secs(),
+            })
+        }
+        "/api/entrypoints" => json!(
+            info.entrypoints
+                .iter()
+                .map(|(n, a)| json!({"name": n, "address": a.to_string()}))
+                .collect::<Vec<_>>()
+        ),
+        "/api/http/routers" => json!(routers(s)),
+        "/api/http/services" => json!(services(s)),
+        "/api/problems" => json!(s.problems),
+        "/api/rawdata" => json!({
+            "routers": routers(s),
+            "services": services(s),
+            "problems": s.problems,
+        }),
+        p => {
+            if let Some(name) = p.strip_prefix("/api/http/routers/") {
+                by_name(routers(s), name)?
+            } else if let Some(name) = p.strip_prefix("/api/http/services/") {
+                by_name(services(s), name)?
+            } else {
+                return None;
+            }
+        }
+    })
+}

@@ -1,0 +1,167 @@
+//! boma's static configuration (`boma.toml`): Traefik's static sections under Traefik's names
+//! (`entryPoints`, `providers`, `api`, `log`, `accessLog`, keys in any case) plus boma's own
+//! `[limits]`, the embedded default used without a file, and [`load`]/[`parse`], which report
+//! every problem with `file:line:col`.
+//!
+//! A section that is absent is `None` and its component does not run. This module describes and
+//! checks configuration; it never binds, spawns or watches anything, and it reads no file other
+//! than the one [`load`] is given.
+
+pub mod duration;
+mod entrypoint;
+mod error;
+pub mod nocase;
+mod sections;
+mod spans;
+mod validate;
+
+#[cfg(test)]
+mod tests;
+#[cfg(test)]
+mod tests_dynamic;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+pub use duration::{Duration, DurationError};
+pub use entrypoint::{
+    Address, AddressError, Domain, EntryPoint, EntryPointHttp, EntryPointTls, ForwardedHeaders,
+    LifeCycle, RedirectEntryPoint, RedirectTarget, Redirections, RespondingTimeouts, Transport,
+};
+pub use error::{ConfigError, ConfigErrors, Locator, Span};
+pub use sections::{
+    AccessLog, AccessLogFields, AccessLogFilters, Api, FieldHeaders, FieldMode, FileProvider,
+    Limits, Log, LogFormat, LogLevel, Providers,
+};
+pub use spans::{KeySpans, SpanMap};
+
+/// The configuration `boma run` uses when no file is given: one entry point, `web`, on
+/// `127.0.0.1:8080`, log level `info`, and no provider, so nothing is routed until a file with a
+/// `[providers.file]` section is given.
+pub const DEFAULT_TOML: &str = include_str!("default.toml");
+
+/// The whole static configuration.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where to listen, by entry point name. Unlike Traefik, no `:80` entry point is made up when
+    /// there is none: the proxy then does not run.
+    #[serde(rename = "entryPoints", default)]
+    pub entry_points: BTreeMap<String, EntryPoint>,
+    /// Sources of dynamic configuration.
+    pub providers: Option<Providers>,
+    /// API and dashboard.
+    pub api: Option<Api>,
+    /// boma's log; `None` means Traefik's defaults ([`Log::default`]).
+    pub log: Option<Log>,
+    /// Access log; off when `None`.
+    #[serde(rename = "accessLog")]
+    pub access_log: Option<AccessLog>,
+    /// boma's bounds, always in force (defaults when the section is absent).
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+impl Config {
+    /// Entry points for routers that name none: those marked `asDefault`, or all of them when
+    /// none is (Traefik's rule).
+    pub fn default_entry_points(&self) -> Vec<&str> {
+        let marked: Vec<&str> = (self.entry_points.iter())
+            .filter(|(_, ep)| ep.as_default)
+            .map(|(name, _)| name.as_str())
+            .collect();
+        if marked.is_empty() {
+            self.entry_points.keys().map(String::as_str).collect()
+        } else {
+            marked
+        }
+    }
+}
+
+/// Traefik static options boma knows and does not implement, by schema struct: rejected with a
+/// message that says so.
+const UNSUPPORTED: nocase::Unsupported = &[
+    (
+        "Config",
+        &[
+            "global",
+            "serversTransport",
+            "tcpServersTransport",
+            "metrics",
+            "ping",
+            "tracing",
+            "hostResolver",
+            "certificatesResolvers",
+            "experimental",
+            "core",
+            "spiffe",
+            "ocsp",
+        ],
+    ),
+    (
+        "EntryPoint",
+        &[
+            "allowACMEByPass",
+            "reusePort",
+            "proxyProtocol",
+            "http2",
+            "http3",
+            "udp",
+            "observability",
+        ],
+    ),
+    (
+        "EntryPointHttp",
+        &["encodeQuerySemicolons", "sanitizePath", "maxHeaderBytes"],
+    ),
+    ("Transport", &["keepAliveMaxTime", "keepAliveMaxRequests"]),
+    ("ForwardedHeaders", &["connection"]),
+    (
+        "Providers",
+        &[
+            "docker",
+            "swarm",
+            "kubernetesIngress",
+            "kubernetesIngressNGINX",
+            "kubernetesCRD",
+            "kubernetesGateway",
+            "rest",
+            "consulCatalog",
+            "nomad",
+            "ecs",
+            "consul",
+            "etcd",
+            "zooKeeper",
+            "redis",
+            "http",
+            "plugin",
+        ],
+    ),
+    ("FileProvider", &["debugLogGeneratedTemplate"]),
+    ("Api", &["basePath", "disableDashboardAd"]),
+    (
+        "Log",
+        &["maxSize", "maxAge", "maxBackups", "compress", "otlp"],
+    ),
+    ("AccessLog", &["addInternals", "otlp"]),
+];
+
+/// Parses and checks a static configuration read from `origin` (used only in messages).
+pub fn parse(src: &str, origin: &Path) -> Result<Config, ConfigErrors> {
+    let (config, spans) = nocase::from_toml_spanned::<Config>(src, origin, UNSUPPORTED)?;
+    let problems = validate::check(&config, &spans, &Locator::new(origin, src));
+    if problems.is_empty() {
+        Ok(config)
+    } else {
+        Err(ConfigErrors(problems).normalize())
+    }
+}
+
+/// Reads, parses and checks the static configuration file at `path`.
+pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    let src = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError::whole_file(path, format!("cannot read the file: {e}")))?;
+    parse(&src, path)
+}

@@ -1,0 +1,272 @@
+//! The static sections besides entry points: `[providers]`, `[api]`, `[log]`, `[accessLog]`
+//! (Traefik's names and defaults) and boma's own `[limits]` (snake_case keys).
+//!
+//! Types and defaults only: a section's mere presence is what turns its component on, and the
+//! components read these values; nothing here starts anything. Checks that need positions are in
+//! `validate.rs`.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use super::Duration;
+
+/// `[providers]`: where routers, services and middlewares come from.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Providers {
+    /// Minimum time between two applied configurations: events closer than this are batched
+    /// (default 2s).
+    #[serde(rename = "providersThrottleDuration", default = "default_throttle")]
+    pub providers_throttle_duration: Duration,
+    /// The file provider: dynamic configuration from TOML files.
+    pub file: Option<FileProvider>,
+}
+
+fn default_throttle() -> Duration {
+    Duration::from_secs(2)
+}
+
+impl Default for Providers {
+    fn default() -> Self {
+        Self {
+            providers_throttle_duration: default_throttle(),
+            file: None,
+        }
+    }
+}
+
+/// `[providers.file]`: exactly one of `filename` and `directory`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileProvider {
+    /// One dynamic configuration file.
+    pub filename: Option<PathBuf>,
+    /// A directory whose `*.toml` files (recursively) are read and merged.
+    pub directory: Option<PathBuf>,
+    /// Reload when the file or directory changes (default true).
+    #[serde(default = "default_true")]
+    pub watch: bool,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// `[api]`: the API and dashboard (served by the admin part).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Api {
+    /// Serve the dashboard (default true once `[api]` is present).
+    pub dashboard: bool,
+    /// Serve the API and dashboard without authentication on the `traefik` entry point.
+    pub insecure: bool,
+    /// Also serve debugging endpoints.
+    pub debug: bool,
+}
+
+impl Default for Api {
+    fn default() -> Self {
+        Self {
+            dashboard: true,
+            insecure: false,
+            debug: false,
+        }
+    }
+}
+
+/// `[log]`: boma's own log. Without the section, Traefik's defaults apply (`Log::default()`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Log {
+    /// Least severe level written (default `ERROR`, as in Traefik).
+    pub level: LogLevel,
+    /// `common` (text, default) or `json`.
+    pub format: LogFormat,
+    /// Write to this file instead of standard output.
+    #[serde(rename = "filePath")]
+    pub file_path: Option<PathBuf>,
+    /// No colours in the `common` format.
+    #[serde(rename = "noColor")]
+    pub no_color: bool,
+}
+
+/// Log levels, written in any case (`info`, `INFO`).
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, Serialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    /// Everything.
+    Trace,
+    /// Debugging detail.
+    Debug,
+    /// Normal operation.
+    Info,
+    /// Something looks wrong.
+    Warn,
+    /// Something failed (default).
+    #[default]
+    Error,
+    /// Something failed and boma stops.
+    Fatal,
+    /// Same as fatal (Traefik's name kept for compatibility).
+    Panic,
+}
+
+impl LogLevel {
+    /// The level in lower case, as `tracing`'s filters spell it (`fatal` and `panic` → `error`).
+    pub fn as_filter(self) -> &'static str {
+        match self {
+            Self::Trace => "trace",
+            Self::Debug => "debug",
+            Self::Info => "info",
+            Self::Warn => "warn",
+            Self::Error | Self::Fatal | Self::Panic => "error",
+        }
+    }
+}
+
+/// Log line format, for both logs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One text line per event (default).
+    #[default]
+    Common,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `[accessLog]`: one line per request. Off unless the section is present.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AccessLog {
+    /// Write to this file instead of standard output.
+    #[serde(rename = "filePath")]
+    pub file_path: Option<PathBuf>,
+    /// `common` (Common Log Format, default) or `json`.
+    pub format: LogFormat,
+    /// Lines kept in memory before writing (default 0: write each line at once).
+    #[serde(rename = "bufferingSize")]
+    pub buffering_size: u64,
+    /// Which requests are logged.
+    pub filters: AccessLogFilters,
+    /// Which fields and headers are written.
+    pub fields: AccessLogFields,
+}
+
+/// `[accessLog.filters]`: a request is logged when it matches any filter given.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AccessLogFilters {
+    /// Status codes or ranges to keep: `["404", "500-599"]`.
+    #[serde(rename = "statusCodes")]
+    pub status_codes: Vec<String>,
+    /// Keep requests that were retried.
+    #[serde(rename = "retryAttempts")]
+    pub retry_attempts: bool,
+    /// Keep requests that took longer than this (0: no filter).
+    #[serde(rename = "minDuration")]
+    pub min_duration: Duration,
+}
+
+/// `[accessLog.fields]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AccessLogFields {
+    /// What to do with fields not listed in `names` (default `keep`).
+    #[serde(rename = "defaultMode")]
+    pub default_mode: FieldMode,
+    /// Per-field mode, by Traefik field name (`ClientHost`, `RequestPath`, ...).
+    pub names: BTreeMap<String, FieldMode>,
+    /// Request and response headers.
+    pub headers: FieldHeaders,
+}
+
+impl Default for AccessLogFields {
+    fn default() -> Self {
+        Self {
+            default_mode: FieldMode::Keep,
+            names: BTreeMap::new(),
+            headers: FieldHeaders::default(),
+        }
+    }
+}
+
+/// `[accessLog.fields.headers]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FieldHeaders {
+    /// What to do with headers not listed in `names` (default `drop`).
+    #[serde(rename = "defaultMode")]
+    pub default_mode: FieldMode,
+    /// Per-header mode, by header name.
+    pub names: BTreeMap<String, FieldMode>,
+}
+
+impl Default for FieldHeaders {
+    fn default() -> Self {
+        Self {
+            default_mode: FieldMode::Drop,
+            names: BTreeMap::new(),
+        }
+    }
+}
+
+/// What the access log does with a field or header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FieldMode {
+    /// Write it.
+    Keep,
+    /// Leave it out.
+    Drop,
+    /// Write it as `REDACTED` (headers only).
+    Redact,
+}
+
+/// `[limits]`: boma's own bounds on memory and waiting. Every table, queue and wait is bounded;
+/// these are the bounds. Keys are snake_case.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Open client connections per entry point; more wait to be accepted (default 4096).
+    pub max_connections: usize,
+    /// Size of a request's head (request line and headers), 8 KiB to 1 MiB (default 16384).
+    pub max_header_bytes: usize,
+    /// Idle keep-alive connections kept per upstream server (default 32).
+    pub upstream_idle_per_host: usize,
+    /// How long an idle upstream connection is kept (default 90s).
+    pub upstream_idle_timeout: Duration,
+    /// How long to wait for an upstream TCP connection (default 5s).
+    pub upstream_connect_timeout: Duration,
+    /// How long to wait for an upstream's response headers once the request is sent
+    /// (default 60s).
+    pub upstream_response_timeout: Duration,
+    /// Routers in one assembled configuration; beyond this, the new configuration is refused
+    /// and the last good one keeps serving (default 10000).
+    pub max_routes: usize,
+}
+
+impl Limits {
+    /// Smallest accepted `max_header_bytes` (hyper's minimum read buffer).
+    pub const MIN_HEADER_BYTES: usize = 8 * 1024;
+    /// Largest accepted `max_header_bytes`.
+    pub const MAX_HEADER_BYTES: usize = 1024 * 1024;
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_connections: 4096,
+            max_header_bytes: 16 * 1024,
+            upstream_idle_per_host: 32,
+            upstream_idle_timeout: Duration::from_secs(90),
+            upstream_connect_timeout: Duration::from_secs(5),
+            upstream_response_timeout: Duration::from_secs(60),
+            max_routes: 10_000,
+        }
+    }
+}

@@ -1,0 +1,291 @@
+//! Checks of a parsed [`Config`] that relate several values or bound one: duplicate listen
+//! addresses, redirections to missing entry points, the file provider's source, negative
+//! durations, status code ranges, limits. Each problem points at the offending key.
+//!
+//! Pure: reads the config and the span map, returns every problem found; never stops at the first,
+//! never touches the network or the file system.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+
+use super::error::{ConfigError, Locator};
+use super::spans::SpanMap;
+use super::{AccessLog, Config, Duration, EntryPoint, Limits, Providers, RedirectTarget};
+
+/// Every problem of `config`, positioned with `spans` and `locator`.
+pub(super) fn check(config: &Config, spans: &SpanMap, locator: &Locator<'_>) -> Vec<ConfigError> {
+    let mut check = Check {
+        spans,
+        locator,
+        errors: Vec::new(),
+    };
+    check.entry_points(&config.entry_points);
+    if let Some(providers) = &config.providers {
+        check.providers(providers);
+    }
+    if let Some(access_log) = &config.access_log {
+        check.access_log(access_log);
+    }
+    check.limits(&config.limits);
+    check.errors
+}
+
+struct Check<'a> {
+    spans: &'a SpanMap,
+    locator: &'a Locator<'a>,
+    errors: Vec<ConfigError>,
+}
+
+impl Check<'_> {
+    /// A problem with the value at `path`.
+    fn value(&mut self, path: &[&str], message: impl Into<String>) {
+        let span = self.spans.value_span(path);
+        self.errors.push(self.locator.error(&span, message));
+    }
+
+    /// A problem with the table or key at `path` as a whole.
+    fn key(&mut self, path: &[&str], message: impl Into<String>) {
+        let span = self.spans.key_span(path);
+        self.errors.push(self.locator.error(&span, message));
+    }
+
+    fn not_negative(&mut self, path: &[&str], d: Duration) {
+        if d.is_negative() {
+            let name = path.last().copied().unwrap_or_default();
+            self.value(path, format!("`{name}` must not be negative (got {d})"));
+        }
+    }
+
+    fn positive(&mut self, path: &[&str], d: Duration) {
+        if d.as_nanos() <= 0 {
+            let name = path.last().copied().unwrap_or_default();
+            self.value(
+                path,
+                format!("`{name}` must be greater than zero (got {d})"),
+            );
+        }
+    }
+
+    fn entry_points(&mut self, entry_points: &BTreeMap<String, EntryPoint>) {
+        for (name, ep) in entry_points {
+            self.entry_point(name, ep, entry_points);
+        }
+        self.duplicate_addresses(entry_points);
+    }
+
+    fn entry_point(&mut self, name: &str, ep: &EntryPoint, all: &BTreeMap<String, EntryPoint>) {
+        let base = ["entryPoints", name];
+        let rt = &ep.transport.responding_timeouts;
+        let timeouts = [
+            ("readTimeout", rt.read_timeout),
+            ("writeTimeout", rt.write_timeout),
+            ("idleTimeout", rt.idle_timeout),
+        ];
+        for (key, d) in timeouts {
+            self.not_negative(
+                &[&base[..], &["transport", "respondingTimeouts", key]].concat(),
+                d,
+            );
+        }
+        let lc = &ep.transport.life_cycle;
+        let cycle = [
+            ("requestAcceptGraceTimeout", lc.request_accept_grace_timeout),
+            ("graceTimeOut", lc.grace_time_out),
+        ];
+        for (key, d) in cycle {
+            self.not_negative(&[&base[..], &["transport", "lifeCycle", key]].concat(), d);
+        }
+
+        if let Some(redirect) = ep.redirection() {
+            let path = |key: &'static str| {
+                [&base[..], &["http", "redirections", "entryPoint", key]].concat()
+            };
+            match redirect.target() {
+                RedirectTarget::Port(_) => {}
+                RedirectTarget::EntryPoint("") => {
+                    self.value(&path("to"), "redirection target `to` is empty");
+                }
+                RedirectTarget::EntryPoint(to) if to == name => {
+                    self.value(
+                        &path("to"),
+                        format!("entry point `{name}` redirects to itself"),
+                    );
+                }
+                RedirectTarget::EntryPoint(to) if !all.contains_key(to) => {
+                    let known: Vec<String> = all.keys().map(|k| format!("`{k}`")).collect();
+                    let message = format!(
+                        "redirection to unknown entry point `{to}` (known: {}); use a name or \
+                         a port like \":443\"",
+                        known.join(", ")
+                    );
+                    self.value(&path("to"), message);
+                }
+                RedirectTarget::EntryPoint(_) => {}
+            }
+            if !matches!(
+                redirect.scheme.to_ascii_lowercase().as_str(),
+                "http" | "https"
+            ) {
+                let message = format!(
+                    "redirection scheme `{}` is not http or https",
+                    redirect.scheme
+                );
+                self.value(&path("scheme"), message);
+            }
+        }
+
+        for (i, middleware) in ep.http.middlewares.iter().enumerate() {
+            if middleware.trim().is_empty() {
+                let index = i.to_string();
+                let path = [&base[..], &["http", "middlewares", &index]].concat();
+                self.value(&path, "empty middleware name");
+            }
+        }
+
+        for (i, ip) in ep.forwarded_headers.trusted_ips.iter().enumerate() {
+            if !is_ip_or_cidr(ip) {
+                let index = i.to_string();
+                let path = [&base[..], &["forwardedHeaders", "trustedIPs", &index]].concat();
+                self.value(&path, format!("`{ip}` is not an IP address or CIDR range"));
+            }
+        }
+    }
+
+    /// Two entry points cannot listen on the same port of the same address, nor on a port that
+    /// another one holds on every address of that family.
+    fn duplicate_addresses(&mut self, entry_points: &BTreeMap<String, EntryPoint>) {
+        let mut in_file_order: Vec<(&str, SocketAddr, usize)> = entry_points
+            .iter()
+            .map(|(name, ep)| {
+                let at = self
+                    .spans
+                    .value_span(&["entryPoints", name, "address"])
+                    .start;
+                (name.as_str(), ep.socket_addr(), at)
+            })
+            .collect();
+        in_file_order.sort_by_key(|(_, _, at)| *at);
+        for (i, (name, addr, _)) in in_file_order.iter().enumerate() {
+            let earlier = in_file_order[..i]
+                .iter()
+                .find(|(_, other, _)| addresses_clash(*addr, *other));
+            if let Some((other_name, other, _)) = earlier {
+                let message = format!(
+                    "entry point `{name}` listens on {addr}, which clashes with {other} of entry \
+                     point `{other_name}`"
+                );
+                self.value(&["entryPoints", name, "address"], message);
+            }
+        }
+    }
+
+    fn providers(&mut self, providers: &Providers) {
+        self.not_negative(
+            &["providers", "providersThrottleDuration"],
+            providers.providers_throttle_duration,
+        );
+        let Some(file) = &providers.file else {
+            return;
+        };
+        match (&file.filename, &file.directory) {
+            (None, None) => self.key(
+                &["providers", "file"],
+                "the file provider needs `filename` or `directory`",
+            ),
+            (Some(_), Some(_)) => self.key(
+                &["providers", "file", "directory"],
+                "set only one of `filename` and `directory`",
+            ),
+            (Some(path), None) | (None, Some(path)) if path.as_os_str().is_empty() => {
+                let key = if file.filename.is_some() {
+                    "filename"
+                } else {
+                    "directory"
+                };
+                self.value(&["providers", "file", key], format!("`{key}` is empty"));
+            }
+            _ => {}
+        }
+    }
+
+    fn access_log(&mut self, access_log: &AccessLog) {
+        self.not_negative(
+            &["accessLog", "filters", "minDuration"],
+            access_log.filters.min_duration,
+        );
+        for (i, codes) in access_log.filters.status_codes.iter().enumerate() {
+            if !is_status_range(codes) {
+                let index = i.to_string();
+                let message =
+                    format!("`{codes}` is not a status code or range like \"404\" or \"500-599\"");
+                self.value(&["accessLog", "filters", "statusCodes", &index], message);
+            }
+        }
+    }
+
+    fn limits(&mut self, limits: &Limits) {
+        let counts = [
+            ("max_connections", limits.max_connections),
+            ("max_routes", limits.max_routes),
+        ];
+        for (key, n) in counts {
+            if n == 0 {
+                self.value(&["limits", key], format!("`{key}` must be at least 1"));
+            }
+        }
+        let range = Limits::MIN_HEADER_BYTES..=Limits::MAX_HEADER_BYTES;
+        if !range.contains(&limits.max_header_bytes) {
+            let message = format!(
+                "`max_header_bytes` must be between {} and {}",
+                range.start(),
+                range.end()
+            );
+            self.value(&["limits", "max_header_bytes"], message);
+        }
+        let waits = [
+            ("upstream_idle_timeout", limits.upstream_idle_timeout),
+            ("upstream_connect_timeout", limits.upstream_connect_timeout),
+            (
+                "upstream_response_timeout",
+                limits.upstream_response_timeout,
+            ),
+        ];
+        for (key, d) in waits {
+            self.positive(&["limits", key], d);
+        }
+    }
+}
+
+/// Same port, and the same IP or an unspecified IP of the same family on either side.
+fn addresses_clash(a: SocketAddr, b: SocketAddr) -> bool {
+    a.port() == b.port()
+        && a.port() != 0
+        && (a.ip() == b.ip()
+            || (a.is_ipv4() == b.is_ipv4() && (a.ip().is_unspecified() || b.ip().is_unspecified())))
+}
+
+/// `192.168.1.1`, `10.0.0.0/8`, `::1`, `fd00::/8`.
+pub(crate) fn is_ip_or_cidr(s: &str) -> bool {
+    match s.split_once('/') {
+        None => s.parse::<IpAddr>().is_ok(),
+        Some((ip, bits)) => match (ip.parse::<IpAddr>(), bits.parse::<u8>()) {
+            (Ok(IpAddr::V4(_)), Ok(bits)) => bits <= 32,
+            (Ok(IpAddr::V6(_)), Ok(bits)) => bits <= 128,
+            _ => false,
+        },
+    }
+}
+
+/// `"404"` or `"500-599"`, codes within 100..=599.
+fn is_status_range(s: &str) -> bool {
+    let code = |t: &str| {
+        t.trim()
+            .parse::<u16>()
+            .ok()
+            .filter(|c| (100..=599).contains(c))
+    };
+    match s.split_once('-') {
+        None => code(s).is_some(),
+        Some((lo, hi)) => matches!((code(lo), code(hi)), (Some(lo), Some(hi)) if lo <= hi),
+    }
+}

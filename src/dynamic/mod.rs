@@ -1,0 +1,128 @@
+//! The dynamic model every part reads: providers send whole [`Fragment`]s (one per provider
+//! namespace), [`assemble`] turns all current fragments into one immutable [`Snapshot`], and the
+//! [`Store`] publishes it to consumers (lock-free for the proxy, a watch channel for tasks that
+//! react to changes).
+//!
+//! Nothing here does I/O, and a bad fragment never stops a snapshot from being built: its faults
+//! become [`Problem`]s and the rest keeps serving.
+
+mod assemble;
+pub mod schema;
+pub mod table;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use serde::Serialize;
+use tokio::sync::watch;
+
+pub use assemble::{AssembleCtx, EntryPointSpec, assemble};
+
+use crate::proxy::balance::Service;
+use table::RouteTable;
+
+/// What one provider currently says, whole.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Fragment {
+    pub config: schema::DynamicConfig,
+    /// Faults the provider found itself (a file that does not parse, a bad label...).
+    pub problems: Vec<Problem>,
+}
+
+/// A fault in the configuration, shown on the dashboard and logged once.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct Problem {
+    /// What it is about: `router web@file`, `file /etc/boma/dynamic.toml`, ...
+    pub source: String,
+    pub message: String,
+}
+
+impl Problem {
+    pub fn new(source: impl Into<String>, message: impl Into<String>) -> Self {
+        Problem {
+            source: source.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.source, self.message)
+    }
+}
+
+/// A router as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RouterStatus {
+    pub rule: String,
+    pub service: String,
+    pub entry_points: Vec<String>,
+    pub middlewares: Vec<String>,
+    pub priority: i64,
+    /// "enabled", or "disabled" with the reason in `error`.
+    pub status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// One consistent view of the dynamic configuration, swapped whole.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    pub generation: u64,
+    /// Route tables by entrypoint name.
+    pub tables: HashMap<String, RouteTable>,
+    /// Every built service by qualified name.
+    pub services: BTreeMap<String, Arc<Service>>,
+    /// The configuration each service was built from (for reuse on the next assemble).
+    pub(crate) service_configs: BTreeMap<String, schema::Service>,
+    pub routers: BTreeMap<String, RouterStatus>,
+    pub problems: Vec<Problem>,
+    /// Host names that routers answer for (from non-negated `Host` matchers), for DNS.
+    pub hosts: BTreeSet<String>,
+}
+
+impl Snapshot {
+    pub fn table(&self, entrypoint: &str) -> Option<&RouteTable> {
+        self.tables.get(entrypoint)
+    }
+}
+
+/// Where the current snapshot lives: an `ArcSwap` for per-request reads and a watch channel for
+/// tasks that react to a new snapshot.
+#[derive(Clone)]
+pub struct Store {
+    pub current: Arc<ArcSwap<Snapshot>>,
+    tx: Arc<watch::Sender<Arc<Snapshot>>>,
+}
+
+impl Default for Store {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Store {
+    pub fn new() -> Self {
+        let empty = Arc::new(Snapshot::default());
+        let (tx, _) = watch::channel(Arc::clone(&empty));
+        Store {
+            current: Arc::new(ArcSwap::new(empty)),
+            tx: Arc::new(tx),
+        }
+    }
+
+    pub fn load(&self) -> Arc<Snapshot> {
+        self.current.load_full()
+    }
+
+    pub fn publish(&self, snapshot: Arc<Snapshot>) {
+        self.current.store(Arc::clone(&snapshot));
+        self.tx.send_replace(snapshot);
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<Arc<Snapshot>> {
+        self.tx.subscribe()
+    }
+}

@@ -1,0 +1,383 @@
+//! boma: one binary for a community network gateway. This crate root holds the module tree and
+//! the wiring that turns a validated [`config::Config`] into a running gateway: providers feed
+//! fragments to the assembler task, which publishes snapshots that the proxy entrypoints and the
+//! health checker read. Data flows one way (see `shared/DESIGN.md`); nothing here serves a request.
+#![forbid(unsafe_code)]
+
+pub mod admin;
+pub mod config;
+pub mod dynamic;
+pub mod ipnet;
+pub mod providers;
+pub mod proxy;
+pub mod rule;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+
+use config::Config;
+use dynamic::{AssembleCtx, EntryPointSpec, Fragment, Store};
+use proxy::entrypoint::{self, ConnLimits};
+use proxy::forward::{Upstream, UpstreamLimits};
+use proxy::{EntryPoint, Proxy};
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("entrypoint {name}: cannot listen on {addr}: {source}")]
+    Bind {
+        name: String,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("entrypoint {name}: {message}")]
+    EntryPoint { name: String, message: String },
+}
+
+/// A listener that is bound and about to serve, as printed at start-up.
+#[derive(Debug, Clone)]
+pub struct Listening {
+    pub what: &'static str,
+    pub name: String,
+    pub addr: SocketAddr,
+}
+
+/// A started gateway: its listeners and the handle to stop it.
+pub struct Gateway {
+    pub listening: Vec<Listening>,
+    pub store: Store,
+    stop: watch::Sender<bool>,
+    tasks: JoinSet<()>,
+    grace: Duration,
+}
+
+impl Gateway {
+    /// Bind every listener and start every component of `cfg`.
+    pub async fn start(cfg: &Config) -> Result<Gateway, StartError> {
+        let (stop, stop_rx) = watch::channel(false);
+        let store = Store::new();
+        let mut tasks = JoinSet::new();
+        let mut listening = Vec::new();
+        let limits = &cfg.limits;
+
+        let upstream = Upstream::new(UpstreamLimits {
+            connect_timeout: limits.upstream_connect_timeout.to_std(),
+            response_timeout: limits.upstream_response_timeout.as_timeout(),
+            idle_per_host: limits.upstream_idle_per_host,
+            idle_timeout: limits.upstream_idle_timeout.to_std(),
+            passive_cooldown: Duration::from_secs(10),
+        });
+        let access_log = cfg.access_log.as_ref().map(|a| {
+            let format = match a.format {
+                config::LogFormat::Json => proxy::accesslog::Format::Json,
+                _ => proxy::accesslog::Format::Common,
+            };
+            let queue = usize::try_from(a.buffering_size)
+                .unwrap_or(usize::MAX)
+                .clamp(1024, 65_536);
+            // The writer task ends by itself when the last handle is dropped.
+            proxy::accesslog::AccessLog::start(a.file_path.clone(), format, queue).0
+        });
+
+        // Bind every entrypoint first: a bad address fails start-up before anything runs, and
+        // redirections know the real port of their target (also with port 0).
+        let mut bound = BTreeMap::new();
+        for (name, ep) in &cfg.entry_points {
+            let addr = ep.socket_addr();
+            let listener = entrypoint::bind(addr)
+                .await
+                .map_err(|source| StartError::Bind {
+                    name: name.clone(),
+                    addr,
+                    source,
+                })?;
+            let local = listener.local_addr().unwrap_or(addr);
+            listening.push(Listening {
+                what: "proxy",
+                name: name.clone(),
+                addr: local,
+            });
+            bound.insert(name.clone(), (listener, local));
+        }
+        let ports: BTreeMap<String, u16> = bound
+            .iter()
+            .map(|(n, (_, a))| (n.clone(), a.port()))
+            .collect();
+        let proxy = Arc::new(Proxy {
+            snapshot: Arc::clone(&store.current),
+            upstream,
+            access_log,
+            server_name: server_name(),
+            admin: admin::Info {
+                entrypoints: listening.iter().map(|l| (l.name.clone(), l.addr)).collect(),
+                started: std::time::Instant::now(),
+            },
+        });
+        let mut specs = Vec::new();
+        let mut grace = Duration::from_secs(1);
+        for (name, (listener, _)) in bound {
+            let ep = &cfg.entry_points[&name];
+            let (info, conn_limits, spec) = entrypoint_parts(cfg, &name, ep, &ports)?;
+            grace = grace.max(conn_limits.grace);
+            specs.push(spec);
+            tasks.spawn(entrypoint::serve(
+                listener,
+                Arc::clone(&proxy),
+                Arc::new(info),
+                conn_limits,
+                stop_rx.clone(),
+            ));
+        }
+
+        // Assembler: fragments in, snapshots out.
+        let (frag_tx, frag_rx) = mpsc::channel::<(String, Fragment)>(64);
+        let ctx = AssembleCtx {
+            entrypoints: specs,
+            max_routes: limits.max_routes,
+        };
+        tasks.spawn(assembler(frag_rx, ctx, store.clone(), stop_rx.clone()));
+        tasks.spawn(health_task(store.clone(), stop_rx.clone()));
+
+        // Providers.
+        if let Some(file) = cfg.providers.as_ref().and_then(|p| p.file.as_ref()) {
+            let src = providers::file::FileSource {
+                filename: file.filename.clone(),
+                directory: file.directory.clone(),
+                watch: file.watch,
+                poll: Duration::from_secs(1),
+            };
+            tasks.spawn(providers::file::run(src, frag_tx.clone(), stop_rx.clone()));
+        }
+        if let Some(api) = &cfg.api {
+            let fragment = internal_fragment(api, &cfg.entry_points)?;
+            let _ = frag_tx.send(("internal".to_string(), fragment)).await;
+            if api.insecure {
+                let addr = listening
+                    .iter()
+                    .find(|l| l.name == "traefik")
+                    .map(|l| l.addr);
+                if let Some(addr) = addr {
+                    listening.push(Listening {
+                        what: "admin",
+                        name: "dashboard".into(),
+                        addr,
+                    });
+                }
+            }
+        }
+        drop(frag_tx);
+
+        Ok(Gateway {
+            listening,
+            store,
+            stop,
+            tasks,
+            grace,
+        })
+    }
+
+    /// Stop accepting, drain in-flight requests up to the grace period, stop every task.
+    pub async fn shutdown(mut self) {
+        let _ = self.stop.send(true);
+        let grace = self.grace + Duration::from_secs(1);
+        let all = async { while self.tasks.join_next().await.is_some() {} };
+        if tokio::time::timeout(grace, all).await.is_err() {
+            self.tasks.shutdown().await;
+        }
+    }
+}
+
+/// This machine's host name, for X-Forwarded-Server.
+fn server_name() -> http::HeaderValue {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .and_then(|h| http::HeaderValue::from_str(h.trim()).ok())
+        .unwrap_or_else(|| http::HeaderValue::from_static("boma"))
+}
+
+/// The proxy's and the assembler's view of one configured entrypoint.
+fn entrypoint_parts(
+    cfg: &Config,
+    name: &str,
+    ep: &config::EntryPoint,
+    ports: &BTreeMap<String, u16>,
+) -> Result<(EntryPoint, ConnLimits, EntryPointSpec), StartError> {
+    let err = |message: String| StartError::EntryPoint {
+        name: name.to_string(),
+        message,
+    };
+    let timeouts = &ep.transport.responding_timeouts;
+    let redirect = match ep.redirection() {
+        Some(r) => {
+            let port = match r.target() {
+                config::RedirectTarget::Port(p) => p,
+                config::RedirectTarget::EntryPoint(to) => *ports
+                    .get(to)
+                    .ok_or_else(|| err(format!("redirection to unknown entrypoint `{to}`")))?,
+            };
+            let cfg = proxy::middlewares::MiddlewareConfig {
+                redirect_scheme: Some(proxy::middlewares::RedirectSchemeConfig {
+                    scheme: r.scheme.clone(),
+                    port: port.to_string(),
+                    permanent: r.permanent,
+                }),
+                ..Default::default()
+            };
+            match proxy::middlewares::compile(&cfg) {
+                Ok(proxy::middlewares::Compiled::One(m)) => Some(Arc::new(m)),
+                Ok(_) => None,
+                Err(e) => return Err(err(format!("redirection: {e}"))),
+            }
+        }
+        None => None,
+    };
+    let trusted = crate::ipnet::IpSet::parse(&ep.forwarded_headers.trusted_ips)
+        .map_err(|e| err(format!("forwardedHeaders.trustedIPs: {e}")))?;
+    let idle = timeouts.idle_timeout.to_std();
+    let info = EntryPoint {
+        name: name.to_string(),
+        scheme: "http",
+        redirect,
+        trusted,
+        trust_all: ep.forwarded_headers.insecure,
+        idle_timeout: idle,
+    };
+    let limits = ConnLimits {
+        max_connections: cfg.limits.max_connections,
+        max_header_bytes: cfg.limits.max_header_bytes,
+        header_read_timeout: timeouts
+            .read_timeout
+            .as_timeout()
+            .unwrap_or(Duration::from_secs(60)),
+        idle_timeout: idle,
+        grace: ep.transport.life_cycle.grace_time_out.to_std(),
+    };
+    let spec = EntryPointSpec {
+        name: name.to_string(),
+        as_default: ep.as_default,
+        middlewares: ep.http.middlewares.clone(),
+    };
+    Ok((info, limits, spec))
+}
+
+/// The internal provider: with `[api] insecure = true`, the API and dashboard routers on the
+/// `traefik` entrypoint, as Traefik does. Without `insecure`, nothing is published: an operator
+/// routes to `api@internal` / `dashboard@internal` with a router of their own (and basicAuth).
+fn internal_fragment(
+    api: &config::Api,
+    entry_points: &BTreeMap<String, config::EntryPoint>,
+) -> Result<Fragment, StartError> {
+    let mut fragment = Fragment::default();
+    if !api.insecure {
+        return Ok(fragment);
+    }
+    if !entry_points.contains_key("traefik") {
+        return Err(StartError::EntryPoint {
+            name: "traefik".into(),
+            message: "[api] insecure = true serves the API on an entrypoint named `traefik`; \
+                      define [entryPoints.traefik] with the address it should listen on"
+                .into(),
+        });
+    }
+    let router = |rule: &str, service: &str, priority: i64| dynamic::schema::Router {
+        rule: rule.to_string(),
+        rule_syntax: None,
+        entry_points: vec!["traefik".into()],
+        middlewares: Vec::new(),
+        service: service.to_string(),
+        priority: Some(priority),
+        tls: None,
+        observability: None,
+    };
+    let mut http = dynamic::schema::Http::default();
+    http.routers.insert(
+        "api".into(),
+        router(
+            "PathPrefix(`/api`)",
+            "api@internal",
+            i64::from(i32::MAX) - 1,
+        ),
+    );
+    if api.dashboard {
+        http.routers.insert(
+            "dashboard".into(),
+            router(
+                "PathPrefix(`/`)",
+                "dashboard@internal",
+                i64::from(i32::MAX) - 2,
+            ),
+        );
+    }
+    fragment.config.http = Some(http);
+    Ok(fragment)
+}
+
+/// Collect fragments, coalesce bursts, assemble, publish only when something changed.
+async fn assembler(
+    mut rx: mpsc::Receiver<(String, Fragment)>,
+    ctx: AssembleCtx,
+    store: Store,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut fragments: BTreeMap<String, Fragment> = BTreeMap::new();
+    let mut generation = 0u64;
+    loop {
+        let first = tokio::select! {
+            m = rx.recv() => m,
+            _ = stop.changed() => return,
+        };
+        let Some((ns, frag)) = first else {
+            // Every provider is done (none watches): keep the last snapshot until shutdown.
+            let _ = stop.changed().await;
+            return;
+        };
+        let mut changed = fragments.get(&ns) != Some(&frag);
+        fragments.insert(ns, frag);
+        // Coalesce a burst (several providers, or a container storm) into one assemble.
+        while let Ok((ns, frag)) = rx.try_recv() {
+            changed |= fragments.get(&ns) != Some(&frag);
+            fragments.insert(ns, frag);
+        }
+        if !changed {
+            continue;
+        }
+        generation += 1;
+        let prev = store.load();
+        let snapshot = dynamic::assemble(&fragments, &ctx, Some(&prev), generation);
+        for p in &snapshot.problems {
+            if !prev.problems.contains(p) {
+                tracing::warn!(problem = %p, "configuration problem");
+            }
+        }
+        tracing::info!(
+            generation,
+            routers = snapshot.routers.len(),
+            services = snapshot.services.len(),
+            problems = snapshot.problems.len(),
+            "configuration applied"
+        );
+        store.publish(Arc::new(snapshot));
+    }
+}
+
+/// Keep the active health checkers in line with the current snapshot.
+async fn health_task(store: Store, mut stop: watch::Receiver<bool>) {
+    let mut manager = proxy::health::HealthManager::new();
+    let mut rx = store.subscribe();
+    loop {
+        {
+            let snap = rx.borrow_and_update().clone();
+            manager.update(snap.services.iter());
+        }
+        tokio::select! {
+            r = rx.changed() => if r.is_err() { break },
+            _ = stop.changed() => break,
+        }
+    }
+    manager.shutdown().await;
+}

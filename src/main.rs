@@ -1,0 +1,191 @@
+//! The `boma` command line: `run` (the default), `check` and `version`. Only argument handling,
+//! logging set-up and signal handling live here; everything else is in the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+
+const USAGE: &str = "\
+usage: boma [run] [--config FILE]   run the gateway (default: the embedded config)
+       boma check FILE              validate a configuration file, print every problem
+       boma version                 print the version
+
+The configuration file can also be given with BOMA_CONFIG.";
+
+enum Command {
+    Run(Option<PathBuf>),
+    Check(PathBuf),
+    Version,
+    Help,
+}
+
+fn parse_args(args: &[String]) -> Result<Command, String> {
+    let mut it = args.iter().map(String::as_str).peekable();
+    let cmd = match it.peek() {
+        Some(&"run") => {
+            it.next();
+            "run"
+        }
+        Some(&"check") => {
+            it.next();
+            let file = it.next().ok_or("check needs a FILE")?;
+            if let Some(extra) = it.next() {
+                return Err(format!("unexpected argument `{extra}`"));
+            }
+            return Ok(Command::Check(PathBuf::from(file)));
+        }
+        Some(&"version") | Some(&"--version") | Some(&"-V") => return Ok(Command::Version),
+        Some(&"help") | Some(&"--help") | Some(&"-h") => return Ok(Command::Help),
+        _ => "run",
+    };
+    debug_assert_eq!(cmd, "run");
+    let mut config = std::env::var_os("BOMA_CONFIG").map(PathBuf::from);
+    while let Some(arg) = it.next() {
+        match arg {
+            "--config" | "-c" => {
+                config = Some(PathBuf::from(it.next().ok_or("--config needs a FILE")?));
+            }
+            other => match other.strip_prefix("--config=") {
+                Some(v) => config = Some(PathBuf::from(v)),
+                None => return Err(format!("unexpected argument `{other}`")),
+            },
+        }
+    }
+    Ok(Command::Run(config))
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let cmd = match parse_args(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("boma: {e}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match cmd {
+        Command::Help => {
+            println!("{USAGE}");
+            ExitCode::SUCCESS
+        }
+        Command::Version => {
+            println!("boma {}", env!("CARGO_PKG_VERSION"));
+            ExitCode::SUCCESS
+        }
+        Command::Check(path) => match boma::config::load(&path) {
+            Ok(_) => {
+                println!("{}: ok", path.display());
+                ExitCode::SUCCESS
+            }
+            Err(errors) => {
+                eprint!("{errors}");
+                if !errors.to_string().ends_with('\n') {
+                    eprintln!();
+                }
+                ExitCode::from(1)
+            }
+        },
+        Command::Run(path) => match run(path) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("boma: {e:#}");
+                ExitCode::from(1)
+            }
+        },
+    }
+}
+
+fn run(path: Option<PathBuf>) -> anyhow::Result<()> {
+    let cfg = match &path {
+        Some(p) => boma::config::load(p).map_err(|e| anyhow::anyhow!("{e}"))?,
+        None => boma::config::parse(
+            boma::config::DEFAULT_TOML,
+            std::path::Path::new("<embedded default>"),
+        )
+        .map_err(|e| anyhow::anyhow!("{e}"))?,
+    };
+    init_logging(&cfg);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("boma")
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let gateway = boma::Gateway::start(&cfg).await?;
+        let origin = path
+            .as_ref()
+            .map_or("embedded default config".to_string(), |p| {
+                p.display().to_string()
+            });
+        println!("boma {} running ({origin})", env!("CARGO_PKG_VERSION"));
+        for l in &gateway.listening {
+            let path = if l.what == "admin" { "/dashboard/" } else { "" };
+            println!("  {:<6} {:<10} http://{}{path}", l.what, l.name, l.addr);
+        }
+        println!("ready");
+        wait_for_signal().await;
+        tracing::info!("shutting down: draining connections");
+        gateway.shutdown().await;
+        anyhow::Ok(())
+    })
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+fn init_logging(cfg: &boma::config::Config) {
+    // Without [log], Traefik logs at ERROR; boma says a little more by default (start-up,
+    // reloads, problems), which is what an operator reading the serial console wants.
+    let (level, json, file) = match &cfg.log {
+        Some(l) => (
+            l.level.as_filter(),
+            l.format == boma::config::LogFormat::Json,
+            l.file_path.clone(),
+        ),
+        None => ("info", false, None),
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("BOMA_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("boma={level},warn")));
+    let writer = match file.as_ref().map(|p| {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(p)
+            .map_err(|e| (p, e))
+    }) {
+        Some(Ok(f)) => {
+            tracing_subscriber::fmt::writer::BoxMakeWriter::new(std::sync::Mutex::new(f))
+        }
+        Some(Err((p, e))) => {
+            eprintln!(
+                "boma: cannot open log file {}: {e}; logging to stderr",
+                p.display()
+            );
+            tracing_subscriber::fmt::writer::BoxMakeWriter::new(std::io::stderr)
+        }
+        None => tracing_subscriber::fmt::writer::BoxMakeWriter::new(std::io::stderr),
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(writer)
+        .with_ansi(file.is_none() && cfg.log.as_ref().is_none_or(|l| !l.no_color))
+        .with_target(false);
+    if json {
+        builder.json().init();
+    } else {
+        builder.compact().init();
+    }
+}

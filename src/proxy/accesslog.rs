@@ -1,0 +1,250 @@
+//! The optional access log: one line per request, in Traefik's common log format or as JSON,
+//! written by one background task so the request path never waits on a disk (an SD card can stall
+//! for seconds). The queue is bounded; when it is full, lines are dropped and counted, never
+//! blocking a request.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use tokio::io::AsyncWriteExt;
+use tokio::sync::mpsc;
+
+/// Everything one access-log line says.
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub client: IpAddr,
+    pub method: String,
+    pub path: String,
+    pub proto: &'static str,
+    pub status: u16,
+    pub size: u64,
+    pub referer: String,
+    pub user_agent: String,
+    pub router: String,
+    pub server_url: String,
+    pub started: Instant,
+    pub started_wall: SystemTime,
+    pub entrypoint: String,
+}
+
+/// Line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Common,
+    Json,
+}
+
+struct Inner {
+    tx: mpsc::Sender<String>,
+    format: Format,
+    count: AtomicU64,
+    dropped: AtomicU64,
+}
+
+/// Cheap to clone handle on the access-log writer.
+#[derive(Clone)]
+pub struct AccessLog {
+    inner: Arc<Inner>,
+}
+
+impl AccessLog {
+    /// Start the writer task. `path` None writes to standard output.
+    pub fn start(
+        path: Option<PathBuf>,
+        format: Format,
+        queue: usize,
+    ) -> (AccessLog, tokio::task::JoinHandle<()>) {
+        let (tx, mut rx) = mpsc::channel::<String>(queue.max(16));
+        let task = tokio::spawn(async move {
+            let mut out: Box<dyn tokio::io::AsyncWrite + Unpin + Send> = match &path {
+                Some(p) => match tokio::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(p)
+                    .await
+                {
+                    Ok(f) => Box::new(f),
+                    Err(e) => {
+                        tracing::error!(path = %p.display(), error = %e, "cannot open access log; writing to stdout");
+                        Box::new(tokio::io::stdout())
+                    }
+                },
+                None => Box::new(tokio::io::stdout()),
+            };
+            let mut buf = Vec::with_capacity(4096);
+            while let Some(line) = rx.recv().await {
+                buf.extend_from_slice(line.as_bytes());
+                while buf.len() < 64 * 1024 {
+                    match rx.try_recv() {
+                        Ok(more) => buf.extend_from_slice(more.as_bytes()),
+                        Err(_) => break,
+                    }
+                }
+                if let Err(e) = out.write_all(&buf).await {
+                    tracing::warn!(error = %e, "access log write failed");
+                }
+                let _ = out.flush().await;
+                buf.clear();
+            }
+        });
+        let log = AccessLog {
+            inner: Arc::new(Inner {
+                tx,
+                format,
+                count: AtomicU64::new(0),
+                dropped: AtomicU64::new(0),
+            }),
+        };
+        (log, task)
+    }
+
+    /// Queue a line; drops (and counts) it when the writer is behind.
+    pub fn write(&self, record: Record) {
+        let n = self.inner.count.fetch_add(1, Ordering::Relaxed) + 1;
+        let line = match self.inner.format {
+            Format::Common => common_line(&record, n),
+            Format::Json => json_line(&record),
+        };
+        if self.inner.tx.try_send(line).is_err() {
+            self.inner.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Lines dropped because the writer could not keep up.
+    pub fn dropped(&self) -> u64 {
+        self.inner.dropped.load(Ordering::Relaxed)
+    }
+}
+
+fn dash(s: &str) -> &str {
+    if s.is_empty() { "-" } else { s }
+}
+
+/// Traefik's common log format (CLF plus request count, router, server URL and duration).
+fn common_line(r: &Record, count: u64) -> String {
+    format!(
+        "{} - - [{}] \"{} {} {}\" {} {} \"{}\" \"{}\" {} \"{}\" \"{}\" {}ms\n",
+        r.client,
+        clf_time(r.started_wall),
+        r.method,
+        r.path,
+        r.proto,
+        r.status,
+        r.size,
+        dash(&r.referer),
+        dash(&r.user_agent),
+        count,
+        dash(&r.router),
+        dash(&r.server_url),
+        r.started.elapsed().as_millis(),
+    )
+}
+
+fn json_line(r: &Record) -> String {
+    let v = serde_json::json!({
+        "ClientHost": r.client.to_string(),
+        "RequestMethod": r.method,
+        "RequestPath": r.path,
+        "RequestProtocol": r.proto,
+        "DownstreamStatus": r.status,
+        "DownstreamContentSize": r.size,
+        "RequestReferer": r.referer,
+        "RequestUserAgent": r.user_agent,
+        "RouterName": r.router,
+        "ServiceURL": r.server_url,
+        "entryPointName": r.entrypoint,
+        "Duration": r.started.elapsed().as_nanos() as u64,
+        "StartUTC": rfc3339(r.started_wall),
+    });
+    let mut s = v.to_string();
+    s.push('\n');
+    s
+}
+
+/// Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+fn civil(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+fn split(t: SystemTime) -> (i64, u32, u32, u64, u64, u64, u32) {
+    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs();
+    let (y, m, day) = civil((secs / 86_400) as i64);
+    let rem = secs % 86_400;
+    (
+        y,
+        m,
+        day,
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        d.subsec_millis(),
+    )
+}
+
+fn clf_time(t: SystemTime) -> String {
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let (y, m, d, hh, mm, ss, _) = split(t);
+    let mon = MONTHS[(m as usize).saturating_sub(1) % 12];
+    format!("{d:02}/{mon}/{y}:{hh:02}:{mm:02}:{ss:02} +0000")
+}
+
+fn rfc3339(t: SystemTime) -> String {
+    let (y, m, d, hh, mm, ss, ms) = split(t);
+    format!("{y:04}-{m:02}-{d:02}T{hh:02}:{mm:02}:{ss:02}.{ms:03}Z")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn dates() {
+        let t = UNIX_EPOCH + Duration::from_secs(971_189_736); // 2000-10-10T14:55:36Z
+        assert_eq!(clf_time(t), "10/Oct/2000:14:55:36 +0000");
+        assert_eq!(rfc3339(t), "2000-10-10T14:55:36.000Z");
+        let leap = UNIX_EPOCH + Duration::from_secs(1_709_164_800); // 2024-02-29
+        assert_eq!(rfc3339(leap), "2024-02-29T00:00:00.000Z");
+    }
+
+    #[test]
+    fn common_format() {
+        let r = Record {
+            client: "192.0.2.7".parse().unwrap(),
+            method: "GET".into(),
+            path: "/a?b=1".into(),
+            proto: "HTTP/1.1",
+            status: 200,
+            size: 42,
+            referer: String::new(),
+            user_agent: "curl/8".into(),
+            router: "web@file".into(),
+            server_url: "http://10.0.0.2:80".into(),
+            started: Instant::now(),
+            started_wall: UNIX_EPOCH + Duration::from_secs(971_189_736),
+            entrypoint: "web".into(),
+        };
+        let line = common_line(&r, 7);
+        assert!(line.starts_with(
+            "192.0.2.7 - - [10/Oct/2000:14:55:36 +0000] \"GET /a?b=1 HTTP/1.1\" 200 42 \"-\" \"curl/8\" 7 \"web@file\" \"http://10.0.0.2:80\" "
+        ), "{line}");
+        let json: serde_json::Value = serde_json::from_str(&json_line(&r)).unwrap();
+        assert_eq!(json["DownstreamStatus"], 200);
+        assert_eq!(json["RouterName"], "web@file");
+    }
+}

@@ -1,0 +1,401 @@
+//! Services as the proxy runs them: load balancers over servers and weighted services over
+//! other services, both picking with smooth weighted round robin (the nginx algorithm: exact
+//! proportions, well interleaved). Server health lives here too: an active flag written by the
+//! health checker and a passive "down until" mark written by the forwarder after a connection
+//! failure.
+//!
+//! These objects are built by `dynamic::assemble` and shared by `Arc` between snapshots when their
+//! configuration did not change, so round-robin position and health survive reloads. They must not
+//! do I/O: picking is a few atomic loads and one short uncontended lock.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use http::uri::{Authority, Scheme};
+
+/// How the proxy talks to a server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// HTTP/1.1 with keep-alive (hyper negotiates nothing else over plain TCP).
+    Http1,
+    /// HTTP/2 over cleartext with prior knowledge (`h2c://` server URLs).
+    H2c,
+}
+
+/// One upstream server of a load balancer.
+#[derive(Debug)]
+pub struct Server {
+    /// The URL as configured, for the API, logs and sticky cookies.
+    pub url: String,
+    pub scheme: Scheme,
+    pub authority: Authority,
+    pub protocol: Protocol,
+    /// Path prepended to the request path (only with `preservePath`), without trailing '/'.
+    pub path_prefix: String,
+    pub weight: u32,
+    /// Written by the active health checker; servers start healthy.
+    healthy: AtomicBool,
+    /// Passive mark: milliseconds since [`epoch`] until which the server is skipped.
+    down_until_ms: AtomicU64,
+}
+
+impl Server {
+    pub fn new(
+        url: String,
+        scheme: Scheme,
+        authority: Authority,
+        protocol: Protocol,
+        path_prefix: String,
+        weight: u32,
+    ) -> Self {
+        Server {
+            url,
+            scheme,
+            authority,
+            protocol,
+            path_prefix,
+            weight,
+            healthy: AtomicBool::new(true),
+            down_until_ms: AtomicU64::new(0),
+        }
+    }
+
+    /// Active health as last reported by the checker.
+    pub fn is_healthy(&self) -> bool {
+        self.healthy.load(Ordering::Relaxed)
+    }
+
+    /// Record an active health check result; returns true when the state changed.
+    pub fn set_healthy(&self, up: bool) -> bool {
+        self.healthy.swap(up, Ordering::Relaxed) != up
+    }
+
+    /// Skip this server for `cooldown` after a connection-level failure.
+    pub fn mark_failed(&self, now: Instant, cooldown: Duration) {
+        let until = millis_since_epoch(now) + cooldown.as_millis() as u64;
+        self.down_until_ms.store(until, Ordering::Relaxed);
+    }
+
+    /// A successful exchange clears the passive mark.
+    pub fn mark_ok(&self) {
+        if self.down_until_ms.load(Ordering::Relaxed) != 0 {
+            self.down_until_ms.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// Healthy and not passively marked at `now`.
+    pub fn available(&self, now: Instant) -> bool {
+        self.is_healthy() && self.down_until_ms.load(Ordering::Relaxed) <= millis_since_epoch(now)
+    }
+}
+
+/// Process-wide reference instant, so passive marks fit in an `AtomicU64`.
+fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+fn millis_since_epoch(now: Instant) -> u64 {
+    now.saturating_duration_since(epoch()).as_millis() as u64
+}
+
+/// Smooth weighted round robin state: one running weight per member.
+#[derive(Debug, Default)]
+pub struct Swrr {
+    current: Mutex<Vec<i64>>,
+}
+
+impl Swrr {
+    /// Pick among members `0..weights.len()` for which `eligible` holds. Members with weight 0 are
+    /// never picked. Returns None when nobody is eligible.
+    pub fn pick(&self, weights: &[u32], eligible: impl Fn(usize) -> bool) -> Option<usize> {
+        let mut current = match self.current.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if current.len() != weights.len() {
+            current.clear();
+            current.resize(weights.len(), 0);
+        }
+        let mut total = 0i64;
+        let mut best: Option<usize> = None;
+        for (i, &w) in weights.iter().enumerate() {
+            if w == 0 || !eligible(i) {
+                continue;
+            }
+            current[i] += i64::from(w);
+            total += i64::from(w);
+            if best.is_none_or(|b| current[i] > current[b]) {
+                best = Some(i);
+            }
+        }
+        let b = best?;
+        current[b] -= total;
+        Some(b)
+    }
+}
+
+/// Sticky sessions by cookie, as Traefik's `sticky.cookie`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StickyCookie {
+    pub name: String,
+    pub secure: bool,
+    pub http_only: bool,
+    pub same_site: String,
+    pub max_age: i64,
+    pub path: String,
+}
+
+/// A load balancer over servers.
+#[derive(Debug)]
+pub struct LoadBalancer {
+    pub servers: Vec<Arc<Server>>,
+    weights: Vec<u32>,
+    swrr: Swrr,
+    pub pass_host_header: bool,
+    pub sticky: Option<StickyCookie>,
+    pub health: Option<Arc<super::health::HealthCheck>>,
+}
+
+impl LoadBalancer {
+    pub fn new(
+        servers: Vec<Arc<Server>>,
+        pass_host_header: bool,
+        sticky: Option<StickyCookie>,
+        health: Option<Arc<super::health::HealthCheck>>,
+    ) -> Self {
+        let weights = servers.iter().map(|s| s.weight).collect();
+        LoadBalancer {
+            servers,
+            weights,
+            swrr: Swrr::default(),
+            pass_host_header,
+            sticky,
+            health,
+        }
+    }
+
+    /// Next server to try, skipping those in `exclude` (already failed in this request) and
+    /// unavailable ones.
+    pub fn pick(&self, now: Instant, exclude: &[usize]) -> Option<usize> {
+        self.swrr.pick(&self.weights, |i| {
+            !exclude.contains(&i) && self.servers[i].available(now)
+        })
+    }
+
+    /// The server whose sticky id is `id`, when it is available.
+    pub fn sticky_server(&self, id: &str, now: Instant) -> Option<usize> {
+        self.servers
+            .iter()
+            .position(|s| sticky_id(&s.url) == id)
+            .filter(|&i| self.servers[i].available(now))
+    }
+
+    pub fn any_available(&self, now: Instant) -> bool {
+        self.servers
+            .iter()
+            .any(|s| s.weight > 0 && s.available(now))
+    }
+}
+
+/// Stable opaque id of a server for sticky cookies (FNV-1a of its URL, hex).
+pub fn sticky_id(url: &str) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in url.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}
+
+/// A weighted service: picks among child services (canary releases).
+#[derive(Debug)]
+pub struct Weighted {
+    pub children: Vec<(String, Arc<Service>)>,
+    weights: Vec<u32>,
+    swrr: Swrr,
+}
+
+impl Weighted {
+    pub fn new(children: Vec<(String, Arc<Service>, u32)>) -> Self {
+        let weights = children.iter().map(|c| c.2).collect();
+        Weighted {
+            children: children.into_iter().map(|(n, s, _)| (n, s)).collect(),
+            weights,
+            swrr: Swrr::default(),
+        }
+    }
+}
+
+/// Services boma answers itself, named `<name>@internal` as in Traefik.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Internal {
+    /// `api@internal`: the JSON API.
+    Api,
+    /// `dashboard@internal`: the web dashboard.
+    Dashboard,
+    /// `ping@internal`: 200 "OK" while the gateway runs.
+    Ping,
+    /// `noop@internal`: answers nothing useful; for routers that only redirect.
+    Noop,
+}
+
+impl Internal {
+    pub fn from_name(name: &str) -> Option<Internal> {
+        match name {
+            "api@internal" => Some(Internal::Api),
+            "dashboard@internal" => Some(Internal::Dashboard),
+            "ping@internal" => Some(Internal::Ping),
+            "noop@internal" => Some(Internal::Noop),
+            _ => None,
+        }
+    }
+}
+
+/// What a router points at.
+#[derive(Debug)]
+pub enum Service {
+    LoadBalancer(LoadBalancer),
+    Weighted(Weighted),
+    Internal(Internal),
+}
+
+/// Upper bound on weighted-service nesting followed while picking (assemble rejects cycles).
+const MAX_DEPTH: usize = 8;
+
+impl Service {
+    /// Does any server below this service currently accept traffic?
+    pub fn any_available(&self, now: Instant) -> bool {
+        self.available_at(now, 0)
+    }
+
+    fn available_at(&self, now: Instant, depth: usize) -> bool {
+        match self {
+            Service::LoadBalancer(lb) => lb.any_available(now),
+            Service::Internal(_) => true,
+            Service::Weighted(w) => {
+                depth < MAX_DEPTH
+                    && w.children
+                        .iter()
+                        .zip(&w.weights)
+                        .any(|((_, s), &wt)| wt > 0 && s.available_at(now, depth + 1))
+            }
+        }
+    }
+
+    /// Resolve weighted services down to the load balancer that will serve this request.
+    pub fn resolve(self: &Arc<Self>, now: Instant) -> Option<Arc<Service>> {
+        let mut cur = Arc::clone(self);
+        for _ in 0..MAX_DEPTH {
+            let next = match &*cur {
+                Service::LoadBalancer(_) | Service::Internal(_) => return Some(cur),
+                Service::Weighted(w) => {
+                    let i = w
+                        .swrr
+                        .pick(&w.weights, |i| w.children[i].1.any_available(now))?;
+                    Arc::clone(&w.children[i].1)
+                }
+            };
+            cur = next;
+        }
+        None
+    }
+
+    /// Every load balancer reachable from this service (for the API and health checks).
+    pub fn load_balancer(&self) -> Option<&LoadBalancer> {
+        match self {
+            Service::LoadBalancer(lb) => Some(lb),
+            Service::Weighted(_) | Service::Internal(_) => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn server(url: &str, weight: u32) -> Arc<Server> {
+        let uri: http::Uri = url.parse().unwrap();
+        Arc::new(Server::new(
+            url.to_string(),
+            uri.scheme().cloned().unwrap(),
+            uri.authority().cloned().unwrap(),
+            Protocol::Http1,
+            String::new(),
+            weight,
+        ))
+    }
+
+    #[test]
+    fn swrr_exact_proportions_and_interleaving() {
+        let swrr = Swrr::default();
+        let weights = [5, 1, 1];
+        let picks: Vec<usize> = (0..7)
+            .map(|_| swrr.pick(&weights, |_| true).unwrap())
+            .collect();
+        // nginx's documented sequence for {a:5, b:1, c:1}
+        assert_eq!(picks, vec![0, 0, 1, 0, 2, 0, 0]);
+        let mut counts = [0; 3];
+        for _ in 0..700 {
+            counts[swrr.pick(&weights, |_| true).unwrap()] += 1;
+        }
+        assert_eq!(counts, [500, 100, 100]);
+    }
+
+    #[test]
+    fn swrr_skips_ineligible_and_zero_weight() {
+        let swrr = Swrr::default();
+        assert_eq!(swrr.pick(&[0, 0], |_| true), None);
+        assert_eq!(swrr.pick(&[3, 1], |i| i == 1), Some(1));
+        assert_eq!(swrr.pick(&[3, 1], |_| false), None);
+    }
+
+    #[test]
+    fn passive_mark_expires() {
+        let s = server("http://127.0.0.1:1", 1);
+        let now = Instant::now();
+        assert!(s.available(now));
+        s.mark_failed(now, Duration::from_secs(10));
+        assert!(!s.available(now));
+        assert!(s.available(now + Duration::from_secs(11)));
+        s.mark_ok();
+        assert!(s.available(now));
+    }
+
+    #[test]
+    fn weighted_resolves_to_healthy_child() {
+        let a = server("http://127.0.0.1:1", 1);
+        let b = server("http://127.0.0.1:2", 1);
+        let sa = Arc::new(Service::LoadBalancer(LoadBalancer::new(
+            vec![a.clone()],
+            true,
+            None,
+            None,
+        )));
+        let sb = Arc::new(Service::LoadBalancer(LoadBalancer::new(
+            vec![b],
+            true,
+            None,
+            None,
+        )));
+        let w = Arc::new(Service::Weighted(Weighted::new(vec![
+            ("a".into(), sa.clone(), 3),
+            ("b".into(), sb.clone(), 1),
+        ])));
+        let now = Instant::now();
+        let mut hits_a = 0;
+        for _ in 0..400 {
+            let lb = w.resolve(now).unwrap();
+            if Arc::ptr_eq(&lb, &sa) {
+                hits_a += 1;
+            }
+        }
+        assert_eq!(hits_a, 300);
+        a.set_healthy(false);
+        for _ in 0..10 {
+            assert!(Arc::ptr_eq(&w.resolve(now).unwrap(), &sb));
+        }
+    }
+}

@@ -1,0 +1,250 @@
+//! Entrypoints: a listening socket each, accepting connections up to a limit and serving HTTP/1.1
+//! and h2c (prior knowledge) on them with hyper, with header-read and idle timeouts, upgrades
+//! (WebSocket) and graceful draining on shutdown.
+//!
+//! This module owns connections, not requests: each request goes to [`super::Proxy::handle`].
+//! Every connection task is owned by the entrypoint's JoinSet and is aborted after the grace period.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
+
+use super::{EntryPoint, Proxy};
+
+/// Connection-level limits of an entrypoint.
+#[derive(Debug, Clone)]
+pub struct ConnLimits {
+    pub max_connections: usize,
+    pub max_header_bytes: usize,
+    pub header_read_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub grace: Duration,
+}
+
+/// Bind the entrypoint's socket (done up front so bind errors surface at start-up).
+pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = match addr {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(1024)
+}
+
+/// Accept and serve until `shutdown` flips to true, then drain for up to `limits.grace`.
+pub async fn serve(
+    listener: TcpListener,
+    proxy: Arc<Proxy>,
+    ep: Arc<EntryPoint>,
+    limits: ConnLimits,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(limits.max_header_bytes.max(8192))
+        .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(limits.max_header_bytes as u32)
+        .max_concurrent_streams(250)
+        .keep_alive_interval(None);
+    let builder = Arc::new(builder);
+    let mut conns = JoinSet::new();
+    loop {
+        while conns.try_join_next().is_some() {}
+        let permit = tokio::select! {
+            _ = shutdown.changed() => break,
+            p = Arc::clone(&permits).acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+        };
+        let (stream, peer) = tokio::select! {
+            _ = shutdown.changed() => break,
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!(entrypoint = %ep.name, error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let proxy = Arc::clone(&proxy);
+        let ep = Arc::clone(&ep);
+        let builder = Arc::clone(&builder);
+        let stop = shutdown.clone();
+        let idle = limits.idle_timeout;
+        conns.spawn(async move {
+            serve_conn(stream, peer, proxy, ep, &builder, idle, stop).await;
+            drop(permit);
+        });
+    }
+    drop(listener);
+    // Drain: connections saw the shutdown flag and are closing gracefully.
+    let drained = tokio::time::timeout(limits.grace, async {
+        while conns.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::info!(entrypoint = %ep.name, left = conns.len(), "grace period over, closing connections");
+        conns.shutdown().await;
+    }
+}
+
+async fn serve_conn(
+    stream: TcpStream,
+    peer: SocketAddr,
+    proxy: Arc<Proxy>,
+    ep: Arc<EntryPoint>,
+    builder: &auto::Builder<TokioExecutor>,
+    idle: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    let last = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let io = TokioIo::new(Activity {
+        inner: stream,
+        last: Arc::clone(&last),
+        started,
+    });
+    let svc = service_fn(move |req: http::Request<Incoming>| {
+        let proxy = Arc::clone(&proxy);
+        let ep = Arc::clone(&ep);
+        async move { Ok::<_, Infallible>(proxy.handle(&ep, peer, req).await) }
+    });
+    let conn = builder.serve_connection_with_upgrades(io, svc);
+    tokio::pin!(conn);
+    let idle_enabled = !idle.is_zero();
+    let tick = if idle_enabled {
+        idle
+    } else {
+        Duration::from_secs(3600)
+    };
+    let mut closing = *stop.borrow();
+    if closing {
+        conn.as_mut().graceful_shutdown();
+    }
+    loop {
+        tokio::select! {
+            res = conn.as_mut() => {
+                if let Err(e) = res {
+                    tracing::debug!(%peer, error = %e, "connection ended with an error");
+                }
+                return;
+            }
+            changed = stop.changed(), if !closing => {
+                if changed.is_err() || *stop.borrow() {
+                    closing = true;
+                    conn.as_mut().graceful_shutdown();
+                }
+            }
+            _ = tokio::time::sleep(tick), if !closing => {
+                let now_ms = started.elapsed().as_millis() as u64;
+                let since = now_ms.saturating_sub(last.load(Ordering::Relaxed));
+                if idle_enabled && since >= idle.as_millis() as u64 {
+                    // Graceful: a request still being answered finishes first.
+                    closing = true;
+                    conn.as_mut().graceful_shutdown();
+                }
+            }
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A socket that remembers when it last moved a byte (for the idle timeout).
+    struct Activity {
+        #[pin]
+        inner: TcpStream,
+        last: Arc<AtomicU64>,
+        started: Instant,
+    }
+}
+
+impl Activity {
+    fn touch(last: &AtomicU64, started: Instant) {
+        last.store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+}
+
+impl AsyncRead for Activity {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.project();
+        let before = buf.filled().len();
+        let res = this.inner.poll_read(cx, buf);
+        if buf.filled().len() > before {
+            Activity::touch(this.last, *this.started);
+        }
+        res
+    }
+}
+
+impl AsyncWrite for Activity {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = self.project();
+        let res = this.inner.poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = &res
+            && *n > 0
+        {
+            Activity::touch(this.last, *this.started);
+        }
+        res
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = self.project();
+        let res = this.inner.poll_write_vectored(cx, bufs);
+        if let Poll::Ready(Ok(n)) = &res
+            && *n > 0
+        {
+            Activity::touch(this.last, *this.started);
+        }
+        res
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.project().inner.poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.project().inner.poll_shutdown(cx)
+    }
+}

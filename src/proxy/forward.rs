@@ -1,0 +1,520 @@
+//! The upstream side of the proxy: rewriting the request for a server (hop-by-hop headers,
+//! X-Forwarded-*, Host), picking servers, sending through a bounded keep-alive pool, retrying what
+//! is safe to retry, marking failing servers, and splicing upgraded (WebSocket) connections.
+//!
+//! It must never buffer a body: requests and responses stream. A request is retried only when it
+//! failed before any response byte *and* its body is empty, so nothing is ever replayed half-sent.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Request, Response, Uri, Version, request};
+use http_body_util::BodyExt;
+use http_body_util::combinators::BoxBody;
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+
+use super::balance::{LoadBalancer, Protocol, Server, Service, sticky_id};
+use super::error::ProxyError;
+
+/// Request body type sent upstream.
+pub type UpBody = BoxBody<Bytes, hyper::Error>;
+
+/// Tunables of the upstream side (from `[limits]`).
+#[derive(Debug, Clone)]
+pub struct UpstreamLimits {
+    pub connect_timeout: Duration,
+    pub response_timeout: Option<Duration>,
+    pub idle_per_host: usize,
+    pub idle_timeout: Duration,
+    pub passive_cooldown: Duration,
+}
+
+/// The shared upstream clients (one pool per protocol).
+pub struct Upstream {
+    http1: Client<HttpConnector, UpBody>,
+    h2c: Client<HttpConnector, UpBody>,
+    limits: UpstreamLimits,
+}
+
+impl Upstream {
+    pub fn new(limits: UpstreamLimits) -> Self {
+        let mut conn = HttpConnector::new();
+        conn.set_connect_timeout(Some(limits.connect_timeout));
+        conn.set_nodelay(true);
+        let build = |h2: bool| {
+            let mut b = Client::builder(TokioExecutor::new());
+            b.timer(TokioTimer::new())
+                .pool_timer(TokioTimer::new())
+                .pool_idle_timeout(limits.idle_timeout)
+                .pool_max_idle_per_host(limits.idle_per_host)
+                .http2_only(h2);
+            b.build(conn.clone())
+        };
+        Upstream {
+            http1: build(false),
+            h2c: build(true),
+            limits,
+        }
+    }
+
+    async fn send(
+        &self,
+        server: &Server,
+        req: Request<UpBody>,
+    ) -> Result<Response<Incoming>, SendError> {
+        let client = match server.protocol {
+            Protocol::Http1 => &self.http1,
+            Protocol::H2c => &self.h2c,
+        };
+        let fut = client.request(req);
+        let res = match self.limits.response_timeout {
+            Some(limit) => match tokio::time::timeout(limit, fut).await {
+                Ok(r) => r,
+                Err(_) => return Err(SendError::Timeout),
+            },
+            None => fut.await,
+        };
+        res.map_err(|e| {
+            if e.is_connect() {
+                // hyper-util reports its own connect timeout as a connect error.
+                let text = format!("{e:?}");
+                if text.contains("Timeout") || text.contains("timed out") {
+                    SendError::Timeout
+                } else {
+                    SendError::Connect(error_chain(&e))
+                }
+            } else {
+                SendError::Other(error_chain(&e))
+            }
+        })
+    }
+}
+
+enum SendError {
+    Connect(String),
+    Timeout,
+    Other(String),
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(inner) = src {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        src = inner.source();
+    }
+    s
+}
+
+/// Facts about the downstream connection the forwarder needs.
+#[derive(Debug, Clone)]
+pub struct Downstream {
+    pub client_ip: IpAddr,
+    /// "http" or "https".
+    pub scheme: &'static str,
+    /// Keep incoming X-Forwarded-* (the client is a trusted proxy).
+    pub trusted: bool,
+    /// This host's name, for X-Forwarded-Server.
+    pub server_name: HeaderValue,
+}
+
+/// How many attempts and how long to wait before the first retry.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    pub attempts: u32,
+    pub initial_interval: Duration,
+}
+
+const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+];
+
+/// Is this request asking for a protocol upgrade (WebSocket and friends)?
+pub fn upgrade_requested(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::UPGRADE)
+        && headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+}
+
+/// Remove hop-by-hop headers, including those named in Connection. With `keep_upgrade`, the
+/// Upgrade header and a `Connection: upgrade` survive.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+        .collect();
+    let trailers_ok = headers
+        .get_all(header::TE)
+        .iter()
+        .any(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"));
+    for name in named {
+        if !(keep_upgrade && name == header::UPGRADE) {
+            headers.remove(&name);
+        }
+    }
+    for name in &HOP_BY_HOP {
+        headers.remove(name);
+    }
+    if trailers_ok {
+        headers.insert(header::TE, HeaderValue::from_static("trailers"));
+    }
+    if keep_upgrade {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    } else {
+        headers.remove(header::UPGRADE);
+    }
+}
+
+static XFF: HeaderName = HeaderName::from_static("x-forwarded-for");
+static XFPROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static XFHOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+static XFPORT: HeaderName = HeaderName::from_static("x-forwarded-port");
+static XFSERVER: HeaderName = HeaderName::from_static("x-forwarded-server");
+static XREALIP: HeaderName = HeaderName::from_static("x-real-ip");
+
+/// Set X-Forwarded-* (but For) and X-Real-Ip as Traefik's entrypoint does, before the router's
+/// middlewares run: from an untrusted client, incoming values are replaced; from a trusted one
+/// they are kept.
+pub fn set_forwarded(headers: &mut HeaderMap, host: &str, down: &Downstream, upgrade: bool) {
+    if !down.trusted {
+        for h in [&XFF, &XFPROTO, &XFHOST, &XFPORT, &XFSERVER, &XREALIP] {
+            headers.remove(h);
+        }
+        headers.remove(HeaderName::from_static("x-forwarded-prefix"));
+    }
+    if !headers.contains_key(&XFPROTO) {
+        let proto = match (upgrade, down.scheme) {
+            (true, "https") => "wss",
+            (true, _) => "ws",
+            (false, "https") => "https",
+            (false, _) => "http",
+        };
+        headers.insert(XFPROTO.clone(), HeaderValue::from_static(proto));
+    }
+    if !headers.contains_key(&XFHOST)
+        && let Ok(v) = HeaderValue::from_str(host)
+    {
+        headers.insert(XFHOST.clone(), v);
+    }
+    if !headers.contains_key(&XFPORT) {
+        let default = if down.scheme == "https" { 443 } else { 80 };
+        let port = port_of(host).unwrap_or(default);
+        headers.insert(XFPORT.clone(), HeaderValue::from(port));
+    }
+    if !headers.contains_key(&XFSERVER) {
+        headers.insert(XFSERVER.clone(), down.server_name.clone());
+    }
+    if !headers.contains_key(&XREALIP)
+        && let Ok(v) = HeaderValue::from_str(&down.client_ip.to_canonical().to_string())
+    {
+        headers.insert(XREALIP.clone(), v);
+    }
+}
+
+/// Append the client to X-Forwarded-For, as the forwarding step does after the middlewares.
+pub fn append_forwarded_for(headers: &mut HeaderMap, client_ip: IpAddr) {
+    let ip = client_ip.to_canonical().to_string();
+    let xff = match headers.get(&XFF).and_then(|v| v.to_str().ok()) {
+        Some(prior) if !prior.is_empty() => format!("{prior}, {ip}"),
+        _ => ip,
+    };
+    if let Ok(v) = HeaderValue::from_str(&xff) {
+        headers.insert(XFF.clone(), v);
+    }
+}
+
+fn port_of(host: &str) -> Option<u16> {
+    let (_, port) = host.rsplit_once(':')?;
+    if host.starts_with('[') && !host.contains("]:") {
+        return None;
+    }
+    port.parse().ok()
+}
+
+/// The request URI for `server`: its scheme and authority, optional path prefix, the request's
+/// path and query.
+fn upstream_uri(server: &Server, original: &Uri) -> Result<Uri, ProxyError> {
+    let pq = original.path_and_query().map_or("/", |p| p.as_str());
+    let pq = if server.path_prefix.is_empty() {
+        pq.to_string()
+    } else {
+        format!("{}{}", server.path_prefix, pq)
+    };
+    Uri::builder()
+        .scheme(server.scheme.clone())
+        .authority(server.authority.clone())
+        .path_and_query(pq)
+        .build()
+        .map_err(|e| ProxyError::Upstream(format!("bad upstream uri: {e}")))
+}
+
+/// The outcome of forwarding: the upstream response and the server that produced it.
+pub struct Forwarded {
+    pub response: Response<Incoming>,
+    pub server: Arc<Server>,
+    pub set_cookie: Option<HeaderValue>,
+}
+
+/// Send the (already rewritten) request to the service, with retries as allowed.
+pub async fn forward(
+    upstream: &Upstream,
+    service: &Arc<Service>,
+    parts: request::Parts,
+    body: Incoming,
+    host_header: &str,
+    retry: Option<RetryPolicy>,
+) -> Result<Forwarded, ProxyError> {
+    let now = Instant::now();
+    let lb_service = service.resolve(now).ok_or(ProxyError::NoServer)?;
+    let Some(lb) = lb_service.load_balancer() else {
+        return Err(ProxyError::NoServer);
+    };
+    let empty_body = http_body::Body::is_end_stream(&body);
+    let retry = retry.unwrap_or(RetryPolicy {
+        attempts: 1,
+        initial_interval: Duration::ZERO,
+    });
+    let attempts = if empty_body { retry.attempts.max(1) } else { 1 };
+
+    let sticky_pick = sticky(lb, &parts.headers, now);
+    let host_value = HeaderValue::from_str(host_header).ok();
+    let mut body = Some(body);
+    let mut failed: Vec<usize> = Vec::new();
+    let mut last_err = ProxyError::NoServer;
+    for attempt in 0..attempts {
+        if attempt > 0 && !retry.initial_interval.is_zero() {
+            let factor = 1u32 << (attempt - 1).min(10);
+            tokio::time::sleep(retry.initial_interval.saturating_mul(factor)).await;
+        }
+        let now = Instant::now();
+        let idx = match sticky_pick.filter(|_| attempt == 0) {
+            Some(i) => i,
+            None => match lb.pick(now, &failed) {
+                Some(i) => i,
+                // Every server is down or failed already: try the others anyway rather than
+                // answering 503 while something may be up again.
+                None => match (0..lb.servers.len()).find(|i| !failed.contains(i)) {
+                    Some(i) if attempt > 0 || lb.servers.iter().any(|s| s.is_healthy()) => i,
+                    _ => return Err(last_err),
+                },
+            },
+        };
+        let server = &lb.servers[idx];
+        let mut head = parts.clone();
+        head.uri = upstream_uri(server, &parts.uri)?;
+        head.version = match server.protocol {
+            Protocol::Http1 => Version::HTTP_11,
+            Protocol::H2c => Version::HTTP_2,
+        };
+        match (lb.pass_host_header, &host_value) {
+            (true, Some(v)) => {
+                head.headers.insert(header::HOST, v.clone());
+            }
+            _ => {
+                if let Ok(v) = HeaderValue::from_str(server.authority.as_str()) {
+                    head.headers.insert(header::HOST, v);
+                }
+            }
+        }
+        // The body goes with the first attempt; retries only happen when it was empty.
+        let req_body: UpBody = match body.take() {
+            Some(b) => b.boxed(),
+            None => http_body_util::Empty::new()
+                .map_err(|never| match never {})
+                .boxed(),
+        };
+        let req = Request::from_parts(head, req_body);
+        match upstream.send(server, req).await {
+            Ok(response) => {
+                server.mark_ok();
+                return Ok(Forwarded {
+                    response,
+                    server: Arc::clone(server),
+                    set_cookie: if sticky_pick == Some(idx) {
+                        None
+                    } else {
+                        cookie_for(lb, idx)
+                    },
+                });
+            }
+            Err(SendError::Connect(msg)) => {
+                server.mark_failed(now, upstream.limits.passive_cooldown);
+                tracing::debug!(server = %server.url, error = %msg, "connect failed");
+                last_err = ProxyError::Upstream(msg);
+            }
+            Err(SendError::Timeout) => {
+                server.mark_failed(now, upstream.limits.passive_cooldown);
+                last_err = ProxyError::Timeout(server.url.clone());
+            }
+            Err(SendError::Other(msg)) => {
+                tracing::debug!(server = %server.url, error = %msg, "upstream failed");
+                last_err = ProxyError::Upstream(msg);
+            }
+        }
+        failed.push(idx);
+    }
+    Err(last_err)
+}
+
+/// Sticky session: the server named by the request's cookie, when it is available.
+fn sticky(lb: &LoadBalancer, headers: &HeaderMap, now: Instant) -> Option<usize> {
+    let cfg = lb.sticky.as_ref()?;
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == cfg.name)
+        .and_then(|(_, v)| lb.sticky_server(v, now))
+}
+
+/// The Set-Cookie header pinning a client to server `idx`, when the balancer is sticky.
+fn cookie_for(lb: &LoadBalancer, idx: usize) -> Option<HeaderValue> {
+    let cfg = lb.sticky.as_ref()?;
+    let mut c = format!(
+        "{}={}; Path={}",
+        cfg.name,
+        sticky_id(&lb.servers[idx].url),
+        if cfg.path.is_empty() { "/" } else { &cfg.path }
+    );
+    if cfg.max_age != 0 {
+        c.push_str(&format!("; Max-Age={}", cfg.max_age));
+    }
+    if cfg.http_only {
+        c.push_str("; HttpOnly");
+    }
+    if cfg.secure {
+        c.push_str("; Secure");
+    }
+    if !cfg.same_site.is_empty() {
+        c.push_str("; SameSite=");
+        c.push_str(&cfg.same_site);
+    }
+    HeaderValue::from_str(&c).ok()
+}
+
+/// Join an upgraded client connection with the upgraded upstream one and copy both ways until
+/// either side closes.
+pub fn splice_upgrade(
+    client: hyper::upgrade::OnUpgrade,
+    upstream_resp: &mut Response<Incoming>,
+    idle: Duration,
+) {
+    let upstream = hyper::upgrade::on(upstream_resp);
+    tokio::spawn(async move {
+        let (c, u) = match tokio::join!(client, upstream) {
+            (Ok(c), Ok(u)) => (c, u),
+            (c, u) => {
+                tracing::debug!(client = c.is_ok(), upstream = u.is_ok(), "upgrade failed");
+                return;
+            }
+        };
+        let mut c = TokioIo::new(c);
+        let mut u = TokioIo::new(u);
+        let copy = tokio::io::copy_bidirectional(&mut c, &mut u);
+        // An upgraded connection lives as long as it is used; a bound keeps abandoned ones
+        // from living forever.
+        let limit = idle.max(Duration::from_secs(3600));
+        match tokio::time::timeout(limit, copy).await {
+            Ok(Ok(_)) | Err(_) => {}
+            Ok(Err(e)) => tracing::debug!(error = %e, "upgraded connection ended"),
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn down(trusted: bool) -> Downstream {
+        Downstream {
+            client_ip: "192.0.2.1".parse().unwrap(),
+            scheme: "http",
+            trusted,
+            server_name: HeaderValue::from_static("gw"),
+        }
+    }
+
+    #[test]
+    fn hop_by_hop_removed() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("close, x-secret"),
+        );
+        h.insert("x-secret", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert(header::TE, HeaderValue::from_static("trailers"));
+        h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        h.insert("x-keep", HeaderValue::from_static("1"));
+        strip_hop_by_hop(&mut h, false);
+        assert!(!h.contains_key("x-secret"));
+        assert!(!h.contains_key(header::CONNECTION));
+        assert!(!h.contains_key("keep-alive"));
+        assert!(!h.contains_key(header::UPGRADE));
+        assert_eq!(h.get(header::TE).unwrap(), "trailers");
+        assert!(h.contains_key("x-keep"));
+    }
+
+    #[test]
+    fn upgrade_kept_when_asked() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, Upgrade"),
+        );
+        h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        assert!(upgrade_requested(&h));
+        strip_hop_by_hop(&mut h, true);
+        assert_eq!(h.get(header::CONNECTION).unwrap(), "upgrade");
+        assert_eq!(h.get(header::UPGRADE).unwrap(), "websocket");
+    }
+
+    #[test]
+    fn forwarded_untrusted_replaced() {
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", HeaderValue::from_static("6.6.6.6"));
+        h.insert("x-real-ip", HeaderValue::from_static("6.6.6.6"));
+        set_forwarded(&mut h, "app.lan:8080", &down(false), false);
+        append_forwarded_for(&mut h, down(false).client_ip);
+        assert_eq!(h.get("x-forwarded-for").unwrap(), "192.0.2.1");
+        assert_eq!(h.get("x-real-ip").unwrap(), "192.0.2.1");
+        assert_eq!(h.get("x-forwarded-host").unwrap(), "app.lan:8080");
+        assert_eq!(h.get("x-forwarded-port").unwrap(), "8080");
+        assert_eq!(h.get("x-forwarded-proto").unwrap(), "http");
+    }
+
+    #[test]
+    fn forwarded_trusted_appended() {
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", HeaderValue::from_static("10.1.1.1"));
+        h.insert("x-forwarded-proto", HeaderValue::from_static("https"));
+        set_forwarded(&mut h, "app.lan", &down(true), true);
+        append_forwarded_for(&mut h, down(true).client_ip);
+        assert_eq!(h.get("x-forwarded-for").unwrap(), "10.1.1.1, 192.0.2.1");
+        assert_eq!(h.get("x-forwarded-proto").unwrap(), "https");
+        assert_eq!(h.get("x-forwarded-port").unwrap(), "80");
+    }
+}

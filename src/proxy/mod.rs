@@ -1,0 +1,285 @@
+//! The reverse proxy. A request goes through these phases, in this order, and nothing else:
+//!
+//! 1. **accept** (`entrypoint`): connection limit, HTTP/1.1 or h2c, header-read and idle
+//!    timeouts; hyper answers malformed requests with 400 and oversized headers with 431.
+//! 2. **redirect**: an entrypoint with `http.redirections` answers every request with a
+//!    redirect to its target entrypoint.
+//! 3. **route**: the canonical host picks candidate routes from the snapshot's host index, then
+//!    the first rule (by priority) that matches wins; none → 404.
+//! 4. **middlewares, request side**: in router order; one may rewrite the request or answer it
+//!    (redirect, 401, 403, 429...).
+//! 5. **upstream request** (`forward`): hop-by-hop headers dropped, X-Forwarded-* set, a server
+//!    picked by the balancer, the request streamed to it; retried only when safe.
+//! 6. **response**: hop-by-hop headers dropped, middlewares' response side in reverse order,
+//!    the body streamed back; a 101 joins both upgraded connections.
+//! 7. **log**: the access-log line is written when the body has been sent.
+//!
+//! Errors are classified in `error` and turned into status codes there, in one place. The
+//! snapshot is loaded once per request without a lock (ArcSwap); no configuration work happens
+//! here.
+
+pub mod accesslog;
+pub mod balance;
+pub mod body;
+pub mod entrypoint;
+pub mod error;
+pub mod forward;
+pub mod health;
+pub mod middlewares;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use arc_swap::ArcSwap;
+use http::header::{self, HeaderValue};
+use http::{Request, Response, StatusCode, Version};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+
+use crate::dynamic::Snapshot;
+use crate::rule;
+use accesslog::{AccessLog, Record};
+use balance::Service;
+use body::{Body, Finisher, Tracked};
+use error::ProxyError;
+use forward::{Downstream, RetryPolicy, Upstream};
+use middlewares::{Flow, Middleware};
+
+/// Static facts about one entrypoint, fixed at start-up.
+#[derive(Debug)]
+pub struct EntryPoint {
+    pub name: String,
+    pub scheme: &'static str,
+    /// Redirect every request to this scheme and port (entrypoint redirections).
+    pub redirect: Option<Arc<Middleware>>,
+    /// Networks whose X-Forwarded-* headers are trusted; `trust_all` for `insecure`.
+    pub trusted: crate::ipnet::IpSet,
+    pub trust_all: bool,
+    pub idle_timeout: std::time::Duration,
+}
+
+/// What every entrypoint shares: the current snapshot, the upstream pools, the access log.
+pub struct Proxy {
+    pub snapshot: Arc<ArcSwap<Snapshot>>,
+    pub upstream: Upstream,
+    pub access_log: Option<AccessLog>,
+    pub server_name: HeaderValue,
+    pub admin: crate::admin::Info,
+}
+
+fn proto_name(v: Version) -> &'static str {
+    match v {
+        Version::HTTP_09 => "HTTP/0.9",
+        Version::HTTP_10 => "HTTP/1.0",
+        Version::HTTP_2 => "HTTP/2.0",
+        Version::HTTP_3 => "HTTP/3.0",
+        _ => "HTTP/1.1",
+    }
+}
+
+fn header_str(h: &http::HeaderMap, name: header::HeaderName) -> String {
+    h.get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string()
+}
+
+impl Proxy {
+    /// Answer one request. Never fails: every error becomes a response.
+    pub async fn handle(
+        &self,
+        ep: &EntryPoint,
+        peer: SocketAddr,
+        req: Request<Incoming>,
+    ) -> Response<Body> {
+        let client_ip: IpAddr = peer.ip().to_canonical();
+        let started = Instant::now();
+        let (mut parts, body) = req.into_parts();
+        // h2 and absolute-form requests carry the authority in the URI, others in Host.
+        let raw_host: String = match parts.uri.authority() {
+            Some(a) => a.as_str().to_string(),
+            None => header_str(&parts.headers, header::HOST),
+        };
+        let mut record = self.access_log.as_ref().map(|_| Record {
+            client: client_ip,
+            method: parts.method.to_string(),
+            path: parts
+                .uri
+                .path_and_query()
+                .map_or("/", |p| p.as_str())
+                .to_string(),
+            proto: proto_name(parts.version),
+            status: 0,
+            size: 0,
+            referer: header_str(&parts.headers, header::REFERER),
+            user_agent: header_str(&parts.headers, header::USER_AGENT),
+            router: String::new(),
+            server_url: String::new(),
+            started,
+            started_wall: SystemTime::now(),
+            entrypoint: ep.name.clone(),
+        });
+        let mut mw_ctx = middlewares::Ctx::new(client_ip, ep.scheme, started);
+
+        // Phase 2: entrypoint redirection.
+        if let Some(redirect) = &ep.redirect
+            && let Flow::Respond(resp) = redirect.on_request(&mut parts, &mut mw_ctx)
+        {
+            return self.finish_local(resp, record, Vec::new());
+        }
+
+        // Phase 3: route.
+        let host = rule::canonical_host(&raw_host);
+        let snapshot = self.snapshot.load();
+        let route = snapshot.table(&ep.name).and_then(|t| {
+            t.find(&rule::Request {
+                host: &host,
+                path: parts.uri.path(),
+                query: parts.uri.query(),
+                method: &parts.method,
+                headers: &parts.headers,
+                client_ip,
+            })
+            .cloned()
+        });
+        drop(snapshot);
+        let Some(route) = route else {
+            return self.finish_local(ProxyError::NoRoute.response(), record, Vec::new());
+        };
+        if let Some(r) = record.as_mut() {
+            r.router = route.name.clone();
+        }
+
+        // Forwarded headers are the entrypoint's business: set before the router's middlewares,
+        // which may override them (customRequestHeaders).
+        let upgrade = forward::upgrade_requested(&parts.headers);
+        let down = Downstream {
+            client_ip,
+            scheme: ep.scheme,
+            trusted: ep.trust_all || ep.trusted.contains(client_ip),
+            server_name: self.server_name.clone(),
+        };
+        forward::set_forwarded(&mut parts.headers, &raw_host, &down, upgrade);
+
+        // Phase 4: middlewares, request side.
+        for (i, mw) in route.middlewares.iter().enumerate() {
+            if let Flow::Respond(resp) = mw.on_request(&mut parts, &mut mw_ctx) {
+                let (mut rparts, rbody) = resp.into_parts();
+                for earlier in route.middlewares[..i].iter().rev() {
+                    earlier.on_response(&mw_ctx, &mut rparts);
+                }
+                let guards = std::mem::take(&mut mw_ctx.guards);
+                return self.finish_local(Response::from_parts(rparts, rbody), record, guards);
+            }
+        }
+        if !mw_ctx.delay.is_zero() {
+            tokio::time::sleep(mw_ctx.delay).await;
+        }
+        if let Service::Internal(which) = &*route.service {
+            let snapshot = self.snapshot.load();
+            let resp = crate::admin::respond(
+                *which,
+                &parts.method,
+                parts.uri.path(),
+                &snapshot,
+                &self.admin,
+            );
+            let (mut rparts, rbody) = resp.into_parts();
+            for mw in route.middlewares.iter().rev() {
+                mw.on_response(&mw_ctx, &mut rparts);
+            }
+            let guards = std::mem::take(&mut mw_ctx.guards);
+            return self.finish_local(Response::from_parts(rparts, rbody), record, guards);
+        }
+        let retry = route.middlewares.iter().find_map(|m| {
+            m.retry().map(|(attempts, initial_interval)| RetryPolicy {
+                attempts,
+                initial_interval,
+            })
+        });
+
+        // Phase 5: upstream request.
+        let on_upgrade = if upgrade {
+            parts.extensions.remove::<hyper::upgrade::OnUpgrade>()
+        } else {
+            None
+        };
+        forward::strip_hop_by_hop(&mut parts.headers, on_upgrade.is_some());
+        if !mw_ctx.drop_x_forwarded_for {
+            forward::append_forwarded_for(&mut parts.headers, client_ip);
+        }
+        // The Host sent upstream is the request's as the middlewares left it.
+        let upstream_host = match parts.uri.authority() {
+            Some(a) => a.as_str().to_string(),
+            None => header_str(&parts.headers, header::HOST),
+        };
+        let result = forward::forward(
+            &self.upstream,
+            &route.service,
+            parts,
+            body,
+            &upstream_host,
+            retry,
+        )
+        .await;
+        let mut fwd = match result {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::debug!(router = %route.name, error = %e, "proxy error");
+                let guards = std::mem::take(&mut mw_ctx.guards);
+                return self.finish_local(e.response(), record, guards);
+            }
+        };
+        if let Some(r) = record.as_mut() {
+            r.server_url = fwd.server.url.clone();
+        }
+
+        // Phase 6: response.
+        let switching = fwd.response.status() == StatusCode::SWITCHING_PROTOCOLS;
+        match (switching, on_upgrade) {
+            (true, Some(client)) => {
+                forward::splice_upgrade(client, &mut fwd.response, ep.idle_timeout);
+            }
+            _ => forward::strip_hop_by_hop(fwd.response.headers_mut(), false),
+        }
+        let (mut rparts, rbody) = fwd.response.into_parts();
+        if let Some(cookie) = fwd.set_cookie {
+            rparts.headers.append(header::SET_COOKIE, cookie);
+        }
+        for mw in route.middlewares.iter().rev() {
+            mw.on_response(&mw_ctx, &mut rparts);
+        }
+        if let Some(r) = record.as_mut() {
+            r.status = rparts.status.as_u16();
+        }
+        let fin = Finisher {
+            guards: std::mem::take(&mut mw_ctx.guards),
+            log: self.access_log.clone().zip(record),
+            bytes: 0,
+        };
+        let body = Tracked::new(rbody.map_err(Into::into), fin).boxed();
+        Response::from_parts(rparts, body)
+    }
+
+    /// Phase 7 for answers made here (errors, redirects, middleware answers).
+    fn finish_local(
+        &self,
+        resp: Response<bytes::Bytes>,
+        record: Option<Record>,
+        guards: Vec<middlewares::Guard>,
+    ) -> Response<Body> {
+        let (parts, bytes) = resp.into_parts();
+        let record = record.map(|mut r| {
+            r.status = parts.status.as_u16();
+            r
+        });
+        let fin = Finisher {
+            guards,
+            log: self.access_log.clone().zip(record),
+            bytes: 0,
+        };
+        let body = Tracked::new(body::full(bytes), fin).boxed();
+        Response::from_parts(parts, body)
+    }
+}

@@ -1,0 +1,278 @@
+//! Faithful proxying through the real binary: 100 MiB streamed each way with bounded memory,
+//! a WebSocket echo, h2c from the client, and self-protection: slow clients, oversized headers,
+//! malformed requests.
+
+mod support;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::Frame;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use support::{BASIC_STATIC, Backend, Boma, Client, eventually};
+
+const MIB: u64 = 1024 * 1024;
+
+fn dynamic_for(b: &Backend) -> String {
+    format!(
+        "[http.routers.r]\nrule = \"Host(`s.test`)\"\nservice = \"s\"\n[http.services.s.loadBalancer]\n[[http.services.s.loadBalancer.servers]]\nurl = \"{}\"\n",
+        b.url()
+    )
+}
+
+async fn ready(boma: &Boma) {
+    let client = Client::new();
+    let addr = boma.addr("web");
+    eventually(Duration::from_secs(10), || async {
+        (client.get(addr, "s.test", "/").await.status == 200).then_some(())
+    })
+    .await
+    .unwrap_or_else(|| panic!("route never appeared:\n{}", boma.stderr()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hundred_mib_each_way_with_bounded_memory() {
+    let backend = Backend::start("big").await;
+    let boma = Boma::start(BASIC_STATIC, Some(&dynamic_for(&backend)));
+    ready(&boma).await;
+    let addr = boma.addr("web");
+    let rss_before = boma.rss_kib();
+
+    // Download: the backend generates 100 MiB lazily; the client counts without keeping it.
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(
+        format!(
+            "GET /stream?n={} HTTP/1.1\r\nHost: s.test\r\nConnection: close\r\n\r\n",
+            100 * MIB
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut total = 0u64;
+    let mut peak = 0u64;
+    loop {
+        let n = s.read(&mut buf).await.unwrap();
+        if n == 0 {
+            break;
+        }
+        total += n as u64;
+        if total % (8 * MIB) < n as u64 {
+            peak = peak.max(boma.rss_kib());
+        }
+    }
+    assert!(total > 100 * MIB, "short download: {total}");
+
+    // Upload: 100 MiB generated lazily by the client, counted by the backend.
+    let chunks = futures_util::stream::iter((0..1600).map(|_| {
+        Ok::<_, std::convert::Infallible>(Frame::data(Bytes::from(vec![b'u'; 64 * 1024])))
+    }));
+    let body = StreamBody::new(chunks);
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(
+        TcpStream::connect(addr).await.unwrap(),
+    ))
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let req = http::Request::post("/sink")
+        .header("host", "s.test")
+        .body(body)
+        .unwrap();
+    let resp = sender.send_request(req).await.unwrap();
+    peak = peak.max(boma.rss_kib());
+    let text = String::from_utf8(
+        resp.into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec(),
+    )
+    .unwrap();
+    assert_eq!(text, format!("big received {}", 100 * MIB));
+
+    // Memory stayed bounded: nothing close to the 100 MiB that went through.
+    let growth = peak.saturating_sub(rss_before);
+    assert!(
+        growth < 32 * 1024,
+        "RSS grew by {growth} KiB while streaming (before {rss_before} KiB)"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_echo() {
+    let backend = Backend::start("ws").await;
+    let boma = Boma::start(BASIC_STATIC, Some(&dynamic_for(&backend)));
+    ready(&boma).await;
+    let url = format!("ws://{}/ws", boma.addr("web"));
+    let req = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
+        url.as_str(),
+    )
+    .unwrap();
+    let mut req = req;
+    req.headers_mut().insert("host", "s.test".parse().unwrap());
+    let (mut ws, resp) = tokio_tungstenite::connect_async(req)
+        .await
+        .expect("websocket handshake through boma");
+    assert_eq!(resp.status(), 101);
+    for i in 0..20 {
+        let text = format!("message {i}");
+        ws.send(tokio_tungstenite::tungstenite::Message::text(text.clone()))
+            .await
+            .unwrap();
+        let echo = tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(echo.into_text().unwrap().as_str(), text);
+    }
+    ws.close(None).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h2c_client() {
+    let backend = Backend::start("h2").await;
+    let boma = Boma::start(BASIC_STATIC, Some(&dynamic_for(&backend)));
+    ready(&boma).await;
+    let stream = TcpStream::connect(boma.addr("web")).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    for _ in 0..3 {
+        let req = http::Request::get("http://s.test/h2")
+            .body(http_body_util::Empty::<Bytes>::new())
+            .unwrap();
+        let resp = sender.send_request(req).await.unwrap();
+        assert_eq!(resp.status(), 200);
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        let text = String::from_utf8_lossy(&body);
+        assert!(text.starts_with("h2\nGET "), "{text}");
+        assert!(
+            text.to_ascii_lowercase().contains("\nhost: s.test\n"),
+            "{text}"
+        );
+    }
+}
+
+async fn raw(addr: std::net::SocketAddr, request: &[u8]) -> String {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(request).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn protects_itself() {
+    let backend = Backend::start("p").await;
+    let static_toml = r#"
+[entryPoints.web]
+address = "127.0.0.1:0"
+[entryPoints.web.transport.respondingTimeouts]
+readTimeout = "1s"
+
+[providers.file]
+filename = "{dir}/dynamic.toml"
+
+[limits]
+max_header_bytes = 8192
+"#;
+    let boma = Boma::start(static_toml, Some(&dynamic_for(&backend)));
+    ready(&boma).await;
+    let addr = boma.addr("web");
+
+    // Malformed request line: 400.
+    let r = raw(addr, b"GARBAGE\r\n\r\n").await;
+    assert!(r.starts_with("HTTP/1.1 400"), "{r}");
+
+    // Oversized headers: 431.
+    let big = format!(
+        "GET / HTTP/1.1\r\nHost: s.test\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(20_000)
+    );
+    let r = raw(addr, big.as_bytes()).await;
+    assert!(r.starts_with("HTTP/1.1 431"), "{}", &r[..r.len().min(200)]);
+
+    // A slow-loris client that never finishes its headers is cut off by the read timeout.
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: s.test\r\n")
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out)).await;
+    assert!(closed.is_ok(), "slow client was never disconnected");
+
+    // A slow reader still gets the whole answer.
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(
+        format!(
+            "GET /stream?n={} HTTP/1.1\r\nHost: s.test\r\nConnection: close\r\n\r\n",
+            2 * MIB
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut total = 0usize;
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        let n = s.read(&mut buf).await.unwrap();
+        if n == 0 {
+            break;
+        }
+        total += n;
+        if total < 256 * 1024 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    assert!(total as u64 > 2 * MIB);
+
+    // Still healthy after all that.
+    let client = Client::new();
+    assert_eq!(client.get(addr, "s.test", "/").await.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_timeouts_and_drain_on_sigterm() {
+    let backend = Backend::start("slow").await;
+    let static_toml = r#"
+[entryPoints.web]
+address = "127.0.0.1:0"
+[entryPoints.web.transport.lifeCycle]
+graceTimeOut = "5s"
+
+[providers.file]
+filename = "{dir}/dynamic.toml"
+
+[limits]
+upstream_response_timeout = "1s"
+"#;
+    let boma = Boma::start(static_toml, Some(&dynamic_for(&backend)));
+    ready(&boma).await;
+    let addr = boma.addr("web");
+    let client = Client::new();
+    // The backend answers after 3 s; boma gives up after 1 s with 504.
+    let r = client.get(addr, "s.test", "/?sleep_ms=3000").await;
+    assert_eq!(r.status, 504, "{r:?}");
+
+    // A request in flight when SIGTERM arrives still completes.
+    let c2 = client.clone();
+    let inflight = tokio::spawn(async move { c2.get(addr, "s.test", "/?sleep_ms=500").await });
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let status = tokio::task::spawn_blocking(move || boma.terminate())
+        .await
+        .unwrap();
+    let r = inflight.await.unwrap();
+    assert_eq!(r.status, 200, "in-flight request was cut: {r:?}");
+    assert!(status.success(), "boma exited with {status}");
+}
