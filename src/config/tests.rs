@@ -551,7 +551,10 @@ fn embedded_default_parses() {
     let c = parse_ok(DEFAULT_TOML);
     assert_eq!(c.entry_points.len(), 2);
     assert_eq!(c.entry_points["web"].socket_addr(), addr("127.0.0.1:8080"));
-    assert_eq!(c.entry_points["traefik"].socket_addr(), addr("127.0.0.1:8081"));
+    assert_eq!(
+        c.entry_points["traefik"].socket_addr(),
+        addr("127.0.0.1:8081")
+    );
     assert!(c.api.as_ref().is_some_and(|a| a.insecure && a.dashboard));
     assert_eq!(c.log.map(|l| l.level), Some(LogLevel::Info));
     assert!(c.providers.is_none());

@@ -46,6 +46,13 @@ fn qualify(name: &str, ns: &str) -> String {
     }
 }
 
+/// A router's parts once compiled.
+struct BuiltRouter {
+    rule: Rule,
+    service: Arc<Service>,
+    middlewares: Vec<Arc<Middleware>>,
+}
+
 struct Builder<'a> {
     prev: Option<&'a Snapshot>,
     service_cfgs: BTreeMap<String, (&'a str, &'a schema::Service)>,
@@ -130,14 +137,18 @@ pub fn assemble(
             status: "enabled",
             error: None,
         };
-        match b.router(name, ns, r, &service_name) {
+        match b.router(ns, r, &service_name) {
             Err(why) => {
                 b.problems
                     .push(Problem::new(format!("router {name}"), why.clone()));
                 status.status = "disabled";
                 status.error = Some(why);
             }
-            Ok((rule_, service, own_mws)) => {
+            Ok(BuiltRouter {
+                rule: rule_,
+                service,
+                middlewares: own_mws,
+            }) => {
                 let priority = r
                     .priority
                     .filter(|&p| p != 0)
@@ -234,11 +245,10 @@ impl<'a> Builder<'a> {
     /// Compile one router: its rule, its service and its own middlewares.
     fn router(
         &mut self,
-        name: &str,
         ns: &str,
         r: &schema::Router,
         service_name: &str,
-    ) -> Result<(Rule, Arc<Service>, Vec<Arc<Middleware>>), String> {
+    ) -> Result<BuiltRouter, String> {
         if r.tls.is_some() {
             return Err("TLS routers are not supported yet".into());
         }
@@ -266,8 +276,11 @@ impl<'a> Builder<'a> {
                 .map_err(|why| format!("middleware {q}: {why}"))?;
             mws.extend(built);
         }
-        let _ = name;
-        Ok((rule_, service, mws))
+        Ok(BuiltRouter {
+            rule: rule_,
+            service,
+            middlewares: mws,
+        })
     }
 
     /// Build (or reuse) service `name`; `stack` detects cycles through weighted services.
