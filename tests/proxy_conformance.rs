@@ -431,7 +431,7 @@ impl Traefik {
                 &cfg,
                 format!(
                     "[global]\ncheckNewVersion = false\nsendAnonymousUsage = false\n\n\
-                     [log]\nlevel = \"ERROR\"\n\n\
+                     [log]\nlevel = \"ERROR\"\nnoColor = true\n\n\
                      [entryPoints.web]\naddress = \"{addr}\"\n\n\
                      [providers.file]\nfilename = \"{}\"\nwatch = false\n",
                     dynamic.display()
