@@ -14,7 +14,7 @@ pub struct Net {
 
 /// Why a network did not parse.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid IP or CIDR `{value}`: {reason}")]
+#[error("`{value}` {reason}")]
 pub struct NetError {
     pub value: String,
     pub reason: &'static str,
@@ -44,22 +44,32 @@ impl Net {
             value: s.to_string(),
             reason,
         };
-        let s = s.trim();
         let (addr_s, prefix_s) = match s.split_once('/') {
             Some((a, p)) => (a, Some(p)),
             None => (s, None),
         };
-        let addr: IpAddr = addr_s.parse().map_err(|_| err("not an IP address"))?;
-        let bits = if addr.is_ipv4() { 32 } else { 128 };
+        let addr: IpAddr = addr_s.parse().map_err(|_| {
+            err(if prefix_s.is_some() {
+                "is not a CIDR: its address is not an IP address"
+            } else {
+                "is not an IP address or a CIDR (such as 192.168.1.0/24 or fd00::/8)"
+            })
+        })?;
+        let bits: u8 = if addr.is_ipv4() { 32 } else { 128 };
+        let range = if bits == 32 {
+            "has a prefix length that is not a number from 0 to 32"
+        } else {
+            "has a prefix length that is not a number from 0 to 128"
+        };
         let prefix = match prefix_s {
             None => bits,
-            Some(p) if !p.is_empty() && p.len() <= 3 && p.bytes().all(|b| b.is_ascii_digit()) => p
-                .parse::<u8>()
-                .map_err(|_| err("prefix length out of range"))?,
-            Some(_) => return Err(err("prefix length must be a number")),
+            Some(p) if !p.is_empty() && p.len() <= 3 && p.bytes().all(|b| b.is_ascii_digit()) => {
+                p.parse::<u8>().map_err(|_| err(range))?
+            }
+            Some(_) => return Err(err(range)),
         };
         if prefix > bits {
-            return Err(err("prefix length out of range"));
+            return Err(err(range));
         }
         Ok(match addr {
             IpAddr::V6(v6) if prefix >= 96 && v6.to_ipv4_mapped().is_some() => Net {

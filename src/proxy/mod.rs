@@ -26,6 +26,7 @@ pub mod error;
 pub mod forward;
 pub mod health;
 pub mod middlewares;
+pub mod sanitize;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -129,7 +130,8 @@ impl Proxy {
             return self.finish_local(resp, record, Vec::new());
         }
 
-        // Phase 3: route.
+        // Phase 3: route, on the sanitized path (the backend sees the same path).
+        sanitize::clean_uri(&mut parts.uri);
         let host = rule::canonical_host(&raw_host);
         let snapshot = self.snapshot.load();
         let route = snapshot.table(&ep.name).and_then(|t| {

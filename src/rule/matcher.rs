@@ -6,6 +6,7 @@
 //! Evaluation must not allocate unless the request itself needs decoding (a `%` in the path, a
 //! `%` or `+` in a query value looked at by a regexp, non-UTF-8 header bytes under a regexp).
 
+use crate::ipnet::Net;
 use std::net::IpAddr;
 
 use http::HeaderName;
@@ -62,12 +63,6 @@ pub(crate) enum HostPat {
     Double(Box<str>),
     /// Any other `*...` form, which Traefik never matches.
     Never,
-}
-
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Net {
-    V4 { addr: u32, mask: u32 },
-    V6 { addr: u128, mask: u128 },
 }
 
 pub(crate) struct Compiled {
@@ -227,7 +222,7 @@ impl Compiler<'_> {
             Kind::ClientIp => {
                 let mut nets = Vec::with_capacity(n);
                 for a in args {
-                    nets.push(parse_net(&a.value).map_err(|m| self.err(a.offset, m))?);
+                    nets.push(Net::parse(&a.value).map_err(|e| self.err(a.offset, e.to_string()))?);
                 }
                 Test::ClientIp(nets)
             }
@@ -376,61 +371,6 @@ impl Compiler<'_> {
     }
 }
 
-fn parse_net(s: &str) -> Result<Net, String> {
-    let exact = |ip: IpAddr| match ip.to_canonical() {
-        IpAddr::V4(v4) => Net::V4 {
-            addr: u32::from(v4),
-            mask: u32::MAX,
-        },
-        IpAddr::V6(v6) => Net::V6 {
-            addr: u128::from(v6),
-            mask: u128::MAX,
-        },
-    };
-    if let Ok(ip) = s.parse::<IpAddr>() {
-        return Ok(exact(ip));
-    }
-    let Some((addr, prefix)) = s.split_once('/') else {
-        return Err(format!(
-            "`{s}` is not an IP address or a CIDR (such as 192.168.1.0/24 or fd00::/8)"
-        ));
-    };
-    let ip: IpAddr = addr
-        .parse()
-        .map_err(|_| format!("invalid CIDR `{s}`: `{addr}` is not an IP address"))?;
-    let bits = if ip.is_ipv4() { 32 } else { 128 };
-    let len =
-        (!prefix.is_empty() && prefix.len() <= 8 && prefix.bytes().all(|b| b.is_ascii_digit()))
-            .then(|| prefix.parse::<u32>().ok())
-            .flatten()
-            .filter(|p| *p <= bits)
-            .ok_or_else(|| {
-                format!("invalid CIDR `{s}`: prefix length must be a number from 0 to {bits}")
-            })?;
-    Ok(match ip {
-        IpAddr::V4(v4) => {
-            let mask = u32::MAX.checked_shl(32 - len).unwrap_or(0);
-            Net::V4 {
-                addr: u32::from(v4) & mask,
-                mask,
-            }
-        }
-        IpAddr::V6(v6) => {
-            let mask = u128::MAX.checked_shl(128 - len).unwrap_or(0);
-            let addr = u128::from(v6) & mask;
-            // Go reads an IPv4-mapped network (prefix >= 96) as the IPv4 network it maps.
-            if addr >> 32 == 0xffff {
-                Net::V4 {
-                    addr: addr as u32,
-                    mask: mask as u32,
-                }
-            } else {
-                Net::V6 { addr, mask }
-            }
-        }
-    })
-}
-
 impl Node {
     pub(crate) fn matches(&self, req: &Request<'_>, path: &[u8]) -> bool {
         match self {
@@ -502,16 +442,6 @@ impl HostPat {
             HostPat::Single(suffix) => host.find('.').is_some_and(|i| host[i..] == **suffix),
             HostPat::Double(suffix) => host.len() > suffix.len() && host.ends_with(&**suffix),
             HostPat::Never => false,
-        }
-    }
-}
-
-impl Net {
-    fn contains(&self, ip: IpAddr) -> bool {
-        match (self, ip.to_canonical()) {
-            (Net::V4 { addr, mask }, IpAddr::V4(v4)) => u32::from(v4) & mask == *addr,
-            (Net::V6 { addr, mask }, IpAddr::V6(v6)) => u128::from(v6) & mask == *addr,
-            _ => false,
         }
     }
 }

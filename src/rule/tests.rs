@@ -370,7 +370,7 @@ pub(super) const ERRORS: &[(&str, usize, &str)] = &[
     ("QueryRegexp(`q`, `a`, `b`)", 1, "1 or 2 arguments"),
     ("QueryRegexp(`q`, `(a`)", 19, "invalid regexp in `QueryRegexp`"),
     ("ClientIP(`1`)", 10, "not an IP address or a CIDR"),
-    ("ClientIP(`10.0.0.0/33`)", 10, "prefix length must be a number from 0 to 32"),
+    ("ClientIP(`10.0.0.0/33`)", 10, "prefix length that is not a number from 0 to 32"),
     ("ClientIP(`fe80::/129`)", 10, "from 0 to 128"),
     ("ClientIP(`10.0.0.0/`)", 10, "prefix length"),
     ("ClientIP(`10.0.0.0/+8`)", 10, "prefix length"),

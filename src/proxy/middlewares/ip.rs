@@ -16,6 +16,7 @@ use serde::{Deserialize, Deserializer};
 
 use super::util;
 use super::{Ctx, Flow, MiddlewareError};
+use crate::ipnet::IpSet;
 
 /// `ipStrategy`: `depth` > 0 wins over `excludedIPs`; `ipv6Subnet` (1..=128) groups IPv6
 /// clients by prefix for the peer-address and depth strategies.
@@ -124,87 +125,27 @@ fn mask_v6(ip: Ipv6Addr, prefix: u8) -> Ipv6Addr {
     Ipv6Addr::from(bits & mask)
 }
 
-#[derive(Debug, Clone, Copy)]
-struct Net {
-    addr: IpAddr,
-    prefix: u8,
-}
-
-impl Net {
-    fn contains(&self, ip: IpAddr) -> bool {
-        match (self.addr, ip) {
-            (IpAddr::V4(n), IpAddr::V4(a)) => {
-                let mask = if self.prefix == 0 {
-                    0
-                } else {
-                    u32::MAX << (32 - u32::from(self.prefix))
-                };
-                u32::from(n) & mask == u32::from(a) & mask
-            }
-            (IpAddr::V6(n), IpAddr::V6(a)) => mask_v6(n, self.prefix) == mask_v6(a, self.prefix),
-            _ => false,
-        }
-    }
-}
-
 /// A set of IPs and CIDRs (Traefik's `ip.Checker`).
 pub(crate) struct Checker {
-    nets: Vec<Net>,
+    nets: IpSet,
 }
 
 impl Checker {
     pub(crate) fn new(kind: &'static str, list: &[String]) -> Result<Self, MiddlewareError> {
-        let nets = list
-            .iter()
-            .map(|s| {
-                parse_net(s).ok_or_else(|| MiddlewareError::Cidr {
-                    kind,
-                    value: s.clone(),
-                })
-            })
-            .collect::<Result<_, _>>()?;
+        let nets = IpSet::parse(list).map_err(|e| MiddlewareError::Cidr {
+            kind,
+            value: e.value,
+        })?;
         Ok(Checker { nets })
     }
 
     pub(crate) fn contains(&self, ip: IpAddr) -> bool {
-        let ip = canonical(ip);
-        self.nets.iter().any(|n| n.contains(ip))
+        self.nets.contains(ip)
     }
 
     fn contains_str(&self, s: &str) -> bool {
         parse_ip(s).is_some_and(|ip| self.contains(ip))
     }
-}
-
-fn parse_net(s: &str) -> Option<Net> {
-    let (addr, prefix) = match s.split_once('/') {
-        None => {
-            let ip: IpAddr = s.parse().ok()?;
-            (ip, if ip.is_ipv4() { 32 } else { 128 })
-        }
-        Some((a, p)) => {
-            let ip: IpAddr = a.parse().ok()?;
-            if p.is_empty() || p.len() > 3 || !p.bytes().all(|c| c.is_ascii_digit()) {
-                return None;
-            }
-            let prefix: u8 = p.parse().ok()?;
-            if prefix > if ip.is_ipv4() { 32 } else { 128 } {
-                return None;
-            }
-            (ip, prefix)
-        }
-    };
-    // Go compares an IPv4-mapped network with IPv4 addresses on its last 32 bits.
-    Some(match addr {
-        IpAddr::V6(v6) if prefix >= 96 => match v6.to_ipv4_mapped() {
-            Some(v4) => Net {
-                addr: IpAddr::V4(v4),
-                prefix: prefix - 96,
-            },
-            None => Net { addr, prefix },
-        },
-        _ => Net { addr, prefix },
-    })
 }
 
 /// The address a request is judged by: parsed, or the raw text when it does not parse.
