@@ -77,6 +77,26 @@ fn is_clean(path: &str) -> bool {
     path.split('/').all(|seg| dots(seg) == 0)
 }
 
+/// Replace the path of `uri` by its cleaned form, keeping the query; false when unchanged.
+pub fn clean_uri(uri: &mut http::Uri) -> bool {
+    let Some(clean) = clean_path(uri.path()) else {
+        return false;
+    };
+    let pq = match uri.query() {
+        Some(q) => format!("{clean}?{q}"),
+        None => clean,
+    };
+    let mut parts = std::mem::take(uri).into_parts();
+    parts.path_and_query = pq.parse().ok();
+    match http::Uri::from_parts(parts) {
+        Ok(u) => {
+            *uri = u;
+            true
+        }
+        Err(_) => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::clean_path;
@@ -103,25 +123,5 @@ mod tests {
         for (input, want) in rows {
             assert_eq!(clean_path(input).as_deref(), *want, "{input}");
         }
-    }
-}
-
-/// Replace the path of `uri` by its cleaned form, keeping the query; false when unchanged.
-pub fn clean_uri(uri: &mut http::Uri) -> bool {
-    let Some(clean) = clean_path(uri.path()) else {
-        return false;
-    };
-    let pq = match uri.query() {
-        Some(q) => format!("{clean}?{q}"),
-        None => clean,
-    };
-    let mut parts = std::mem::take(uri).into_parts();
-    parts.path_and_query = pq.parse().ok();
-    match http::Uri::from_parts(parts) {
-        Ok(u) => {
-            *uri = u;
-            true
-        }
-        Err(_) => false,
     }
 }
