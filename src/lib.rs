@@ -37,6 +37,8 @@ pub enum StartError {
     },
     #[error("entrypoint {name}: {message}")]
     EntryPoint { name: String, message: String },
+    #[error("cannot start a worker thread: {0}")]
+    Thread(std::io::Error),
 }
 
 /// A listener that is bound and about to serve, as printed at start-up.
@@ -48,12 +50,24 @@ pub struct Listening {
 }
 
 /// A started gateway: its listeners and the handle to stop it.
+///
+/// Connections are served by worker threads, each a single-threaded tokio runtime with its own
+/// listening socket per entrypoint (SO_REUSEPORT) and its own upstream pool: no lock and no
+/// cross-thread wake-up on the request path. Everything else (providers, the assembler, health
+/// checks, the access-log writer) runs on the caller's runtime.
 pub struct Gateway {
     pub listening: Vec<Listening>,
     pub store: Store,
+    pub workers: usize,
     stop: watch::Sender<bool>,
     tasks: JoinSet<()>,
+    threads: Vec<std::thread::JoinHandle<()>>,
     grace: Duration,
+}
+
+/// What one worker thread serves.
+struct WorkerSet {
+    entrypoints: Vec<(std::net::TcpListener, Arc<EntryPoint>, ConnLimits)>,
 }
 
 impl Gateway {
@@ -64,14 +78,19 @@ impl Gateway {
         let mut tasks = JoinSet::new();
         let mut listening = Vec::new();
         let limits = &cfg.limits;
+        let workers = match limits.workers {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        }
+        .clamp(1, 256);
 
-        let upstream = Upstream::new(UpstreamLimits {
+        let upstream_limits = UpstreamLimits {
             connect_timeout: limits.upstream_connect_timeout.to_std(),
             response_timeout: limits.upstream_response_timeout.as_timeout(),
             idle_per_host: limits.upstream_idle_per_host,
             idle_timeout: limits.upstream_idle_timeout.to_std(),
             passive_cooldown: Duration::from_secs(10),
-        });
+        };
         let access_log = cfg.access_log.as_ref().map(|a| {
             let format = match a.format {
                 config::LogFormat::Json => proxy::accesslog::Format::Json,
@@ -89,49 +108,65 @@ impl Gateway {
         let mut bound = BTreeMap::new();
         for (name, ep) in &cfg.entry_points {
             let addr = ep.socket_addr();
-            let listener = entrypoint::bind(addr)
-                .await
-                .map_err(|source| StartError::Bind {
-                    name: name.clone(),
-                    addr,
-                    source,
-                })?;
-            let local = listener.local_addr().unwrap_or(addr);
+            let sockets = entrypoint::bind(addr, workers).map_err(|source| StartError::Bind {
+                name: name.clone(),
+                addr,
+                source,
+            })?;
+            let local = sockets
+                .first()
+                .and_then(|l| l.local_addr().ok())
+                .unwrap_or(addr);
             listening.push(Listening {
                 what: "proxy",
                 name: name.clone(),
                 addr: local,
             });
-            bound.insert(name.clone(), (listener, local));
+            bound.insert(name.clone(), (sockets, local));
         }
         let ports: BTreeMap<String, u16> = bound
             .iter()
             .map(|(n, (_, a))| (n.clone(), a.port()))
             .collect();
-        let proxy = Arc::new(Proxy {
-            snapshot: Arc::clone(&store.current),
-            upstream,
-            access_log,
-            server_name: server_name(),
-            admin: admin::Info {
-                entrypoints: listening.iter().map(|l| (l.name.clone(), l.addr)).collect(),
-                started: std::time::Instant::now(),
-            },
-        });
+        let admin_info = admin::Info {
+            entrypoints: listening.iter().map(|l| (l.name.clone(), l.addr)).collect(),
+            started: std::time::Instant::now(),
+        };
+        let mut sets: Vec<WorkerSet> = (0..workers)
+            .map(|_| WorkerSet {
+                entrypoints: Vec::new(),
+            })
+            .collect();
         let mut specs = Vec::new();
         let mut grace = Duration::from_secs(1);
-        for (name, (listener, _)) in bound {
+        for (name, (sockets, _)) in bound {
             let ep = &cfg.entry_points[&name];
-            let (info, conn_limits, spec) = entrypoint_parts(cfg, &name, ep, &ports)?;
+            let (info, mut conn_limits, spec) = entrypoint_parts(cfg, &name, ep, &ports)?;
+            conn_limits.max_connections = conn_limits.max_connections.div_ceil(workers);
             grace = grace.max(conn_limits.grace);
             specs.push(spec);
-            tasks.spawn(entrypoint::serve(
-                listener,
-                Arc::clone(&proxy),
-                Arc::new(info),
-                conn_limits,
-                stop_rx.clone(),
-            ));
+            let info = Arc::new(info);
+            for (set, socket) in sets.iter_mut().zip(sockets) {
+                set.entrypoints
+                    .push((socket, Arc::clone(&info), conn_limits.clone()));
+            }
+        }
+        let server_name = server_name();
+        let mut threads = Vec::new();
+        for (i, set) in sets.into_iter().enumerate() {
+            let proxy_parts = (
+                Arc::clone(&store.current),
+                upstream_limits.clone(),
+                access_log.clone(),
+                server_name.clone(),
+                admin_info.clone(),
+            );
+            let stop_rx = stop_rx.clone();
+            let handle = std::thread::Builder::new()
+                .name(format!("boma-worker-{i}"))
+                .spawn(move || run_worker(set, proxy_parts, stop_rx))
+                .map_err(StartError::Thread)?;
+            threads.push(handle);
         }
 
         // Assembler: fragments in, snapshots out.
@@ -175,8 +210,10 @@ impl Gateway {
         Ok(Gateway {
             listening,
             store,
+            workers,
             stop,
             tasks,
+            threads,
             grace,
         })
     }
@@ -189,7 +226,58 @@ impl Gateway {
         if tokio::time::timeout(grace, all).await.is_err() {
             self.tasks.shutdown().await;
         }
+        // Workers stop by themselves once drained (their serve loops saw the flag).
+        let threads = std::mem::take(&mut self.threads);
+        let joined = tokio::task::spawn_blocking(move || {
+            for t in threads {
+                let _ = t.join();
+            }
+        });
+        let _ = tokio::time::timeout(grace, joined).await;
     }
+}
+
+type ProxyParts = (
+    Arc<arc_swap::ArcSwap<dynamic::Snapshot>>,
+    UpstreamLimits,
+    Option<proxy::accesslog::AccessLog>,
+    http::HeaderValue,
+    admin::Info,
+);
+
+/// One worker thread: a single-threaded runtime serving its share of every entrypoint.
+fn run_worker(set: WorkerSet, parts: ProxyParts, stop: watch::Receiver<bool>) {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start a worker runtime");
+            return;
+        }
+    };
+    runtime.block_on(async move {
+        let (snapshot, limits, access_log, server_name, admin) = parts;
+        let proxy = Arc::new(Proxy {
+            snapshot,
+            upstream: Upstream::new(limits),
+            access_log,
+            server_name,
+            admin,
+        });
+        let mut serving = JoinSet::new();
+        for (socket, ep, limits) in set.entrypoints {
+            serving.spawn(entrypoint::serve(
+                socket,
+                Arc::clone(&proxy),
+                ep,
+                limits,
+                stop.clone(),
+            ));
+        }
+        while serving.join_next().await.is_some() {}
+    });
 }
 
 /// This machine's host name, for X-Forwarded-Server.

@@ -106,7 +106,9 @@ fn run(path: Option<PathBuf>) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("{e}"))?,
     };
     init_logging(&cfg);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    // The control runtime (providers, assembler, health checks); connections are served by the
+    // gateway's own worker threads.
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .thread_name("boma")
         .build()
@@ -118,7 +120,11 @@ fn run(path: Option<PathBuf>) -> anyhow::Result<()> {
             .map_or("embedded default config".to_string(), |p| {
                 p.display().to_string()
             });
-        println!("boma {} running ({origin})", env!("CARGO_PKG_VERSION"));
+        println!(
+            "boma {} running ({origin}, {} workers)",
+            env!("CARGO_PKG_VERSION"),
+            gateway.workers
+        );
         for l in &gateway.listening {
             let path = if l.what == "admin" { "/dashboard/" } else { "" };
             println!("  {:<6} {:<10} http://{}{path}", l.what, l.name, l.addr);

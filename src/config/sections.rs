@@ -245,9 +245,13 @@ pub struct Limits {
     /// How long to wait for an upstream's response headers once the request is sent
     /// (default 60s).
     pub upstream_response_timeout: Duration,
-    /// Routers in one assembled configuration; beyond this, the new configuration is refused
-    /// and the last good one keeps serving (default 10000).
+    /// Routes in one assembled configuration; routes beyond this are not served and are
+    /// reported as a problem (default 10000).
     pub max_routes: usize,
+    /// Threads serving connections, each with its own event loop, listening socket
+    /// (SO_REUSEPORT) and upstream pool, like nginx's workers; 0 means one per CPU core
+    /// (default 0).
+    pub workers: usize,
 }
 
 impl Limits {
@@ -267,6 +271,7 @@ impl Default for Limits {
             upstream_connect_timeout: Duration::from_secs(5),
             upstream_response_timeout: Duration::from_secs(60),
             max_routes: 10_000,
+            workers: 0,
         }
     }
 }

@@ -24,7 +24,7 @@ use tokio::task::JoinSet;
 
 use super::{EntryPoint, Proxy};
 
-/// Connection-level limits of an entrypoint.
+/// Connection-level limits of an entrypoint (per worker).
 #[derive(Debug, Clone)]
 pub struct ConnLimits {
     pub max_connections: usize,
@@ -34,25 +34,51 @@ pub struct ConnLimits {
     pub grace: Duration,
 }
 
-/// Bind the entrypoint's socket (done up front so bind errors surface at start-up).
-pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    let socket = match addr {
-        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
-        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
-    };
-    socket.set_reuseaddr(true)?;
-    socket.bind(addr)?;
-    socket.listen(1024)
+/// Bind `count` listening sockets on `addr` with SO_REUSEPORT, one per worker, so the kernel
+/// spreads connections over the workers (done up front so bind errors surface at start-up). With
+/// port 0, the first socket picks the port and the others join it.
+pub fn bind(addr: SocketAddr, count: usize) -> std::io::Result<Vec<std::net::TcpListener>> {
+    let mut out = Vec::with_capacity(count);
+    let mut addr = addr;
+    for _ in 0..count.max(1) {
+        let socket = socket2::Socket::new(
+            socket2::Domain::for_address(addr),
+            socket2::Type::STREAM,
+            Some(socket2::Protocol::TCP),
+        )?;
+        if addr.is_ipv6() {
+            socket.set_only_v6(true)?;
+        }
+        socket.set_reuse_address(true)?;
+        socket.set_reuse_port(true)?;
+        socket.set_nonblocking(true)?;
+        socket.bind(&addr.into())?;
+        socket.listen(1024)?;
+        let listener: std::net::TcpListener = socket.into();
+        if addr.port() == 0 {
+            addr = listener.local_addr()?;
+        }
+        out.push(listener);
+    }
+    Ok(out)
 }
 
-/// Accept and serve until `shutdown` flips to true, then drain for up to `limits.grace`.
+/// Accept and serve until `shutdown` flips to true, then drain for up to `limits.grace`. Runs on
+/// a worker's runtime; the listener is registered there.
 pub async fn serve(
-    listener: TcpListener,
+    listener: std::net::TcpListener,
     proxy: Arc<Proxy>,
     ep: Arc<EntryPoint>,
     limits: ConnLimits,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let listener = match TcpListener::from_std(listener) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(entrypoint = %ep.name, error = %e, "cannot register the listener");
+            return;
+        }
+    };
     let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
