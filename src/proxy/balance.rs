@@ -35,6 +35,8 @@ pub struct Server {
     /// Path prepended to the request path (only with `preservePath`), without trailing '/'.
     pub path_prefix: String,
     pub weight: u32,
+    /// `Host` value when the service does not pass the client's (`passHostHeader = false`).
+    pub host_header: http::HeaderValue,
     /// Written by the active health checker; servers start healthy.
     healthy: AtomicBool,
     /// Passive mark: milliseconds since [`epoch`] until which the server is skipped.
@@ -50,8 +52,11 @@ impl Server {
         path_prefix: String,
         weight: u32,
     ) -> Self {
+        let host_header = http::HeaderValue::from_str(authority.as_str())
+            .unwrap_or_else(|_| http::HeaderValue::from_static("localhost"));
         Server {
             url,
+            host_header,
             scheme,
             authority,
             protocol,

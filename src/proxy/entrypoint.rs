@@ -11,7 +11,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use hyper::body::Incoming;
 use hyper::service::service_fn;
@@ -148,12 +148,11 @@ async fn serve_conn(
     idle: Duration,
     mut stop: watch::Receiver<bool>,
 ) {
-    let last = Arc::new(AtomicU64::new(0));
-    let started = Instant::now();
+    // Activity is counted, not timed: no clock read per read or write.
+    let moved = Arc::new(AtomicU64::new(0));
     let io = TokioIo::new(Activity {
         inner: stream,
-        last: Arc::clone(&last),
-        started,
+        moved: Arc::clone(&moved),
     });
     let svc = service_fn(move |req: http::Request<Incoming>| {
         let proxy = Arc::clone(&proxy);
@@ -169,6 +168,7 @@ async fn serve_conn(
         Duration::from_secs(3600)
     };
     let mut closing = *stop.borrow();
+    let mut seen = 0u64;
     if closing {
         conn.as_mut().graceful_shutdown();
     }
@@ -187,9 +187,11 @@ async fn serve_conn(
                 }
             }
             _ = tokio::time::sleep(tick), if !closing => {
-                let now_ms = started.elapsed().as_millis() as u64;
-                let since = now_ms.saturating_sub(last.load(Ordering::Relaxed));
-                if idle_enabled && since >= idle.as_millis() as u64 {
+                // Idle: nothing moved during a whole tick.
+                let now = moved.load(Ordering::Relaxed);
+                let quiet = now == seen;
+                seen = now;
+                if idle_enabled && quiet {
                     // Graceful: a request still being answered finishes first.
                     closing = true;
                     conn.as_mut().graceful_shutdown();
@@ -200,18 +202,17 @@ async fn serve_conn(
 }
 
 pin_project_lite::pin_project! {
-    /// A socket that remembers when it last moved a byte (for the idle timeout).
+    /// A socket that counts the reads and writes that moved bytes (for the idle timeout).
     struct Activity {
         #[pin]
         inner: TcpStream,
-        last: Arc<AtomicU64>,
-        started: Instant,
+        moved: Arc<AtomicU64>,
     }
 }
 
 impl Activity {
-    fn touch(last: &AtomicU64, started: Instant) {
-        last.store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
+    fn touch(moved: &AtomicU64) {
+        moved.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -225,7 +226,7 @@ impl AsyncRead for Activity {
         let before = buf.filled().len();
         let res = this.inner.poll_read(cx, buf);
         if buf.filled().len() > before {
-            Activity::touch(this.last, *this.started);
+            Activity::touch(this.moved);
         }
         res
     }
@@ -242,7 +243,7 @@ impl AsyncWrite for Activity {
         if let Poll::Ready(Ok(n)) = &res
             && *n > 0
         {
-            Activity::touch(this.last, *this.started);
+            Activity::touch(this.moved);
         }
         res
     }
@@ -257,7 +258,7 @@ impl AsyncWrite for Activity {
         if let Poll::Ready(Ok(n)) = &res
             && *n > 0
         {
-            Activity::touch(this.last, *this.started);
+            Activity::touch(this.moved);
         }
         res
     }

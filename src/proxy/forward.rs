@@ -255,16 +255,20 @@ fn port_of(host: &str) -> Option<u16> {
 /// The request URI for `server`: its scheme and authority, optional path prefix, the request's
 /// path and query.
 fn upstream_uri(server: &Server, original: &Uri) -> Result<Uri, ProxyError> {
-    let pq = original.path_and_query().map_or("/", |p| p.as_str());
-    let pq = if server.path_prefix.is_empty() {
-        pq.to_string()
-    } else {
-        format!("{}{}", server.path_prefix, pq)
-    };
-    Uri::builder()
+    let builder = Uri::builder()
         .scheme(server.scheme.clone())
-        .authority(server.authority.clone())
-        .path_and_query(pq)
+        .authority(server.authority.clone());
+    let builder = if server.path_prefix.is_empty() {
+        // Shares the original bytes: no copy on the common path.
+        match original.path_and_query() {
+            Some(pq) => builder.path_and_query(pq.clone()),
+            None => builder.path_and_query("/"),
+        }
+    } else {
+        let pq = original.path_and_query().map_or("/", |p| p.as_str());
+        builder.path_and_query(format!("{}{}", server.path_prefix, pq))
+    };
+    builder
         .build()
         .map_err(|e| ProxyError::Upstream(format!("bad upstream uri: {e}")))
 }
@@ -282,7 +286,6 @@ pub async fn forward(
     service: &Arc<Service>,
     parts: request::Parts,
     body: Incoming,
-    host_header: &str,
     retry: Option<RetryPolicy>,
 ) -> Result<Forwarded, ProxyError> {
     let now = Instant::now();
@@ -298,7 +301,11 @@ pub async fn forward(
     let attempts = if empty_body { retry.attempts.max(1) } else { 1 };
 
     let sticky_pick = sticky(lb, &parts.headers, now);
-    let host_value = HeaderValue::from_str(host_header).ok();
+    let host_from_uri = parts
+        .uri
+        .authority()
+        .and_then(|a| HeaderValue::from_str(a.as_str()).ok());
+    let mut parts = Some(parts);
     let mut body = Some(body);
     let mut failed: Vec<usize> = Vec::new();
     let mut last_err = ProxyError::NoServer;
@@ -321,21 +328,27 @@ pub async fn forward(
             },
         };
         let server = &lb.servers[idx];
-        let mut head = parts.clone();
-        head.uri = upstream_uri(server, &parts.uri)?;
+        // Clone the head only when another attempt may need it.
+        let mut head = match parts.take() {
+            Some(p) if attempt + 1 < attempts => {
+                let copy = p.clone();
+                parts = Some(p);
+                copy
+            }
+            Some(p) => p,
+            None => return Err(last_err),
+        };
+        head.uri = upstream_uri(server, &head.uri)?;
         head.version = match server.protocol {
             Protocol::Http1 => Version::HTTP_11,
             Protocol::H2c => Version::HTTP_2,
         };
-        match (lb.pass_host_header, &host_value) {
-            (true, Some(v)) => {
-                head.headers.insert(header::HOST, v.clone());
-            }
-            _ => {
-                if let Ok(v) = HeaderValue::from_str(server.authority.as_str()) {
-                    head.headers.insert(header::HOST, v);
-                }
-            }
+        if !lb.pass_host_header {
+            head.headers
+                .insert(header::HOST, server.host_header.clone());
+        } else if let Some(v) = &host_from_uri {
+            // HTTP/2 and absolute-form requests carry the host in the URI, not in Host.
+            head.headers.insert(header::HOST, v.clone());
         }
         // The body goes with the first attempt; retries only happen when it was empty.
         let req_body: UpBody = match body.take() {

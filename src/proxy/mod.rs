@@ -212,19 +212,7 @@ impl Proxy {
             forward::append_forwarded_for(&mut parts.headers, client_ip);
         }
         // The Host sent upstream is the request's as the middlewares left it.
-        let upstream_host = match parts.uri.authority() {
-            Some(a) => a.as_str().to_string(),
-            None => header_str(&parts.headers, header::HOST),
-        };
-        let result = forward::forward(
-            &self.upstream,
-            &route.service,
-            parts,
-            body,
-            &upstream_host,
-            retry,
-        )
-        .await;
+        let result = forward::forward(&self.upstream, &route.service, parts, body, retry).await;
         let mut fwd = match result {
             Ok(f) => f,
             Err(e) => {
