@@ -22,7 +22,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
-use super::{EntryPoint, Proxy};
+use super::{Conn, EntryPoint, Proxy};
 
 /// Connection-level limits of an entrypoint (per worker).
 #[derive(Debug, Clone)]
@@ -154,10 +154,15 @@ async fn serve_conn(
         inner: stream,
         moved: Arc::clone(&moved),
     });
+    let conn_info = Arc::new(Conn {
+        peer,
+        ip_header: super::forward::ip_header(peer.ip()),
+    });
     let svc = service_fn(move |req: http::Request<Incoming>| {
         let proxy = Arc::clone(&proxy);
         let ep = Arc::clone(&ep);
-        async move { Ok::<_, Infallible>(proxy.handle(&ep, peer, req).await) }
+        let conn_info = Arc::clone(&conn_info);
+        async move { Ok::<_, Infallible>(proxy.handle(&ep, &conn_info, req).await) }
     });
     let conn = builder.serve_connection_with_upgrades(io, svc);
     tokio::pin!(conn);

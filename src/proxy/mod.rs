@@ -60,6 +60,14 @@ pub struct EntryPoint {
     pub idle_timeout: std::time::Duration,
 }
 
+/// Facts about one client connection, computed once when it is accepted.
+#[derive(Debug)]
+pub struct Conn {
+    pub peer: SocketAddr,
+    /// The peer address as a header value (X-Real-Ip, X-Forwarded-For).
+    pub ip_header: HeaderValue,
+}
+
 /// What every entrypoint shares: the current snapshot, the upstream pools, the access log.
 pub struct Proxy {
     pub snapshot: Arc<ArcSwap<Snapshot>>,
@@ -91,10 +99,10 @@ impl Proxy {
     pub async fn handle(
         &self,
         ep: &EntryPoint,
-        peer: SocketAddr,
+        conn: &Conn,
         req: Request<Incoming>,
     ) -> Response<Body> {
-        let client_ip: IpAddr = peer.ip().to_canonical();
+        let client_ip: IpAddr = conn.peer.ip().to_canonical();
         let started = Instant::now();
         let (mut parts, body) = req.into_parts();
         // h2 and absolute-form requests carry the authority in the URI, others in Host.
@@ -158,6 +166,7 @@ impl Proxy {
         let upgrade = forward::upgrade_requested(&parts.headers);
         let down = Downstream {
             client_ip,
+            client_ip_header: conn.ip_header.clone(),
             scheme: ep.scheme,
             trusted: ep.trust_all || ep.trusted.contains(client_ip),
             server_name: self.server_name.clone(),
@@ -209,7 +218,7 @@ impl Proxy {
         };
         forward::strip_hop_by_hop(&mut parts.headers, on_upgrade.is_some());
         if !mw_ctx.drop_x_forwarded_for {
-            forward::append_forwarded_for(&mut parts.headers, client_ip);
+            forward::append_forwarded_for(&mut parts.headers, &conn.ip_header);
         }
         // The Host sent upstream is the request's as the middlewares left it.
         let result = forward::forward(&self.upstream, &route.service, parts, body, retry).await;

@@ -1,0 +1,64 @@
+//! The command line as an operator uses it: `boma check` on good and bad files, `boma version`,
+//! and the embedded default configuration.
+
+use std::process::Command;
+
+fn boma() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_boma"))
+}
+
+#[test]
+fn check_reports_every_problem_with_its_position() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("boma.toml");
+    std::fs::write(
+        &path,
+        "[entryPoints.web]\naddress = \"127.0.0.1:8080\"\nadress = \"x\"\n\n[entrypoints.web.transport.respondingTimeouts]\nreadTimeout = \"soon\"\n\n[limits]\nmax_conections = 3\n",
+    )
+    .unwrap();
+    let out = boma().arg("check").arg(&path).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    let shown = path.display().to_string();
+    // Both unknown keys, each at its own line and column.
+    assert!(err.contains(&format!("{shown}:3:1:")), "{err}");
+    assert!(err.contains("adress"), "{err}");
+    assert!(err.contains(&format!("{shown}:9:1:")), "{err}");
+    assert!(err.contains("max_conections"), "{err}");
+}
+
+#[test]
+fn check_accepts_the_documented_example() {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/boma.example.toml");
+    let out = boma().arg("check").arg(example).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).ends_with(": ok\n"));
+}
+
+#[test]
+fn version_and_usage() {
+    let out = boma().arg("version").output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("boma {}", env!("CARGO_PKG_VERSION"))
+    );
+    let out = boma().arg("--bogus").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("usage:"));
+}
+
+#[test]
+fn a_missing_config_file_is_a_clear_error() {
+    let out = boma()
+        .args(["run", "--config", "/nonexistent/boma.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("/nonexistent/boma.toml"), "{err}");
+}

@@ -1,0 +1,209 @@
+//! Operating the proxy: the access log (common and JSON formats), the connection limit, and the
+//! API and dashboard on the `traefik` entrypoint.
+
+mod support;
+
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use support::{Backend, Boma, Client, eventually};
+
+fn dynamic(b: &Backend) -> String {
+    format!(
+        "[http.routers.r]\nrule = \"Host(`log.test`)\"\nservice = \"s\"\n[http.services.s.loadBalancer]\n[[http.services.s.loadBalancer.servers]]\nurl = \"{}\"\n",
+        b.url()
+    )
+}
+
+async fn ready(client: &Client, boma: &Boma) {
+    let addr = boma.addr("web");
+    eventually(Duration::from_secs(10), || async {
+        (client.get(addr, "log.test", "/").await.status == 200).then_some(())
+    })
+    .await
+    .unwrap_or_else(|| panic!("route never appeared:\n{}", boma.stderr()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_log_common_and_json() {
+    let backend = Backend::start("logged").await;
+    for format in ["common", "json"] {
+        let static_toml = format!(
+            "[entryPoints.web]\naddress = \"127.0.0.1:0\"\n[providers.file]\nfilename = \"{{dir}}/dynamic.toml\"\n[accessLog]\nfilePath = \"{{dir}}/access.log\"\nformat = \"{format}\"\n"
+        );
+        let boma = Boma::start(&static_toml, Some(&dynamic(&backend)));
+        let client = Client::new();
+        ready(&client, &boma).await;
+        let r = client
+            .request(
+                boma.addr("web"),
+                "GET",
+                "log.test",
+                "/logged/path?x=1",
+                &[("user-agent", "boma-test/1")],
+            )
+            .await;
+        assert_eq!(r.status, 200);
+        let _ = client
+            .get(boma.addr("web"), "nobody.test", "/missing")
+            .await;
+        let log_path = boma.dir.path().join("access.log");
+        let text = eventually(Duration::from_secs(10), || async {
+            let t = std::fs::read_to_string(&log_path).unwrap_or_default();
+            (t.contains("/logged/path?x=1") && t.contains("/missing")).then_some(t)
+        })
+        .await
+        .unwrap_or_else(|| panic!("{format}: access log never got the lines"));
+        let line = text.lines().find(|l| l.contains("/logged/path")).unwrap();
+        let missing = text.lines().find(|l| l.contains("/missing")).unwrap();
+        if format == "common" {
+            assert!(line.starts_with("127.0.0.1 - - ["), "{line}");
+            assert!(
+                line.contains("\"GET /logged/path?x=1 HTTP/1.1\" 200 "),
+                "{line}"
+            );
+            assert!(line.contains("\"boma-test/1\""), "{line}");
+            assert!(line.contains("\"r@file\""), "{line}");
+            assert!(line.contains(&format!("\"{}\"", backend.url())), "{line}");
+            assert!(missing.contains("\" 404 19 "), "{missing}");
+        } else {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            assert_eq!(v["DownstreamStatus"], 200);
+            assert_eq!(v["RequestPath"], "/logged/path?x=1");
+            assert_eq!(v["RouterName"], "r@file");
+            assert_eq!(v["RequestUserAgent"], "boma-test/1");
+            assert!(v["DownstreamContentSize"].as_u64().unwrap() > 0);
+            let m: serde_json::Value = serde_json::from_str(missing).unwrap();
+            assert_eq!(m["DownstreamStatus"], 404);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_limit_holds_further_clients_back() {
+    let backend = Backend::start("limited").await;
+    let static_toml = "[entryPoints.web]\naddress = \"127.0.0.1:0\"\n[providers.file]\nfilename = \"{dir}/dynamic.toml\"\n[limits]\nmax_connections = 2\nworkers = 1\n";
+    let boma = Boma::start(static_toml, Some(&dynamic(&backend)));
+    let addr = boma.addr("web");
+    // Let the route appear through connections that are closed again.
+    eventually(Duration::from_secs(10), || async {
+        let mut s = TcpStream::connect(addr).await.ok()?;
+        s.write_all(b"GET / HTTP/1.1\r\nHost: log.test\r\nConnection: close\r\n\r\n")
+            .await
+            .ok()?;
+        let mut out = Vec::new();
+        s.read_to_end(&mut out).await.ok()?;
+        out.starts_with(b"HTTP/1.1 200").then_some(())
+    })
+    .await
+    .expect("route never appeared");
+
+    // Two kept-alive connections take both slots.
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"GET / HTTP/1.1\r\nHost: log.test\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = [0u8; 512];
+        let n = s.read(&mut buf).await.unwrap();
+        assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+        held.push(s);
+    }
+    // A third is accepted by the kernel but not served while both are held.
+    let mut third = TcpStream::connect(addr).await.unwrap();
+    third
+        .write_all(b"GET / HTTP/1.1\r\nHost: log.test\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    let early = tokio::time::timeout(Duration::from_millis(700), third.read_to_end(&mut buf)).await;
+    assert!(
+        early.is_err() && buf.is_empty(),
+        "third connection was served over the limit"
+    );
+    // Freeing one slot lets it through.
+    drop(held.pop());
+    tokio::time::timeout(Duration::from_secs(10), third.read_to_end(&mut buf))
+        .await
+        .expect("third connection never served after a slot freed")
+        .unwrap();
+    assert!(
+        buf.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&buf)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_and_dashboard() {
+    let backend = Backend::start("api").await;
+    let static_toml = "[entryPoints.web]\naddress = \"127.0.0.1:0\"\n[entryPoints.traefik]\naddress = \"127.0.0.1:0\"\n[api]\ninsecure = true\n[providers.file]\nfilename = \"{dir}/dynamic.toml\"\n";
+    let broken = format!(
+        "{}[http.routers.bad]\nrule = \"Hots(`x`)\"\nservice = \"s\"\n",
+        dynamic(&backend)
+    );
+    let boma = Boma::start(static_toml, Some(&broken));
+    let client = Client::new();
+    ready(&client, &boma).await;
+    let api = boma.addr("traefik");
+    let routers: serde_json::Value =
+        serde_json::from_str(&client.get(api, "gw", "/api/http/routers").await.body).unwrap();
+    let names: Vec<&str> = routers
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        names.contains(&"r@file") && names.contains(&"bad@file"),
+        "{names:?}"
+    );
+    let bad = routers
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "bad@file")
+        .unwrap();
+    assert_eq!(bad["status"], "disabled");
+    assert!(
+        bad["error"][0]
+            .as_str()
+            .unwrap()
+            .contains("unknown matcher"),
+        "{bad}"
+    );
+    let problems: serde_json::Value =
+        serde_json::from_str(&client.get(api, "gw", "/api/problems").await.body).unwrap();
+    assert!(
+        problems
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["source"] == "router bad@file"),
+        "{problems}"
+    );
+    let services: serde_json::Value = serde_json::from_str(
+        &client
+            .get(api, "gw", "/api/http/services/s@file")
+            .await
+            .body,
+    )
+    .unwrap();
+    assert_eq!(services["serverStatus"][backend.url()], "UP");
+    let page = client.get(api, "gw", "/dashboard/").await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("<title>boma</title>"));
+    let root = client.get(api, "gw", "/").await;
+    assert_eq!(root.status, 302);
+    // The API is not reachable through the public entrypoint.
+    assert_eq!(
+        client
+            .get(boma.addr("web"), "gw", "/api/http/routers")
+            .await
+            .status,
+        404
+    );
+}
