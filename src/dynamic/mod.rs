@@ -9,6 +9,8 @@
 mod assemble;
 pub mod schema;
 pub mod table;
+#[cfg(test)]
+mod tests;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;

@@ -1,0 +1,33 @@
+//! Dynamic configuration (file provider): parse, then assemble whatever parsed, never a panic.
+#![no_main]
+
+use std::collections::BTreeMap;
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let Ok(config) = boma::dynamic::schema::parse_dynamic(text, std::path::Path::new("fuzz.toml"))
+    else {
+        return;
+    };
+    let mut fragments = BTreeMap::new();
+    fragments.insert(
+        "file".to_string(),
+        boma::dynamic::Fragment {
+            config,
+            problems: Vec::new(),
+        },
+    );
+    let ctx = boma::dynamic::AssembleCtx {
+        entrypoints: vec![boma::dynamic::EntryPointSpec {
+            name: "web".into(),
+            as_default: false,
+            middlewares: Vec::new(),
+        }],
+        max_routes: 1000,
+    };
+    let _ = boma::dynamic::assemble(&fragments, &ctx, None, 1);
+});

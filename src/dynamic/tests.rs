@@ -1,0 +1,310 @@
+//! `assemble` from fixtures: name qualification, references across providers, cycles, entrypoint
+//! selection, precedence, problems, limits, and reuse of unchanged services across reloads.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use super::schema::parse_dynamic;
+use super::{AssembleCtx, EntryPointSpec, Fragment, Snapshot, assemble};
+
+fn ctx(eps: &[(&str, bool)]) -> AssembleCtx {
+    AssembleCtx {
+        entrypoints: eps
+            .iter()
+            .map(|(n, d)| EntryPointSpec {
+                name: n.to_string(),
+                as_default: *d,
+                middlewares: Vec::new(),
+            })
+            .collect(),
+        max_routes: 100,
+    }
+}
+
+fn frags(list: &[(&str, &str)]) -> BTreeMap<String, Fragment> {
+    list.iter()
+        .map(|(ns, text)| {
+            let config = parse_dynamic(text, Path::new("fixture.toml"))
+                .unwrap_or_else(|e| panic!("fixture does not parse: {e}"));
+            (
+                ns.to_string(),
+                Fragment {
+                    config,
+                    problems: Vec::new(),
+                },
+            )
+        })
+        .collect()
+}
+
+fn build(list: &[(&str, &str)]) -> Snapshot {
+    assemble(
+        &frags(list),
+        &ctx(&[("web", false), ("admin", false)]),
+        None,
+        1,
+    )
+}
+
+fn problem_about(s: &Snapshot, source: &str, needle: &str) -> bool {
+    s.problems
+        .iter()
+        .any(|p| p.source == source && p.message.contains(needle))
+}
+
+const SVC: &str = r#"
+[http.services.app.loadBalancer]
+[[http.services.app.loadBalancer.servers]]
+url = "http://127.0.0.1:9001"
+"#;
+
+#[test]
+fn names_are_qualified_and_cross_provider_refs_resolve() {
+    let file = format!(
+        "{SVC}[http.middlewares.auth.basicAuth]\nusers = [\"u:{{SHA}}qUqP5cyxm6YcTAhz05Hph5gvu9M=\"]\n"
+    );
+    let docker = r#"
+[http.routers.web]
+rule = "Host(`a.lan`)"
+service = "app@file"
+middlewares = ["auth@file"]
+"#;
+    let s = build(&[("file", &file), ("docker", docker)]);
+    assert!(s.problems.is_empty(), "{:?}", s.problems);
+    let r = &s.routers["web@docker"];
+    assert_eq!(r.service, "app@file");
+    assert_eq!(r.middlewares, vec!["auth@file".to_string()]);
+    assert_eq!(r.status, "enabled");
+    assert!(s.services.contains_key("app@file"));
+    assert!(s.hosts.contains("a.lan"));
+    // Unqualified references stay inside their provider: `app` in docker is `app@docker`.
+    let s = build(&[
+        ("file", SVC),
+        (
+            "docker",
+            "[http.routers.x]\nrule = \"Path(`/`)\"\nservice = \"app\"\n",
+        ),
+    ]);
+    assert_eq!(s.routers["x@docker"].status, "disabled");
+    assert!(problem_about(&s, "router x@docker", "app@docker"));
+}
+
+#[test]
+fn a_bad_router_is_disabled_and_the_rest_serve() {
+    let text = format!(
+        "{SVC}
+[http.routers.good]
+rule = \"Host(`good.lan`)\"
+service = \"app\"
+
+[http.routers.badrule]
+rule = \"Hots(`x`)\"
+service = \"app\"
+
+[http.routers.nosvc]
+rule = \"Host(`y`)\"
+service = \"missing\"
+
+[http.routers.nomw]
+rule = \"Host(`z`)\"
+service = \"app\"
+middlewares = [\"nope\"]
+
+[http.routers.tls]
+rule = \"Host(`t`)\"
+service = \"app\"
+[http.routers.tls.tls]
+"
+    );
+    let s = build(&[("file", &text)]);
+    assert_eq!(s.routers["good@file"].status, "enabled");
+    for bad in ["badrule@file", "nosvc@file", "nomw@file", "tls@file"] {
+        assert_eq!(s.routers[bad].status, "disabled", "{bad}");
+        assert!(s.routers[bad].error.is_some());
+    }
+    assert!(problem_about(&s, "router badrule@file", "column 1"));
+    assert!(problem_about(&s, "router nomw@file", "nope@file"));
+    let web = s.table("web").expect("web table");
+    assert_eq!(web.routes().len(), 1);
+}
+
+#[test]
+fn cycles_are_problems_not_hangs() {
+    let text = r#"
+[http.services.a.weighted]
+[[http.services.a.weighted.services]]
+name = "b"
+[http.services.b.weighted]
+[[http.services.b.weighted.services]]
+name = "a"
+
+[http.routers.r]
+rule = "Path(`/`)"
+service = "a"
+middlewares = ["c1"]
+
+[http.middlewares.c1.chain]
+middlewares = ["c2"]
+[http.middlewares.c2.chain]
+middlewares = ["c1"]
+"#;
+    let s = build(&[("file", text)]);
+    assert!(
+        s.problems.iter().any(|p| p.message.contains("cycle")),
+        "{:?}",
+        s.problems
+    );
+    assert_eq!(s.routers["r@file"].status, "disabled");
+}
+
+#[test]
+fn entrypoints_default_and_explicit() {
+    let text = format!(
+        "{SVC}
+[http.routers.all]
+rule = \"Path(`/a`)\"
+service = \"app\"
+
+[http.routers.one]
+rule = \"Path(`/b`)\"
+service = \"app\"
+entryPoints = [\"admin\"]
+
+[http.routers.ghost]
+rule = \"Path(`/c`)\"
+service = \"app\"
+entryPoints = [\"nowhere\"]
+"
+    );
+    // No entrypoint marked asDefault: routers without entryPoints go on all of them.
+    let s = assemble(
+        &frags(&[("file", &text)]),
+        &ctx(&[("web", false), ("admin", false)]),
+        None,
+        1,
+    );
+    assert_eq!(s.table("web").map(|t| t.routes().len()), Some(1));
+    assert_eq!(s.table("admin").map(|t| t.routes().len()), Some(2));
+    assert!(problem_about(
+        &s,
+        "router ghost@file",
+        "`nowhere` does not exist"
+    ));
+    assert_eq!(s.routers["ghost@file"].status, "disabled");
+    // With asDefault, only the marked ones.
+    let s = assemble(
+        &frags(&[("file", &text)]),
+        &ctx(&[("web", true), ("admin", false)]),
+        None,
+        1,
+    );
+    assert_eq!(s.table("web").map(|t| t.routes().len()), Some(1));
+    assert_eq!(s.table("admin").map(|t| t.routes().len()), Some(1));
+}
+
+#[test]
+fn priorities_default_to_rule_length() {
+    let text = format!(
+        "{SVC}
+[http.routers.short]
+rule = \"Host(`a.lan`)\"
+service = \"app\"
+
+[http.routers.long]
+rule = \"Host(`a.lan`) && PathPrefix(`/api`)\"
+service = \"app\"
+
+[http.routers.pinned]
+rule = \"PathPrefix(`/`)\"
+service = \"app\"
+priority = 1000
+"
+    );
+    let s = build(&[("file", &text)]);
+    let names: Vec<&str> = s
+        .table("web")
+        .unwrap()
+        .routes()
+        .iter()
+        .map(|r| r.name.as_str())
+        .collect();
+    assert_eq!(names, vec!["pinned@file", "long@file", "short@file"]);
+    assert_eq!(
+        s.routers["short@file"].priority,
+        "Host(`a.lan`)".len() as i64
+    );
+}
+
+#[test]
+fn unchanged_services_keep_their_state_across_reloads() {
+    let v1 = format!(
+        "{SVC}
+[http.services.other.loadBalancer]
+[[http.services.other.loadBalancer.servers]]
+url = \"http://127.0.0.1:9002\"
+
+[http.services.canary.weighted]
+[[http.services.canary.weighted.services]]
+name = \"app\"
+weight = 3
+[[http.services.canary.weighted.services]]
+name = \"other\"
+"
+    );
+    let c = ctx(&[("web", false)]);
+    let first = assemble(&frags(&[("file", &v1)]), &c, None, 1);
+    let same = assemble(&frags(&[("file", &v1)]), &c, Some(&first), 2);
+    for name in ["app@file", "other@file", "canary@file"] {
+        assert!(
+            Arc::ptr_eq(&first.services[name], &same.services[name]),
+            "{name} rebuilt"
+        );
+    }
+    let v2 = v1.replace("9002", "9003");
+    let changed = assemble(&frags(&[("file", &v2)]), &c, Some(&same), 3);
+    assert!(Arc::ptr_eq(
+        &same.services["app@file"],
+        &changed.services["app@file"]
+    ));
+    assert!(!Arc::ptr_eq(
+        &same.services["other@file"],
+        &changed.services["other@file"]
+    ));
+    // The weighted service points at a new child, so it is rebuilt too.
+    assert!(!Arc::ptr_eq(
+        &same.services["canary@file"],
+        &changed.services["canary@file"]
+    ));
+}
+
+#[test]
+fn limits_and_unsupported_parts_are_reported() {
+    let mut text = String::from(SVC);
+    for i in 0..5 {
+        text.push_str(&format!(
+            "[http.routers.r{i}]\nrule = \"Path(`/{i}`)\"\nservice = \"app\"\nentryPoints = [\"web\"]\n"
+        ));
+    }
+    text.push_str(
+        "[http.services.m.mirroring]\nservice = \"app\"\n[http.routers.mir]\nrule = \"Path(`/m`)\"\nservice = \"m\"\nentryPoints = [\"web\"]\n[tcp.routers.t]\nrule = \"HostSNI(`*`)\"\nservice = \"x\"\n",
+    );
+    let mut c = ctx(&[("web", false)]);
+    c.max_routes = 3;
+    let s = assemble(&frags(&[("file", &text)]), &c, None, 1);
+    assert_eq!(s.table("web").unwrap().routes().len(), 3);
+    assert!(
+        s.problems
+            .iter()
+            .any(|p| p.message.contains("limits.max_routes"))
+    );
+    assert!(problem_about(&s, "service m@file", "mirroring"));
+    assert!(problem_about(&s, "provider file", "tcp"));
+}
+
+#[test]
+fn internal_services_exist_without_definition() {
+    let text = "[http.routers.api]\nrule = \"PathPrefix(`/api`)\"\nservice = \"api@internal\"\n";
+    let s = build(&[("file", text)]);
+    assert_eq!(s.routers["api@file"].status, "enabled", "{:?}", s.problems);
+}
