@@ -4,7 +4,7 @@
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: run test deps lint unit integration bench release clean
+.PHONY: run test deps lint bench release aarch64 clean
 
 run:
 	$(CARGO) run --release
@@ -22,6 +22,10 @@ test: deps lint
 
 release:
 	$(CARGO) build --release
+
+## The static aarch64 (Raspberry Pi) binary at target/aarch64-unknown-linux-musl/release/boma.
+aarch64:
+	scripts/cross.sh
 
 ## Side-by-side benchmarks (boma, nginx, Traefik); writes docs/benchmarks.md.
 bench: deps release
