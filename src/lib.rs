@@ -62,6 +62,7 @@ pub struct Gateway {
     stop: watch::Sender<bool>,
     tasks: JoinSet<()>,
     threads: Vec<std::thread::JoinHandle<()>>,
+    log_task: Option<tokio::task::JoinHandle<()>>,
     grace: Duration,
 }
 
@@ -91,6 +92,7 @@ impl Gateway {
             idle_timeout: limits.upstream_idle_timeout.to_std(),
             passive_cooldown: Duration::from_secs(10),
         };
+        let mut log_task = None;
         let access_log = cfg.access_log.as_ref().map(|a| {
             let format = match a.format {
                 config::LogFormat::Json => proxy::accesslog::Format::Json,
@@ -99,8 +101,11 @@ impl Gateway {
             let queue = usize::try_from(a.buffering_size)
                 .unwrap_or(usize::MAX)
                 .clamp(1024, 65_536);
-            // The writer task ends by itself when the last handle is dropped.
-            proxy::accesslog::AccessLog::start(a.file_path.clone(), format, queue).0
+            // The writer ends when the last handle is dropped (the workers' proxies).
+            let (log, task) =
+                proxy::accesslog::AccessLog::start(a.file_path.clone(), format, queue);
+            log_task = Some(task);
+            log
         });
 
         // Bind every entrypoint first: a bad address fails start-up before anything runs, and
@@ -214,6 +219,7 @@ impl Gateway {
             stop,
             tasks,
             threads,
+            log_task,
             grace,
         })
     }
@@ -234,6 +240,10 @@ impl Gateway {
             }
         });
         let _ = tokio::time::timeout(grace, joined).await;
+        // The workers' log handles are gone: the writer flushes what is queued and ends.
+        if let Some(task) = self.log_task.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(2), task).await;
+        }
     }
 }
 

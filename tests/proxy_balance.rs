@@ -281,3 +281,37 @@ url = "{}"
         assert!(r.headers.get("set-cookie").is_none());
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_timeout_answers_504() {
+    // A listener that never accepts, with its backlog filled: further SYNs are dropped, so a
+    // connection attempt hangs until boma's connect timeout (a black hole on loopback).
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let hole = socket.listen(0).unwrap();
+    let hole_addr = hole.local_addr().unwrap();
+    let mut fillers = Vec::new();
+    for _ in 0..8 {
+        let s = tokio::net::TcpSocket::new_v4().unwrap();
+        if let Ok(Ok(c)) =
+            tokio::time::timeout(Duration::from_millis(300), s.connect(hole_addr)).await
+        {
+            fillers.push(c);
+        }
+    }
+    let static_toml = "[entryPoints.web]\naddress = \"127.0.0.1:0\"\n[providers.file]\nfilename = \"{dir}/dynamic.toml\"\n[limits]\nupstream_connect_timeout = \"1s\"\n";
+    let dynamic = format!(
+        "[http.routers.r]\nrule = \"Host(`hole.test`)\"\nservice = \"s\"\n[http.services.s.loadBalancer]\n[[http.services.s.loadBalancer.servers]]\nurl = \"http://{hole_addr}\"\n"
+    );
+    let boma = Boma::start(static_toml, Some(&dynamic));
+    let client = Client::new();
+    let addr = boma.addr("web");
+    let r = eventually(Duration::from_secs(10), || async {
+        let r = client.get(addr, "hole.test", "/").await;
+        (r.status != 404).then_some(r)
+    })
+    .await
+    .expect("route never appeared");
+    assert_eq!(r.status, 504, "{r:?}\n{}", boma.stderr());
+    drop(hole);
+}

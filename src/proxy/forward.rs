@@ -82,9 +82,9 @@ impl Upstream {
         };
         res.map_err(|e| {
             if e.is_connect() {
-                // hyper-util reports its own connect timeout as a connect error.
-                let text = format!("{e:?}");
-                if text.contains("Timeout") || text.contains("timed out") {
+                // hyper-util reports its own connect timeout as a connect error whose source is
+                // an io::Error of kind TimedOut.
+                if io_kind(&e) == Some(std::io::ErrorKind::TimedOut) {
                     SendError::Timeout
                 } else {
                     SendError::Connect(error_chain(&e))
@@ -100,6 +100,18 @@ enum SendError {
     Connect(String),
     Timeout,
     Other(String),
+}
+
+/// The kind of the first io::Error in `e`'s source chain.
+fn io_kind(e: &(dyn std::error::Error + 'static)) -> Option<std::io::ErrorKind> {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            return Some(io.kind());
+        }
+        cur = err.source();
+    }
+    None
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {
