@@ -39,6 +39,8 @@ pub enum StartError {
     EntryPoint { name: String, message: String },
     #[error("cannot start a worker thread: {0}")]
     Thread(std::io::Error),
+    #[error("{0}")]
+    AccessLog(String),
 }
 
 /// A listener that is bound and about to serve, as printed at start-up.
@@ -101,12 +103,19 @@ impl Gateway {
             let queue = usize::try_from(a.buffering_size)
                 .unwrap_or(usize::MAX)
                 .clamp(1024, 65_536);
+            let (filter, fields) = access_log_shape(a)?;
             // The writer ends when the last handle is dropped (the workers' proxies).
-            let (log, task) =
-                proxy::accesslog::AccessLog::start(a.file_path.clone(), format, queue);
+            let (log, task) = proxy::accesslog::AccessLog::start(
+                a.file_path.clone(),
+                format,
+                queue,
+                filter,
+                fields,
+            );
             log_task = Some(task);
-            log
+            Ok::<_, StartError>(log)
         });
+        let access_log = access_log.transpose()?;
 
         // Bind every entrypoint first: a bad address fails start-up before anything runs, and
         // redirections know the real port of their target (also with port 0).
@@ -290,6 +299,47 @@ fn run_worker(set: WorkerSet, parts: ProxyParts, stop: watch::Receiver<bool>) {
     });
 }
 
+/// The access log's filters and JSON field modes from `[accessLog]`.
+fn access_log_shape(
+    a: &config::AccessLog,
+) -> Result<(proxy::accesslog::Filter, proxy::accesslog::Fields), StartError> {
+    use proxy::accesslog::{Fields, Filter, HeaderMode};
+    let filter = Filter {
+        status_ranges: Filter::parse_status(&a.filters.status_codes)
+            .map_err(StartError::AccessLog)?,
+        retry_attempts: a.filters.retry_attempts,
+        min_duration: a.filters.min_duration.as_timeout(),
+    };
+    let mode = |m: config::FieldMode| match m {
+        config::FieldMode::Keep => HeaderMode::Keep,
+        config::FieldMode::Drop => HeaderMode::Drop,
+        config::FieldMode::Redact => HeaderMode::Redact,
+    };
+    let by_mode = |want: config::FieldMode| {
+        a.fields
+            .names
+            .iter()
+            .filter(|(_, m)| **m == want)
+            .map(|(n, _)| n.clone())
+            .collect::<Vec<_>>()
+    };
+    let fields = Fields {
+        drop_by_default: a.fields.default_mode == config::FieldMode::Drop,
+        keep: by_mode(config::FieldMode::Keep),
+        drop: by_mode(config::FieldMode::Drop),
+        redact: by_mode(config::FieldMode::Redact),
+        headers_default: mode(a.fields.headers.default_mode),
+        headers: a
+            .fields
+            .headers
+            .names
+            .iter()
+            .map(|(n, m)| (n.to_ascii_lowercase(), mode(*m)))
+            .collect(),
+    };
+    Ok((filter, fields))
+}
+
 /// This machine's host name, for X-Forwarded-Server.
 fn server_name() -> http::HeaderValue {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -344,6 +394,7 @@ fn entrypoint_parts(
         trusted,
         trust_all: ep.forwarded_headers.insecure,
         idle_timeout: idle,
+        write_timeout: timeouts.write_timeout.as_timeout(),
     };
     let limits = ConnLimits {
         max_connections: cfg.limits.max_connections,

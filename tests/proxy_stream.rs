@@ -276,3 +276,48 @@ upstream_response_timeout = "1s"
     assert_eq!(r.status, 200, "in-flight request was cut: {r:?}");
     assert!(status.success(), "boma exited with {status}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn write_timeout_cuts_a_response_that_takes_too_long() {
+    let backend = Backend::start("wt").await;
+    let static_toml = r#"
+[entryPoints.web]
+address = "127.0.0.1:0"
+[entryPoints.web.transport.respondingTimeouts]
+writeTimeout = "1s"
+
+[providers.file]
+filename = "{dir}/dynamic.toml"
+"#;
+    let boma = Boma::start(static_toml, Some(&dynamic_for(&backend)));
+    ready(&boma).await;
+    // A client that stops reading: 64 MiB cannot fit in the socket buffers, so the response
+    // is still being written when the deadline passes and boma cuts the connection.
+    let mut s = TcpStream::connect(boma.addr("web")).await.unwrap();
+    s.write_all(
+        format!(
+            "GET /stream?n={} HTTP/1.1\r\nHost: s.test\r\n\r\n",
+            64 * MIB
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let mut total = 0u64;
+    let mut buf = vec![0u8; 256 * 1024];
+    let ended = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => total += n as u64,
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "connection was never closed");
+    assert!(
+        total < 64 * MIB,
+        "the whole response arrived despite writeTimeout ({total} bytes)"
+    );
+}

@@ -4,6 +4,7 @@
 //!
 //! Nothing here buffers: frames pass through as they arrive.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -48,33 +49,50 @@ impl Drop for Finisher {
 }
 
 pin_project_lite::pin_project! {
-    /// A body that counts bytes and runs its [`Finisher`] when dropped.
+    /// A body that counts bytes, runs its [`Finisher`] when dropped and, with a deadline (the
+    /// entrypoint's `writeTimeout`), fails when the response is not sent in time.
     pub struct Tracked<B> {
         #[pin]
         inner: B,
         fin: Finisher,
+        deadline: Option<Pin<Box<tokio::time::Sleep>>>,
     }
 }
 
 impl<B> Tracked<B> {
-    pub fn new(inner: B, fin: Finisher) -> Self {
-        Tracked { inner, fin }
+    pub fn new(inner: B, fin: Finisher, deadline: Option<tokio::time::Instant>) -> Self {
+        Tracked {
+            inner,
+            fin,
+            deadline: deadline.map(|d| Box::pin(tokio::time::sleep_until(d))),
+        }
     }
 }
+
+/// The response was not written within the entrypoint's `writeTimeout`.
+#[derive(Debug, thiserror::Error)]
+#[error("response not written within writeTimeout")]
+pub struct WriteTimeout;
 
 impl<B> HttpBody for Tracked<B>
 where
     B: HttpBody<Data = Bytes>,
+    B::Error: Into<BoxError>,
 {
     type Data = Bytes;
-    type Error = B::Error;
+    type Error = BoxError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let this = self.project();
-        let polled = this.inner.poll_frame(cx);
+        if let Some(deadline) = this.deadline.as_mut()
+            && deadline.as_mut().poll(cx).is_ready()
+        {
+            return Poll::Ready(Some(Err(Box::new(WriteTimeout))));
+        }
+        let polled = this.inner.poll_frame(cx).map_err(Into::into);
         if let Poll::Ready(Some(Ok(frame))) = &polled
             && let Some(data) = frame.data_ref()
         {

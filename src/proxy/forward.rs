@@ -309,6 +309,8 @@ pub struct Forwarded {
     pub response: Response<Incoming>,
     pub server: Arc<Server>,
     pub set_cookie: Option<HeaderValue>,
+    /// Attempts made (1 without retries).
+    pub attempts: u32,
 }
 
 /// Send the (already rewritten) request to the service, with retries as allowed.
@@ -394,6 +396,7 @@ pub async fn forward(
                 server.mark_ok();
                 return Ok(Forwarded {
                     response,
+                    attempts: attempt + 1,
                     server: Arc::clone(server),
                     set_cookie: if sticky_pick == Some(idx) {
                         None

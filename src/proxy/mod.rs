@@ -58,6 +58,9 @@ pub struct EntryPoint {
     pub trusted: crate::ipnet::IpSet,
     pub trust_all: bool,
     pub idle_timeout: std::time::Duration,
+    /// `writeTimeout`: the whole response must be sent within this time of the request's
+    /// arrival (None: no limit, Traefik's default).
+    pub write_timeout: Option<std::time::Duration>,
 }
 
 /// Facts about one client connection, computed once when it is accepted.
@@ -128,6 +131,12 @@ impl Proxy {
             started,
             started_wall: SystemTime::now(),
             entrypoint: ep.name.clone(),
+            attempts: 0,
+            headers: self
+                .access_log
+                .as_ref()
+                .map(|log| log.capture_headers(&parts.headers))
+                .unwrap_or_default(),
         });
         let mut mw_ctx = middlewares::Ctx::new(client_ip, ep.scheme, started);
 
@@ -232,6 +241,7 @@ impl Proxy {
         };
         if let Some(r) = record.as_mut() {
             r.server_url = fwd.server.url.clone();
+            r.attempts = fwd.attempts;
         }
 
         // Phase 6: response.
@@ -257,7 +267,10 @@ impl Proxy {
             log: self.access_log.clone().zip(record),
             bytes: 0,
         };
-        let body = Tracked::new(rbody.map_err(Into::into), fin).boxed();
+        let deadline = ep
+            .write_timeout
+            .map(|t| tokio::time::Instant::from_std(started) + t);
+        let body = Tracked::new(rbody, fin, deadline).boxed();
         Response::from_parts(rparts, body)
     }
 
@@ -278,7 +291,7 @@ impl Proxy {
             log: self.access_log.clone().zip(record),
             bytes: 0,
         };
-        let body = Tracked::new(body::full(bytes), fin).boxed();
+        let body = Tracked::new(body::full(bytes), fin, None).boxed();
         Response::from_parts(parts, body)
     }
 }
