@@ -54,11 +54,7 @@ weight = 1
     let boma = Boma::start(BASIC_STATIC, Some(&dynamic));
     let client = Client::new();
     let addr = boma.addr("web");
-    eventually(Duration::from_secs(10), || async {
-        (client.get(addr, "w.test", "/").await.status == 200).then_some(())
-    })
-    .await
-    .expect("route never appeared");
+    boma.routed(&client, "w.test", "/").await;
     // The warm-up request above moved the round robin by one; 8 full rounds from any starting
     // point still give exact shares over a multiple of the weight sum.
     let counts = count(&client, addr, "w.test", 8 * 8).await;
@@ -99,11 +95,7 @@ url = "{}"
     let boma = Boma::start(BASIC_STATIC, Some(&dynamic));
     let client = Client::new();
     let addr = boma.addr("web");
-    eventually(Duration::from_secs(10), || async {
-        (client.get(addr, "canary.test", "/").await.status == 200).then_some(())
-    })
-    .await
-    .expect("route never appeared");
+    boma.routed(&client, "canary.test", "/").await;
     let counts = count(&client, addr, "canary.test", 100).await;
     assert_eq!(counts.get("stable"), Some(&90), "{counts:?}");
     assert_eq!(counts.get("canary"), Some(&10), "{counts:?}");
@@ -135,11 +127,7 @@ timeout = "1s"
     let boma = Boma::start(BASIC_STATIC, Some(&dynamic));
     let client = Client::new();
     let addr = boma.addr("web");
-    eventually(Duration::from_secs(10), || async {
-        (client.get(addr, "hc.test", "/").await.status == 200).then_some(())
-    })
-    .await
-    .expect("route never appeared");
+    boma.routed(&client, "hc.test", "/").await;
 
     b.healthy.store(false, Ordering::SeqCst);
     // Once the checker has seen b fail, every request lands on a.
@@ -214,11 +202,7 @@ url = "{dead_url}"
     let boma = Boma::start(BASIC_STATIC, Some(&dynamic));
     let client = Client::new();
     let addr = boma.addr("web");
-    eventually(Duration::from_secs(10), || async {
-        (client.get(addr, "noretry.test", "/").await.status != 404).then_some(())
-    })
-    .await
-    .expect("routes never appeared");
+    boma.routed(&client, "noretry.test", "/").await;
     // Every request succeeds although half the picks hit the dead server first.
     for _ in 0..10 {
         let r = client.get(addr, "retry.test", "/").await;

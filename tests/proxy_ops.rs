@@ -18,12 +18,7 @@ fn dynamic(b: &Backend) -> String {
 }
 
 async fn ready(client: &Client, boma: &Boma) {
-    let addr = boma.addr("web");
-    eventually(Duration::from_secs(10), || async {
-        (client.get(addr, "log.test", "/").await.status == 200).then_some(())
-    })
-    .await
-    .unwrap_or_else(|| panic!("route never appeared:\n{}", boma.stderr()));
+    boma.routed(client, "log.test", "/").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -14,20 +14,6 @@ fn lb(name: &str, url: &str) -> String {
     )
 }
 
-async fn wait_route(client: &Client, boma: &Boma, host: &str, path: &str) {
-    let addr = boma.addr("web");
-    eventually(Duration::from_secs(10), || async {
-        (client.get(addr, host, path).await.status != 404).then_some(())
-    })
-    .await
-    .unwrap_or_else(|| {
-        panic!(
-            "route {host}{path} never appeared; boma log:\n{}",
-            boma.stderr()
-        )
-    });
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn precedence_and_forwarded_headers() {
     let (a, b, c) = (
@@ -62,7 +48,7 @@ service = "c"
     let boma = Boma::start(BASIC_STATIC, Some(&dynamic));
     let client = Client::new();
     let addr = boma.addr("web");
-    wait_route(&client, &boma, "app.test", "/").await;
+    boma.routed(&client, "app.test", "/").await;
 
     let cases = [
         ("app.test", "/", "a"),
@@ -132,7 +118,7 @@ async fn hot_reload_valid_applies_invalid_keeps_last_good() {
     let boma = Boma::start(BASIC_STATIC, Some(&v1));
     let client = Client::new();
     let addr = boma.addr("web");
-    wait_route(&client, &boma, "reload.test", "/").await;
+    boma.routed(&client, "reload.test", "/").await;
     assert_eq!(client.get(addr, "reload.test", "/").await.backend(), "a");
 
     // A valid change moves the route to b and adds a new router.
@@ -211,7 +197,7 @@ X-Resp = "done"
     );
     let boma = Boma::start(static_toml, Some(&dynamic));
     let client = Client::new();
-    wait_route(&client, &boma, "mw.test", "/app/x").await;
+    boma.routed(&client, "mw.test", "/app/x").await;
     let r = client.get(boma.addr("web"), "mw.test", "/app/x?q=1").await;
     assert_eq!(r.status, 200);
     let body = r.body.to_ascii_lowercase();

@@ -13,7 +13,7 @@ use hyper::body::Frame;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use support::{BASIC_STATIC, Backend, Boma, Client, eventually};
+use support::{BASIC_STATIC, Backend, Boma, Client};
 
 const MIB: u64 = 1024 * 1024;
 
@@ -25,13 +25,7 @@ fn dynamic_for(b: &Backend) -> String {
 }
 
 async fn ready(boma: &Boma) {
-    let client = Client::new();
-    let addr = boma.addr("web");
-    eventually(Duration::from_secs(10), || async {
-        (client.get(addr, "s.test", "/").await.status == 200).then_some(())
-    })
-    .await
-    .unwrap_or_else(|| panic!("route never appeared:\n{}", boma.stderr()));
+    boma.routed(&Client::new(), "s.test", "/").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -296,6 +296,23 @@ impl Boma {
             .unwrap_or_else(|| panic!("no entrypoint {entrypoint} in {:?}", self.listeners))
     }
 
+    /// Wait (bounded) until a request for `host` + `path` is routed, i.e. answered with anything
+    /// but 404, and return that answer.
+    pub async fn routed(&self, client: &Client, host: &str, path: &str) -> Resp {
+        let addr = self.addr("web");
+        eventually(Duration::from_secs(10), || async {
+            let r = client.get(addr, host, path).await;
+            (r.status != 404).then_some(r)
+        })
+        .await
+        .unwrap_or_else(|| {
+            panic!(
+                "route {host}{path} never appeared; boma log:\n{}",
+                self.stderr()
+            )
+        })
+    }
+
     pub fn write_dynamic(&self, text: &str) {
         // Write then rename, as an editor does, so boma never reads half a file.
         let tmp = self.dir.path().join("dynamic.toml.tmp");
