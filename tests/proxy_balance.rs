@@ -299,3 +299,49 @@ async fn connect_timeout_answers_504() {
     assert_eq!(r.status, 504, "{r:?}\n{}", boma.stderr());
     drop(hole);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failover_service_uses_the_fallback_while_main_is_down() {
+    let main = Backend::start("main").await;
+    let spare = Backend::start("spare").await;
+    let dynamic = format!(
+        r#"
+[http.routers.r]
+rule = "Host(`fo.test`)"
+service = "app"
+
+[http.services.app.failover]
+service = "primary"
+fallback = "backup"
+
+[http.services.primary.loadBalancer]
+[[http.services.primary.loadBalancer.servers]]
+url = "{}"
+[http.services.primary.loadBalancer.healthCheck]
+path = "/health"
+interval = "100ms"
+
+[http.services.backup.loadBalancer]
+[[http.services.backup.loadBalancer.servers]]
+url = "{}"
+"#,
+        main.url(),
+        spare.url()
+    );
+    let boma = Boma::start(BASIC_STATIC, Some(&dynamic));
+    let client = Client::new();
+    let addr = boma.addr("web");
+    assert_eq!(boma.routed(&client, "fo.test", "/").await.backend(), "main");
+    main.healthy.store(false, Ordering::SeqCst);
+    eventually(Duration::from_secs(10), || async {
+        (client.get(addr, "fo.test", "/").await.backend() == "spare").then_some(())
+    })
+    .await
+    .expect("never failed over");
+    main.healthy.store(true, Ordering::SeqCst);
+    eventually(Duration::from_secs(10), || async {
+        (client.get(addr, "fo.test", "/").await.backend() == "main").then_some(())
+    })
+    .await
+    .expect("never came back to the main service");
+}

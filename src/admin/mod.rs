@@ -143,6 +143,10 @@ fn services(s: &Snapshot) -> Vec<Value> {
                         "services": w.children.iter().map(|(n, _)| json!({"name": n})).collect::<Vec<_>>(),
                     });
                 }
+                Service::Failover(f) => {
+                    v["type"] = json!("failover");
+                    v["failover"] = json!({"service": f.main.0, "fallback": f.fallback.0});
+                }
                 Service::Internal(_) => v["type"] = json!("internal"),
             }
             v

@@ -15,7 +15,7 @@ use super::schema;
 use super::table::{Route, RouteTable};
 use super::{Fragment, Problem, RouterStatus, Snapshot};
 use crate::proxy::balance::{
-    Internal, LoadBalancer, Protocol, Server, Service, StickyCookie, Weighted,
+    Failover, Internal, LoadBalancer, Protocol, Server, Service, StickyCookie, Weighted,
 };
 use crate::proxy::health::HealthCheck;
 use crate::proxy::middlewares::{self, Compiled, Middleware};
@@ -350,6 +350,27 @@ impl<'a> Builder<'a> {
                     return Err("weighted service has no services".into());
                 }
                 Ok(Arc::new(Service::Weighted(Weighted::new(children))))
+            }
+            schema::Service::Failover(f) => {
+                let main = qualify(&f.service, ns);
+                let fallback = qualify(&f.fallback, ns);
+                let main_svc = self
+                    .service(&main, stack)
+                    .map_err(|why| format!("failover service {main}: {why}"))?;
+                let fallback_svc = self
+                    .service(&fallback, stack)
+                    .map_err(|why| format!("failover fallback {fallback}: {why}"))?;
+                if let Some(prev) = prev
+                    && let Service::Failover(pf) = &**prev
+                    && Arc::ptr_eq(&pf.main.1, &main_svc)
+                    && Arc::ptr_eq(&pf.fallback.1, &fallback_svc)
+                {
+                    return Ok(Arc::clone(prev));
+                }
+                Ok(Arc::new(Service::Failover(Failover {
+                    main: (main, main_svc),
+                    fallback: (fallback, fallback_svc),
+                })))
             }
             other => Err(format!("{} services are not supported yet", other.kind())),
         }

@@ -259,11 +259,20 @@ impl Internal {
     }
 }
 
+/// A failover service: the main service while any of its servers is available, the fallback
+/// otherwise.
+#[derive(Debug)]
+pub struct Failover {
+    pub main: (String, Arc<Service>),
+    pub fallback: (String, Arc<Service>),
+}
+
 /// What a router points at.
 #[derive(Debug)]
 pub enum Service {
     LoadBalancer(LoadBalancer),
     Weighted(Weighted),
+    Failover(Failover),
     Internal(Internal),
 }
 
@@ -280,6 +289,11 @@ impl Service {
         match self {
             Service::LoadBalancer(lb) => lb.any_available(now),
             Service::Internal(_) => true,
+            Service::Failover(f) => {
+                depth < MAX_DEPTH
+                    && (f.main.1.available_at(now, depth + 1)
+                        || f.fallback.1.available_at(now, depth + 1))
+            }
             Service::Weighted(w) => {
                 depth < MAX_DEPTH
                     && w.children
@@ -296,6 +310,13 @@ impl Service {
         for _ in 0..MAX_DEPTH {
             let next = match &*cur {
                 Service::LoadBalancer(_) | Service::Internal(_) => return Some(cur),
+                Service::Failover(f) => {
+                    if f.main.1.any_available(now) {
+                        Arc::clone(&f.main.1)
+                    } else {
+                        Arc::clone(&f.fallback.1)
+                    }
+                }
                 Service::Weighted(w) => {
                     let i = w
                         .swrr
@@ -312,7 +333,7 @@ impl Service {
     pub fn load_balancer(&self) -> Option<&LoadBalancer> {
         match self {
             Service::LoadBalancer(lb) => Some(lb),
-            Service::Weighted(_) | Service::Internal(_) => None,
+            Service::Weighted(_) | Service::Failover(_) | Service::Internal(_) => None,
         }
     }
 }
@@ -367,6 +388,34 @@ mod tests {
         assert!(s.available(now + Duration::from_secs(11)));
         s.mark_ok();
         assert!(s.available(now));
+    }
+
+    #[test]
+    fn failover_switches_while_main_is_down() {
+        let a = server("http://127.0.0.1:1", 1);
+        let b = server("http://127.0.0.1:2", 1);
+        let main = Arc::new(Service::LoadBalancer(LoadBalancer::new(
+            vec![a.clone()],
+            true,
+            None,
+            None,
+        )));
+        let spare = Arc::new(Service::LoadBalancer(LoadBalancer::new(
+            vec![b],
+            true,
+            None,
+            None,
+        )));
+        let f = Arc::new(Service::Failover(Failover {
+            main: ("main".into(), main.clone()),
+            fallback: ("spare".into(), spare.clone()),
+        }));
+        let now = Instant::now();
+        assert!(Arc::ptr_eq(&f.resolve(now).unwrap(), &main));
+        a.set_healthy(false);
+        assert!(Arc::ptr_eq(&f.resolve(now).unwrap(), &spare));
+        a.set_healthy(true);
+        assert!(Arc::ptr_eq(&f.resolve(now).unwrap(), &main));
     }
 
     #[test]
