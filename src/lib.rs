@@ -359,6 +359,13 @@ fn entrypoint_parts(
         name: name.to_string(),
         message,
     };
+    if ep.http.tls.is_some() {
+        return Err(err(
+            "http.tls is set but boma does not serve TLS yet; refusing to serve plain HTTP \
+             where TLS was asked for"
+                .into(),
+        ));
+    }
     let timeouts = &ep.transport.responding_timeouts;
     let redirect = match ep.redirection() {
         Some(r) => {
