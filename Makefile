@@ -4,7 +4,7 @@
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: run test deps lint bench release aarch64 clean
+.PHONY: run test deps lint bench release aarch64 clean image image-lock image-deps qemu yocto-lint
 
 run:
 	$(CARGO) run --release
@@ -15,10 +15,13 @@ deps:
 
 lint:
 	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-test: deps lint
-	$(CARGO) test --all-targets -- --test-threads=2
+# --workspace: the image builder's tests (image/tests/image_*.rs, qemu_*.rs) need the aarch64
+# binary, hence `aarch64` first; their measurements end up in target/image-test/figures.txt.
+test: deps lint aarch64 yocto-lint
+	$(CARGO) test --workspace --all-targets -- --test-threads=2
+	@cat target/image-test/figures.txt 2>/dev/null || true
 
 release:
 	$(CARGO) build --release
@@ -30,6 +33,33 @@ aarch64:
 ## Side-by-side benchmarks (boma, nginx, Traefik); writes docs/benchmarks.md.
 bench: deps release
 	scripts/bench.sh
+
+## Bootable SD-card image for one board (board/<name>/): target/images/boma-$(BOARD).img, .img.xz,
+## .sha256. BOARD = qemu-virt (default), rpi3, rpi4, rpi-zero-2w. See docs/image.md.
+BOARD ?= qemu-virt
+HTTP_PORT ?= 8080
+DNS_PORT ?= 5353
+
+image-deps:
+	scripts/image-deps.sh
+
+image: image-deps aarch64
+	$(CARGO) build --release -p boma-image
+	target/release/boma-image build --board $(BOARD)
+
+## Record the sha256 of newly pinned packages in image/packages.lock (after bumping a pin).
+image-lock: image-deps aarch64
+	$(CARGO) build --release -p boma-image
+	target/release/boma-image build --board $(BOARD) --record-lock
+
+## Boot the image headless in QEMU (qemu-virt; rpi3 on raspi3b): serial console on the terminal,
+## guest HTTP on 127.0.0.1:$(HTTP_PORT), guest DNS on 127.0.0.1:$(DNS_PORT). Ctrl-A X quits.
+qemu: image
+	target/release/boma-image qemu --board $(BOARD) --http-port $(HTTP_PORT) --dns-port $(DNS_PORT)
+
+## oelint-adv over the Yocto layer (installed from PyPI by scripts/image-deps.sh).
+yocto-lint: image-deps
+	scripts/yocto-lint.sh
 
 clean:
 	$(CARGO) clean

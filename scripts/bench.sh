@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# Side-by-side proxy benchmark on loopback: the backend directly, nginx, Traefik and boma, the
-# same backend and the same wrk load for each, in one run. Writes docs/benchmarks.md.
-# Bounded: each load run lasts DURATION seconds; every process started here is stopped on exit.
+# Side-by-side benchmarks on loopback. Proxy: the backend directly, nginx, Traefik and boma, the
+# same backend and the same wrk load for each. DNS: dnsmasq and boma with the same upstream and
+# the same dnsperf query files (local zone, cached forwarded names). Writes docs/benchmarks.md;
+# SECTIONS="dns" (or "proxy") runs one part and keeps the other part of the file as it was.
+# Bounded: each load run lasts DURATION (DNS_DURATION) seconds; every process started here is
+# stopped on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,6 +15,10 @@ BOMA=${BOMA:-target/release/boma}
 OUT=${OUT:-docs/benchmarks.md}
 BASE=${BASE_PORT:-18080}
 BACKEND_PORT=$((BASE + 1)); NGINX_PORT=$((BASE + 2)); TRAEFIK_PORT=$((BASE + 3)); BOMA_PORT=$((BASE + 4))
+SECTIONS=${SECTIONS:-proxy dns}
+DNS_DURATION=${DNS_DURATION:-10}
+UPSTREAM_DNS_PORT=$((BASE + 10)); DNSMASQ_PORT=$((BASE + 11)); BOMA_DNS_PORT=$((BASE + 12))
+want() { case " $SECTIONS " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 
 work=$(mktemp -d)
 pids=()
@@ -23,7 +30,13 @@ cleanup() {
 trap cleanup EXIT
 
 [ -x "$BOMA" ] || { echo "bench: $BOMA missing; run make release" >&2; exit 1; }
-for t in nginx traefik wrk curl; do command -v "$t" >/dev/null || { echo "bench: $t missing; run make deps" >&2; exit 1; }; done
+if want proxy; then
+  for t in nginx traefik wrk curl; do command -v "$t" >/dev/null || { echo "bench: $t missing; run make deps" >&2; exit 1; }; done
+fi
+DNSMASQ=$(command -v dnsmasq || echo /usr/sbin/dnsmasq)
+if want dns; then
+  for t in dnsperf kdig "$DNSMASQ"; do command -v "$t" >/dev/null || { echo "bench: $t missing; run make deps" >&2; exit 1; }; done
+fi
 
 # Resident set of a process and its children, in KiB.
 rss_kib() {
@@ -41,6 +54,13 @@ wait_http() { # url host
   done
   echo "bench: $1 (Host $2) never answered" >&2; exit 1
 }
+
+declare -A RPS P99 RSS_IDLE RSS_LOAD
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b == 0) print "n/a"; else printf "%.2f", a / b }'; }
+
+# ============================================================================================
+# Reverse proxy (not indented, to keep its history readable)
+if want proxy; then
 
 # --- the backend: nginx answering a fixed 13-byte body -------------------------------------
 mkdir -p "$work/backend" "$work/proxy"
@@ -118,8 +138,6 @@ filename = "$work/dynamic.toml"
 level = "warn"
 EOF
 
-declare -A RPS P99 RSS_IDLE RSS_LOAD
-
 # Parse wrk's output: requests/s and p99 in ms.
 run_wrk() { # name url
   local out
@@ -157,15 +175,109 @@ kill "$tfk"; wait "$tfk" 2>/dev/null || true
 measure boma "$bpid" "http://127.0.0.1:$BOMA_PORT/"
 kill "$bpid"; wait "$bpid" 2>/dev/null || true
 
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b == 0) print "n/a"; else printf "%.2f", a / b }'; }
+fi # proxy
 
-cpu=$(awk -F: '/model name/{print $2; exit}' /proc/cpuinfo | sed 's/^ *//')
-{
-  echo "# Benchmarks"
+# ============================================================================================
+# DNS: dnsmasq and boma, one after the other, both forwarding to the same upstream (a third
+# dnsmasq, authority for bench.test with a one-hour TTL), loaded by the same dnsperf runs.
+declare -A QPS_LOCAL QPS_CACHED DNS_RSS_IDLE DNS_RSS_LOAD
+
+wait_dns() { # port
+  for _ in $(seq 1 100); do
+    if [ "$(kdig @127.0.0.1 -p "$1" +timeout=1 +retry=0 +short host1.village.lan 2>/dev/null)" = 10.0.0.1 ]; then return 0; fi
+    sleep 0.1
+  done
+  echo "bench: DNS on port $1 never answered" >&2; exit 1
+}
+
+run_dnsperf() { # name port file -> queries/s
+  local out lost
+  out=$(dnsperf -s 127.0.0.1 -p "$2" -d "$3" -l "$DNS_DURATION" -c 4 -q 200)
+  echo "$out" > "$work/$1.$(basename "$3").dnsperf"
+  lost=$(echo "$out" | awk '/Queries lost:/{print $3}')
+  [ "${lost:-0}" = 0 ] || echo "bench: $1 $(basename "$3"): $lost queries lost" >&2
+  echo "$out" | awk '/Queries per second:/{printf "%.0f", $4}'
+}
+
+measure_dns() { # name pid port
+  local name=$1 pid=$2 port=$3
+  wait_dns "$port"
+  sleep 1
+  DNS_RSS_IDLE[$name]=$(rss_kib "$pid")
+  # One pass over the forwarded names fills the cache; the measured runs then hit it.
+  dnsperf -s 127.0.0.1 -p "$port" -d "$work/dns/forward.txt" -n 1 -c 4 -q 200 > /dev/null
+  QPS_LOCAL[$name]=$(run_dnsperf "$name" "$port" "$work/dns/local.txt")
+  QPS_CACHED[$name]=$(run_dnsperf "$name" "$port" "$work/dns/forward.txt")
+  DNS_RSS_LOAD[$name]=$(rss_kib "$pid")
+  echo "bench: $name DNS local ${QPS_LOCAL[$name]} q/s, cached ${QPS_CACHED[$name]} q/s, RSS idle ${DNS_RSS_IDLE[$name]} KiB, after load ${DNS_RSS_LOAD[$name]} KiB" >&2
+}
+
+if want dns; then
+  mkdir -p "$work/dns"
+  for i in $(seq 1 1000); do echo "host$i.village.lan A"; done > "$work/dns/local.txt"
+  for i in $(seq 1 1000); do echo "name$i.bench.test A"; done > "$work/dns/forward.txt"
+  dnsmasq_common=(--keep-in-foreground --no-resolv --no-hosts --bind-interfaces --listen-address=127.0.0.1 --pid-file=)
+  "$DNSMASQ" "${dnsmasq_common[@]}" --port="$UPSTREAM_DNS_PORT" --address=/bench.test/93.184.216.34 \
+    --local-ttl=3600 & pids+=($!)
+
+  "$DNSMASQ" "${dnsmasq_common[@]}" --port="$DNSMASQ_PORT" --address=/village.lan/10.0.0.1 \
+    --server="127.0.0.1#$UPSTREAM_DNS_PORT" --cache-size=10000 --local-ttl=60 \
+    --domain-needed --bogus-priv --stop-dns-rebind & dm=$!; pids+=($dm)
+  measure_dns dnsmasq "$dm" "$DNSMASQ_PORT"
+  kill "$dm"; wait "$dm" 2>/dev/null || true
+
+  cat > "$work/boma-dns.toml" <<TOML
+[dns]
+listen = ["127.0.0.1:$BOMA_DNS_PORT"]
+zone = "village.lan"
+address = "10.0.0.1"
+upstreams = ["127.0.0.1:$UPSTREAM_DNS_PORT"]
+cache_size = 10000
+local_ttl = 60
+[log]
+level = "warn"
+TOML
+  "$BOMA" run --config "$work/boma-dns.toml" > "$work/boma-dns.log" 2>&1 & bd=$!; pids+=($bd)
+  measure_dns boma "$bd" "$BOMA_DNS_PORT"
+  kill "$bd"; wait "$bd" 2>/dev/null || true
+fi
+
+# ============================================================================================
+# Report: each section run now is written anew; a section not run is kept from the old file.
+kept_section() { # heading
+  [ -f "$OUT" ] || return 0
+  awk -v h="$1" '$0 == h {f = 1; print; next} /^## / {f = 0} f' "$OUT"
+}
+
+dns_section() {
+  echo "## DNS"
   echo
-  echo "Made by \`make bench\` (scripts/bench.sh) on $(date -u +%Y-%m-%d), $(nproc) cores ($cpu)."
-  echo "Every figure below comes from one run; re-run \`make bench\` to refresh it."
+  echo "Command: \`dnsperf -c 4 -q 200 -l $DNS_DURATION\` against each server, one after the other,"
+  echo "with the same query files: 1,000 names of the local zone (\`hostN.village.lan A\`, dnsmasq's"
+  echo "\`address=/village.lan/10.0.0.1\`, boma's wildcard) and 1,000 forwarded names"
+  echo "(\`nameN.bench.test A\`), cached by one pass before the measured run. Both forward to the"
+  echo "same upstream (dnsmasq as the authority of bench.test, one-hour TTL), cache 10,000 entries and"
+  echo "run dnsmasq's safety options (domain-needed, bogus-priv, rebind protection). RSS: resident set"
+  echo "before the load and right after it."
   echo
+  echo "| | local zone (queries/s) | cached forwarded (queries/s) | RSS idle (KiB) | RSS after load (KiB) |"
+  echo "|---|---:|---:|---:|---:|"
+  for n in dnsmasq boma; do
+    echo "| $n | ${QPS_LOCAL[$n]} | ${QPS_CACHED[$n]} | ${DNS_RSS_IDLE[$n]} | ${DNS_RSS_LOAD[$n]} |"
+  done
+  echo
+  echo "Ratios (budgets from issue 4 and DESIGN.md §6):"
+  echo
+  echo "| ratio | value | budget |"
+  echo "|---|---:|---|"
+  echo "| boma / dnsmasq local-zone queries/s | $(ratio "${QPS_LOCAL[boma]}" "${QPS_LOCAL[dnsmasq]}") | ≥ 1 |"
+  echo "| boma / dnsmasq cached queries/s | $(ratio "${QPS_CACHED[boma]}" "${QPS_CACHED[dnsmasq]}") | ≥ 1 |"
+  echo "| boma / dnsmasq RSS after load | $(ratio "${DNS_RSS_LOAD[boma]}" "${DNS_RSS_LOAD[dnsmasq]}") | ≤ 2 |"
+  echo
+  echo "Versions: dnsmasq $("$DNSMASQ" --version | awk 'NR==1{print $3}'), dnsperf $(dpkg-query -W -f='${Version}' dnsperf 2>/dev/null || echo '?'), boma $("$BOMA" version | awk '{print $2}')."
+}
+
+proxy_section() {
   echo "## Reverse proxy"
   echo
   echo "Command: \`wrk -t$THREADS -c$CONNS -d${DURATION}s --latency -H 'Host: bench.local'\` against each"
@@ -190,5 +302,19 @@ cpu=$(awk -F: '/model name/{print $2; exit}' /proc/cpuinfo | sed 's/^ *//')
   echo "| boma / Traefik RSS after load | $(ratio "${RSS_LOAD[boma]}" "${RSS_LOAD[traefik]}") | ≤ 0.1 |"
   echo
   echo "Versions: $(nginx -v 2>&1 | sed 's/^nginx version: //'), Traefik $(traefik version 2>/dev/null | awk '/^Version/{print $2}'), boma $("$BOMA" version | awk '{print $2}'), $(wrk -v 2>&1 | head -1 | awk '{print $1, $2}')."
-} > "$OUT"
+}
+
+cpu=$(awk -F: '/model name/{print $2; exit}' /proc/cpuinfo | sed 's/^ *//')
+{
+  echo "# Benchmarks"
+  echo
+  echo "Made by \`make bench\` (scripts/bench.sh) on $(date -u +%Y-%m-%d), $(nproc) cores ($cpu)."
+  echo "Every figure of a section comes from one run; re-run \`make bench\` to refresh them"
+  echo "(\`SECTIONS=dns\` or \`SECTIONS=proxy\` refreshes one section and keeps the other)."
+  echo
+  if want proxy; then proxy_section; else kept_section "## Reverse proxy"; fi
+  echo
+  if want dns; then dns_section; else kept_section "## DNS"; fi
+} | cat -s > "$OUT.new"
+mv "$OUT.new" "$OUT"
 echo "bench: wrote $OUT" >&2

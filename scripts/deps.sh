@@ -11,6 +11,12 @@ command -v nginx >/dev/null || need_apt+=(nginx-light)
 command -v wrk >/dev/null || need_apt+=(wrk)
 command -v curl >/dev/null || need_apt+=(curl)
 command -v pip3 >/dev/null || command -v pip >/dev/null || need_apt+=(python3-pip)
+# DNS: kdig (client in the tests), dnsmasq (upstream in the tests, peer in the benchmark),
+# dnsperf (benchmark). dnsmasq-base is the binary without a system service.
+command -v kdig >/dev/null || need_apt+=(knot-dnsutils)
+command -v dnsmasq >/dev/null || [ -x /usr/sbin/dnsmasq ] || need_apt+=(dnsmasq-base)
+command -v dnsperf >/dev/null || need_apt+=(dnsperf)
+command -v dockerd >/dev/null || need_apt+=(docker.io)
 
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "deps: installing ${need_apt[*]}"
@@ -27,5 +33,26 @@ if ! command -v traefik >/dev/null; then
 fi
 command -v traefik >/dev/null || { echo "deps: traefik not on PATH after install" >&2; exit 1; }
 
+for t in kdig dnsperf; do
+  command -v "$t" >/dev/null || { echo "deps: $t not on PATH after install" >&2; exit 1; }
+done
+command -v dnsmasq >/dev/null || [ -x /usr/sbin/dnsmasq ] || { echo "deps: dnsmasq not installed" >&2; exit 1; }
+
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
-echo "deps: ok (nginx $(nginx -v 2>&1 | sed 's/.*\///'), $(traefik version 2>/dev/null | awk '/^Version/{print "traefik "$2}'), $(wrk -v 2>&1 | head -1 | awk '{print $1" "$2}'))"
+# The container tests build a static test server; musl is preferred, and without it they fall
+# back to a static glibc build (tests/docker_support).
+rustup target add x86_64-unknown-linux-musl >/dev/null 2>&1 || echo "deps: no musl target; the container tests will link statically against glibc"
+
+# A Docker engine for the container tests (tests/docker_*.rs). When none answers, start one:
+# vfs storage (works without overlayfs, e.g. inside a container), and bridge addresses in the
+# RFC 2544 benchmarking range so test traffic never looks like a private LAN. Idempotent.
+if ! docker version >/dev/null 2>&1; then
+  echo "deps: starting dockerd (log: /tmp/boma-dockerd.log)"
+  $SUDO sh -c 'nohup dockerd --storage-driver=vfs --bip 198.18.0.1/24 \
+    --default-address-pool base=198.19.0.0/16,size=24 >/tmp/boma-dockerd.log 2>&1 &'
+  for _ in $(seq 1 60); do docker version >/dev/null 2>&1 && break; sleep 0.5; done
+  docker version >/dev/null 2>&1 || { echo "deps: dockerd did not start; see /tmp/boma-dockerd.log" >&2; exit 1; }
+fi
+# The bootable image and its QEMU tests (arm64 apt set-up, qemu, e2fsprogs, xz, oelint-adv).
+"$(dirname "$0")/image-deps.sh"
+echo "deps: ok (nginx $(nginx -v 2>&1 | sed 's/.*\///'), $(traefik version 2>/dev/null | awk '/^Version/{print "traefik "$2}'), $(wrk -v 2>&1 | head -1 | awk '{print $1" "$2}'), docker engine $(docker version -f '{{.Server.Version}}' 2>/dev/null))"

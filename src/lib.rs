@@ -6,6 +6,7 @@
 
 pub mod admin;
 pub mod config;
+pub mod dns;
 pub mod dynamic;
 pub mod ipnet;
 pub mod providers;
@@ -39,8 +40,12 @@ pub enum StartError {
     EntryPoint { name: String, message: String },
     #[error("cannot start a worker thread: {0}")]
     Thread(std::io::Error),
+    #[error(transparent)]
+    Dns(#[from] dns::DnsError),
     #[error("{0}")]
     AccessLog(String),
+    #[error("provider {name}: {message}")]
+    Provider { name: String, message: String },
 }
 
 /// A listener that is bound and about to serve, as printed at start-up.
@@ -61,6 +66,10 @@ pub struct Gateway {
     pub listening: Vec<Listening>,
     pub store: Store,
     pub workers: usize,
+    /// Where the DHCP side publishes lease names for the DNS zone.
+    pub leases: dns::LeaseFeed,
+    /// The DNS server's query path (counters), when `[dns]` is configured.
+    pub dns: Option<Arc<dns::Resolver>>,
     stop: watch::Sender<bool>,
     tasks: JoinSet<()>,
     threads: Vec<std::thread::JoinHandle<()>>,
@@ -146,6 +155,22 @@ impl Gateway {
             entrypoints: listening.iter().map(|l| (l.name.clone(), l.addr)).collect(),
             started: std::time::Instant::now(),
         };
+        // DNS: bound before anything runs too; its tasks live on this (the control) runtime.
+        let leases = dns::LeaseFeed::new();
+        let dns = match &cfg.dns {
+            Some(dns_cfg) => {
+                let started = dns::start(dns_cfg, &store, &leases, &stop_rx, &mut tasks)?;
+                for addr in started.addrs {
+                    listening.push(Listening {
+                        what: "dns",
+                        name: "dns".into(),
+                        addr,
+                    });
+                }
+                Some(started.resolver)
+            }
+            None => None,
+        };
         let mut sets: Vec<WorkerSet> = (0..workers)
             .map(|_| WorkerSet {
                 entrypoints: Vec::new(),
@@ -183,13 +208,28 @@ impl Gateway {
             threads.push(handle);
         }
 
-        // Assembler: fragments in, snapshots out.
+        // Assembler: fragments in, snapshots out. What is known now (the internal provider) is
+        // assembled before start-up finishes, so the API answers as soon as boma says ready.
         let (frag_tx, frag_rx) = mpsc::channel::<(String, Fragment)>(64);
         let ctx = AssembleCtx {
             entrypoints: specs,
             max_routes: limits.max_routes,
         };
-        tasks.spawn(assembler(frag_rx, ctx, store.clone(), stop_rx.clone()));
+        let mut initial = BTreeMap::new();
+        if let Some(api) = &cfg.api {
+            initial.insert(
+                "internal".to_string(),
+                internal_fragment(api, &cfg.entry_points)?,
+            );
+        }
+        store.publish(Arc::new(dynamic::assemble(&initial, &ctx, None, 1)));
+        tasks.spawn(assembler(
+            frag_rx,
+            ctx,
+            initial,
+            store.clone(),
+            stop_rx.clone(),
+        ));
         tasks.spawn(health_task(store.clone(), stop_rx.clone()));
 
         // Providers.
@@ -202,21 +242,31 @@ impl Gateway {
             };
             tasks.spawn(providers::file::run(src, frag_tx.clone(), stop_rx.clone()));
         }
-        if let Some(api) = &cfg.api {
-            let fragment = internal_fragment(api, &cfg.entry_points)?;
-            let _ = frag_tx.send(("internal".to_string(), fragment)).await;
-            if api.insecure {
-                let addr = listening
-                    .iter()
-                    .find(|l| l.name == "traefik")
-                    .map(|l| l.addr);
-                if let Some(addr) = addr {
-                    listening.push(Listening {
-                        what: "admin",
-                        name: "dashboard".into(),
-                        addr,
-                    });
-                }
+        if let Some(docker) = cfg.providers.as_ref().and_then(|p| p.docker.as_ref()) {
+            let sources =
+                providers::docker::sources(docker).map_err(|message| StartError::Provider {
+                    name: "docker".into(),
+                    message,
+                })?;
+            for src in sources {
+                tasks.spawn(providers::docker::run(
+                    src,
+                    frag_tx.clone(),
+                    stop_rx.clone(),
+                ));
+            }
+        }
+        if cfg.api.as_ref().is_some_and(|a| a.insecure) {
+            let addr = listening
+                .iter()
+                .find(|l| l.name == "traefik")
+                .map(|l| l.addr);
+            if let Some(addr) = addr {
+                listening.push(Listening {
+                    what: "admin",
+                    name: "dashboard".into(),
+                    addr,
+                });
             }
         }
         drop(frag_tx);
@@ -225,6 +275,8 @@ impl Gateway {
             listening,
             store,
             workers,
+            leases,
+            dns,
             stop,
             tasks,
             threads,
@@ -477,11 +529,11 @@ fn internal_fragment(
 async fn assembler(
     mut rx: mpsc::Receiver<(String, Fragment)>,
     ctx: AssembleCtx,
+    mut fragments: BTreeMap<String, Fragment>,
     store: Store,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut fragments: BTreeMap<String, Fragment> = BTreeMap::new();
-    let mut generation = 0u64;
+    let mut generation = store.load().generation;
     loop {
         let first = tokio::select! {
             m = rx.recv() => m,

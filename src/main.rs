@@ -13,6 +13,13 @@ usage: boma [run] [--config FILE]   run the gateway (default: the embedded confi
 
 The configuration file can also be given with BOMA_CONFIG.";
 
+const DOCKER_SOCKET: &str = "/var/run/docker.sock";
+const DEFAULT_DOCKER: &str = "
+[providers.docker]
+endpoint = \"unix:///var/run/docker.sock\"
+defaultRule = \"Host(`{{ normalize .Name }}.village.lan`)\"
+";
+
 enum Command {
     Run(Option<PathBuf>),
     Check(PathBuf),
@@ -99,11 +106,16 @@ fn main() -> ExitCode {
 fn run(path: Option<PathBuf>) -> anyhow::Result<()> {
     let cfg = match &path {
         Some(p) => boma::config::load(p).map_err(|e| anyhow::anyhow!("{e}"))?,
-        None => boma::config::parse(
-            boma::config::DEFAULT_TOML,
-            std::path::Path::new("<embedded default>"),
-        )
-        .map_err(|e| anyhow::anyhow!("{e}"))?,
+        None => {
+            // The embedded default watches the local Docker engine when its socket is there:
+            // containers then answer as <name>.village.lan (DNS and proxy).
+            let mut text = boma::config::DEFAULT_TOML.to_string();
+            if std::path::Path::new(DOCKER_SOCKET).exists() {
+                text.push_str(DEFAULT_DOCKER);
+            }
+            boma::config::parse(&text, std::path::Path::new("<embedded default>"))
+                .map_err(|e| anyhow::anyhow!("{e}"))?
+        }
     };
     init_logging(&cfg);
     // The control runtime (providers, assembler, health checks); connections are served by the
@@ -127,7 +139,8 @@ fn run(path: Option<PathBuf>) -> anyhow::Result<()> {
         );
         for l in &gateway.listening {
             let path = if l.what == "admin" { "/dashboard/" } else { "" };
-            println!("  {:<6} {:<10} http://{}{path}", l.what, l.name, l.addr);
+            let scheme = if l.what == "dns" { "udp+tcp" } else { "http" };
+            println!("  {:<6} {:<10} {scheme}://{}{path}", l.what, l.name, l.addr);
         }
         println!("ready");
         wait_for_signal().await;

@@ -1,12 +1,14 @@
 //! boma's static configuration (`boma.toml`): Traefik's static sections under Traefik's names
 //! (`entryPoints`, `providers`, `api`, `log`, `accessLog`, keys in any case) plus boma's own
-//! `[limits]`, the embedded default used without a file, and [`load`]/[`parse`], which report
-//! every problem with `file:line:col`.
+//! `[limits]` and `[dns]`, the embedded default used without a file, and [`load`]/[`parse`],
+//! which report every problem with `file:line:col`.
 //!
 //! A section that is absent is `None` and its component does not run. This module describes and
 //! checks configuration; it never binds, spawns or watches anything, and it reads no file other
 //! than the one [`load`] is given.
 
+mod dns;
+mod docker;
 pub mod duration;
 mod entrypoint;
 mod error;
@@ -18,6 +20,8 @@ mod validate;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_docker;
+#[cfg(test)]
 mod tests_dynamic;
 
 use std::collections::BTreeMap;
@@ -25,6 +29,8 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+pub use dns::{Dns, is_domain_name, parse_upstream};
+pub use docker::{DockerEndpoint, DockerProvider, Engine as DockerEngine};
 pub use duration::{Duration, DurationError};
 pub use entrypoint::{
     Address, AddressError, Domain, EntryPoint, EntryPointHttp, EntryPointTls, ForwardedHeaders,
@@ -62,6 +68,8 @@ pub struct Config {
     /// boma's bounds, always in force (defaults when the section is absent).
     #[serde(default)]
     pub limits: Limits,
+    /// DNS server with a local zone and a forwarding cache; off when `None`.
+    pub dns: Option<Dns>,
 }
 
 impl Config {
@@ -121,7 +129,6 @@ const UNSUPPORTED: nocase::Unsupported = &[
     (
         "Providers",
         &[
-            "docker",
             "swarm",
             "kubernetesIngress",
             "kubernetesIngressNGINX",
@@ -140,6 +147,16 @@ const UNSUPPORTED: nocase::Unsupported = &[
         ],
     ),
     ("FileProvider", &["debugLogGeneratedTemplate"]),
+    (
+        "DockerProvider",
+        &[
+            "tls",
+            "useBindPortIP",
+            "httpClientTimeout",
+            "username",
+            "password",
+        ],
+    ),
     ("Api", &["basePath", "disableDashboardAd"]),
     (
         "Log",

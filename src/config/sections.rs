@@ -22,6 +22,8 @@ pub struct Providers {
     pub providers_throttle_duration: Duration,
     /// The file provider: dynamic configuration from TOML files.
     pub file: Option<FileProvider>,
+    /// The docker provider: routes from container labels.
+    pub docker: Option<super::DockerProvider>,
 }
 
 fn default_throttle() -> Duration {
@@ -33,6 +35,7 @@ impl Default for Providers {
         Self {
             providers_throttle_duration: default_throttle(),
             file: None,
+            docker: None,
         }
     }
 }

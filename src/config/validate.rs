@@ -27,10 +27,13 @@ pub(super) fn check(config: &Config, spans: &SpanMap, locator: &Locator<'_>) -> 
         check.access_log(access_log);
     }
     check.limits(&config.limits);
+    if let Some(dns) = &config.dns {
+        check.dns(dns);
+    }
     check.errors
 }
 
-struct Check<'a> {
+pub(super) struct Check<'a> {
     spans: &'a SpanMap,
     locator: &'a Locator<'a>,
     errors: Vec<ConfigError>,
@@ -38,25 +41,25 @@ struct Check<'a> {
 
 impl Check<'_> {
     /// A problem with the value at `path`.
-    fn value(&mut self, path: &[&str], message: impl Into<String>) {
+    pub(super) fn value(&mut self, path: &[&str], message: impl Into<String>) {
         let span = self.spans.value_span(path);
         self.errors.push(self.locator.error(&span, message));
     }
 
     /// A problem with the table or key at `path` as a whole.
-    fn key(&mut self, path: &[&str], message: impl Into<String>) {
+    pub(super) fn key(&mut self, path: &[&str], message: impl Into<String>) {
         let span = self.spans.key_span(path);
         self.errors.push(self.locator.error(&span, message));
     }
 
-    fn not_negative(&mut self, path: &[&str], d: Duration) {
+    pub(super) fn not_negative(&mut self, path: &[&str], d: Duration) {
         if d.is_negative() {
             let name = path.last().copied().unwrap_or_default();
             self.value(path, format!("`{name}` must not be negative (got {d})"));
         }
     }
 
-    fn positive(&mut self, path: &[&str], d: Duration) {
+    pub(super) fn positive(&mut self, path: &[&str], d: Duration) {
         if d.as_nanos() <= 0 {
             let name = path.last().copied().unwrap_or_default();
             self.value(
@@ -184,6 +187,13 @@ impl Check<'_> {
             &["providers", "providersThrottleDuration"],
             providers.providers_throttle_duration,
         );
+        if let Some(docker) = &providers.docker {
+            for (path, message) in docker.problems() {
+                let mut full = vec!["providers", "docker"];
+                full.extend(path.iter().map(String::as_str));
+                self.value(&full, message);
+            }
+        }
         let Some(file) = &providers.file else {
             return;
         };

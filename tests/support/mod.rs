@@ -272,6 +272,12 @@ impl Boma {
                 let addr = parts[2].trim_start_matches("http://").parse().unwrap();
                 listeners.push((parts[1].to_string(), addr));
             }
+            if let (3, Some(addr)) = (
+                parts.len(),
+                parts.get(2).and_then(|a| a.strip_prefix("udp+tcp://")),
+            ) {
+                listeners.push((parts[0].to_string(), addr.parse().unwrap()));
+            }
         }
         // Keep draining stdout so boma never blocks on a full pipe.
         std::thread::spawn(move || {
@@ -451,3 +457,10 @@ watch = true
 [log]
 level = "debug"
 "#;
+
+impl Boma {
+    /// The DNS server's address (from the `dns  dns  udp+tcp://ADDR` start-up line).
+    pub fn dns_addr(&self) -> SocketAddr {
+        self.addr("dns")
+    }
+}

@@ -1,0 +1,118 @@
+//! `board/<name>/board.toml`: which packages (pinned), firmware files, DTBs and kernel modules go
+//! into a board's image, and its serial console. `config.txt` and `cmdline.txt` beside it are
+//! copied to the boot partition as they are.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+
+/// One pinned Debian package.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Pin {
+    pub package: String,
+    pub version: String,
+    /// Debian architecture of the package file: `arm64` (default) or `all`.
+    #[serde(default = "arm64")]
+    pub arch: String,
+}
+
+fn arm64() -> String {
+    "arm64".to_string()
+}
+
+/// A board description, `board/<name>/board.toml`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Board {
+    pub name: String,
+    pub description: String,
+    /// Serial console device in Linux (`ttyAMA0`, `ttyS1`).
+    pub console: String,
+    pub kernel: Pin,
+    pub busybox: Pin,
+    /// raspi-firmware, for the Raspberry Pi boards.
+    #[serde(default)]
+    pub firmware: Option<Pin>,
+    /// Files of `/usr/lib/raspi-firmware/` put on the boot partition.
+    #[serde(default)]
+    pub firmware_files: Vec<String>,
+    /// DTBs under `/usr/lib/linux-image-<abi>/` put at the boot partition's root.
+    #[serde(default)]
+    pub dtbs: Vec<String>,
+    /// Kernel modules init loads before it mounts and brings up the network (dependencies are
+    /// added).
+    pub modules: Vec<String>,
+    /// Kernel modules loaded in the background once boma runs (netfilter).
+    #[serde(default)]
+    pub late_modules: Vec<String>,
+    /// Whether the board has a hardware watchdog driver among its modules.
+    #[serde(default)]
+    pub watchdog: bool,
+    /// Where the board folder is (not in the file).
+    #[serde(skip)]
+    pub dir: PathBuf,
+}
+
+impl Board {
+    /// Read `board/<name>/board.toml` under `root` (the source tree).
+    pub fn load(root: &Path, name: &str) -> Result<Board> {
+        let valid = !name.is_empty()
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        let dir = root.join("board").join(name);
+        if !valid || !dir.is_dir() {
+            return Err(Error::UnknownBoard(name.to_string()));
+        }
+        let path = dir.join("board.toml");
+        let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+        let mut board: Board = toml::from_str(&text).map_err(|e| Error::Parse {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+        if board.name != name {
+            return Err(Error::Parse {
+                path,
+                message: format!("name = {:?} but the folder is {name:?}", board.name),
+            });
+        }
+        if !board.firmware_files.is_empty() && board.firmware.is_none() {
+            return Err(Error::Parse {
+                path,
+                message: "firmware_files without a firmware package".into(),
+            });
+        }
+        board.dir = dir;
+        Ok(board)
+    }
+
+    /// Every pinned package of the board.
+    pub fn pins(&self) -> Vec<&Pin> {
+        let mut pins = vec![&self.kernel, &self.busybox];
+        pins.extend(self.firmware.as_ref());
+        pins
+    }
+
+    /// A file of the board folder (`config.txt`, `cmdline.txt`).
+    pub fn file(&self, name: &str) -> Result<Vec<u8>> {
+        let path = self.dir.join(name);
+        std::fs::read(&path).map_err(|e| Error::io(&path, e))
+    }
+
+    /// Every board folder name under `root/board/`, sorted.
+    pub fn names(root: &Path) -> Result<Vec<String>> {
+        let dir = root.join("board");
+        let mut names = Vec::new();
+        for entry in std::fs::read_dir(&dir).map_err(|e| Error::io(&dir, e))? {
+            let entry = entry.map_err(|e| Error::io(&dir, e))?;
+            if entry.path().join("board.toml").is_file() {
+                names.push(entry.file_name().to_string_lossy().into_owned());
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+}

@@ -1,0 +1,392 @@
+//! `build()`: one board's image from its pinned packages and the boma binary.
+//!
+//! Layout (512 MiB, a power of two as QEMU's raspi machines want for SD cards):
+//! MBR | 4 MiB gap | FAT32 `BOMA-BOOT`, 256 MiB | ext4 `boma-data`, 252 MiB.
+//! Outputs `boma-<board>.img`, `.img.xz` (xz -T1, deterministic) and `.sha256` (sha256sum format).
+//! Every identifier (disk signature, FAT volume ID, ext4 UUID and hash seed) is derived from the
+//! board name and every timestamp is fixed, so the same inputs give the same bytes.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::File;
+use std::io::{Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use crate::board::Board;
+use crate::error::{Error, Result};
+use crate::fetch::{fetch, sha256_hex};
+use crate::kmod::{self, Module};
+use crate::lock::Lock;
+use crate::mbr::{self, Partition, SECTOR};
+use crate::{deb, ext4, fat, initramfs};
+
+const MIB: u64 = 1024 * 1024;
+/// Whole image.
+pub const IMAGE_SIZE: u64 = 512 * MIB;
+/// The boot partition starts at 4 MiB (gokrazy, Raspberry Pi OS: aligned for SD erase blocks).
+pub const BOOT_START: u64 = 4 * MIB;
+pub const BOOT_SIZE: u64 = 256 * MIB;
+pub const DATA_START: u64 = BOOT_START + BOOT_SIZE;
+pub const DATA_SIZE: u64 = IMAGE_SIZE - DATA_START;
+/// Timestamp of everything in the image unless `SOURCE_DATE_EPOCH` says otherwise
+/// (2025-01-01T00:00:00Z).
+pub const DEFAULT_EPOCH: u64 = 1_735_689_600;
+
+/// What to build.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The source tree (holds `board/`, `image/`).
+    pub root: PathBuf,
+    pub board: String,
+    /// The static aarch64 boma binary.
+    pub boma: PathBuf,
+    /// Where the image files go.
+    pub out: PathBuf,
+    /// Downloaded packages.
+    pub cache: PathBuf,
+    /// Record packages missing from the lock instead of refusing them.
+    pub record_lock: bool,
+    /// Write `.img.xz` (and its sum); tests that only boot the image skip it.
+    pub compress: bool,
+}
+
+/// What was built.
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub image: PathBuf,
+    pub xz: PathBuf,
+    pub sums: PathBuf,
+    pub image_size: u64,
+    pub xz_size: u64,
+    pub initrd_size: u64,
+    pub kernel_size: u64,
+    pub modules: usize,
+    pub sha256: String,
+    pub seconds: f64,
+}
+
+fn derived(board: &str, what: &str) -> [u8; 32] {
+    let hex = sha256_hex(format!("boma-image/{board}/{what}").as_bytes());
+    let mut out = [0u8; 32];
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap_or(0);
+    }
+    out
+}
+
+/// A UUID (version 4 layout, fixed bits) derived from the board name.
+pub fn data_uuid(board: &str) -> String {
+    let mut b = derived(board, "data-uuid");
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h: String = b[..16].iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
+
+fn epoch() -> u64 {
+    std::env::var("SOURCE_DATE_EPOCH")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(DEFAULT_EPOCH)
+}
+
+/// The kernel package's parts the image uses.
+struct Kernel {
+    abi: String,
+    vmlinuz: Vec<u8>,
+    dtbs: BTreeMap<String, Vec<u8>>,
+    modules: BTreeMap<String, Module>,
+    builtin: BTreeSet<String>,
+}
+
+fn read_kernel(deb_path: &Path, board: &Board) -> Result<Kernel> {
+    let wanted_dtbs: BTreeSet<&str> = board.dtbs.iter().map(String::as_str).collect();
+    let files = deb::read_files(deb_path, |p| {
+        p.starts_with("boot/vmlinuz-")
+            || (p.starts_with("lib/modules/")
+                && (p.ends_with(".ko") || p.ends_with("/modules.builtin")))
+            || (p.starts_with("usr/lib/linux-image-")
+                && p.splitn(4, '/')
+                    .nth(3)
+                    .is_some_and(|rest| wanted_dtbs.contains(rest)))
+    })?;
+    let pkg_err = |message: String| Error::Package {
+        package: board.kernel.package.clone(),
+        message,
+    };
+    let mut vmlinuz = None;
+    let mut dtbs = BTreeMap::new();
+    let mut modules = BTreeMap::new();
+    let mut builtin = BTreeSet::new();
+    for (path, bytes) in files {
+        if let Some(abi) = path.strip_prefix("boot/vmlinuz-") {
+            vmlinuz = Some((abi.to_string(), bytes));
+        } else if path.ends_with(".ko") {
+            let m = kmod::parse(&path, bytes)?;
+            modules.insert(m.name.clone(), m);
+        } else if path.ends_with("/modules.builtin") {
+            for line in String::from_utf8_lossy(&bytes).lines() {
+                let base = line.rsplit('/').next().unwrap_or(line);
+                builtin.insert(kmod::normalize(base.trim_end_matches(".ko")));
+            }
+        } else if let Some(rest) = path.splitn(4, '/').nth(3) {
+            dtbs.insert(rest.to_string(), bytes);
+        }
+    }
+    let (abi, vmlinuz) = vmlinuz.ok_or_else(|| pkg_err("no boot/vmlinuz-*".into()))?;
+    for d in &board.dtbs {
+        if !dtbs.contains_key(d) {
+            return Err(pkg_err(format!("no DTB {d}")));
+        }
+    }
+    Ok(Kernel {
+        abi,
+        vmlinuz,
+        dtbs,
+        modules,
+        builtin,
+    })
+}
+
+fn read_one(deb_path: &Path, package: &str, path: &str) -> Result<Vec<u8>> {
+    let mut files = deb::read_files(deb_path, |p| p == path)?;
+    files.remove(path).ok_or_else(|| Error::Package {
+        package: package.to_string(),
+        message: format!("no {path}"),
+    })
+}
+
+/// Build the image of one board.
+pub fn build(opts: &Options) -> Result<Report> {
+    let started = Instant::now();
+    let board = Board::load(&opts.root, &opts.board)?;
+    let lock_path = opts.root.join("image/packages.lock");
+    let mut lock = Lock::load(&lock_path)?;
+    let mut debs = Vec::new();
+    for pin in board.pins() {
+        debs.push(fetch(
+            pin,
+            &opts.cache.join("debs"),
+            &mut lock,
+            opts.record_lock,
+        )?);
+    }
+    if opts.record_lock {
+        lock.save()?;
+    }
+    let time = epoch();
+    let time32 =
+        u32::try_from(time).map_err(|_| Error::Layout("SOURCE_DATE_EPOCH too big".into()))?;
+
+    let kernel = read_kernel(&debs[0], &board)?;
+    let busybox = read_one(&debs[1], &board.busybox.package, "bin/busybox")?;
+    let boma = std::fs::read(&opts.boma).map_err(|e| Error::io(&opts.boma, e))?;
+    let modules = kmod::resolve(&board.modules, &kernel.modules, &kernel.builtin)?;
+    let late: Vec<&Module> = kmod::resolve(&board.late_modules, &kernel.modules, &kernel.builtin)?
+        .into_iter()
+        .filter(|m| !modules.iter().any(|e| e.name == m.name))
+        .collect();
+
+    let overlay = opts.root.join("image/overlay");
+    let mut release = format!(
+        "board={}\nkernel={} {} ({})\nbusybox={} {}\nboma-sha256={}\n",
+        board.name,
+        board.kernel.package,
+        board.kernel.version,
+        kernel.abi,
+        board.busybox.package,
+        board.busybox.version,
+        sha256_hex(&boma)
+    );
+    if let Some(fw) = &board.firmware {
+        release.push_str(&format!("firmware={} {}\n", fw.package, fw.version));
+    }
+    // A board may bring its own boma.toml (qemu-virt: DNS on its known address); otherwise the
+    // overlay's. The same file is the boot partition's and the built-in fallback.
+    let board_toml = board.dir.join("boma.toml");
+    let toml_path = if board_toml.is_file() {
+        board_toml
+    } else {
+        overlay.join("etc/boma/boma.toml")
+    };
+    let boma_toml = std::fs::read(&toml_path).map_err(|e| Error::io(&toml_path, e))?;
+    let mut archive = initramfs::archive(&initramfs::Contents {
+        busybox,
+        boma,
+        modules: &modules,
+        late_modules: &late,
+        overlay: &overlay,
+        release,
+    })?;
+    archive.file("etc/boma/boma.toml", boma_toml.clone(), false);
+    let initrd = initramfs::gzip(&archive, time32)?;
+
+    // The boot partition's files.
+    let mut files: Vec<(String, Vec<u8>)> = Vec::new();
+    if let (Some(fw), Some(deb_path)) = (&board.firmware, debs.get(2)) {
+        let wanted: BTreeSet<String> = board
+            .firmware_files
+            .iter()
+            .map(|f| format!("usr/lib/raspi-firmware/{f}"))
+            .collect();
+        let got = deb::read_files(deb_path, |p| wanted.contains(p))?;
+        for f in &board.firmware_files {
+            let bytes = got
+                .get(&format!("usr/lib/raspi-firmware/{f}"))
+                .ok_or_else(|| Error::Package {
+                    package: fw.package.clone(),
+                    message: format!("no /usr/lib/raspi-firmware/{f}"),
+                })?;
+            files.push((f.clone(), bytes.clone()));
+        }
+    }
+    for (path, bytes) in &kernel.dtbs {
+        let base = path.rsplit('/').next().unwrap_or(path);
+        files.push((base.to_string(), bytes.clone()));
+    }
+    let kernel_size = kernel.vmlinuz.len() as u64;
+    files.push(("vmlinuz".into(), kernel.vmlinuz));
+    let initrd_size = initrd.len() as u64;
+    files.push(("initrd.img".into(), initrd));
+    files.push(("config.txt".into(), board.file("config.txt")?));
+    files.push(("cmdline.txt".into(), board.file("cmdline.txt")?));
+    for name in ["boma.toml", "routes.toml"] {
+        let path = overlay.join("etc/boma").join(name);
+        files.push((
+            name.into(),
+            std::fs::read(&path).map_err(|e| Error::io(&path, e))?,
+        ));
+    }
+    files.push(("README.txt".into(), readme(&board).into_bytes()));
+
+    let ids = derived(&board.name, "ids");
+    let disk_signature = u32::from_le_bytes([ids[0], ids[1], ids[2], ids[3]]);
+    let volume_id = u32::from_le_bytes([ids[4], ids[5], ids[6], ids[7]]);
+    let boot = fat::build(BOOT_SIZE, volume_id, &files)?;
+
+    std::fs::create_dir_all(&opts.out).map_err(|e| Error::io(&opts.out, e))?;
+    let stem = format!("boma-{}", board.name);
+    let data_tmp = opts.out.join(format!(".{stem}.data.tmp"));
+    let data = ext4::build(
+        &data_tmp,
+        DATA_SIZE,
+        &data_uuid(&board.name),
+        time,
+        &opts.root.join("image/mke2fs.conf"),
+    )?;
+    let _ = std::fs::remove_file(&data_tmp);
+
+    let sectors =
+        |bytes: u64| u32::try_from(bytes / SECTOR).map_err(|_| Error::Layout("too big".into()));
+    let table = mbr::encode(
+        disk_signature,
+        &[
+            Partition {
+                kind: 0x0C,
+                active: true,
+                start_lba: sectors(BOOT_START)?,
+                sectors: sectors(BOOT_SIZE)?,
+            },
+            Partition {
+                kind: 0x83,
+                active: false,
+                start_lba: sectors(DATA_START)?,
+                sectors: sectors(DATA_SIZE)?,
+            },
+        ],
+    )?;
+
+    let image = opts.out.join(format!("{stem}.img"));
+    let tmp = opts.out.join(format!(".{stem}.img.tmp"));
+    {
+        let mut f = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+        f.set_len(IMAGE_SIZE).map_err(|e| Error::io(&tmp, e))?;
+        write_sparse(&mut f, 0, &table).map_err(|e| Error::io(&tmp, e))?;
+        write_sparse(&mut f, BOOT_START, &boot).map_err(|e| Error::io(&tmp, e))?;
+        write_sparse(&mut f, DATA_START, &data).map_err(|e| Error::io(&tmp, e))?;
+        f.sync_all().map_err(|e| Error::io(&tmp, e))?;
+    }
+    std::fs::rename(&tmp, &image).map_err(|e| Error::io(&image, e))?;
+
+    let xz = opts.out.join(format!("{stem}.img.xz"));
+    let img_bytes = std::fs::read(&image).map_err(|e| Error::io(&image, e))?;
+    let sha256 = sha256_hex(&img_bytes);
+    let mut text = format!("{sha256}  {stem}.img\n");
+    let mut xz_size = 0;
+    if opts.compress {
+        compress_xz(&image, &xz)?;
+        let xz_bytes = std::fs::read(&xz).map_err(|e| Error::io(&xz, e))?;
+        xz_size = xz_bytes.len() as u64;
+        text.push_str(&format!("{}  {stem}.img.xz\n", sha256_hex(&xz_bytes)));
+    }
+    let sums = opts.out.join(format!("{stem}.sha256"));
+    std::fs::write(&sums, text).map_err(|e| Error::io(&sums, e))?;
+    Ok(Report {
+        image,
+        xz,
+        sums,
+        image_size: img_bytes.len() as u64,
+        xz_size,
+        initrd_size,
+        kernel_size,
+        modules: modules.len() + late.len(),
+        sha256,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// Write `bytes` at `offset`, skipping all-zero 64 KiB blocks (the file is already zero there).
+fn write_sparse(f: &mut File, offset: u64, bytes: &[u8]) -> std::io::Result<()> {
+    const BLOCK: usize = 64 * 1024;
+    for (i, chunk) in bytes.chunks(BLOCK).enumerate() {
+        if chunk.iter().any(|&b| b != 0) {
+            f.seek(SeekFrom::Start(offset + (i * BLOCK) as u64))?;
+            f.write_all(chunk)?;
+        }
+    }
+    Ok(())
+}
+
+fn compress_xz(image: &Path, xz: &Path) -> Result<()> {
+    let tmp = xz.with_extension("xz.tmp");
+    let out = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+    let status = Command::new("xz")
+        .args(["-T1", "-6", "-c", "--"])
+        .arg(image)
+        .stdout(Stdio::from(out))
+        .status()
+        .map_err(|e| Error::Command {
+            command: "xz".into(),
+            message: format!("{e} (install xz-utils: scripts/image-deps.sh)"),
+        })?;
+    if !status.success() {
+        return Err(Error::Command {
+            command: format!("xz {}", image.display()),
+            message: status.to_string(),
+        });
+    }
+    std::fs::rename(&tmp, xz).map_err(|e| Error::io(xz, e))
+}
+
+fn readme(board: &Board) -> String {
+    format!(
+        "boma gateway image for {desc} ({name}).\r\n\r\n\
+         boma.toml    the gateway's configuration: edit it here, from any computer.\r\n\
+         routes.toml  routes (Traefik's dynamic configuration format).\r\n\
+         cmdline.txt  kernel command line: boma.net=dhcp or boma.net=ADDRESS/PREFIX,GATEWAY,DNS.\r\n\
+         config.txt   Raspberry Pi firmware settings.\r\n\
+         vmlinuz, initrd.img, *.dtb, *.elf, *.dat, bootcode.bin: the system; do not edit.\r\n\r\n\
+         Serial console: {console}, 115200 baud. Guide: docs/image.md in boma's sources.\r\n",
+        desc = board.description,
+        name = board.name,
+        console = board.console
+    )
+}

@@ -1,0 +1,120 @@
+//! The initramfs, the image's root filesystem in RAM: busybox-static, the static `boma`
+//! binary, the board's kernel modules (flat in `/lib/modules`, load order in
+//! `/etc/modules.order` and, for those loaded after boma starts, `/etc/modules-late.order`), `/dev/console`, and the overlay (`image/overlay/`: `/init`, inittab,
+//! rcS/rcK, boma-supervise, the built-in `boma.toml`). Compressed with gzip (level 9, no name,
+//! mtime 0) so the bytes depend only on the contents.
+
+use std::io::Write;
+use std::path::Path;
+
+use flate2::{Compression, GzBuilder};
+
+use crate::cpio::Archive;
+use crate::error::{Error, Result};
+use crate::kmod::Module;
+
+/// What goes into the initramfs.
+pub struct Contents<'a> {
+    pub busybox: Vec<u8>,
+    pub boma: Vec<u8>,
+    pub modules: &'a [&'a Module],
+    /// Loaded in the background after boma starts (`/etc/modules-late.order`).
+    pub late_modules: &'a [&'a Module],
+    pub overlay: &'a Path,
+    /// `/etc/boma-release`: what this image was built from.
+    pub release: String,
+}
+
+/// Build the cpio archive (not yet compressed).
+pub fn archive(c: &Contents<'_>) -> Result<Archive> {
+    let mut a = Archive::new();
+    for d in [
+        "bin",
+        "sbin",
+        "usr/bin",
+        "usr/sbin",
+        "proc",
+        "sys",
+        "dev",
+        "run",
+        "tmp",
+        "boot",
+        "data",
+        "root",
+        "lib/modules",
+    ] {
+        a.dir(d);
+    }
+    a.char_dev("dev/console", 5, 1, 0o600);
+    a.char_dev("dev/null", 1, 3, 0o666);
+    a.file("bin/busybox", c.busybox.clone(), true);
+    a.file("usr/bin/boma", c.boma.clone(), true);
+    for (list, modules) in [
+        ("etc/modules.order", c.modules),
+        ("etc/modules-late.order", c.late_modules),
+    ] {
+        let mut order = String::new();
+        for m in modules {
+            let file = format!("{}.ko", m.name);
+            order.push_str(&file);
+            order.push('\n');
+            a.file(&format!("lib/modules/{file}"), m.bytes.clone(), false);
+        }
+        a.file(list, order.into_bytes(), false);
+    }
+    a.file("etc/boma-release", c.release.clone().into_bytes(), false);
+    a.file(
+        "etc/passwd",
+        b"root:x:0:0:root:/root:/bin/sh\n".to_vec(),
+        false,
+    );
+    a.file("etc/group", b"root:x:0:\n".to_vec(), false);
+    a.file(
+        "etc/profile",
+        b"export PATH=/sbin:/bin:/usr/sbin:/usr/bin\nexport PS1='boma# '\necho 'boma rescue shell: /boot (read-only) has boma.toml, /data is the data partition; poweroff or reboot when done.'\n"
+            .to_vec(),
+        false,
+    );
+    add_overlay(&mut a, c.overlay, "")?;
+    Ok(a)
+}
+
+fn add_overlay(a: &mut Archive, root: &Path, rel: &str) -> Result<()> {
+    let dir = root.join(rel);
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(&dir).map_err(|e| Error::io(&dir, e))? {
+        names.push(entry.map_err(|e| Error::io(&dir, e))?.file_name());
+    }
+    names.sort();
+    for name in names {
+        let name = name.to_string_lossy();
+        let rel = if rel.is_empty() {
+            name.to_string()
+        } else {
+            format!("{rel}/{name}")
+        };
+        let path = root.join(&rel);
+        let meta = std::fs::metadata(&path).map_err(|e| Error::io(&path, e))?;
+        if meta.is_dir() {
+            a.dir(&rel);
+            add_overlay(a, root, &rel)?;
+        } else {
+            use std::os::unix::fs::PermissionsExt;
+            let data = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+            a.file(&rel, data, meta.permissions().mode() & 0o111 != 0);
+        }
+    }
+    Ok(())
+}
+
+/// gzip the archive reproducibly.
+pub fn gzip(archive: &Archive, mtime: u32) -> Result<Vec<u8>> {
+    let raw = archive.to_bytes(mtime);
+    let mut gz = GzBuilder::new()
+        .mtime(0)
+        .operating_system(3)
+        .write(Vec::with_capacity(raw.len() / 2), Compression::best());
+    gz.write_all(&raw)
+        .and_then(|_| gz.finish())
+        .map_err(|e| Error::io("initrd.img", e))
+}

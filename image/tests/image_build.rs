@@ -1,0 +1,140 @@
+//! The image builder end to end on real Debian packages: the qemu-virt image built twice is the
+//! same bytes (.img, .img.xz, .sha256); its layout is what the firmware and init expect (MBR with
+//! FAT32 at 4 MiB and ext4 after it, labels, the operator's files on the boot partition); the
+//! ext4 partition passes `e2fsck -fn`; and a tampered package is refused by the lock.
+
+mod support;
+
+use boma_image::build::{BOOT_SIZE, BOOT_START, DATA_SIZE, DATA_START, data_uuid};
+use boma_image::{fat, mbr};
+
+#[test]
+fn qemu_virt_image_is_reproducible_and_well_formed() {
+    let a = support::test_dir("repro-a");
+    let b = support::test_dir("repro-b");
+    let ra = support::build_image("qemu-virt", &a, true);
+    let rb = support::build_image("qemu-virt", &b, true);
+    support::figure(&format!(
+        "qemu-virt image: {} bytes ({:.0} MiB), xz {} bytes ({:.1} MiB), initramfs {:.1} MiB, kernel {:.1} MiB, built in {:.1} s",
+        ra.image_size,
+        ra.image_size as f64 / 1048576.0,
+        ra.xz_size,
+        ra.xz_size as f64 / 1048576.0,
+        ra.initrd_size as f64 / 1048576.0,
+        ra.kernel_size as f64 / 1048576.0,
+        ra.seconds
+    ));
+    for name in [
+        "boma-qemu-virt.img",
+        "boma-qemu-virt.img.xz",
+        "boma-qemu-virt.sha256",
+    ] {
+        let x = std::fs::read(a.join(name)).expect("first build output");
+        let y = std::fs::read(b.join(name)).expect("second build output");
+        assert!(
+            x == y,
+            "{name} differs between two builds of the same inputs"
+        );
+    }
+    assert_eq!(ra.sha256, rb.sha256);
+    let sums = std::fs::read_to_string(&ra.sums).expect("sums");
+    assert!(sums.starts_with(&format!("{}  boma-qemu-virt.img\n", ra.sha256)));
+    assert!(sums.contains("  boma-qemu-virt.img.xz\n"));
+    assert!(
+        ra.xz_size < 48 * 1024 * 1024,
+        "over the 48 MiB compressed budget: {}",
+        ra.xz_size
+    );
+
+    // Layout.
+    let img = std::fs::read(&ra.image).expect("image");
+    let parts = mbr::decode(&img[..512]).expect("MBR");
+    assert_eq!(parts.len(), 2);
+    assert_eq!((parts[0].kind, parts[0].active), (0x0C, true));
+    assert_eq!(parts[0].bytes(), (BOOT_START, BOOT_SIZE));
+    assert_eq!(parts[1].kind, 0x83);
+    assert_eq!(parts[1].bytes(), (DATA_START, DATA_SIZE));
+    let boot = &img[BOOT_START as usize..];
+    assert_eq!(&boot[82..90], b"FAT32   ", "boot partition is FAT32");
+    assert_eq!(&boot[71..82], b"BOMA-BOOT  ");
+    let cmdline = fat::read_file(&ra.image, "cmdline.txt").expect("cmdline.txt");
+    assert_eq!(
+        cmdline,
+        std::fs::read(support::root().join("board/qemu-virt/cmdline.txt")).unwrap()
+    );
+    let toml =
+        String::from_utf8(fat::read_file(&ra.image, "boma.toml").expect("boma.toml")).unwrap();
+    assert!(
+        toml.contains("routes.toml") && toml.starts_with('#'),
+        "commented boma.toml"
+    );
+    let initrd = fat::read_file(&ra.image, "initrd.img").expect("initrd.img");
+    assert_eq!(&initrd[..2], &[0x1f, 0x8b], "initramfs is gzip");
+    let kernel = fat::read_file(&ra.image, "vmlinuz").expect("vmlinuz");
+    assert_eq!(&kernel[0x38..0x3c], b"ARM\x64", "arm64 Image magic");
+
+    // ext4 data partition: label, fixed UUID, clean.
+    let data = &img[DATA_START as usize..];
+    assert_eq!(
+        &data[1024 + 0x38..1024 + 0x3a],
+        &[0x53, 0xEF],
+        "ext superblock magic"
+    );
+    assert_eq!(&data[1024 + 0x78..1024 + 0x78 + 9], b"boma-data");
+    let part = a.join("data.ext4");
+    support::extract_range(&ra.image, DATA_START, DATA_SIZE, &part);
+    let out = std::process::Command::new("e2fsck")
+        .arg("-fn")
+        .arg(&part)
+        .output()
+        .expect("e2fsck");
+    assert!(
+        out.status.success(),
+        "e2fsck: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let dump = std::process::Command::new("dumpe2fs")
+        .arg("-h")
+        .arg(&part)
+        .output()
+        .expect("dumpe2fs");
+    let dump = String::from_utf8_lossy(&dump.stdout);
+    assert!(dump.contains(&data_uuid("qemu-virt")), "fixed UUID");
+}
+
+#[test]
+fn unlocked_or_tampered_packages_are_refused() {
+    use boma_image::board::Pin;
+    use boma_image::lock::Lock;
+    let dir = support::test_dir("lock");
+    let lock_path = dir.join("packages.lock");
+    let pin = Pin {
+        package: "busybox-static".into(),
+        version: "1:1.35.0-4+deb12u1+b1".into(),
+        arch: "arm64".into(),
+    };
+    // A cache holding a file that is not the real package.
+    let cache = dir.join("cache");
+    let slot = cache.join("busybox-static_1_1.35.0-4+deb12u1+b1_arm64");
+    std::fs::create_dir_all(&slot).unwrap();
+    std::fs::write(slot.join("busybox.deb"), b"not the package").unwrap();
+    let mut lock = Lock::load(&lock_path).unwrap();
+    let err = boma_image::fetch::fetch(&pin, &cache, &mut lock, false).unwrap_err();
+    assert!(matches!(err, boma_image::Error::NotLocked { .. }), "{err}");
+    lock.set(&pin, &"0".repeat(64));
+    let err = boma_image::fetch::fetch(&pin, &cache, &mut lock, false).unwrap_err();
+    assert!(matches!(err, boma_image::Error::Checksum { .. }), "{err}");
+    // The real lock pins every package of every board.
+    let real = Lock::load(&support::root().join("image/packages.lock")).unwrap();
+    for name in boma_image::board::Board::names(&support::root()).unwrap() {
+        let board = boma_image::board::Board::load(&support::root(), &name).unwrap();
+        for pin in board.pins() {
+            assert!(
+                real.get(pin).is_some(),
+                "{name}: {} {} not locked",
+                pin.package,
+                pin.version
+            );
+        }
+    }
+}

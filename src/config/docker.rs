@@ -1,0 +1,163 @@
+//! `[providers.docker]`: container discovery, with Traefik's keys and defaults (`endpoint`,
+//! `exposedByDefault`, `defaultRule`, `network`, `constraints`, `watch`, `allowEmptyServices`)
+//! plus boma's `endpoints`, further engines watched at the same time, each under its own name
+//! (`x@docker-<name>`).
+//!
+//! Types, defaults and the checks of these values (endpoint syntax, template and constraint
+//! syntax, endpoint names); nothing here connects to an engine.
+
+use serde::{Deserialize, Serialize};
+
+use crate::providers::docker::{Constraint, Endpoint, Template, template};
+
+/// `[providers.docker]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DockerProvider {
+    /// The engine: `unix:///var/run/docker.sock` (default) or `tcp://host:port`. Its names
+    /// are `x@docker`.
+    #[serde(default = "default_endpoint")]
+    pub endpoint: String,
+    /// Route containers that do not say `traefik.enable=true` (default true).
+    #[serde(rename = "exposedByDefault", default = "default_true")]
+    pub exposed_by_default: bool,
+    /// Rule of routers without a `rule` label, a Go template (default
+    /// ``Host(`{{ normalize .Name }}`)``).
+    #[serde(rename = "defaultRule", default = "default_rule")]
+    pub default_rule: String,
+    /// Network used to reach containers without a `traefik.docker.network` label.
+    pub network: Option<String>,
+    /// Only containers whose labels match this expression are considered, e.g.
+    /// ``Label(`zone`, `public`)``.
+    pub constraints: Option<String>,
+    /// Follow the engine's events (default true); false lists the containers once.
+    #[serde(default = "default_true")]
+    pub watch: bool,
+    /// Keep the services of unhealthy or starting containers, with no server.
+    #[serde(rename = "allowEmptyServices", default)]
+    pub allow_empty_services: bool,
+    /// boma: further engines, each with a name; their names are `x@docker-<name>`.
+    #[serde(default)]
+    pub endpoints: Vec<DockerEndpoint>,
+}
+
+/// One further engine of `[providers.docker]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DockerEndpoint {
+    /// Lower-case letters, digits and `-`; unique.
+    pub name: String,
+    /// `unix:///path` or `tcp://host:port`.
+    pub endpoint: String,
+}
+
+impl Default for DockerProvider {
+    fn default() -> Self {
+        Self {
+            endpoint: default_endpoint(),
+            exposed_by_default: true,
+            default_rule: default_rule(),
+            network: None,
+            constraints: None,
+            watch: true,
+            allow_empty_services: false,
+            endpoints: Vec::new(),
+        }
+    }
+}
+
+fn default_endpoint() -> String {
+    "unix:///var/run/docker.sock".to_string()
+}
+
+fn default_rule() -> String {
+    template::DEFAULT_RULE.to_string()
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// One engine to watch, checked.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    /// `docker` or `docker-<name>`.
+    pub namespace: String,
+    pub endpoint: Endpoint,
+}
+
+impl DockerProvider {
+    /// Every engine to watch, the main one first.
+    pub fn engines(&self) -> Result<Vec<Engine>, String> {
+        let mut out = vec![Engine {
+            namespace: "docker".into(),
+            endpoint: Endpoint::parse(&self.endpoint).map_err(|e| e.to_string())?,
+        }];
+        for e in &self.endpoints {
+            out.push(Engine {
+                namespace: format!("docker-{}", e.name),
+                endpoint: Endpoint::parse(&e.endpoint).map_err(|e| e.to_string())?,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The parsed default rule.
+    pub fn template(&self) -> Result<Template, String> {
+        Template::parse(&self.default_rule).map_err(|e| e.to_string())
+    }
+
+    /// The parsed constraints, if any.
+    pub fn constraint(&self) -> Result<Option<Constraint>, String> {
+        (self.constraints.as_deref())
+            .filter(|c| !c.trim().is_empty())
+            .map(Constraint::parse)
+            .transpose()
+            .map_err(|e| e.to_string())
+    }
+
+    /// Every problem, as (path below `providers.docker`, message).
+    pub(super) fn problems(&self) -> Vec<(Vec<String>, String)> {
+        let mut out = Vec::new();
+        let at = |p: &[&str]| p.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        if let Err(e) = Endpoint::parse(&self.endpoint) {
+            out.push((at(&["endpoint"]), e.to_string()));
+        }
+        if let Err(e) = self.template() {
+            out.push((at(&["defaultRule"]), e));
+        }
+        if let Err(e) = self.constraint() {
+            out.push((at(&["constraints"]), e));
+        }
+        if self.network.as_deref() == Some("") {
+            out.push((at(&["network"]), "`network` is empty".to_string()));
+        }
+        let mut names: Vec<&str> = Vec::new();
+        for (i, e) in self.endpoints.iter().enumerate() {
+            let index = i.to_string();
+            let ok = !e.name.is_empty()
+                && e.name.len() <= 32
+                && (e.name.bytes())
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+            if !ok {
+                out.push((
+                    at(&["endpoints", &index, "name"]),
+                    format!(
+                        "endpoint name `{}`: use 1 to 32 lower-case letters, digits or `-`",
+                        e.name
+                    ),
+                ));
+            } else if names.contains(&e.name.as_str()) {
+                out.push((
+                    at(&["endpoints", &index, "name"]),
+                    format!("endpoint name `{}` is used twice", e.name),
+                ));
+            }
+            names.push(&e.name);
+            if let Err(err) = Endpoint::parse(&e.endpoint) {
+                out.push((at(&["endpoints", &index, "endpoint"]), err.to_string()));
+            }
+        }
+        out
+    }
+}

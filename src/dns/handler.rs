@@ -1,0 +1,411 @@
+//! The query path, in phases, the same for UDP and TCP:
+//!
+//! 1. **parse** the packet ([`wire::parse`]); a malformed one is dropped and counted;
+//! 2. **admit** the client: outside `allowed_networks` → REFUSED;
+//! 3. **local**: the zone (read through ArcSwap, no lock) answers every local name, so a local
+//!    name is never forwarded;
+//! 4. **policy**: `domain_needed` (plain names) and `bogus_priv` (private reverse names) →
+//!    NXDOMAIN without asking anyone;
+//! 5. **cache**: a fresh entry answers with its TTLs aged;
+//! 6. **forward** (async, bounded by `max_in_flight`): ask the upstreams, drop private addresses
+//!    (rebind protection), cache the answer (negative ones by their SOA), reply; when every
+//!    upstream fails, reply from the expired entry (`serve_stale`, TTL 30) or SERVFAIL.
+//!
+//! Phases 1–5 are synchronous: [`Resolver::handle`] returns a reply at once or a [`Pending`]
+//! question for phase 6, which the server runs in a task it owns. This module does no socket I/O
+//! itself except through [`Upstreams`].
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use super::cache::{Cache, Entry, Key};
+use super::filter;
+use super::querylog::{self, QueryLog, Source};
+use super::upstream::Upstreams;
+use super::wire::{self, Question, Reject, Reply, Transport};
+use super::zone::LocalZone;
+use crate::ipnet::IpSet;
+
+/// TTL of answers served stale (RFC 8767).
+pub const STALE_TTL: u32 = 30;
+/// Longest time a negative answer is cached.
+pub const MAX_NEGATIVE_TTL: u32 = 3600;
+/// Longest time a positive answer is cached.
+pub const MAX_TTL: u32 = 86_400;
+
+/// The switches of the query path.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub allowed: IpSet,
+    pub domain_needed: bool,
+    pub bogus_priv: bool,
+    pub rebind_protection: bool,
+    /// Lower-case, fully qualified.
+    pub rebind_allow: Vec<Name>,
+    pub serve_stale: bool,
+}
+
+/// Counters of the query path (monotonic).
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub queries: AtomicU64,
+    pub malformed: AtomicU64,
+    pub refused: AtomicU64,
+    pub local: AtomicU64,
+    pub policy: AtomicU64,
+    pub cache_hits: AtomicU64,
+    pub forwarded: AtomicU64,
+    pub upstream_failures: AtomicU64,
+    pub stale: AtomicU64,
+    pub rebind_dropped: AtomicU64,
+    pub overloaded: AtomicU64,
+    pub tcp_rejected: AtomicU64,
+}
+
+fn bump(counter: &AtomicU64) -> u64 {
+    counter.fetch_add(1, Ordering::Relaxed) + 1
+}
+
+/// What to do with a packet.
+pub enum Step {
+    /// Send this.
+    Reply(Vec<u8>),
+    /// Send nothing (malformed).
+    Drop,
+    /// Ask upstream ([`Resolver::forward`]).
+    Forward(Box<Pending>),
+}
+
+/// A question waiting for phase 6.
+pub struct Pending {
+    q: Question,
+    key: Key,
+    stale: Option<Arc<Entry>>,
+    client: SocketAddr,
+    transport: Transport,
+    started: Instant,
+}
+
+/// Everything the query path reads; shared by every listener of one server.
+pub struct Resolver {
+    zone: ArcSwap<LocalZone>,
+    cache: Mutex<Cache>,
+    caching: bool,
+    upstreams: Upstreams,
+    policy: Policy,
+    log: Option<QueryLog>,
+    in_flight: Arc<Semaphore>,
+    pub stats: Stats,
+}
+
+impl Resolver {
+    pub fn new(
+        zone: LocalZone,
+        cache: Cache,
+        cache_size: usize,
+        upstreams: Upstreams,
+        policy: Policy,
+        max_in_flight: usize,
+        log: Option<QueryLog>,
+    ) -> Resolver {
+        Resolver {
+            zone: ArcSwap::from_pointee(zone),
+            cache: Mutex::new(cache),
+            caching: cache_size > 0,
+            upstreams,
+            policy,
+            log,
+            in_flight: Arc::new(Semaphore::new(max_in_flight.max(1))),
+            stats: Stats::default(),
+        }
+    }
+
+    /// The current zone.
+    pub fn zone(&self) -> Arc<LocalZone> {
+        self.zone.load_full()
+    }
+
+    /// Replace the zone (the zone task does, on a new snapshot or new leases).
+    pub fn set_zone(&self, zone: LocalZone) {
+        self.zone.store(Arc::new(zone));
+    }
+
+    /// Phases 1–5 for one packet received at `now`.
+    pub fn handle(&self, packet: &[u8], client: SocketAddr, t: Transport, now: Instant) -> Step {
+        bump(&self.stats.queries);
+        let allowed = self.policy.allowed.contains(client.ip());
+        let q = match wire::parse(packet) {
+            Ok(q) => q,
+            Err(Reject::Malformed) => {
+                let n = bump(&self.stats.malformed);
+                if n.is_power_of_two() {
+                    tracing::debug!(%client, total = n, "dropped a malformed DNS packet");
+                }
+                return Step::Drop;
+            }
+            Err(Reject::Error(q, rcode)) => {
+                let rcode = if allowed {
+                    rcode
+                } else {
+                    ResponseCode::Refused
+                };
+                return self.reply(&q, client, t, now, Source::Policy, &Reply::error(rcode));
+            }
+        };
+        if !allowed {
+            let n = bump(&self.stats.refused);
+            if n.is_power_of_two() {
+                tracing::info!(%client, total = n, "refused DNS queries from outside allowed_networks");
+            }
+            let refused = Reply::error(ResponseCode::Refused);
+            return self.reply(&q, client, t, now, Source::Policy, &refused);
+        }
+        if let Some(local) = self.zone.load().lookup(&q.lower, q.query.name(), q.qtype()) {
+            bump(&self.stats.local);
+            let reply = Reply {
+                rcode: local.rcode,
+                authoritative: true,
+                answers: &local.answers,
+                authority: &local.authority,
+            };
+            return self.reply(&q, client, t, now, Source::Local, &reply);
+        }
+        let plain = q.lower.num_labels() == 1;
+        let private_ptr = q.qtype() == RecordType::PTR && filter::is_private_reverse(&q.lower);
+        if (self.policy.domain_needed && plain) || (self.policy.bogus_priv && private_ptr) {
+            bump(&self.stats.policy);
+            let reply = Reply {
+                rcode: ResponseCode::NXDomain,
+                authoritative: true,
+                answers: &[],
+                authority: &[],
+            };
+            return self.reply(&q, client, t, now, Source::Policy, &reply);
+        }
+        let key = Key {
+            name: q.lower.clone(),
+            qtype: q.qtype(),
+            qclass: DNSClass::IN,
+        };
+        let cached = if self.caching {
+            self.cache
+                .lock()
+                .map(|mut c| c.get(&key, now))
+                .unwrap_or(None)
+        } else {
+            None
+        };
+        if let Some(entry) = &cached {
+            if let Some(left) = entry.remaining(now) {
+                bump(&self.stats.cache_hits);
+                let age = entry.ttl - left;
+                let answers = aged(&entry.answers, |ttl| ttl.saturating_sub(age));
+                let authority = aged(&entry.authority, |ttl| ttl.saturating_sub(age));
+                let reply = Reply {
+                    rcode: entry.rcode,
+                    authoritative: false,
+                    answers: &answers,
+                    authority: &authority,
+                };
+                return self.reply(&q, client, t, now, Source::Cache, &reply);
+            }
+        }
+        let pending = Pending {
+            q,
+            key,
+            stale: cached,
+            client,
+            transport: t,
+            started: now,
+        };
+        if self.upstreams.is_empty() {
+            return Step::Reply(self.unanswered(pending, ResponseCode::Refused));
+        }
+        Step::Forward(Box::new(pending))
+    }
+
+    /// A permit for one more forwarded question, unless `max_in_flight` are already waiting.
+    pub fn try_begin(&self) -> Option<OwnedSemaphorePermit> {
+        Arc::clone(&self.in_flight).try_acquire_owned().ok()
+    }
+
+    /// The reply to a question that cannot be forwarded now (no permit).
+    pub fn overloaded(&self, p: Box<Pending>) -> Vec<u8> {
+        let n = bump(&self.stats.overloaded);
+        if n.is_power_of_two() {
+            tracing::warn!(
+                total = n,
+                "DNS: too many forwarded queries in flight (max_in_flight)"
+            );
+        }
+        self.unanswered(*p, ResponseCode::ServFail)
+    }
+
+    /// Phase 6: ask upstream, filter, cache, reply.
+    pub async fn forward(&self, p: Box<Pending>) -> Vec<u8> {
+        bump(&self.stats.forwarded);
+        let msg = match self.upstreams.resolve(&p.q.query).await {
+            Ok(msg) => msg,
+            Err(e) => {
+                let n = bump(&self.stats.upstream_failures);
+                if n.is_power_of_two() {
+                    tracing::warn!(error = %e, total = n, "DNS: no upstream answered");
+                }
+                return self.unanswered(*p, ResponseCode::ServFail);
+            }
+        };
+        let rcode = msg.metadata.response_code;
+        let mut answers = msg.answers;
+        let authority: Vec<Record> = msg
+            .authorities
+            .into_iter()
+            .filter(|r| matches!(r.record_type(), RecordType::SOA | RecordType::NS))
+            .collect();
+        if self.policy.rebind_protection
+            && !filter::under_any(&p.q.lower, &self.policy.rebind_allow)
+        {
+            let dropped = filter::drop_private(&mut answers);
+            if dropped > 0 {
+                let total = self
+                    .stats
+                    .rebind_dropped
+                    .fetch_add(dropped as u64, Ordering::Relaxed);
+                tracing::warn!(
+                    name = %p.q.lower,
+                    dropped,
+                    total = total + dropped as u64,
+                    "DNS: dropped private addresses from an upstream answer (rebind protection)"
+                );
+            }
+        }
+        if let Some(ttl) = cache_ttl(rcode, &answers, &authority).filter(|_| self.caching) {
+            let entry = Entry {
+                rcode,
+                answers: answers.clone(),
+                authority: authority.clone(),
+                stored: p.started,
+                ttl,
+            };
+            if let Ok(mut cache) = self.cache.lock() {
+                cache.insert(p.key.clone(), entry);
+            }
+        }
+        let reply = Reply {
+            rcode,
+            authoritative: false,
+            answers: &answers,
+            authority: &authority,
+        };
+        self.finish(&p, Source::Upstream, &reply)
+    }
+
+    /// No answer from upstream: the stale entry if allowed and usable, else `rcode`.
+    fn unanswered(&self, p: Pending, rcode: ResponseCode) -> Vec<u8> {
+        if let Some(entry) = p.stale.as_ref().filter(|_| self.policy.serve_stale) {
+            bump(&self.stats.stale);
+            let answers = aged(&entry.answers, |_| STALE_TTL);
+            let authority = aged(&entry.authority, |_| STALE_TTL);
+            let reply = Reply {
+                rcode: entry.rcode,
+                authoritative: false,
+                answers: &answers,
+                authority: &authority,
+            };
+            return self.finish(&p, Source::Stale, &reply);
+        }
+        self.finish(&p, Source::Policy, &Reply::error(rcode))
+    }
+
+    fn finish(&self, p: &Pending, source: Source, reply: &Reply<'_>) -> Vec<u8> {
+        match self.reply(&p.q, p.client, p.transport, p.started, source, reply) {
+            Step::Reply(bytes) => bytes,
+            _ => Vec::new(),
+        }
+    }
+
+    /// Encodes `reply` for the transport and logs it.
+    fn reply(
+        &self,
+        q: &Question,
+        client: SocketAddr,
+        t: Transport,
+        started: Instant,
+        source: Source,
+        reply: &Reply<'_>,
+    ) -> Step {
+        if let Some(log) = &self.log {
+            log.write(&querylog::Entry {
+                client: client.ip(),
+                tcp: t == Transport::Tcp,
+                name: &q.query.name().to_string(),
+                qtype: &q.qtype().to_string(),
+                rcode: rcode_name(reply.rcode),
+                source,
+                answers: reply.answers.len(),
+                elapsed: started.elapsed(),
+            });
+        }
+        Step::Reply(wire::encode(q, reply, t.limit(q)))
+    }
+}
+
+/// The mnemonic dig prints for a response code.
+fn rcode_name(rcode: ResponseCode) -> &'static str {
+    match rcode {
+        ResponseCode::NoError => "NOERROR",
+        ResponseCode::FormErr => "FORMERR",
+        ResponseCode::ServFail => "SERVFAIL",
+        ResponseCode::NXDomain => "NXDOMAIN",
+        ResponseCode::NotImp => "NOTIMP",
+        ResponseCode::Refused => "REFUSED",
+        _ => "OTHER",
+    }
+}
+
+/// Copies of `records` with their TTL mapped.
+fn aged(records: &[Record], ttl: impl Fn(u32) -> u32) -> Vec<Record> {
+    records
+        .iter()
+        .map(|r| {
+            let mut r = r.clone();
+            r.ttl = ttl(r.ttl);
+            r
+        })
+        .collect()
+}
+
+/// How long an upstream answer may be cached: the smallest answer TTL, or for a negative answer
+/// (NXDOMAIN, NODATA) its SOA's (RFC 2308), capped; `None` when it must not be cached.
+pub fn cache_ttl(rcode: ResponseCode, answers: &[Record], authority: &[Record]) -> Option<u32> {
+    let negative = rcode == ResponseCode::NXDomain || answers.is_empty();
+    let ttl = if negative {
+        authority
+            .iter()
+            .find_map(|r| match &r.data {
+                RData::SOA(soa) => Some(r.ttl.min(soa.minimum)),
+                _ => None,
+            })?
+            .min(MAX_NEGATIVE_TTL)
+    } else {
+        answers.iter().map(|r| r.ttl).min()?.min(MAX_TTL)
+    };
+    matches!(rcode, ResponseCode::NoError | ResponseCode::NXDomain)
+        .then_some(ttl)
+        .filter(|&t| t > 0)
+}
+
+/// How long expired entries are kept for `serve_stale` (zero when it is off).
+pub fn stale_window(serve_stale: bool, max_stale: Duration) -> Duration {
+    if serve_stale {
+        max_stale
+    } else {
+        Duration::ZERO
+    }
+}

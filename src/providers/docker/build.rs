@@ -1,0 +1,143 @@
+//! Every container of one engine → one [`Fragment`], merged as Traefik's `provider.Merge` does:
+//! containers are taken in `<service>-<id>` order; a service defined by several containers is
+//! one load balancer with each container's server (that is how `docker compose up --scale` and
+//! `server.weight` canaries work) as long as their load-balancer settings are equal; a router or
+//! middleware defined by several containers must be defined identically. A name defined
+//! differently is left out and reported, naming the containers.
+//!
+//! Pure: the same containers and settings always give the same fragment.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::decode::{Decoded, decode};
+use super::{Container, Settings};
+use crate::dynamic::schema::{DynamicConfig, Http, Service};
+use crate::dynamic::{Fragment, Problem};
+
+/// Most containers turned into configuration per engine; more are reported and ignored.
+pub const MAX_CONTAINERS: usize = 4096;
+
+/// The fragment for every container of one engine (`containers` by ID).
+pub fn build(containers: &BTreeMap<String, Container>, s: &Settings) -> Fragment {
+    let mut decoded: Vec<Decoded> = containers
+        .values()
+        .take(MAX_CONTAINERS)
+        .filter_map(|c| decode(c, containers, s))
+        .collect();
+    decoded.sort_by(|a, b| a.key.cmp(&b.key));
+    let mut problems: Vec<Problem> = Vec::new();
+    if containers.len() > MAX_CONTAINERS {
+        problems.push(Problem::new(
+            format!("provider {}", s.namespace),
+            format!("more than {MAX_CONTAINERS} containers; the rest are ignored"),
+        ));
+    }
+
+    let mut http = Http::default();
+    let mut origins: BTreeMap<(&'static str, String), Vec<String>> = BTreeMap::new();
+    let mut conflicts: BTreeSet<(&'static str, String)> = BTreeSet::new();
+    for d in &decoded {
+        problems.extend(d.problems.iter().cloned());
+        for (name, svc) in &d.http.services {
+            origins
+                .entry(("service", name.clone()))
+                .or_default()
+                .push(d.origin.clone());
+            match http.services.get_mut(name) {
+                None => {
+                    http.services.insert(name.clone(), svc.clone());
+                }
+                Some(existing) => {
+                    if !merge_service(existing, svc) {
+                        conflicts.insert(("service", name.clone()));
+                    }
+                }
+            }
+        }
+        for (name, r) in &d.http.routers {
+            origins
+                .entry(("router", name.clone()))
+                .or_default()
+                .push(d.origin.clone());
+            match http.routers.get(name) {
+                None => {
+                    http.routers.insert(name.clone(), r.clone());
+                }
+                Some(existing) if existing == r => {}
+                Some(_) => {
+                    conflicts.insert(("router", name.clone()));
+                }
+            }
+        }
+        for (name, m) in &d.http.middlewares {
+            origins
+                .entry(("middleware", name.clone()))
+                .or_default()
+                .push(d.origin.clone());
+            match http.middlewares.get(name) {
+                None => {
+                    http.middlewares.insert(name.clone(), m.clone());
+                }
+                Some(existing) if existing == m => {}
+                Some(_) => {
+                    conflicts.insert(("middleware", name.clone()));
+                }
+            }
+        }
+    }
+    for (kind, name) in &conflicts {
+        match *kind {
+            "service" => {
+                http.services.remove(name);
+            }
+            "router" => {
+                http.routers.remove(name);
+            }
+            _ => {
+                http.middlewares.remove(name);
+            }
+        }
+        let by = origins
+            .get(&(*kind, name.clone()))
+            .map(|v| v.join(", "))
+            .unwrap_or_default();
+        problems.push(Problem::new(
+            format!("{kind} {name}@{}", s.namespace),
+            format!("defined with different settings by containers {by}; left out"),
+        ));
+    }
+    problems.sort();
+    problems.dedup();
+    let empty = http.routers.is_empty() && http.services.is_empty() && http.middlewares.is_empty();
+    Fragment {
+        config: DynamicConfig {
+            http: (!empty).then_some(http),
+            ..DynamicConfig::default()
+        },
+        problems,
+    }
+}
+
+/// Add `add`'s servers to `into` when both are load balancers with equal settings (servers
+/// aside; a URL already present is not added twice), or accept an identical service. False
+/// means a conflict.
+fn merge_service(into: &mut Service, add: &Service) -> bool {
+    match (into, add) {
+        (Service::LoadBalancer(a), Service::LoadBalancer(b)) => {
+            let mut a_rest = (**a).clone();
+            let mut b_rest = (**b).clone();
+            a_rest.servers.clear();
+            b_rest.servers.clear();
+            if a_rest != b_rest {
+                return false;
+            }
+            for srv in &b.servers {
+                if !a.servers.iter().any(|s| s.url == srv.url) {
+                    a.servers.push(srv.clone());
+                }
+            }
+            true
+        }
+        (a, b) => a == b,
+    }
+}

@@ -1,0 +1,218 @@
+//! The provider task for one engine. Lifecycle:
+//!
+//! 1. Connect (negotiating the API version). An engine that does not answer is retried with a
+//!    backoff from 100 ms up to 1 s, forever; meanwhile the last fragment keeps serving, with a
+//!    problem saying the engine is unreachable.
+//! 2. Read the engine's clock, list and inspect the running containers, build and send the
+//!    fragment: a fresh list always replaces what was known before (this is the resync after an
+//!    engine restart).
+//! 3. Follow the event stream from just before the list (events replayed twice only cause a
+//!    second inspection). Each event names one container, which alone is inspected again (or
+//!    dropped when it stopped). Events already waiting are taken together, so a burst costs one
+//!    build and one send.
+//! 4. When the stream breaks (engine restart, network), go back to 1 keeping the last routes.
+//!
+//! A fragment is sent only when it differs from the last one sent. The task stops when the
+//! gateway's stop signal changes or the assembler is gone.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use futures_util::{FutureExt, StreamExt};
+use tokio::sync::{mpsc, watch};
+
+use super::engine::{Engine, Event};
+use super::{Container, Endpoint, Settings, build};
+use crate::dynamic::{Fragment, Problem};
+
+/// First retry delay after a failure.
+const BACKOFF_MIN: Duration = Duration::from_millis(100);
+/// Longest retry delay (an engine coming back is seen within this).
+const BACKOFF_MAX: Duration = Duration::from_secs(1);
+/// Most distinct containers waiting for inspection; beyond, the whole list is read again.
+const MAX_PENDING: usize = 1024;
+
+/// One engine to watch.
+#[derive(Debug, Clone)]
+pub struct DockerSource {
+    pub endpoint: Endpoint,
+    pub settings: Settings,
+    /// Follow events (Traefik's `watch`); when false, list once and stop.
+    pub watch: bool,
+}
+
+struct Task {
+    src: DockerSource,
+    tx: mpsc::Sender<(String, Fragment)>,
+    containers: BTreeMap<String, Container>,
+    last: Option<Fragment>,
+    /// Why the engine is not being followed right now, if it is not.
+    down: Option<String>,
+    /// The last session got as far as a full list (the retry delay starts again from the
+    /// minimum).
+    listed: bool,
+}
+
+/// Why a session with the engine ended.
+enum End {
+    Stop,
+    Lost(String),
+}
+
+/// Run the provider for one engine until `stop` changes.
+pub async fn run(
+    src: DockerSource,
+    tx: mpsc::Sender<(String, Fragment)>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut task = Task {
+        src,
+        tx,
+        containers: BTreeMap::new(),
+        last: None,
+        down: None,
+        listed: false,
+    };
+    let mut backoff = BACKOFF_MIN;
+    loop {
+        let end = tokio::select! {
+            end = task.session() => end,
+            _ = stop.changed() => End::Stop,
+        };
+        let why = match end {
+            End::Stop => return,
+            End::Lost(why) => why,
+        };
+        if !task.src.watch && task.last.is_some() {
+            return;
+        }
+        if std::mem::take(&mut task.listed) {
+            backoff = BACKOFF_MIN;
+        }
+        if task.down.is_none() {
+            tracing::warn!(endpoint = %task.src.endpoint, error = %why, "docker engine unreachable; keeping the last routes and retrying");
+        }
+        task.down = Some(why);
+        if !task.publish().await {
+            return;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = stop.changed() => return,
+        }
+        backoff = (backoff * 2).min(BACKOFF_MAX);
+    }
+}
+
+impl Task {
+    /// One connection: list, then follow events until something breaks.
+    async fn session(&mut self) -> End {
+        let engine = match Engine::connect(&self.src.endpoint).await {
+            Ok(e) => e,
+            Err(e) => return End::Lost(e.to_string()),
+        };
+        let since = match engine.now().await {
+            Ok(Some(t)) => t - 1,
+            Ok(None) => wall_clock() - 5,
+            Err(e) => return End::Lost(e.to_string()),
+        };
+        let mut events = self.src.watch.then(|| Box::pin(engine.events(since)));
+        let all = match engine.all().await {
+            Ok(all) => all,
+            Err(e) => return End::Lost(e.to_string()),
+        };
+        tracing::info!(endpoint = %self.src.endpoint, api = %engine.api_version(), containers = all.len(), "docker engine listed");
+        self.containers = all;
+        self.down = None;
+        self.listed = true;
+        if !self.publish().await {
+            return End::Stop;
+        }
+        let Some(events) = events.as_mut() else {
+            return End::Stop;
+        };
+        loop {
+            let mut pending: BTreeMap<String, bool> = BTreeMap::new();
+            match events.next().await {
+                Some(Ok(ev)) => note(&mut pending, ev),
+                Some(Err(e)) => return End::Lost(format!("event stream: {e}")),
+                None => return End::Lost("event stream closed".into()),
+            }
+            // Take every event already waiting: a burst is one build.
+            while let Some(next) = events.next().now_or_never() {
+                match next {
+                    Some(Ok(ev)) => note(&mut pending, ev),
+                    Some(Err(e)) => return End::Lost(format!("event stream: {e}")),
+                    None => return End::Lost("event stream closed".into()),
+                }
+                if pending.len() >= MAX_PENDING {
+                    break;
+                }
+            }
+            if pending.len() >= MAX_PENDING {
+                match engine.all().await {
+                    Ok(all) => self.containers = all,
+                    Err(e) => return End::Lost(e.to_string()),
+                }
+            } else {
+                for (id, refresh) in pending {
+                    if !refresh {
+                        self.containers.remove(&id);
+                        continue;
+                    }
+                    match engine.inspect(&id).await {
+                        Ok(Some(c)) if c.running => {
+                            self.containers.insert(id, c);
+                        }
+                        Ok(_) => {
+                            self.containers.remove(&id);
+                        }
+                        Err(e) => return End::Lost(e.to_string()),
+                    }
+                }
+            }
+            if !self.publish().await {
+                return End::Stop;
+            }
+        }
+    }
+
+    /// Build and send the fragment if it changed; false when the assembler is gone.
+    async fn publish(&mut self) -> bool {
+        let s = &self.src.settings;
+        let mut fragment = build(&self.containers, s);
+        if let Some(why) = &self.down {
+            fragment.problems.push(Problem::new(
+                format!("provider {}", s.namespace),
+                format!(
+                    "cannot reach the engine at {}: {why}; serving the last known containers",
+                    self.src.endpoint
+                ),
+            ));
+        }
+        if self.last.as_ref() == Some(&fragment) {
+            return true;
+        }
+        for p in &fragment.problems {
+            if self.last.as_ref().is_none_or(|l| !l.problems.contains(p)) {
+                tracing::warn!(problem = %p, "docker provider");
+            }
+        }
+        self.last = Some(fragment.clone());
+        self.tx.send((s.namespace.clone(), fragment)).await.is_ok()
+    }
+}
+
+/// Record what an event asks for; a later event about the same container wins.
+fn note(pending: &mut BTreeMap<String, bool>, ev: Event) {
+    match ev {
+        Event::Refresh(id) => pending.insert(id, true),
+        Event::Gone(id) => pending.insert(id, false),
+    };
+}
+
+fn wall_clock() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
