@@ -202,20 +202,20 @@ impl Resolver {
         } else {
             None
         };
-        if let Some(entry) = &cached {
-            if let Some(left) = entry.remaining(now) {
-                bump(&self.stats.cache_hits);
-                let age = entry.ttl - left;
-                let answers = aged(&entry.answers, |ttl| ttl.saturating_sub(age));
-                let authority = aged(&entry.authority, |ttl| ttl.saturating_sub(age));
-                let reply = Reply {
-                    rcode: entry.rcode,
-                    authoritative: false,
-                    answers: &answers,
-                    authority: &authority,
-                };
-                return self.reply(&q, client, t, now, Source::Cache, &reply);
-            }
+        if let Some(entry) = &cached
+            && let Some(left) = entry.remaining(now)
+        {
+            bump(&self.stats.cache_hits);
+            let age = entry.ttl - left;
+            let answers = aged(&entry.answers, |ttl| ttl.saturating_sub(age));
+            let authority = aged(&entry.authority, |ttl| ttl.saturating_sub(age));
+            let reply = Reply {
+                rcode: entry.rcode,
+                authoritative: false,
+                answers: &answers,
+                authority: &authority,
+            };
+            return self.reply(&q, client, t, now, Source::Cache, &reply);
         }
         let pending = Pending {
             q,

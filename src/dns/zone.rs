@@ -126,10 +126,10 @@ impl LocalZone {
         // Static hosts first: they win over everything else.
         for (name, ips) in &spec.hosts {
             let Some(name) = fqdn(name) else { continue };
-            if name.num_labels() == 1 {
-                if let Ok(full) = name.clone().append_domain(origin) {
-                    zone.add(full, ips, true);
-                }
+            if name.num_labels() == 1
+                && let Ok(full) = name.clone().append_domain(origin)
+            {
+                zone.add(full, ips, true);
             }
             zone.add(name, ips, true);
         }
@@ -146,10 +146,10 @@ impl LocalZone {
             let Some(label) = lease_label(&lease.hostname, origin) else {
                 continue;
             };
-            if let Ok(full) = label.clone().append_domain(origin) {
-                if zone.add(full, &[lease.addr], true) {
-                    zone.add(label, &[lease.addr], false);
-                }
+            if let Ok(full) = label.clone().append_domain(origin)
+                && zone.add(full, &[lease.addr], true)
+            {
+                zone.add(label, &[lease.addr], false);
             }
         }
         zone
@@ -219,19 +219,19 @@ impl LocalZone {
                 authority: vec![self.soa.clone()],
             });
         }
-        if qtype == RecordType::PTR {
-            if let Some(target) = self.ptr.get(qname) {
-                let record = Record::from_rdata(
-                    owner.clone(),
-                    self.spec.ttl,
-                    RData::PTR(PTR(target.clone())),
-                );
-                return Some(LocalAnswer {
-                    rcode: ResponseCode::NoError,
-                    answers: vec![record],
-                    authority: Vec::new(),
-                });
-            }
+        if qtype == RecordType::PTR
+            && let Some(target) = self.ptr.get(qname)
+        {
+            let record = Record::from_rdata(
+                owner.clone(),
+                self.spec.ttl,
+                RData::PTR(PTR(target.clone())),
+            );
+            return Some(LocalAnswer {
+                rcode: ResponseCode::NoError,
+                answers: vec![record],
+                authority: Vec::new(),
+            });
         }
         None
     }

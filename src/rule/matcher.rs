@@ -201,7 +201,11 @@ impl Compiler<'_> {
                 self.headers(call)?
             }
             Kind::Headers | Kind::HeadersRegexp => {
-                self.arity(call, n % 2 == 0, "pairs of arguments (name, value, ...)")?;
+                self.arity(
+                    call,
+                    n.is_multiple_of(2),
+                    "pairs of arguments (name, value, ...)",
+                )?;
                 self.headers(call)?
             }
             Kind::Query => self.query(call)?,

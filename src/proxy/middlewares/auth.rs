@@ -203,10 +203,10 @@ impl BasicAuth {
             return Flow::Respond(self.unauthorized());
         }
         let name = String::from_utf8_lossy(&user).into_owned();
-        if let Some(field) = &self.header_field {
-            if let Ok(v) = HeaderValue::from_bytes(&user) {
-                req.headers.insert(field.clone(), v);
-            }
+        if let Some(field) = &self.header_field
+            && let Ok(v) = HeaderValue::from_bytes(&user)
+        {
+            req.headers.insert(field.clone(), v);
         }
         if self.remove_header {
             req.headers.remove(AUTHORIZATION);
@@ -300,7 +300,7 @@ fn base64_decode(input: &[u8]) -> Option<Vec<u8>> {
         .copied()
         .filter(|&c| c != b'\r' && c != b'\n')
         .collect();
-    if clean.len() % 4 != 0 {
+    if !clean.len().is_multiple_of(4) {
         return None;
     }
     let mut out = Vec::with_capacity(clean.len() / 4 * 3);

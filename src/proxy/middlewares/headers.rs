@@ -468,18 +468,20 @@ impl Headers {
         let note = note.unwrap_or(&default);
         if self.has_secure {
             let h = &mut resp.headers;
-            if let Some(sts) = &self.sts {
-                if (note.ssl || self.force_sts) && !self.is_development {
-                    h.insert(header::STRICT_TRANSPORT_SECURITY, sts.clone());
-                }
+            if let Some(sts) = &self.sts
+                && (note.ssl || self.force_sts)
+                && !self.is_development
+            {
+                h.insert(header::STRICT_TRANSPORT_SECURITY, sts.clone());
             }
             for (n, v) in &self.fixed {
                 h.insert(n.clone(), v.clone());
             }
-            if let Some(pk) = &self.public_key {
-                if note.ssl && !self.is_development {
-                    h.insert(HeaderName::from_static("public-key-pins"), pk.clone());
-                }
+            if let Some(pk) = &self.public_key
+                && note.ssl
+                && !self.is_development
+            {
+                h.insert(HeaderName::from_static("public-key-pins"), pk.clone());
             }
         }
         if self.has_custom_or_cors {

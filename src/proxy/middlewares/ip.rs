@@ -102,10 +102,10 @@ fn parse_ip(s: &str) -> Option<IpAddr> {
 /// The host part of `host:port` / `[v6]:port`, or the whole string (Go's `SplitHostPort`).
 fn host_only(s: &str) -> &str {
     if let Some(rest) = s.strip_prefix('[') {
-        if let Some((h, p)) = rest.split_once(']') {
-            if p.starts_with(':') {
-                return h;
-            }
+        if let Some((h, p)) = rest.split_once(']')
+            && p.starts_with(':')
+        {
+            return h;
         }
         return s;
     }

@@ -273,10 +273,11 @@ fn hex_val(b: u8) -> Option<u8> {
 /// The byte encoded at `raw[i..]` and how many raw bytes it takes: `%XX` decodes, anything else
 /// (including a malformed `%`) stands for itself.
 fn decode_at(raw: &[u8], i: usize) -> (u8, usize) {
-    if raw[i] == b'%' && i + 2 < raw.len() {
-        if let (Some(h), Some(l)) = (hex_val(raw[i + 1]), hex_val(raw[i + 2])) {
-            return ((h << 4) | l, 3);
-        }
+    if raw[i] == b'%'
+        && i + 2 < raw.len()
+        && let (Some(h), Some(l)) = (hex_val(raw[i + 1]), hex_val(raw[i + 2]))
+    {
+        return ((h << 4) | l, 3);
     }
     (raw[i], 1)
 }
