@@ -258,13 +258,10 @@ pub fn build(opts: &Options) -> Result<Report> {
     files.push(("initrd.img".into(), initrd));
     files.push(("config.txt".into(), board.file("config.txt")?));
     files.push(("cmdline.txt".into(), board.file("cmdline.txt")?));
-    for name in ["boma.toml", "routes.toml"] {
-        let path = overlay.join("etc/boma").join(name);
-        files.push((
-            name.into(),
-            std::fs::read(&path).map_err(|e| Error::io(&path, e))?,
-        ));
-    }
+    files.push(("boma.toml".into(), boma_toml));
+    let routes = overlay.join("etc/boma/routes.toml");
+    let routes = std::fs::read(&routes).map_err(|e| Error::io(&routes, e))?;
+    files.push(("routes.toml".into(), routes));
     files.push(("README.txt".into(), readme(&board).into_bytes()));
 
     let ids = derived(&board.name, "ids");

@@ -126,7 +126,7 @@ fn run(args: &Args) -> Result<(), String> {
             if machine == Machine::Virt {
                 eprintln!(
                     "  HTTP: curl -H 'Host: gateway.village.lan' http://127.0.0.1:{}/api/version\n  \
-                     DNS:  dig @127.0.0.1 -p {} gateway.village.lan   (UDP and TCP; answered once boma's [dns] is configured)",
+                     DNS:  dig @127.0.0.1 -p {} gateway.village.lan   (UDP and TCP; qemu-virt's boma.toml serves village.lan)",
                     boot.http_port, boot.dns_port
                 );
             }

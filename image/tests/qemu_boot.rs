@@ -1,5 +1,5 @@
 //! Boots built images in QEMU, end to end, with nothing but the image:
-//! - qemu-virt: boma serves the image's demo route (`gateway.village.lan` → `api@internal`)
+//! - qemu-virt: boma answers DNS for the local zone and serves the image's demo route (`gateway.village.lan` → `api@internal`)
 //!   through the forwarded HTTP port; the boot-to-serving time is measured and written to
 //!   target/image-test/figures.txt, never asserted; the data partition is mounted read-write and
 //!   keeps a file across a clean reboot and across a QEMU kill (a power cut), and is clean
@@ -7,10 +7,9 @@
 //! - raspi3b: the rpi3 image's kernel and Pi 3 DTB boot to boma's `ready` line on the serial
 //!   console (smoke test).
 //!
-//! DNS: `qemu_virt_resolves_the_local_zone` resolves `gateway.village.lan` through the forwarded
-//! port 53 (UDP and TCP) with boma's DNS server (board/qemu-virt/boma.toml turns `[dns]` on). It is
-//! `#[ignore]`d, visibly, until boma's `[dns]` server runs end to end: today the section parses
-//! but no DNS listener starts. Run it with `cargo test -p boma-image --test qemu_boot -- --ignored`.
+//! DNS: the host resolves `gateway.village.lan` through the forwarded port 53, over UDP and TCP,
+//! with boma's DNS server, and gets the gateway's address (board/qemu-virt/boma.toml turns
+//! `[dns]` on for 10.0.2.15).
 
 mod support;
 
@@ -109,7 +108,7 @@ fn fsck_clean(image: &Path, dir: &Path) {
 }
 
 #[test]
-fn qemu_virt_serves_http_and_keeps_data_across_reboot_and_power_cut() {
+fn qemu_virt_serves_dns_and_http_and_keeps_data_across_reboot_and_power_cut() {
     let _one = QEMU.lock().unwrap_or_else(|e| e.into_inner());
     let dir = support::test_dir("qemu-virt");
     let report = support::build_image("qemu-virt", &dir, false);
@@ -138,6 +137,22 @@ fn qemu_virt_serves_http_and_keeps_data_across_reboot_and_power_cut() {
     .expect("api answers");
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("\"Codename\":\"boma\""), "{body}");
+    // The local zone through the forwarded DNS port, UDP then TCP.
+    let guest_ip = std::net::Ipv4Addr::new(10, 0, 2, 15);
+    let udp = wait_dns(b.dns_port, "gateway.village.lan", Duration::from_secs(20));
+    assert_eq!(
+        udp,
+        Some((0, vec![guest_ip])),
+        "DNS over UDP; console:\n{}",
+        g.console()
+    );
+    let tcp = dns_a(
+        b.dns_port,
+        "gateway.village.lan",
+        true,
+        Duration::from_secs(5),
+    );
+    assert_eq!(tcp, Some((0, vec![guest_ip])), "DNS over TCP");
     let (status, _) = http_get(
         b.http_port,
         "unknown.village.lan",
@@ -220,37 +235,5 @@ fn raspi3b_boots_the_rpi3_kernel_and_dtb_to_boma_ready() {
         "{}",
         g.console()
     );
-    g.kill();
-}
-
-#[test]
-#[ignore = "waits for boma's [dns] server to run end to end (the section parses, no listener starts yet)"]
-fn qemu_virt_resolves_the_local_zone() {
-    let _one = QEMU.lock().unwrap_or_else(|e| e.into_inner());
-    let dir = support::test_dir("qemu-virt-dns");
-    let report = support::build_image("qemu-virt", &dir, false);
-    let b = boot(
-        Machine::Virt,
-        &report.image,
-        &dir,
-        support::free_port(),
-        support::free_port(),
-    );
-    let (mut g, _) = start_serving(&b, &dir.join("console.txt"));
-    let guest_ip = std::net::Ipv4Addr::new(10, 0, 2, 15);
-    let udp = wait_dns(b.dns_port, "gateway.village.lan", Duration::from_secs(20));
-    assert_eq!(
-        udp,
-        Some((0, vec![guest_ip])),
-        "DNS over UDP; console:\n{}",
-        g.console()
-    );
-    let tcp = dns_a(
-        b.dns_port,
-        "gateway.village.lan",
-        true,
-        Duration::from_secs(5),
-    );
-    assert_eq!(tcp, Some((0, vec![guest_ip])), "DNS over TCP");
     g.kill();
 }
