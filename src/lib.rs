@@ -9,6 +9,7 @@ pub mod config;
 pub mod dns;
 pub mod dynamic;
 pub mod ipnet;
+pub mod linelog;
 pub mod providers;
 pub mod proxy;
 pub mod rule;

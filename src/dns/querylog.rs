@@ -10,9 +10,8 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
-use tokio::io::AsyncWriteExt;
 use tokio::sync::{mpsc, watch};
 
 /// Lines waiting for the writer at most.
@@ -75,7 +74,10 @@ impl QueryLog {
             tx,
             dropped: Arc::new(AtomicU64::new(0)),
         };
-        (log, write_lines(rx, path, stop))
+        (
+            log,
+            crate::linelog::write_lines(rx, path, "DNS query log", Some(stop)),
+        )
     }
 
     /// Queue a line; drops (and counts) it when the writer is behind.
@@ -112,71 +114,13 @@ fn line(e: &Entry<'_>, now: SystemTime) -> String {
 
 /// `YYYY-MM-DDTHH:MM:SSZ`.
 fn utc(t: SystemTime) -> String {
-    let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
-    )
-}
-
-async fn write_lines(
-    mut rx: mpsc::Receiver<String>,
-    path: Option<PathBuf>,
-    mut stop: watch::Receiver<bool>,
-) {
-    let mut out: Box<dyn tokio::io::AsyncWrite + Unpin + Send> = match &path {
-        Some(p) => match tokio::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(p)
-            .await
-        {
-            Ok(f) => Box::new(f),
-            Err(e) => {
-                tracing::error!(path = %p.display(), error = %e, "cannot open the DNS query log; writing to stdout");
-                Box::new(tokio::io::stdout())
-            }
-        },
-        None => Box::new(tokio::io::stdout()),
-    };
-    let mut buf = Vec::with_capacity(4096);
-    loop {
-        let first = tokio::select! {
-            l = rx.recv() => l,
-            _ = stop.changed() => None,
-        };
-        let Some(first) = first else { break };
-        buf.extend_from_slice(first.as_bytes());
-        while buf.len() < 64 * 1024 {
-            match rx.try_recv() {
-                Ok(more) => buf.extend_from_slice(more.as_bytes()),
-                Err(_) => break,
-            }
-        }
-        if let Err(e) = out.write_all(&buf).await {
-            tracing::warn!(error = %e, "DNS query log write failed");
-        }
-        let _ = out.flush().await;
-        buf.clear();
-    }
+    crate::linelog::Utc::from(t).rfc3339()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::UNIX_EPOCH;
 
     #[test]
     fn formats_a_line() {

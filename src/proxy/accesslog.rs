@@ -9,10 +9,11 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime};
 
-use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
+
+use crate::linelog::Utc;
 
 /// Everything one access-log line says.
 #[derive(Debug, Clone)]
@@ -178,39 +179,8 @@ impl AccessLog {
         filter: Filter,
         fields: Fields,
     ) -> (AccessLog, tokio::task::JoinHandle<()>) {
-        let (tx, mut rx) = mpsc::channel::<String>(queue.max(16));
-        let task = tokio::spawn(async move {
-            let mut out: Box<dyn tokio::io::AsyncWrite + Unpin + Send> = match &path {
-                Some(p) => match tokio::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(p)
-                    .await
-                {
-                    Ok(f) => Box::new(f),
-                    Err(e) => {
-                        tracing::error!(path = %p.display(), error = %e, "cannot open access log; writing to stdout");
-                        Box::new(tokio::io::stdout())
-                    }
-                },
-                None => Box::new(tokio::io::stdout()),
-            };
-            let mut buf = Vec::with_capacity(4096);
-            while let Some(line) = rx.recv().await {
-                buf.extend_from_slice(line.as_bytes());
-                while buf.len() < 64 * 1024 {
-                    match rx.try_recv() {
-                        Ok(more) => buf.extend_from_slice(more.as_bytes()),
-                        Err(_) => break,
-                    }
-                }
-                if let Err(e) = out.write_all(&buf).await {
-                    tracing::warn!(error = %e, "access log write failed");
-                }
-                let _ = out.flush().await;
-                buf.clear();
-            }
-        });
+        let (tx, rx) = mpsc::channel::<String>(queue.max(16));
+        let task = tokio::spawn(crate::linelog::write_lines(rx, path, "access log", None));
         let log = AccessLog {
             inner: Arc::new(Inner {
                 tx,
@@ -259,7 +229,7 @@ fn common_line(r: &Record, count: u64) -> String {
     format!(
         "{} - - [{}] \"{} {} {}\" {} {} \"{}\" \"{}\" {} \"{}\" \"{}\" {}ms\n",
         r.client,
-        clf_time(r.started_wall),
+        Utc::from(r.started_wall).clf(),
         r.method,
         r.path,
         r.proto,
@@ -288,7 +258,7 @@ fn json_line(r: &Record, fields: &Fields) -> String {
         "ServiceURL": r.server_url,
         "entryPointName": r.entrypoint,
         "Duration": r.started.elapsed().as_nanos() as u64,
-        "StartUTC": rfc3339(r.started_wall),
+        "StartUTC": Utc::from(r.started_wall).rfc3339_millis(),
         "RetryAttempts": r.attempts.saturating_sub(1),
     });
     if let Some(obj) = v.as_object_mut() {
@@ -305,63 +275,10 @@ fn json_line(r: &Record, fields: &Fields) -> String {
     s
 }
 
-/// Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-fn civil(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
-}
-
-fn split(t: SystemTime) -> (i64, u32, u32, u64, u64, u64, u32) {
-    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let secs = d.as_secs();
-    let (y, m, day) = civil((secs / 86_400) as i64);
-    let rem = secs % 86_400;
-    (
-        y,
-        m,
-        day,
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        d.subsec_millis(),
-    )
-}
-
-fn clf_time(t: SystemTime) -> String {
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let (y, m, d, hh, mm, ss, _) = split(t);
-    let mon = MONTHS[(m as usize).saturating_sub(1) % 12];
-    format!("{d:02}/{mon}/{y}:{hh:02}:{mm:02}:{ss:02} +0000")
-}
-
-fn rfc3339(t: SystemTime) -> String {
-    let (y, m, d, hh, mm, ss, ms) = split(t);
-    format!("{y:04}-{m:02}-{d:02}T{hh:02}:{mm:02}:{ss:02}.{ms:03}Z")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
-
-    #[test]
-    fn dates() {
-        let t = UNIX_EPOCH + Duration::from_secs(971_189_736); // 2000-10-10T14:55:36Z
-        assert_eq!(clf_time(t), "10/Oct/2000:14:55:36 +0000");
-        assert_eq!(rfc3339(t), "2000-10-10T14:55:36.000Z");
-        let leap = UNIX_EPOCH + Duration::from_secs(1_709_164_800); // 2024-02-29
-        assert_eq!(rfc3339(leap), "2024-02-29T00:00:00.000Z");
-    }
+    use std::time::{Duration, UNIX_EPOCH};
 
     #[test]
     fn common_format() {
