@@ -8,7 +8,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::providers::docker::{Constraint, Endpoint, Template, template};
+use std::sync::Arc;
+
+use crate::providers::docker::{Constraint, Endpoint, Template, TlsFiles, template};
 
 /// `[providers.docker]`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
@@ -18,6 +20,8 @@ pub struct DockerProvider {
     /// are `x@docker`.
     #[serde(default = "default_endpoint")]
     pub endpoint: String,
+    /// TLS for a `tcp://` endpoint: `ca`, client `cert` and `key`, `insecureSkipVerify`.
+    pub tls: Option<TlsFiles>,
     /// Route containers that do not say `traefik.enable=true` (default true).
     #[serde(rename = "exposedByDefault", default = "default_true")]
     pub exposed_by_default: bool,
@@ -49,12 +53,15 @@ pub struct DockerEndpoint {
     pub name: String,
     /// `unix:///path` or `tcp://host:port`.
     pub endpoint: String,
+    /// TLS for a `tcp://` endpoint.
+    pub tls: Option<TlsFiles>,
 }
 
 impl Default for DockerProvider {
     fn default() -> Self {
         Self {
             endpoint: default_endpoint(),
+            tls: None,
             exposed_by_default: true,
             default_rule: default_rule(),
             network: None,
@@ -79,25 +86,47 @@ fn default_true() -> bool {
 }
 
 /// One engine to watch, checked.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Engine {
     /// `docker` or `docker-<name>`.
     pub namespace: String,
     pub endpoint: Endpoint,
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+}
+
+/// An endpoint and its TLS files, checked and loaded.
+pub(crate) fn engine(
+    namespace: String,
+    endpoint: &str,
+    tls: Option<&TlsFiles>,
+) -> Result<Engine, String> {
+    let endpoint = Endpoint::parse(endpoint).map_err(|e| e.to_string())?;
+    let tls = match (tls, &endpoint) {
+        (None, _) => None,
+        (Some(_), Endpoint::Unix(_)) => {
+            return Err(format!(
+                "endpoint `{endpoint}`: `tls` applies to tcp:// endpoints only"
+            ));
+        }
+        (Some(files), Endpoint::Tcp { .. }) => Some(files.load()?),
+    };
+    Ok(Engine {
+        namespace,
+        endpoint,
+        tls,
+    })
 }
 
 impl DockerProvider {
     /// Every engine to watch, the main one first.
     pub fn engines(&self) -> Result<Vec<Engine>, String> {
-        let mut out = vec![Engine {
-            namespace: "docker".into(),
-            endpoint: Endpoint::parse(&self.endpoint).map_err(|e| e.to_string())?,
-        }];
+        let mut out = vec![engine("docker".into(), &self.endpoint, self.tls.as_ref())?];
         for e in &self.endpoints {
-            out.push(Engine {
-                namespace: format!("docker-{}", e.name),
-                endpoint: Endpoint::parse(&e.endpoint).map_err(|e| e.to_string())?,
-            });
+            out.push(engine(
+                format!("docker-{}", e.name),
+                &e.endpoint,
+                e.tls.as_ref(),
+            )?);
         }
         Ok(out)
     }
@@ -120,8 +149,8 @@ impl DockerProvider {
     pub(super) fn problems(&self) -> Vec<(Vec<String>, String)> {
         let mut out = Vec::new();
         let at = |p: &[&str]| p.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        if let Err(e) = Endpoint::parse(&self.endpoint) {
-            out.push((at(&["endpoint"]), e.to_string()));
+        if let Err(e) = engine(String::new(), &self.endpoint, self.tls.as_ref()) {
+            out.push((at(&["endpoint"]), e));
         }
         if let Err(e) = self.template() {
             out.push((at(&["defaultRule"]), e));
@@ -154,8 +183,8 @@ impl DockerProvider {
                 ));
             }
             names.push(&e.name);
-            if let Err(err) = Endpoint::parse(&e.endpoint) {
-                out.push((at(&["endpoints", &index, "endpoint"]), err.to_string()));
+            if let Err(err) = engine(String::new(), &e.endpoint, e.tls.as_ref()) {
+                out.push((at(&["endpoints", &index, "endpoint"]), err));
             }
         }
         out

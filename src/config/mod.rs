@@ -149,13 +149,7 @@ const UNSUPPORTED: nocase::Unsupported = &[
     ("FileProvider", &["debugLogGeneratedTemplate"]),
     (
         "DockerProvider",
-        &[
-            "tls",
-            "useBindPortIP",
-            "httpClientTimeout",
-            "username",
-            "password",
-        ],
+        &["useBindPortIP", "httpClientTimeout", "username", "password"],
     ),
     ("Api", &["basePath", "disableDashboardAd"]),
     (

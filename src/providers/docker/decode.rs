@@ -67,7 +67,7 @@ pub(super) fn service_name(c: &Container) -> String {
     let get = |k: &str| c.labels.get(k).filter(|v| !v.is_empty());
     match (get(COMPOSE_SERVICE), get(COMPOSE_PROJECT)) {
         (Some(service), Some(project)) => normalize(&format!("{service}_{project}")),
-        _ => normalize(&c.name),
+        _ => normalize(c.service.as_deref().unwrap_or(&c.name)),
     }
 }
 

@@ -1,28 +1,24 @@
-//! The Docker Engine API, read-only, through bollard: connect (negotiating the API version
-//! down to the engine's), the engine's clock, the list of running containers, one container's
-//! inspection, and the event stream, each turned into boma's own types ([`Container`],
-//! [`Event`]) so nothing above this file depends on bollard or on an API version.
+//! The Docker Engine API for plain containers, read-only: connect (agreeing on the API version),
+//! the engine's clock, the running containers, one container's inspection and the event stream,
+//! each turned into boma's own types ([`Container`], [`Event`]) so nothing above this file
+//! depends on the API's JSON or its version. The transport is `client`.
 //!
 //! Only `GET` endpoints are used: `/version`, `/info`, `/containers/json`,
-//! `/containers/{id}/json`, `/events`. Every call has a timeout; an engine that answers garbage
-//! is an error, never a panic.
+//! `/containers/{id}/json`, `/events`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::sync::Arc;
 
-use bollard::Docker;
-use bollard::models::{ContainerInspectResponse, EventMessage, HealthStatusEnum};
-use bollard::query_parameters::{EventsOptions, ListContainersOptions};
-use futures_util::{Stream, StreamExt};
+use futures_util::StreamExt;
+use serde::Deserialize;
+use serde::de::IgnoredAny;
 
 use super::Container;
+use super::client::{ApiError, Client, Lines, query_value};
 
-/// Time allowed for one API call (the event stream only for its response head).
-const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// Inspections run at once during a full list.
 const INSPECT_CONCURRENCY: usize = 8;
-
 /// Where an engine listens.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Endpoint {
@@ -38,7 +34,7 @@ pub enum EndpointError {
     #[error("endpoint `{0}`: expected unix:///path/to/docker.sock or tcp://host:port")]
     Syntax(String),
     #[error(
-        "endpoint `{0}`: {1} is not supported (use unix:// or tcp://; TLS client certificates are not supported yet)"
+        "endpoint `{0}`: {1} is not supported (use unix:// or tcp://, with a `tls` table for TLS)"
     )]
     Scheme(String, String),
 }
@@ -89,15 +85,6 @@ impl std::fmt::Display for Endpoint {
     }
 }
 
-/// A failed API call.
-#[derive(Debug, thiserror::Error)]
-pub enum EngineError {
-    #[error("{0}")]
-    Api(#[from] bollard::errors::Error),
-    #[error("no answer within {0:?}")]
-    Timeout(Duration),
-}
-
 /// What an event asks the provider to do about one container.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
@@ -109,60 +96,156 @@ pub enum Event {
 
 /// A connected engine.
 pub struct Engine {
-    docker: Docker,
+    client: Client,
 }
 
-async fn timed<T>(
-    f: impl std::future::Future<Output = Result<T, bollard::errors::Error>>,
-) -> Result<T, EngineError> {
-    match tokio::time::timeout(CALL_TIMEOUT, f).await {
-        Ok(r) => r.map_err(EngineError::Api),
-        Err(_) => Err(EngineError::Timeout(CALL_TIMEOUT)),
-    }
+#[derive(Deserialize)]
+struct Info {
+    #[serde(rename = "SystemTime")]
+    system_time: Option<String>,
 }
+
+#[derive(Deserialize)]
+struct Summary {
+    #[serde(rename = "Id")]
+    id: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Inspect {
+    #[serde(rename = "Id")]
+    id: String,
+    #[serde(rename = "Name")]
+    name: String,
+    #[serde(rename = "Config")]
+    config: Option<Config>,
+    #[serde(rename = "State")]
+    state: Option<State>,
+    #[serde(rename = "HostConfig")]
+    host_config: Option<HostConfig>,
+    #[serde(rename = "NetworkSettings")]
+    network_settings: Option<NetworkSettings>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Config {
+    #[serde(rename = "Labels")]
+    labels: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct State {
+    #[serde(rename = "Running")]
+    running: bool,
+    #[serde(rename = "Paused")]
+    paused: bool,
+    #[serde(rename = "Restarting")]
+    restarting: bool,
+    #[serde(rename = "Health")]
+    health: Option<Health>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Health {
+    #[serde(rename = "Status")]
+    status: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct HostConfig {
+    #[serde(rename = "NetworkMode")]
+    network_mode: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct NetworkSettings {
+    /// Exposed ports (`80/tcp`), published or not.
+    #[serde(rename = "Ports")]
+    ports: Option<BTreeMap<String, IgnoredAny>>,
+    #[serde(rename = "Networks")]
+    networks: Option<BTreeMap<String, EndpointSettings>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub(super) struct EndpointSettings {
+    #[serde(rename = "IPAddress")]
+    ip_address: Option<String>,
+    #[serde(rename = "GlobalIPv6Address")]
+    global_ipv6_address: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct EventMessage {
+    #[serde(rename = "Type")]
+    typ: String,
+    #[serde(rename = "Action")]
+    action: String,
+    #[serde(rename = "Actor")]
+    actor: Actor,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Actor {
+    #[serde(rename = "ID")]
+    id: String,
+    #[serde(rename = "Attributes")]
+    attributes: BTreeMap<String, String>,
+}
+
+/// The container events that can change routes.
+const CONTAINER_EVENTS: [&str; 11] = [
+    "start",
+    "die",
+    "stop",
+    "destroy",
+    "pause",
+    "unpause",
+    "rename",
+    "update",
+    "health_status",
+    "connect",
+    "disconnect",
+];
 
 impl Engine {
     /// Connect and agree on the API version.
-    pub async fn connect(ep: &Endpoint) -> Result<Engine, EngineError> {
-        let secs = CALL_TIMEOUT.as_secs();
-        let docker = match ep {
-            Endpoint::Unix(path) => Docker::connect_with_unix(
-                &path.to_string_lossy(),
-                secs,
-                bollard::API_DEFAULT_VERSION,
-            )?,
-            Endpoint::Tcp { .. } => {
-                Docker::connect_with_http(&ep.to_string(), secs, bollard::API_DEFAULT_VERSION)?
-            }
-        };
-        let docker = timed(docker.negotiate_version()).await?;
-        Ok(Engine { docker })
+    pub async fn connect(
+        ep: &Endpoint,
+        tls: Option<Arc<rustls::ClientConfig>>,
+    ) -> Result<Engine, ApiError> {
+        Ok(Engine {
+            client: Client::connect(ep, tls).await?,
+        })
     }
 
     /// The API version in use, e.g. `1.41`.
-    pub fn api_version(&self) -> String {
-        let v = self.docker.client_version();
-        format!("{}.{}", v.major_version, v.minor_version)
+    pub fn api_version(&self) -> &str {
+        self.client.version()
     }
 
     /// The engine's clock, in Unix seconds (for replaying events from just before a list).
-    pub async fn now(&self) -> Result<Option<i64>, EngineError> {
-        let info = timed(self.docker.info()).await?;
+    pub async fn now(&self) -> Result<Option<i64>, ApiError> {
+        let info: Info = self.client.get("/info").await?;
         Ok(info.system_time.as_deref().and_then(unix_seconds))
     }
 
     /// IDs of the running containers.
-    pub async fn running(&self) -> Result<Vec<String>, EngineError> {
-        let list = timed(
-            self.docker
-                .list_containers(Some(ListContainersOptions::default())),
-        )
-        .await?;
-        Ok(list.into_iter().filter_map(|c| c.id).collect())
+    pub async fn running(&self) -> Result<Vec<String>, ApiError> {
+        let list: Vec<Summary> = self.client.get("/containers/json").await?;
+        Ok(list.into_iter().map(|c| c.id).collect())
     }
 
     /// Every running container, inspected.
-    pub async fn all(&self) -> Result<BTreeMap<String, Container>, EngineError> {
+    pub async fn all(&self) -> Result<BTreeMap<String, Container>, ApiError> {
         let ids = self.running().await?;
         let results: Vec<_> = futures_util::stream::iter(ids)
             .map(|id| async move { self.inspect(&id).await })
@@ -179,89 +262,81 @@ impl Engine {
     }
 
     /// One container, or `None` when it no longer exists.
-    pub async fn inspect(&self, id: &str) -> Result<Option<Container>, EngineError> {
-        match timed(self.docker.inspect_container(id, None)).await {
+    pub async fn inspect(&self, id: &str) -> Result<Option<Container>, ApiError> {
+        let path = format!("/containers/{}/json", query_value(id));
+        match self.client.get::<Inspect>(&path).await {
             Ok(c) => Ok(Some(container(c))),
-            Err(EngineError::Api(bollard::errors::Error::DockerResponseServerError {
-                status_code: 404,
-                ..
-            })) => Ok(None),
+            Err(e) if e.is_not_found() => Ok(None),
             Err(e) => Err(e),
         }
     }
 
-    /// Container and network events from `since` (Unix seconds) on, as provider events.
-    pub fn events(&self, since: i64) -> impl Stream<Item = Result<Event, EngineError>> + use<> {
-        let filters = HashMap::from([
-            (
-                "type".to_string(),
-                vec!["container".to_string(), "network".to_string()],
-            ),
-            (
-                "event".to_string(),
-                [
-                    "start",
-                    "die",
-                    "stop",
-                    "destroy",
-                    "pause",
-                    "unpause",
-                    "rename",
-                    "update",
-                    "health_status",
-                    "connect",
-                    "disconnect",
-                ]
-                .iter()
-                .map(|s| s.to_string())
-                .collect(),
-            ),
-        ]);
-        let opts = EventsOptions {
-            since: Some(since.to_string()),
-            until: None,
-            filters: Some(filters),
-        };
-        self.docker.events(Some(opts)).filter_map(|r| async move {
-            match r {
-                Ok(m) => event(m).map(Ok),
-                Err(e) => Some(Err(EngineError::Api(e))),
-            }
+    /// Container and network events from `since` (Unix seconds) on.
+    pub async fn events(&self, since: i64) -> Result<Events, ApiError> {
+        let filters = serde_json::json!({
+            "type": ["container", "network"],
+            "event": CONTAINER_EVENTS,
+        });
+        let path = format!(
+            "/events?since={since}&filters={}",
+            query_value(&filters.to_string())
+        );
+        Ok(Events {
+            lines: self.client.lines(&path).await?,
         })
+    }
+}
+
+/// The event stream of one engine, as provider events.
+pub struct Events {
+    lines: Lines,
+}
+
+impl Events {
+    /// The next event that concerns a container; `None` when the stream ends. Cancel-safe.
+    pub async fn next(&mut self) -> Option<Result<Event, ApiError>> {
+        loop {
+            match self.lines.next().await? {
+                Err(e) => return Some(Err(e)),
+                Ok(line) => {
+                    // An event boma cannot read is skipped, not fatal: the next list fixes
+                    // anything it may have meant.
+                    let Ok(m) = serde_json::from_slice::<EventMessage>(&line) else {
+                        tracing::debug!(line = %String::from_utf8_lossy(&line), "docker: unreadable event skipped");
+                        continue;
+                    };
+                    if let Some(ev) = event(m) {
+                        return Some(Ok(ev));
+                    }
+                }
+            }
+        }
     }
 }
 
 /// What an engine event means for the provider (`None`: nothing).
 fn event(m: EventMessage) -> Option<Event> {
-    let action = m.action.unwrap_or_default();
-    let actor = m.actor?;
-    let typ = m.typ.map(|t| t.to_string()).unwrap_or_default();
-    let id = if typ == "network" {
-        actor.attributes?.get("container")?.clone()
+    let id = if m.typ == "network" {
+        m.actor.attributes.get("container")?.clone()
     } else {
-        actor.id?
+        m.actor.id
     };
     if id.is_empty() {
         return None;
     }
-    let base = action.split(':').next().unwrap_or("").trim();
-    match base {
+    match m.action.split(':').next().unwrap_or("").trim() {
         "die" | "stop" | "destroy" | "pause" => Some(Event::Gone(id)),
         _ => Some(Event::Refresh(id)),
     }
 }
 
 /// boma's view of an inspected container.
-fn container(c: ContainerInspectResponse) -> Container {
+fn container(c: Inspect) -> Container {
     let state = c.state.unwrap_or_default();
-    let running = state.running.unwrap_or(false)
-        && !state.paused.unwrap_or(false)
-        && !state.restarting.unwrap_or(false);
-    let health = state.health.and_then(|h| h.status).and_then(|s| match s {
-        HealthStatusEnum::EMPTY | HealthStatusEnum::NONE => None,
-        other => Some(other.to_string()),
-    });
-    let config = c.config.unwrap_or_default();
+    let running = state.running && !state.paused && !state.restarting;
+    let health = (state.health)
+        .map(|h| h.status)
+        .filter(|s| !s.is_empty() && s != "none");
     let settings = c.network_settings.unwrap_or_default();
     let mut ports: Vec<(u16, String)> = (settings.ports.unwrap_or_default().into_keys())
         .filter_map(|k| {
@@ -271,29 +346,29 @@ fn container(c: ContainerInspectResponse) -> Container {
         .collect();
     ports.sort();
     let networks = (settings.networks.unwrap_or_default().into_iter())
-        .map(|(name, n)| {
-            let ip = n
-                .ip_address
-                .filter(|a| !a.is_empty())
-                .or(n.global_ipv6_address)
-                .unwrap_or_default();
-            (name, ip)
-        })
+        .map(|(name, n)| (name, n.address()))
         .collect();
     Container {
-        id: c.id.unwrap_or_default(),
-        name: c
-            .name
-            .unwrap_or_default()
-            .trim_start_matches('/')
-            .to_string(),
-        labels: config.labels.unwrap_or_default().into_iter().collect(),
+        id: c.id,
+        name: c.name.trim_start_matches('/').to_string(),
+        service: None,
+        labels: c.config.and_then(|c| c.labels).unwrap_or_default(),
         running,
         health,
         network_mode: (c.host_config.and_then(|h| h.network_mode))
+            .filter(|m| !m.is_empty())
             .unwrap_or_else(|| "default".to_string()),
         ports,
         networks,
+    }
+}
+
+impl EndpointSettings {
+    /// The container's address on this network: IPv4, else global IPv6, else empty.
+    fn address(self) -> String {
+        (self.ip_address.filter(|a| !a.is_empty()))
+            .or(self.global_ipv6_address)
+            .unwrap_or_default()
     }
 }
 

@@ -17,6 +17,7 @@
 //! an engine, and a bad label is a [`Problem`], never a crash and never silently dropped.
 
 mod build;
+mod client;
 pub mod constraints;
 mod decode;
 mod engine;
@@ -32,6 +33,7 @@ mod tests_build;
 use std::collections::BTreeMap;
 
 pub use build::build;
+pub use client::TlsFiles;
 pub use constraints::{Constraint, ConstraintError};
 pub use engine::{Endpoint, EndpointError};
 pub use template::{Template, TemplateError};
@@ -48,8 +50,11 @@ pub const NAMESPACE: &str = "docker";
 pub struct Container {
     /// Full container ID.
     pub id: String,
-    /// Container name without Docker's leading `/`.
+    /// Container name without Docker's leading `/` (a Swarm task: `<service>.<slot>`).
     pub name: String,
+    /// The service it belongs to when the engine says so (a Swarm service's name); otherwise
+    /// the service name comes from compose labels or the container name.
+    pub service: Option<String>,
     pub labels: BTreeMap<String, String>,
     /// Only running containers are routed.
     pub running: bool,
@@ -118,6 +123,7 @@ pub fn sources(cfg: &crate::config::DockerProvider) -> Result<Vec<DockerSource>,
                 host_address: e.endpoint.host_address(),
             },
             endpoint: e.endpoint,
+            tls: e.tls,
             watch: cfg.watch,
         })
         .collect())

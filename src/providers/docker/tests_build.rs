@@ -100,6 +100,7 @@ fn containers(case: &Case) -> BTreeMap<String, Container> {
             Container {
                 id,
                 name: f.name.clone(),
+                service: None,
                 labels: f.labels.clone(),
                 running: f.running.unwrap_or(true),
                 health: f.health.clone(),

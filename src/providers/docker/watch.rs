@@ -18,7 +18,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use futures_util::{FutureExt, StreamExt};
+use std::sync::Arc;
+
+use futures_util::FutureExt;
 use tokio::sync::{mpsc, watch};
 
 use super::engine::{Engine, Event};
@@ -33,10 +35,12 @@ const BACKOFF_MAX: Duration = Duration::from_secs(1);
 const MAX_PENDING: usize = 1024;
 
 /// One engine to watch.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct DockerSource {
     pub endpoint: Endpoint,
     pub settings: Settings,
+    /// TLS for a `tcp://` endpoint.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
     /// Follow events (Traefik's `watch`); when false, list once and stop.
     pub watch: bool,
 }
@@ -107,7 +111,7 @@ pub async fn run(
 impl Task {
     /// One connection: list, then follow events until something breaks.
     async fn session(&mut self) -> End {
-        let engine = match Engine::connect(&self.src.endpoint).await {
+        let engine = match Engine::connect(&self.src.endpoint, self.src.tls.clone()).await {
             Ok(e) => e,
             Err(e) => return End::Lost(e.to_string()),
         };
@@ -116,7 +120,13 @@ impl Task {
             Ok(None) => wall_clock() - 5,
             Err(e) => return End::Lost(e.to_string()),
         };
-        let mut events = self.src.watch.then(|| Box::pin(engine.events(since)));
+        let mut events = None;
+        if self.src.watch {
+            match engine.events(since).await {
+                Ok(e) => events = Some(e),
+                Err(e) => return End::Lost(format!("event stream: {e}")),
+            }
+        }
         let all = match engine.all().await {
             Ok(all) => all,
             Err(e) => return End::Lost(e.to_string()),
