@@ -17,6 +17,9 @@ command -v kdig >/dev/null || need_apt+=(knot-dnsutils)
 command -v dnsmasq >/dev/null || [ -x /usr/sbin/dnsmasq ] || need_apt+=(dnsmasq-base)
 command -v dnsperf >/dev/null || need_apt+=(dnsperf)
 command -v dockerd >/dev/null || need_apt+=(docker.io)
+# A TLS front for the engine (client certificates) in the remote-engine test.
+command -v socat >/dev/null || need_apt+=(socat)
+command -v openssl >/dev/null || need_apt+=(openssl)
 
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "deps: installing ${need_apt[*]}"
@@ -52,6 +55,11 @@ if ! docker version >/dev/null 2>&1; then
     --default-address-pool base=198.19.0.0/16,size=24 >/tmp/boma-dockerd.log 2>&1 &'
   for _ in $(seq 1 60); do docker version >/dev/null 2>&1 && break; sleep 0.5; done
   docker version >/dev/null 2>&1 || { echo "deps: dockerd did not start; see /tmp/boma-dockerd.log" >&2; exit 1; }
+fi
+# A single-node swarm for the swarm provider's tests (tests/docker_swarm.rs).
+if [ "$(docker info --format '{{.Swarm.LocalNodeState}}' 2>/dev/null)" != active ]; then
+  echo "deps: docker swarm init (single node, for the swarm tests)"
+  docker swarm init --advertise-addr 127.0.0.1 >/dev/null
 fi
 # The bootable image and its QEMU tests (arm64 apt set-up, qemu, e2fsprogs, xz, oelint-adv).
 "$(dirname "$0")/image-deps.sh"

@@ -243,12 +243,18 @@ impl Gateway {
             };
             tasks.spawn(providers::file::run(src, frag_tx.clone(), stop_rx.clone()));
         }
-        if let Some(docker) = cfg.providers.as_ref().and_then(|p| p.docker.as_ref()) {
-            let sources =
-                providers::docker::sources(docker).map_err(|message| StartError::Provider {
-                    name: "docker".into(),
+        let providers = cfg.providers.as_ref();
+        for (name, section, swarm) in [
+            ("docker", providers.and_then(|p| p.docker.as_ref()), false),
+            ("swarm", providers.and_then(|p| p.swarm.as_ref()), true),
+        ] {
+            let Some(section) = section else { continue };
+            let sources = providers::docker::sources(section, swarm).map_err(|message| {
+                StartError::Provider {
+                    name: name.into(),
                     message,
-                })?;
+                }
+            })?;
             for src in sources {
                 tasks.spawn(providers::docker::run(
                     src,

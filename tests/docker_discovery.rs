@@ -15,7 +15,7 @@ mod support;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use docker_support::{Container, EngineProxy, Network, Spec, docker, unique};
+use docker_support::{Container, EngineProxy, Network, Spec, TlsEngine, docker, unique};
 use support::{Boma, Client, eventually};
 
 /// A boma watching the engine at `endpoint` (the local socket when `None`), seeing only
@@ -417,6 +417,38 @@ async fn tcp_engine_down_at_start_away_and_back() {
     let body = wait_status(&boma, &client, "second.test", "/", 200).await;
     assert_eq!(body.lines().next(), Some(second.name.as_str()));
     wait_status(&boma, &client, "first.test", "/", 404).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_engine_with_client_certificates() {
+    let tag = unique("tls");
+    let engine = TlsEngine::start().await;
+    let _c = Container::run(Spec {
+        labels: vec![
+            label(&tag),
+            ("traefik.http.routers.tls.rule", "Host(`tls.test`)"),
+        ],
+        expose: vec![80],
+        ..Spec::default()
+    });
+    let boma = boma(&tag, None, &engine.config("client"), "");
+    let client = Client::new();
+    wait_status(&boma, &client, "tls.test", "/", 200).await;
+
+    // A client certificate from a CA the engine does not trust: no routes, a problem.
+    let rogue = self::boma(&tag, None, &engine.config("rogue"), "");
+    let reported = eventually(Duration::from_secs(10), || async {
+        let p = api(&rogue, &client, "/api/problems").await;
+        p.to_string()
+            .contains("cannot reach the engine")
+            .then_some(())
+    })
+    .await;
+    assert!(reported.is_some(), "the refused TLS session is reported");
+    assert_eq!(
+        client.get(rogue.addr("web"), "tls.test", "/").await.status,
+        404
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,7 +1,8 @@
 //! `[providers.docker]`: container discovery, with Traefik's keys and defaults (`endpoint`,
-//! `exposedByDefault`, `defaultRule`, `network`, `constraints`, `watch`, `allowEmptyServices`)
-//! plus boma's `endpoints`, further engines watched at the same time, each under its own name
-//! (`x@docker-<name>`).
+//! `tls`, `exposedByDefault`, `defaultRule`, `network`, `constraints`, `watch`,
+//! `allowEmptyServices`) plus boma's `endpoints`, further engines watched at the same time, each
+//! under its own name (`x@docker-<name>`). `[providers.swarm]` has the same keys (one engine, a
+//! manager) plus `refreshSeconds`.
 //!
 //! Types, defaults and the checks of these values (endpoint syntax, template and constraint
 //! syntax, endpoint names); nothing here connects to an engine.
@@ -9,6 +10,8 @@
 use serde::{Deserialize, Serialize};
 
 use std::sync::Arc;
+
+use super::Duration;
 
 use crate::providers::docker::{Constraint, Endpoint, Template, TlsFiles, template};
 
@@ -40,10 +43,18 @@ pub struct DockerProvider {
     /// Keep the services of unhealthy or starting containers, with no server.
     #[serde(rename = "allowEmptyServices", default)]
     pub allow_empty_services: bool,
-    /// boma: further engines, each with a name; their names are `x@docker-<name>`.
+    /// boma: further engines, each with a name; their names are `x@docker-<name>`. Not for
+    /// swarm.
     #[serde(default)]
     pub endpoints: Vec<DockerEndpoint>,
+    /// Swarm only: list the services again at least this often (default 15s), also when no
+    /// event said so.
+    #[serde(rename = "refreshSeconds")]
+    pub refresh_seconds: Option<Duration>,
 }
+
+/// Traefik's default `refreshSeconds`.
+const DEFAULT_REFRESH: Duration = Duration::from_secs(15);
 
 /// One further engine of `[providers.docker]`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
@@ -69,6 +80,7 @@ impl Default for DockerProvider {
             watch: true,
             allow_empty_services: false,
             endpoints: Vec::new(),
+            refresh_seconds: None,
         }
     }
 }
@@ -118,9 +130,10 @@ pub(crate) fn engine(
 }
 
 impl DockerProvider {
-    /// Every engine to watch, the main one first.
-    pub fn engines(&self) -> Result<Vec<Engine>, String> {
-        let mut out = vec![engine("docker".into(), &self.endpoint, self.tls.as_ref())?];
+    /// Every engine to watch, the main one first (a swarm has one).
+    pub fn engines(&self, swarm: bool) -> Result<Vec<Engine>, String> {
+        let main = if swarm { "swarm" } else { "docker" };
+        let mut out = vec![engine(main.into(), &self.endpoint, self.tls.as_ref())?];
         for e in &self.endpoints {
             out.push(engine(
                 format!("docker-{}", e.name),
@@ -129,6 +142,12 @@ impl DockerProvider {
             )?);
         }
         Ok(out)
+    }
+
+    /// How often a swarm is listed in any case.
+    pub fn refresh(&self) -> std::time::Duration {
+        let d = self.refresh_seconds.unwrap_or(DEFAULT_REFRESH).to_std();
+        d.max(std::time::Duration::from_secs(1))
     }
 
     /// The parsed default rule.
@@ -145,10 +164,32 @@ impl DockerProvider {
             .map_err(|e| e.to_string())
     }
 
-    /// Every problem, as (path below `providers.docker`, message).
-    pub(super) fn problems(&self) -> Vec<(Vec<String>, String)> {
+    /// Every problem, as (path below `providers.docker` or `providers.swarm`, message).
+    pub(super) fn problems(&self, swarm: bool) -> Vec<(Vec<String>, String)> {
         let mut out = Vec::new();
         let at = |p: &[&str]| p.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        if swarm && !self.endpoints.is_empty() {
+            out.push((
+                at(&["endpoints"]),
+                "a swarm is watched through one manager: use `endpoint`".to_string(),
+            ));
+        }
+        if !swarm && self.refresh_seconds.is_some() {
+            out.push((
+                at(&["refreshSeconds"]),
+                "`refreshSeconds` is for [providers.swarm]; containers are followed by events"
+                    .to_string(),
+            ));
+        }
+        if self
+            .refresh_seconds
+            .is_some_and(|d| d < Duration::from_secs(1))
+        {
+            out.push((
+                at(&["refreshSeconds"]),
+                "`refreshSeconds` must be at least 1s".to_string(),
+            ));
+        }
         if let Err(e) = engine(String::new(), &self.endpoint, self.tls.as_ref()) {
             out.push((at(&["endpoint"]), e));
         }

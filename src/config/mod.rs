@@ -129,7 +129,6 @@ const UNSUPPORTED: nocase::Unsupported = &[
     (
         "Providers",
         &[
-            "swarm",
             "kubernetesIngress",
             "kubernetesIngressNGINX",
             "kubernetesCRD",

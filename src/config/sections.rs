@@ -24,6 +24,9 @@ pub struct Providers {
     pub file: Option<FileProvider>,
     /// The docker provider: routes from container labels.
     pub docker: Option<super::DockerProvider>,
+    /// The swarm provider: routes from swarm services' labels (same keys as docker, plus
+    /// `refreshSeconds`).
+    pub swarm: Option<super::DockerProvider>,
 }
 
 fn default_throttle() -> Duration {
@@ -36,6 +39,7 @@ impl Default for Providers {
             providers_throttle_duration: default_throttle(),
             file: None,
             docker: None,
+            swarm: None,
         }
     }
 }

@@ -29,7 +29,7 @@ fn defaults_are_traefiks() {
     assert_eq!(d.endpoint, "unix:///var/run/docker.sock");
     assert!(d.exposed_by_default && d.watch && !d.allow_empty_services);
     assert_eq!(d.default_rule, "Host(`{{ normalize .Name }}`)");
-    let engines = d.engines().expect("engines");
+    let engines = d.engines(false).expect("engines");
     assert_eq!(engines.len(), 1);
     assert_eq!(engines[0].namespace, "docker");
 }
@@ -54,7 +54,7 @@ endpoint = "tcp://[::1]:2376"
     assert!(!d.exposed_by_default && !d.watch && d.allow_empty_services);
     assert_eq!(d.network.as_deref(), Some("proxy"));
     assert!(d.template().is_ok() && d.constraint().expect("constraint").is_some());
-    let engines = d.engines().expect("engines");
+    let engines = d.engines(false).expect("engines");
     let names: Vec<&str> = engines.iter().map(|e| e.namespace.as_str()).collect();
     assert_eq!(names, ["docker", "docker-nas"]);
     assert_eq!(engines[1].endpoint.to_string(), "tcp://[::1]:2376");
@@ -95,13 +95,7 @@ endpoints = [
 
 #[test]
 fn unsupported_traefik_options_say_so() {
-    for key in [
-        "tls",
-        "useBindPortIP",
-        "httpClientTimeout",
-        "username",
-        "password",
-    ] {
+    for key in ["useBindPortIP", "httpClientTimeout", "username", "password"] {
         let src = format!("[providers.docker]\n{key} = \"x\"\n");
         let found = problems(&src);
         assert_eq!(found.len(), 1, "{found:#?}");
@@ -110,6 +104,43 @@ fn unsupported_traefik_options_say_so() {
             "{found:#?}"
         );
     }
-    let found = problems("[providers.swarm]\n");
-    assert!(found[0].contains("does not support"), "{found:#?}");
+}
+
+#[test]
+fn swarm_has_the_docker_keys_plus_refresh_seconds() {
+    let src = "[providers.swarm]\nendpoint = \"tcp://10.0.0.2:2375\"\nrefreshSeconds = 30\nexposedByDefault = false\n";
+    let c = parse(src, Path::new("boma.toml")).expect("parses");
+    let swarm = c.providers.and_then(|p| p.swarm).expect("swarm section");
+    assert_eq!(swarm.refresh(), std::time::Duration::from_secs(30));
+    assert!(!swarm.exposed_by_default);
+    assert_eq!(swarm.engines(true).expect("engines")[0].namespace, "swarm");
+    assert_eq!(
+        DockerProvider::default().refresh(),
+        std::time::Duration::from_secs(15)
+    );
+
+    let found = problems("[providers.docker]\nrefreshSeconds = \"5s\"\n");
+    assert!(found[0].contains("is for [providers.swarm]"), "{found:#?}");
+    let found = problems(
+        "[providers.swarm]\n[[providers.swarm.endpoints]]\nname = \"b\"\nendpoint = \"tcp://h:1\"\n",
+    );
+    assert!(found[0].contains("one manager"), "{found:#?}");
+}
+
+#[test]
+fn tls_goes_with_tcp_and_its_files_must_load() {
+    let found = problems("[providers.docker]\ntls = { insecureSkipVerify = true }\n");
+    assert!(found[0].contains("tcp:// endpoints only"), "{found:#?}");
+    let found = problems(
+        "[providers.docker]\nendpoint = \"tcp://127.0.0.1:2376\"\ntls = { ca = \"/nonexistent/ca.pem\" }\n",
+    );
+    assert!(found[0].contains("/nonexistent/ca.pem"), "{found:#?}");
+    let found = problems(
+        "[providers.docker]\nendpoint = \"tcp://127.0.0.1:2376\"\ntls = { insecureSkipVerify = true, cert = \"c.pem\" }\n",
+    );
+    assert!(found[0].contains("go together"), "{found:#?}");
+    let ok = docker(
+        "[providers.docker]\nendpoint = \"tcp://127.0.0.1:2376\"\ntls = { insecureSkipVerify = true }\n",
+    );
+    assert!(ok.engines(false).expect("engines")[0].tls.is_some());
 }

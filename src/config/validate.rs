@@ -187,9 +187,13 @@ impl Check<'_> {
             &["providers", "providersThrottleDuration"],
             providers.providers_throttle_duration,
         );
-        if let Some(docker) = &providers.docker {
-            for (path, message) in docker.problems() {
-                let mut full = vec!["providers", "docker"];
+        for (section, cfg, swarm) in [
+            ("docker", &providers.docker, false),
+            ("swarm", &providers.swarm, true),
+        ] {
+            let Some(cfg) = cfg else { continue };
+            for (path, message) in cfg.problems(swarm) {
+                let mut full = vec!["providers", section];
                 full.extend(path.iter().map(String::as_str));
                 self.value(&full, message);
             }

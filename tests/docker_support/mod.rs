@@ -323,3 +323,149 @@ impl Drop for EngineProxy {
         }
     }
 }
+
+/// The local engine behind a TLS listener that demands a client certificate, as a remote
+/// engine run with `--tlsverify` is: socat with OpenSSL (a TLS stack other than boma's)
+/// terminates TLS on `127.0.0.1:<port>` and forwards to the engine's socket. Certificates are
+/// made with the `openssl` CLI: a CA, the server (for IP 127.0.0.1), a client signed by the CA
+/// and a client signed by another CA.
+pub struct TlsEngine {
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+    socat: std::process::Child,
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run openssl ({e}); run `make deps`"));
+    assert!(
+        out.status.success(),
+        "openssl {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A CA `{name}-ca.pem` and a certificate `{cert}.pem`/`{cert}.key` signed by it.
+fn issue(dir: &Path, ca: &str, cert: &str, ext: &str) {
+    if !dir.join(format!("{ca}.pem")).exists() {
+        openssl(
+            dir,
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                &format!("/CN={ca}"),
+                "-keyout",
+                &format!("{ca}.key"),
+                "-out",
+                &format!("{ca}.pem"),
+            ],
+        );
+    }
+    std::fs::write(dir.join(format!("{cert}.ext")), ext).unwrap();
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-subj",
+            &format!("/CN={cert}"),
+            "-keyout",
+            &format!("{cert}.key"),
+            "-out",
+            &format!("{cert}.csr"),
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &format!("{cert}.csr"),
+            "-CA",
+            &format!("{ca}.pem"),
+            "-CAkey",
+            &format!("{ca}.key"),
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            &format!("{cert}.ext"),
+            "-out",
+            &format!("{cert}.pem"),
+        ],
+    );
+}
+
+impl TlsEngine {
+    pub async fn start() -> TlsEngine {
+        require_engine();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path();
+        issue(
+            d,
+            "ca",
+            "server",
+            "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
+        );
+        issue(d, "ca", "client", "extendedKeyUsage=clientAuth\n");
+        issue(d, "rogue-ca", "rogue", "extendedKeyUsage=clientAuth\n");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let listen = format!(
+            "OPENSSL-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork,cert={0}/server.pem,key={0}/server.key,cafile={0}/ca.pem,verify=1",
+            d.display()
+        );
+        let socat = Command::new("socat")
+            .args([listen.as_str(), "UNIX-CONNECT:/var/run/docker.sock"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run socat ({e}); run `make deps`"));
+        for _ in 0..100 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+            {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        TlsEngine { port, dir, socat }
+    }
+
+    /// `[providers.docker]` keys for this engine, with the client certificate `client` (or
+    /// `rogue`, one the engine does not trust).
+    pub fn config(&self, client: &str) -> String {
+        let d = self.dir.path().display();
+        format!(
+            "endpoint = \"tcp://127.0.0.1:{}\"\ntls = {{ ca = \"{d}/ca.pem\", cert = \"{d}/{client}.pem\", key = \"{d}/{client}.key\" }}\n",
+            self.port
+        )
+    }
+}
+
+impl Drop for TlsEngine {
+    fn drop(&mut self) {
+        let _ = self.socat.kill();
+        let _ = self.socat.wait();
+    }
+}

@@ -72,7 +72,7 @@ pub(super) fn service_name(c: &Container) -> String {
 }
 
 /// Go's `strconv.ParseBool`.
-fn go_bool(s: &str) -> Option<bool> {
+pub(super) fn go_bool(s: &str) -> Option<bool> {
     match s {
         "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
         "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
@@ -171,7 +171,9 @@ pub(super) fn decode(
             {
                 broken.push((kind.clone(), name.clone()));
             }
-            [root, ..] if !["enable", "docker", "http"].contains(&root.as_str()) => {}
+            [root, ..]
+                if !(["enable", "docker", "http"].contains(&root.as_str())
+                    || s.swarm && root == "swarm") => {}
             _ => container_broken = true,
         }
     }
@@ -185,25 +187,34 @@ pub(super) fn decode(
             .any(|(k, n)| k == kind && n.eq_ignore_ascii_case(name))
     };
 
-    // Provider-specific labels.
+    // Provider-specific labels: `traefik.docker.*`, and on a swarm also `traefik.swarm.*`
+    // (Traefik 3's spelling; swarm services written for Traefik 2 use `docker`).
     let mut docker = DockerLabels::default();
-    if let Some(n) = tree.take("docker") {
-        match labels::deserialize::<DockerLabels>(&n, "traefik.docker") {
-            Ok(v) => docker = v,
+    for section in ["docker", "swarm"] {
+        let Some(n) = tree.take(section) else {
+            continue;
+        };
+        if section == "swarm" && !s.swarm {
+            problem(format!(
+                "label {}: Swarm labels on a plain container; ignored",
+                n.keys().join(", ")
+            ));
+            continue;
+        }
+        match labels::deserialize::<DockerLabels>(&n, &format!("traefik.{section}")) {
+            Ok(v) => {
+                docker.network = v.network.or(docker.network);
+                docker.lb_swarm = v.lb_swarm.or(docker.lb_swarm);
+                docker.allow_non_running = v.allow_non_running.or(docker.allow_non_running);
+            }
             Err(errs) => errs.into_iter().for_each(&mut problem),
         }
     }
     if docker.allow_non_running == Some(true) {
         problem("label traefik.docker.allownonrunning: not supported; only running containers are routed".into());
     }
-    if docker.lb_swarm.is_some() {
+    if docker.lb_swarm.is_some() && !s.swarm {
         problem("label traefik.docker.lbswarm: only meaningful for Swarm services; ignored".into());
-    }
-    if let Some(n) = tree.take("swarm") {
-        problem(format!(
-            "label {}: Swarm labels on a plain container; ignored",
-            n.keys().join(", ")
-        ));
     }
     let mut tcp_udp = false;
     for (kind, what) in [

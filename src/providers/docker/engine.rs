@@ -181,24 +181,29 @@ pub(super) struct EndpointSettings {
     global_ipv6_address: Option<String>,
 }
 
+/// One message of the event stream.
 #[derive(Deserialize, Default)]
 #[serde(default)]
-struct EventMessage {
+pub(super) struct EventMessage {
+    /// `container`, `network`, `service`...
     #[serde(rename = "Type")]
-    typ: String,
+    pub typ: String,
+    /// `start`, `die`, `update`...
     #[serde(rename = "Action")]
-    action: String,
+    pub action: String,
     #[serde(rename = "Actor")]
-    actor: Actor,
+    pub actor: Actor,
 }
 
+/// The object an event is about.
 #[derive(Deserialize, Default)]
 #[serde(default)]
-struct Actor {
+pub(super) struct Actor {
     #[serde(rename = "ID")]
-    id: String,
+    pub id: String,
+    /// Labels and details (`container` on network events).
     #[serde(rename = "Attributes")]
-    attributes: BTreeMap<String, String>,
+    pub attributes: BTreeMap<String, String>,
 }
 
 /// The container events that can change routes.
@@ -277,6 +282,15 @@ impl Engine {
             "type": ["container", "network"],
             "event": CONTAINER_EVENTS,
         });
+        self.events_matching(since, &filters).await
+    }
+
+    /// Events from `since` (Unix seconds) on that match the API's `filters` object.
+    pub(super) async fn events_matching(
+        &self,
+        since: i64,
+        filters: &serde_json::Value,
+    ) -> Result<Events, ApiError> {
         let path = format!(
             "/events?since={since}&filters={}",
             query_value(&filters.to_string())
@@ -284,6 +298,11 @@ impl Engine {
         Ok(Events {
             lines: self.client.lines(&path).await?,
         })
+    }
+
+    /// The client, for the Swarm endpoints.
+    pub(super) fn client(&self) -> &Client {
+        &self.client
     }
 }
 
@@ -296,19 +315,30 @@ impl Events {
     /// The next event that concerns a container; `None` when the stream ends. Cancel-safe.
     pub async fn next(&mut self) -> Option<Result<Event, ApiError>> {
         loop {
-            match self.lines.next().await? {
+            match self.next_message().await? {
                 Err(e) => return Some(Err(e)),
-                Ok(line) => {
-                    // An event boma cannot read is skipped, not fatal: the next list fixes
-                    // anything it may have meant.
-                    let Ok(m) = serde_json::from_slice::<EventMessage>(&line) else {
-                        tracing::debug!(line = %String::from_utf8_lossy(&line), "docker: unreadable event skipped");
-                        continue;
-                    };
+                Ok(m) => {
                     if let Some(ev) = event(m) {
                         return Some(Ok(ev));
                     }
                 }
+            }
+        }
+    }
+
+    /// The next message as the engine sent it; `None` when the stream ends. Cancel-safe.
+    pub(super) async fn next_message(&mut self) -> Option<Result<EventMessage, ApiError>> {
+        loop {
+            match self.lines.next().await? {
+                Err(e) => return Some(Err(e)),
+                Ok(line) => match serde_json::from_slice::<EventMessage>(&line) {
+                    Ok(m) => return Some(Ok(m)),
+                    // An event boma cannot read is skipped, not fatal: the next list fixes
+                    // anything it may have meant.
+                    Err(_) => {
+                        tracing::debug!(line = %String::from_utf8_lossy(&line), "docker: unreadable event skipped");
+                    }
+                },
             }
         }
     }

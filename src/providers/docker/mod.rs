@@ -22,6 +22,7 @@ pub mod constraints;
 mod decode;
 mod engine;
 mod labels;
+mod swarm;
 pub mod template;
 mod watch;
 
@@ -29,6 +30,8 @@ mod watch;
 mod tests;
 #[cfg(test)]
 mod tests_build;
+#[cfg(test)]
+mod tests_swarm;
 
 use std::collections::BTreeMap;
 
@@ -37,13 +40,15 @@ pub use client::TlsFiles;
 pub use constraints::{Constraint, ConstraintError};
 pub use engine::{Endpoint, EndpointError};
 pub use template::{Template, TemplateError};
-pub use watch::{DockerSource, run};
+pub use watch::{DockerSource, Kind, run};
 
 #[cfg(doc)]
 use crate::dynamic::{Fragment, Problem};
 
 /// The namespace of the first (or only) engine: `name@docker`.
 pub const NAMESPACE: &str = "docker";
+/// The namespace of the swarm provider's names: `name@swarm`.
+pub const SWARM_NAMESPACE: &str = "swarm";
 
 /// What boma needs to know about one container, whatever engine or API version it came from.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -87,6 +92,8 @@ pub struct Settings {
     /// Address of containers in host network mode (`127.0.0.1` for a local engine, the engine's
     /// host for a remote one).
     pub host_address: String,
+    /// The containers are swarm tasks or services: `traefik.swarm.*` labels apply.
+    pub swarm: bool,
 }
 
 impl Settings {
@@ -101,15 +108,27 @@ impl Settings {
             constraints: None,
             allow_empty_services: false,
             host_address: "127.0.0.1".to_string(),
+            swarm: false,
         }
     }
 }
 
-/// One [`DockerSource`] per engine of a `[providers.docker]` section.
-pub fn sources(cfg: &crate::config::DockerProvider) -> Result<Vec<DockerSource>, String> {
+/// One [`DockerSource`] per engine of a `[providers.docker]` section, or the one engine of a
+/// `[providers.swarm]` section (`swarm`).
+pub fn sources(
+    cfg: &crate::config::DockerProvider,
+    swarm: bool,
+) -> Result<Vec<DockerSource>, String> {
     let default_rule = cfg.template()?;
     let constraints = cfg.constraint()?;
-    let engines = cfg.engines()?;
+    let engines = cfg.engines(swarm)?;
+    let kind = if swarm {
+        Kind::Swarm {
+            refresh: cfg.refresh(),
+        }
+    } else {
+        Kind::Containers
+    };
     Ok(engines
         .into_iter()
         .map(|e| DockerSource {
@@ -121,10 +140,12 @@ pub fn sources(cfg: &crate::config::DockerProvider) -> Result<Vec<DockerSource>,
                 constraints: constraints.clone(),
                 allow_empty_services: cfg.allow_empty_services,
                 host_address: e.endpoint.host_address(),
+                swarm,
             },
             endpoint: e.endpoint,
             tls: e.tls,
             watch: cfg.watch,
+            kind,
         })
         .collect())
 }

@@ -1,4 +1,4 @@
-//! The provider task for one engine. Lifecycle:
+//! The provider task for one engine, plain containers or a swarm. Lifecycle:
 //!
 //! 1. Connect (negotiating the API version). An engine that does not answer is retried with a
 //!    backoff from 100 ms up to 1 s, forever; meanwhile the last fragment keeps serving, with a
@@ -12,6 +12,11 @@
 //!    build and one send.
 //! 4. When the stream breaks (engine restart, network), go back to 1 keeping the last routes.
 //!
+//! A swarm (Traefik's swarm provider) is read whole instead: networks, services and tasks are
+//! listed again when a service or task container event says something changed, every
+//! `refreshSeconds` in any case (Traefik only polls), and every 200 ms while a task meant to run
+//! is still starting, so a new replica is routed as soon as the swarm calls it running.
+//!
 //! A fragment is sent only when it differs from the last one sent. The task stops when the
 //! gateway's stop signal changes or the assembler is gone.
 
@@ -23,8 +28,8 @@ use std::sync::Arc;
 use futures_util::FutureExt;
 use tokio::sync::{mpsc, watch};
 
-use super::engine::{Engine, Event};
-use super::{Container, Endpoint, Settings, build};
+use super::engine::{Engine, Event, Events};
+use super::{Container, Endpoint, Settings, build, swarm};
 use crate::dynamic::{Fragment, Problem};
 
 /// First retry delay after a failure.
@@ -33,6 +38,19 @@ const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(1);
 /// Most distinct containers waiting for inspection; beyond, the whole list is read again.
 const MAX_PENDING: usize = 1024;
+/// A swarm is listed again this soon while a task is starting...
+const SETTLE: Duration = Duration::from_millis(200);
+/// ...this many times in a row at most, then at the refresh interval.
+const MAX_SETTLE_ROUNDS: u32 = 50;
+
+/// What the engine is read for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Plain containers (`[providers.docker]`).
+    Containers,
+    /// Swarm services (`[providers.swarm]`), listed again at least every `refresh`.
+    Swarm { refresh: Duration },
+}
 
 /// One engine to watch.
 #[derive(Clone)]
@@ -43,6 +61,7 @@ pub struct DockerSource {
     pub tls: Option<Arc<rustls::ClientConfig>>,
     /// Follow events (Traefik's `watch`); when false, list once and stop.
     pub watch: bool,
+    pub kind: Kind,
 }
 
 struct Task {
@@ -120,6 +139,9 @@ impl Task {
             Ok(None) => wall_clock() - 5,
             Err(e) => return End::Lost(e.to_string()),
         };
+        if let Kind::Swarm { refresh } = self.src.kind {
+            return self.swarm_session(&engine, since, refresh).await;
+        }
         let mut events = None;
         if self.src.watch {
             match engine.events(since).await {
@@ -183,6 +205,76 @@ impl Task {
             }
             if !self.publish().await {
                 return End::Stop;
+            }
+        }
+    }
+
+    /// A swarm manager: list, then list again on relevant events, while tasks start, and
+    /// every `refresh`.
+    async fn swarm_session(&mut self, engine: &Engine, since: i64, refresh: Duration) -> End {
+        if let Err(why) = swarm::check_manager(engine).await {
+            return End::Lost(why);
+        }
+        let mut events: Option<Events> = None;
+        if self.src.watch {
+            let filters = serde_json::json!({ "type": ["service", "container", "node"] });
+            match engine.events_matching(since, &filters).await {
+                Ok(e) => events = Some(e),
+                Err(e) => return End::Lost(format!("event stream: {e}")),
+            }
+        }
+        let mut settle_rounds = 0;
+        loop {
+            let listed = match swarm::list(engine).await {
+                Ok(l) => l,
+                Err(e) => return End::Lost(e.to_string()),
+            };
+            if !self.listed {
+                tracing::info!(endpoint = %self.src.endpoint, api = %engine.api_version(), servers = listed.containers.len(), "swarm listed");
+            }
+            self.containers = listed.containers;
+            self.down = None;
+            self.listed = true;
+            if !self.publish().await {
+                return End::Stop;
+            }
+            if !self.src.watch {
+                return End::Stop;
+            }
+            settle_rounds = if listed.starting {
+                settle_rounds + 1
+            } else {
+                0
+            };
+            let wait = if listed.starting && settle_rounds <= MAX_SETTLE_ROUNDS {
+                SETTLE
+            } else {
+                refresh
+            };
+            let deadline = tokio::time::Instant::now() + wait;
+            let Some(stream) = events.as_mut() else {
+                tokio::time::sleep_until(deadline).await;
+                continue;
+            };
+            // Wait for a change or the deadline, then take whatever else is already waiting:
+            // a burst of events is one list.
+            loop {
+                tokio::select! {
+                    m = stream.next_message() => match m {
+                        Some(Ok(m)) if swarm::relevant(&m) => break,
+                        Some(Ok(_)) => {}
+                        Some(Err(e)) => return End::Lost(format!("event stream: {e}")),
+                        None => return End::Lost("event stream closed".into()),
+                    },
+                    _ = tokio::time::sleep_until(deadline) => break,
+                }
+            }
+            while let Some(m) = stream.next_message().now_or_never() {
+                match m {
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => return End::Lost(format!("event stream: {e}")),
+                    None => return End::Lost("event stream closed".into()),
+                }
             }
         }
     }
