@@ -3,16 +3,17 @@
 //!
 //! It answers every request with its name (env `WHOAMI_NAME`, else the host name), the port that
 //! got the request, the request line and the headers, one per line. It listens on every port of
-//! env `PORTS` (comma-separated, default 80). It can be told to fail or be slow:
-//! `/status?code=503` answers that status, `?sleep_ms=200` waits first, env `WHOAMI_FAIL=1`
-//! makes every request fail with 500. `whoami check` is a Docker HEALTHCHECK command: it exits 0
-//! unless env `WHOAMI_UNHEALTHY=1`, after a request to the first port.
+//! env `PORTS` (comma-separated, default 80). Its `X-Whoami-Addr` response header is the address
+//! the connection arrived on, which tells on which network a proxy reached it. It can be told to
+//! fail or be slow: `/status?code=503` answers that status, `?sleep_ms=200` waits first, env
+//! `WHOAMI_FAIL=1` makes every request fail with 500. `whoami check` is a Docker HEALTHCHECK
+//! command: it exits 0 unless env `WHOAMI_UNHEALTHY=1`, after a request to the first port.
 //!
 //! One thread per connection, keep-alive, request heads up to 16 KiB, bodies read and dropped.
 //! A test server, not a production one; it must not panic on any request.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::{IpAddr, TcpListener, TcpStream};
 use std::time::Duration;
 
 const MAX_HEAD: usize = 16 * 1024;
@@ -88,6 +89,14 @@ fn query(target: &str, key: &str) -> Option<u64> {
 
 fn serve(stream: TcpStream, name: &str, port: u16, fail: bool) {
     let _ = stream.set_read_timeout(Some(Duration::from_secs(60)));
+    let local = match stream.local_addr().map(|a| a.ip()) {
+        Ok(IpAddr::V6(v6)) => v6
+            .to_ipv4_mapped()
+            .map_or(IpAddr::V6(v6), IpAddr::V4)
+            .to_string(),
+        Ok(ip) => ip.to_string(),
+        Err(_) => "?".into(),
+    };
     let Ok(write_half) = stream.try_clone() else {
         return;
     };
@@ -154,7 +163,7 @@ fn serve(stream: TcpStream, name: &str, port: u16, fail: bool) {
             }
         }
         let response = format!(
-            "HTTP/1.1 {status} X\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nX-Whoami: {name}\r\n{}\r\n",
+            "HTTP/1.1 {status} X\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nX-Whoami: {name}\r\nX-Whoami-Addr: {local}\r\n{}\r\n",
             body.len(),
             if close { "Connection: close\r\n" } else { "" }
         );
