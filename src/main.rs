@@ -176,8 +176,16 @@ fn init_logging(cfg: &boma::config::Config) {
         ),
         None => ("info", false, None),
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("BOMA_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("boma={level},warn")));
+    // `BOMA_LOG` overrides the configured level with `target=level` directives, e.g.
+    // `boma=debug,hyper=info,warn` (exact targets and their children; no regexps).
+    let default = format!("boma={level},warn");
+    let filter: tracing_subscriber::filter::Targets = match std::env::var("BOMA_LOG") {
+        Ok(spec) => spec.parse().unwrap_or_else(|e| {
+            eprintln!("boma: BOMA_LOG `{spec}`: {e}; using `{default}`");
+            default.parse().unwrap_or_default()
+        }),
+        Err(_) => default.parse().unwrap_or_default(),
+    };
     let writer = match file.as_ref().map(|p| {
         std::fs::OpenOptions::new()
             .create(true)
@@ -197,14 +205,16 @@ fn init_logging(cfg: &boma::config::Config) {
         }
         None => tracing_subscriber::fmt::writer::BoxMakeWriter::new(std::io::stderr),
     };
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let layer = tracing_subscriber::fmt::layer()
         .with_writer(writer)
         .with_ansi(file.is_none() && cfg.log.as_ref().is_none_or(|l| !l.no_color))
         .with_target(false);
+    let registry = tracing_subscriber::registry().with(filter);
     if json {
-        builder.json().init();
+        registry.with(layer.json()).init();
     } else {
-        builder.compact().init();
+        registry.with(layer.compact()).init();
     }
 }

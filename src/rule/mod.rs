@@ -44,7 +44,7 @@
 
 #[cfg(test)]
 mod fuzz_tests;
-mod goregex;
+pub(crate) mod goregex;
 mod lexer;
 mod matcher;
 mod parser;

@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 
-use regex::{Regex, RegexBuilder};
+use regex::Regex;
 
 /// Longest expression accepted.
 const MAX_LEN: usize = 4096;
@@ -233,9 +233,7 @@ impl Parser {
         match name {
             "Label" => Ok(Constraint::Label(key, value)),
             "LabelRegex" => {
-                let re = RegexBuilder::new(&value)
-                    .size_limit(1 << 20)
-                    .build()
+                let re = crate::rule::goregex::compile_go(&value)
                     .map_err(|e| ConstraintError(format!("LabelRegex `{value}`: {e}")))?;
                 Ok(Constraint::LabelRegex(key, re))
             }

@@ -142,12 +142,11 @@ pub enum MiddlewareError {
     Unsupported(&'static str),
     #[error("{kind}: {msg}")]
     Invalid { kind: &'static str, msg: String },
-    #[error("{kind}: invalid regular expression {pattern:?}: {source}")]
+    #[error("{kind}: invalid regular expression {pattern:?}: {why}")]
     Regex {
         kind: &'static str,
         pattern: String,
-        #[source]
-        source: regex::Error,
+        why: String,
     },
     #[error("{kind}: invalid IP or CIDR {value:?}")]
     Cidr { kind: &'static str, value: String },

@@ -492,19 +492,17 @@ pub(crate) fn set_path(req: &mut http::request::Parts, raw_path: &str) -> super:
     }
 }
 
-/// Compiles a Go-syntax (RE2) regular expression with a memory bound.
+/// Compiles a Go-syntax (RE2) regular expression (translated to Rust's syntax, so `\d`, `\w`
+/// and friends mean what they mean in Traefik) with a memory bound.
 pub(crate) fn regex(
     kind: &'static str,
     pattern: &str,
 ) -> Result<regex::Regex, super::MiddlewareError> {
-    regex::RegexBuilder::new(pattern)
-        .size_limit(1 << 20)
-        .build()
-        .map_err(|source| super::MiddlewareError::Regex {
-            kind,
-            pattern: pattern.to_owned(),
-            source,
-        })
+    crate::rule::goregex::compile_go(pattern).map_err(|why| super::MiddlewareError::Regex {
+        kind,
+        pattern: pattern.to_owned(),
+        why,
+    })
 }
 
 /// Same as [`regex()`], matching bytes (decoded paths need not be UTF-8).
@@ -512,12 +510,14 @@ pub(crate) fn bytes_regex(
     kind: &'static str,
     pattern: &str,
 ) -> Result<regex::bytes::Regex, super::MiddlewareError> {
-    regex::bytes::RegexBuilder::new(pattern)
+    let fail = |why: String| super::MiddlewareError::Regex {
+        kind,
+        pattern: pattern.to_owned(),
+        why,
+    };
+    let rust = crate::rule::goregex::translate(pattern).map_err(fail)?;
+    regex::bytes::RegexBuilder::new(&rust)
         .size_limit(1 << 20)
         .build()
-        .map_err(|source| super::MiddlewareError::Regex {
-            kind,
-            pattern: pattern.to_owned(),
-            source,
-        })
+        .map_err(|e| fail(e.to_string()))
 }

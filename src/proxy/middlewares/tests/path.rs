@@ -138,12 +138,6 @@ fn strip_prefix_regex_like_traefik() {
             "/%FF%FE/x",
             &[],
         ),
-        (
-            "[stripPrefixRegex]\nregex = [\"^/(?-u:[^/])+\"]",
-            "/%FF%FE/x",
-            "/x",
-            &["/\u{FFFD}\u{FFFD}"],
-        ),
         ("[stripPrefixRegex]\nregex = [\"x*\"]", "/a", "/a", &[]),
     ];
     check(cases, "x-forwarded-prefix");
@@ -269,11 +263,12 @@ fn replace_path_regex_bad_escape_answers_500() {
 
 #[test]
 fn byte_regex_never_cuts_inside_a_character() {
-    let m = mw("[stripPrefixRegex]\nregex = [\"(?-u)^/.\"]");
-    let mut r = req("GET", "/é/x", &[]);
-    assert!(run(&m, &mut r, &mut ctx()).is_none());
-    assert_eq!(r.uri.path(), "/é/x");
+    // `.` is one character, never one byte of it (Rust-only `(?-u)` is refused: Go syntax).
+    let m = mw("[stripPrefixRegex]\nregex = [\"^/.\"]");
     let mut r = req("GET", "/%C3%A9/x", &[]);
     assert!(run(&m, &mut r, &mut ctx()).is_none());
-    assert_eq!(r.uri.path(), "/%A9/x");
+    assert_eq!(r.uri.path(), "/x");
+    assert!(
+        compile_err("[stripPrefixRegex]\nregex = [\"(?-u)^/.\"]").contains("regular expression")
+    );
 }
