@@ -324,7 +324,7 @@ impl<'a> Builder<'a> {
                 if let Some(prev) = prev {
                     return Ok(Arc::clone(prev));
                 }
-                build_load_balancer(lb).map(|lb| Arc::new(Service::LoadBalancer(lb)))
+                build_load_balancer(name, lb).map(|lb| Arc::new(Service::LoadBalancer(lb)))
             }
             schema::Service::Weighted(w) => {
                 let mut children = Vec::new();
@@ -468,7 +468,7 @@ fn build_server(s: &schema::Server) -> Result<Server, String> {
     ))
 }
 
-fn build_load_balancer(cfg: &schema::LoadBalancer) -> Result<LoadBalancer, String> {
+fn build_load_balancer(name: &str, cfg: &schema::LoadBalancer) -> Result<LoadBalancer, String> {
     if cfg.servers.is_empty() {
         return Err("load balancer has no servers".into());
     }
@@ -490,7 +490,7 @@ fn build_load_balancer(cfg: &schema::LoadBalancer) -> Result<LoadBalancer, Strin
                 .name
                 .clone()
                 .filter(|n| !n.is_empty())
-                .unwrap_or_else(|| "_boma_sticky".into()),
+                .unwrap_or_else(|| crate::proxy::balance::default_cookie_name(name)),
             secure: c.secure,
             http_only: c.http_only,
             same_site: c.same_site.clone().unwrap_or_default(),

@@ -37,6 +37,8 @@ pub struct Server {
     pub weight: u32,
     /// `Host` value when the service does not pass the client's (`passHostHeader = false`).
     pub host_header: http::HeaderValue,
+    /// The value of a sticky cookie naming this server ([`sticky_id`] of the URL).
+    pub sticky_id: String,
     /// Written by the active health checker; servers start healthy.
     healthy: AtomicBool,
     /// Passive mark: milliseconds since [`epoch`] until which the server is skipped.
@@ -55,6 +57,7 @@ impl Server {
         let host_header = http::HeaderValue::from_str(authority.as_str())
             .unwrap_or_else(|_| http::HeaderValue::from_static("localhost"));
         Server {
+            sticky_id: sticky_id(&url),
             url,
             host_header,
             scheme,
@@ -194,7 +197,7 @@ impl LoadBalancer {
     pub fn sticky_server(&self, id: &str, now: Instant) -> Option<usize> {
         self.servers
             .iter()
-            .position(|s| sticky_id(&s.url) == id)
+            .position(|s| s.sticky_id == id)
             .filter(|&i| self.servers[i].available(now))
     }
 
@@ -205,14 +208,35 @@ impl LoadBalancer {
     }
 }
 
-/// Stable opaque id of a server for sticky cookies (FNV-1a of its URL, hex).
+/// Stable opaque id of a server for sticky cookies, Traefik's: the first 16 hex digits of the
+/// SHA-256 of its URL, so clients pinned by Traefik stay pinned after a switch to boma.
 pub fn sticky_id(url: &str) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in url.bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
+    hex_prefix(
+        ring::digest::digest(&ring::digest::SHA256, url.as_bytes()).as_ref(),
+        16,
+    )
+}
+
+/// Traefik's sticky cookie name for a service without one: `_` and the first 5 hex digits of
+/// the SHA-1 of `_TRAEFIK_BACKEND_<service>` (the qualified name, e.g. `web@docker`).
+pub fn default_cookie_name(service: &str) -> String {
+    let digest = ring::digest::digest(
+        &ring::digest::SHA1_FOR_LEGACY_USE_ONLY,
+        format!("_TRAEFIK_BACKEND_{service}").as_bytes(),
+    );
+    format!("_{}", hex_prefix(digest.as_ref(), 5))
+}
+
+fn hex_prefix(bytes: &[u8], digits: usize) -> String {
+    let mut out = String::with_capacity(digits + 1);
+    for b in bytes {
+        out.push_str(&format!("{b:02x}"));
+        if out.len() >= digits {
+            break;
+        }
     }
-    format!("{h:016x}")
+    out.truncate(digits);
+    out
 }
 
 /// A weighted service: picks among child services (canary releases).

@@ -19,7 +19,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 
-use super::balance::{LoadBalancer, Protocol, Server, Service, sticky_id};
+use super::balance::{LoadBalancer, Protocol, Server, Service};
 use super::error::ProxyError;
 
 /// Request body type sent upstream.
@@ -443,7 +443,7 @@ fn cookie_for(lb: &LoadBalancer, idx: usize) -> Option<HeaderValue> {
     let mut c = format!(
         "{}={}; Path={}",
         cfg.name,
-        sticky_id(&lb.servers[idx].url),
+        lb.servers[idx].sticky_id,
         if cfg.path.is_empty() { "/" } else { &cfg.path }
     );
     if cfg.max_age != 0 {

@@ -28,7 +28,12 @@ pub(crate) fn str_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D
             if v.is_empty() {
                 return Ok(Vec::new());
             }
-            Ok(v.split(',').map(str::to_owned).collect())
+            // Traefik trims the items of a comma-separated label value.
+            Ok(v.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect())
         }
         fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
             let mut out = Vec::new();
