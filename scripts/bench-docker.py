@@ -157,14 +157,11 @@ def main():
         sh("docker", "rmi", "-f", image)
         shutil.rmtree(work)
     version = sh("docker", "version", "-f", "{{.Server.Version}}")
-    print("<!-- Written by scripts/bench-docker.py (scripts/bench.sh rewrites benchmarks.md, not "
-          "this file): make release && scripts/bench-docker.py target/release/boma 50 > "
-          "docs/benchmarks-docker.md -->")
     print("## Container discovery: start event to routable\n")
     print(f"Docker engine {version}, the project's FROM-scratch whoami image; for each proxy, {n} "
           "containers started one after another, each polled through the proxy with its Host "
           "header until the first 200. Latency = first 200 minus the engine's `start` event "
-          "time. Written by `scripts/bench-docker.py`.\n")
+          "time. Command: `scripts/bench-docker.py target/release/boma 50` (part of `make bench`).\n")
     print("| proxy | starts | p50 ms | p95 ms | max ms |")
     print("|---|---:|---:|---:|---:|")
     for name, count, p50, p95, mx in rows:

@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# Side-by-side benchmarks on loopback. Proxy: the backend directly, nginx, Traefik and boma, the
-# same backend and the same wrk load for each. DNS: dnsmasq and boma with the same upstream and
-# the same dnsperf query files (local zone, cached forwarded names). Writes docs/benchmarks.md;
-# SECTIONS="dns" (or "proxy") runs one part and keeps the other part of the file as it was.
+# Side-by-side benchmarks on loopback. Proxy: the backend directly, nginx, Traefik and boma (the
+# release build, and the same code built for size as the Pi binary is), the same backend and the
+# same wrk load for each. DNS: dnsmasq and boma with the same upstream and the same dnsperf query
+# files (local zone, cached forwarded names). Docker: start-event-to-routable latency, boma and
+# Traefik (scripts/bench-docker.py). Size: the static aarch64 binary, its sections and largest
+# crates (cargo bloat). Writes docs/benchmarks.md; SECTIONS="dns" (or any subset of
+# "proxy dns docker size") runs those parts and keeps the others as they were.
 # Bounded: each load run lasts DURATION (DNS_DURATION) seconds; every process started here is
 # stopped on exit.
 set -euo pipefail
@@ -15,7 +18,9 @@ BOMA=${BOMA:-target/release/boma}
 OUT=${OUT:-docs/benchmarks.md}
 BASE=${BASE_PORT:-18080}
 BACKEND_PORT=$((BASE + 1)); NGINX_PORT=$((BASE + 2)); TRAEFIK_PORT=$((BASE + 3)); BOMA_PORT=$((BASE + 4))
-SECTIONS=${SECTIONS:-proxy dns}
+SECTIONS=${SECTIONS:-proxy dns docker size}
+# The x86 release code built with the Pi binary's size setting (opt-level s), for one more row.
+BOMA_SMALL=${BOMA_SMALL:-target/opt-s/release/boma}
 DNS_DURATION=${DNS_DURATION:-10}
 UPSTREAM_DNS_PORT=$((BASE + 10)); DNSMASQ_PORT=$((BASE + 11)); BOMA_DNS_PORT=$((BASE + 12))
 want() { case " $SECTIONS " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
@@ -30,6 +35,10 @@ cleanup() {
 trap cleanup EXIT
 
 [ -x "$BOMA" ] || { echo "bench: $BOMA missing; run make release" >&2; exit 1; }
+if want proxy && [ "$BOMA_SMALL" = target/opt-s/release/boma ]; then
+  echo "bench: building the opt-level=s x86 binary (target/opt-s)" >&2
+  CARGO_PROFILE_RELEASE_OPT_LEVEL=s CARGO_TARGET_DIR=target/opt-s cargo build --release -q
+fi
 if want proxy; then
   for t in nginx traefik wrk curl; do command -v "$t" >/dev/null || { echo "bench: $t missing; run make deps" >&2; exit 1; }; done
 fi
@@ -175,6 +184,10 @@ kill "$tfk"; wait "$tfk" 2>/dev/null || true
 measure boma "$bpid" "http://127.0.0.1:$BOMA_PORT/"
 kill "$bpid"; wait "$bpid" 2>/dev/null || true
 
+"$BOMA_SMALL" run --config "$work/boma.toml" > "$work/boma-s.log" 2>&1 & bpid=$!; pids+=($bpid)
+measure boma-s "$bpid" "http://127.0.0.1:$BOMA_PORT/"
+kill "$bpid"; wait "$bpid" 2>/dev/null || true
+
 fi # proxy
 
 # ============================================================================================
@@ -246,7 +259,7 @@ fi
 # Report: each section run now is written anew; a section not run is kept from the old file.
 kept_section() { # heading
   [ -f "$OUT" ] || return 0
-  awk -v h="$1" '$0 == h {f = 1; print; next} /^## / {f = 0} f' "$OUT"
+  awk -v h="$1" 'index($0, h) == 1 {f = 1; print; next} /^## / {f = 0} f' "$OUT"
 }
 
 dns_section() {
@@ -288,8 +301,9 @@ proxy_section() {
   echo "| | requests/s | p99 latency (ms) | RSS idle (KiB) | RSS after load (KiB) |"
   echo "|---|---:|---:|---:|---:|"
   echo "| backend direct | ${RPS[backend]} | ${P99[backend]} | | |"
-  for n in nginx traefik boma; do
-    echo "| $n | ${RPS[$n]} | ${P99[$n]} | ${RSS_IDLE[$n]} | ${RSS_LOAD[$n]} |"
+  for n in nginx traefik boma boma-s; do
+    label=$n; [ "$n" = boma-s ] && label="boma, opt-level s (as the Pi binary)"
+    echo "| $label | ${RPS[$n]} | ${P99[$n]} | ${RSS_IDLE[$n]} | ${RSS_LOAD[$n]} |"
   done
   echo
   echo "Ratios (budgets from DESIGN.md §6):"
@@ -300,9 +314,61 @@ proxy_section() {
   echo "| boma / Traefik requests/s | $(ratio "${RPS[boma]}" "${RPS[traefik]}") | ≥ 3 |"
   echo "| boma / nginx p99 | $(ratio "${P99[boma]}" "${P99[nginx]}") | ≤ 1 |"
   echo "| boma / Traefik RSS after load | $(ratio "${RSS_LOAD[boma]}" "${RSS_LOAD[traefik]}") | ≤ 0.1 |"
+  echo "| boma opt-level s / boma requests/s | $(ratio "${RPS[boma-s]}" "${RPS[boma]}") | (the Pi binary's cost of its size) |"
   echo
   echo "Versions: $(nginx -v 2>&1 | sed 's/^nginx version: //'), Traefik $(traefik version 2>/dev/null | awk '/^Version/{print $2}'), boma $("$BOMA" version | awk '{print $2}'), $(wrk -v 2>&1 | head -1 | awk '{print $1, $2}')."
 }
+
+# ============================================================================================
+# Size of the static aarch64 binary as shipped (scripts/cross.sh: opt-level s, fat LTO, strip),
+# the same at opt-level 3, and the largest crates of the shipped build (cargo bloat reads an
+# unstripped build of the same settings).
+TARGET=aarch64-unknown-linux-musl
+if want size; then
+  command -v cargo-bloat >/dev/null || cargo install -q cargo-bloat --locked
+  scripts/cross.sh >&2
+  SIZE_SHIPPED=$(stat -c %s "target/$TARGET/release/boma")
+  SECTIONS_TABLE=$(aarch64-linux-gnu-size -A "target/$TARGET/release/boma" | awk '$2 > 32768 && $1 ~ /^\./ {printf "| %s | %.0f |\n", $1, $2/1024}')
+  CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_RUSTFLAGS="-C opt-level=3" CARGO_TARGET_DIR=target/opt-3 \
+    cargo build -q --release --target "$TARGET" >&2
+  SIZE_O3=$(stat -c %s "target/opt-3/$TARGET/release/boma")
+  BLOAT=$(CARGO_PROFILE_RELEASE_STRIP=false CARGO_TARGET_DIR=target/bloat \
+    cargo bloat -q --release --target "$TARGET" --bin boma --crates -n 20 2>/dev/null)
+fi
+
+size_section() {
+  echo "## Binary size"
+  echo
+  echo "The static aarch64 binary, as shipped in the image."
+  echo
+  echo "Command: \`make aarch64\` (scripts/cross.sh: fat LTO, one codegen unit, stripped, and"
+  echo "\`-C opt-level=s\` for this target in .cargo/config.toml); crates by"
+  echo "\`cargo bloat --release --target $TARGET --crates\` on an unstripped build of the same settings."
+  echo
+  echo "| build | bytes | MiB | budget |"
+  echo "|---|---:|---:|---|"
+  echo "| shipped (opt-level s) | $SIZE_SHIPPED | $(awk -v s="$SIZE_SHIPPED" 'BEGIN{printf "%.2f", s/1048576}') | ≤ 6 MiB |"
+  echo "| same code at opt-level 3 | $SIZE_O3 | $(awk -v s="$SIZE_O3" 'BEGIN{printf "%.2f", s/1048576}') | |"
+  echo
+  echo "The size setting costs the proxy the throughput in the \"opt-level s\" row of the proxy"
+  echo "table (same code, x86)."
+  echo
+  echo "Sections of the shipped binary over 32 KiB:"
+  echo
+  echo "| section | KiB |"
+  echo "|---|---:|"
+  echo "$SECTIONS_TABLE"
+  echo
+  echo "Largest crates (share of .text; \"std\" includes generic code instantiated for boma's types):"
+  echo
+  echo '```'
+  echo "$BLOAT" | grep -v '^$' | grep -v '^Note:'
+  echo '```'
+}
+
+if want docker; then
+  DOCKER_SECTION=$(python3 scripts/bench-docker.py "$BOMA" 50)
+fi
 
 cpu=$(awk -F: '/model name/{print $2; exit}' /proc/cpuinfo | sed 's/^ *//')
 {
@@ -310,11 +376,15 @@ cpu=$(awk -F: '/model name/{print $2; exit}' /proc/cpuinfo | sed 's/^ *//')
   echo
   echo "Made by \`make bench\` (scripts/bench.sh) on $(date -u +%Y-%m-%d), $(nproc) cores ($cpu)."
   echo "Every figure of a section comes from one run; re-run \`make bench\` to refresh them"
-  echo "(\`SECTIONS=dns\` or \`SECTIONS=proxy\` refreshes one section and keeps the other)."
+  echo "(\`SECTIONS=\"dns size\"\`, say, refreshes those sections and keeps the others)."
   echo
   if want proxy; then proxy_section; else kept_section "## Reverse proxy"; fi
   echo
   if want dns; then dns_section; else kept_section "## DNS"; fi
+  echo
+  if want docker; then echo "$DOCKER_SECTION"; else kept_section "## Container discovery"; fi
+  echo
+  if want size; then size_section; else kept_section "## Binary size"; fi
 } | cat -s > "$OUT.new"
 mv "$OUT.new" "$OUT"
 echo "bench: wrote $OUT" >&2

@@ -246,22 +246,21 @@ pub(super) fn containers(services: &[Service], tasks: &[Task], networks: &[Netwo
             ports: Vec::new(),
             networks,
         };
-        if lb_swarm(&svc.spec.labels) {
-            let dnsrr = (svc.spec.endpoint_spec.as_ref()).is_some_and(|e| e.mode == "dnsrr");
-            let mut nets = BTreeMap::new();
-            if !dnsrr {
-                for vip in &svc.endpoint.virtual_ips {
-                    if let (Some(net), Some(ip)) =
-                        (names.get(vip.network_id.as_str()), strip_mask(&vip.addr))
-                    {
-                        nets.insert(net.to_string(), ip);
-                    }
-                }
-            }
+        // lbswarm needs a virtual IP; a `dnsrr` service has none, so its tasks are used, as
+        // Traefik does.
+        let dnsrr = (svc.spec.endpoint_spec.as_ref()).is_some_and(|e| e.mode == "dnsrr");
+        if lb_swarm(&svc.spec.labels) && !dnsrr {
+            let nets = (svc.endpoint.virtual_ips.iter())
+                .filter_map(|vip| {
+                    let net = names.get(vip.network_id.as_str())?;
+                    Some((net.to_string(), strip_mask(&vip.addr)?))
+                })
+                .collect();
             out.containers
                 .insert(svc.id.clone(), record(&svc.id, name.clone(), nets));
             continue;
         }
+        let before = out.containers.len();
         for task in tasks.iter().filter(|t| t.service_id == svc.id) {
             match task.status.state.as_str() {
                 "running" => {}
@@ -286,6 +285,14 @@ pub(super) fn containers(services: &[Service], tasks: &[Task], networks: &[Netwo
                 .collect();
             out.containers
                 .insert(task.id.clone(), record(&task.id, task_name, nets));
+        }
+        if out.containers.len() == before {
+            // No running task: the service still exists for `allowEmptyServices` (routers kept,
+            // a service with no server answering 503); otherwise it is left out like an
+            // unhealthy container.
+            let mut none = record(&svc.id, name.clone(), BTreeMap::new());
+            none.health = Some("starting".to_string());
+            out.containers.insert(svc.id.clone(), none);
         }
     }
     out

@@ -21,7 +21,10 @@ const SERVICES: &str = r#"[
    "Endpoint": {"VirtualIPs": [{"NetworkID": "ing0", "Addr": "10.0.0.7/24"},
                                {"NetworkID": "net1", "Addr": "10.0.1.3/24"}]}},
   {"ID": "svcglobal", "Spec": {"Name": "agent", "Labels": {},
-     "Mode": {"Global": {}}}, "Endpoint": {}}
+     "Mode": {"Global": {}}}, "Endpoint": {}},
+  {"ID": "svcdnsrr", "Spec": {"Name": "dir", "Labels": {"traefik.docker.lbswarm": "true"},
+     "EndpointSpec": {"Mode": "dnsrr"}}},
+  {"ID": "svcidle", "Spec": {"Name": "idle", "Labels": {}}}
 ]"#;
 
 const TASKS: &str = r#"[
@@ -38,7 +41,9 @@ const TASKS: &str = r#"[
   {"ID": "t4", "ServiceID": "svcvip", "Slot": 1, "Status": {"State": "running"}},
   {"ID": "t5", "ServiceID": "svcglobal", "NodeID": "n1", "Status": {"State": "running"},
    "NetworksAttachments": [{"Network": {"ID": "net1"}, "Addresses": ["10.0.1.20/24"]}]},
-  {"ID": "t6", "ServiceID": "svcweb", "Slot": 4, "Status": {"State": "failed"}}
+  {"ID": "t6", "ServiceID": "svcweb", "Slot": 4, "Status": {"State": "failed"}},
+  {"ID": "t7", "ServiceID": "svcdnsrr", "Slot": 1, "Status": {"State": "running"},
+   "NetworksAttachments": [{"Network": {"ID": "net1"}, "Addresses": ["10.0.1.30/24"]}]}
 ]"#;
 
 fn listed() -> super::swarm::Listed {
@@ -79,6 +84,33 @@ fn lbswarm_is_one_container_on_the_virtual_ip() {
         !l.containers.contains_key("t4"),
         "tasks of an lbswarm service"
     );
+}
+
+#[test]
+fn lbswarm_without_a_virtual_ip_uses_the_tasks() {
+    let l = listed();
+    assert_eq!(l.containers["t7"].networks["village"], "10.0.1.30");
+    assert!(!l.containers.contains_key("svcdnsrr"));
+}
+
+#[test]
+fn a_service_without_running_tasks_is_kept_only_for_allow_empty_services() {
+    let l = listed();
+    let idle = &l.containers["svcidle"];
+    assert_eq!(idle.health.as_deref(), Some("starting"));
+    assert!(idle.networks.is_empty());
+    let mut s = super::Settings::new("swarm");
+    s.swarm = true;
+    let only_idle: std::collections::BTreeMap<_, _> =
+        [("svcidle".to_string(), idle.clone())].into();
+    assert!(super::build(&only_idle, &s).config.http.is_none());
+    s.allow_empty_services = true;
+    let http = super::build(&only_idle, &s).config.http.expect("kept");
+    let crate::dynamic::schema::Service::LoadBalancer(lb) = &http.services["idle"] else {
+        panic!("a load balancer");
+    };
+    assert!(lb.servers.is_empty());
+    assert_eq!(http.routers["idle"].rule, "Host(`idle`)");
 }
 
 #[test]
