@@ -38,7 +38,8 @@ fn boot(machine: Machine, image: &Path, work: &Path, http: u16, dns: u16) -> Boo
     }
 }
 
-/// Start, wait for the console shell and boma; the boot-to-serving time.
+/// Start, wait for the console shell and boma, then for the data partition (mounted in the
+/// background); the boot-to-serving time.
 fn start_serving(b: &Boot, log: &Path) -> (Guest, Duration) {
     let mut g = Guest::start(b, log).expect("start qemu");
     let served = wait_http(
@@ -55,6 +56,17 @@ fn start_serving(b: &Boot, log: &Path) -> (Guest, Duration) {
             g.console()
         );
     };
+    // The data partition is mounted in the background while boma starts.
+    assert!(
+        g.wait_for(
+            "data partition /dev/vda2 on /data",
+            0,
+            Duration::from_secs(30)
+        )
+        .is_some(),
+        "data partition not mounted; console:\n{}",
+        g.console()
+    );
     assert!(
         g.wait_for("boma# ", 0, Duration::from_secs(30)).is_some(),
         "no rescue shell on the console:\n{}",
