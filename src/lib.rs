@@ -13,6 +13,7 @@ pub mod linelog;
 pub mod providers;
 pub mod proxy;
 pub mod rule;
+pub mod tlsclient;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -97,7 +98,16 @@ impl Gateway {
         }
         .clamp(1, 256);
 
+        // TLS towards https:// servers (validated by `boma check`; a CA file that vanished
+        // since is a start error).
+        let upstream_tls = (cfg.servers_transport.clone().unwrap_or_default())
+            .tls()
+            .map_err(|message| StartError::Provider {
+                name: "serversTransport".into(),
+                message,
+            })?;
         let upstream_limits = UpstreamLimits {
+            tls: upstream_tls.clone(),
             connect_timeout: limits.upstream_connect_timeout.to_std(),
             response_timeout: limits.upstream_response_timeout.as_timeout(),
             idle_per_host: limits.upstream_idle_per_host,
@@ -231,7 +241,7 @@ impl Gateway {
             store.clone(),
             stop_rx.clone(),
         ));
-        tasks.spawn(health_task(store.clone(), stop_rx.clone()));
+        tasks.spawn(health_task(store.clone(), upstream_tls, stop_rx.clone()));
 
         // Providers.
         if let Some(file) = cfg.providers.as_ref().and_then(|p| p.file.as_ref()) {
@@ -581,8 +591,12 @@ async fn assembler(
 }
 
 /// Keep the active health checkers in line with the current snapshot.
-async fn health_task(store: Store, mut stop: watch::Receiver<bool>) {
-    let mut manager = proxy::health::HealthManager::new();
+async fn health_task(
+    store: Store,
+    tls: Arc<rustls::ClientConfig>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut manager = proxy::health::HealthManager::new(tls);
     let mut rx = store.subscribe();
     loop {
         {

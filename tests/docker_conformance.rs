@@ -465,12 +465,7 @@ const DELIBERATE: &[(&str, &str)] = &[
 
 /// Rows where boma differs from Traefik by a bug not fixed yet: (row, what differs). Remove a
 /// row from here once boma is fixed; the test then holds boma to Traefik's outcome.
-const KNOWN_GAPS: &[(&str, &str)] = &[(
-    "server.scheme=https to a plain HTTP server",
-    "boma disables the router (404, problem \"https upstreams are not supported yet\") although \
-         docs/labels.md lists `https` as a server.scheme value; Traefik speaks TLS to the server \
-         (502 here, as whoami speaks plain HTTP)",
-)];
+const KNOWN_GAPS: &[(&str, &str)] = &[];
 
 /// What one request got back.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]

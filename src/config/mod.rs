@@ -70,6 +70,9 @@ pub struct Config {
     pub limits: Limits,
     /// DNS server with a local zone and a forwarding cache; off when `None`.
     pub dns: Option<Dns>,
+    /// TLS towards `https://` servers: `insecureSkipVerify`, `rootCAs`.
+    #[serde(rename = "serversTransport")]
+    pub servers_transport: Option<crate::proxy::connect::ServersTransport>,
 }
 
 impl Config {
@@ -95,7 +98,6 @@ const UNSUPPORTED: nocase::Unsupported = &[
         "Config",
         &[
             "global",
-            "serversTransport",
             "tcpServersTransport",
             "metrics",
             "ping",
@@ -146,6 +148,10 @@ const UNSUPPORTED: nocase::Unsupported = &[
         ],
     ),
     ("FileProvider", &["debugLogGeneratedTemplate"]),
+    (
+        "ServersTransport",
+        &["maxIdleConnsPerHost", "forwardingTimeouts", "spiffe"],
+    ),
     (
         "DockerProvider",
         &["useBindPortIP", "httpClientTimeout", "username", "password"],

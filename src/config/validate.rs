@@ -30,6 +30,11 @@ pub(super) fn check(config: &Config, spans: &SpanMap, locator: &Locator<'_>) -> 
     if let Some(dns) = &config.dns {
         check.dns(dns);
     }
+    if let Some(transport) = &config.servers_transport
+        && let Err(message) = transport.tls()
+    {
+        check.value(&["serversTransport", "rootCAs"], message);
+    }
     check.errors
 }
 

@@ -429,15 +429,10 @@ fn build_server(s: &schema::Server) -> Result<Server, String> {
     let (scheme, protocol) = match uri.scheme_str() {
         Some("http") => (Scheme::HTTP, Protocol::Http1),
         Some("h2c") => (Scheme::HTTP, Protocol::H2c),
-        Some("https") => {
-            return Err(format!(
-                "server url `{}`: https upstreams are not supported yet",
-                s.url
-            ));
-        }
+        Some("https") => (Scheme::HTTPS, Protocol::Http1),
         _ => {
             return Err(format!(
-                "server url `{}`: scheme must be http or h2c",
+                "server url `{}`: scheme must be http, https or h2c",
                 s.url
             ));
         }
@@ -449,7 +444,8 @@ fn build_server(s: &schema::Server) -> Result<Server, String> {
     let authority = if authority.port().is_some() {
         authority
     } else {
-        format!("{}:80", authority.as_str())
+        let port = if scheme == Scheme::HTTPS { 443 } else { 80 };
+        format!("{}:{port}", authority.as_str())
             .parse()
             .map_err(|e| format!("server url `{}`: {e}", s.url))?
     };

@@ -17,6 +17,8 @@ use http_body_util::combinators::BoxBody;
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
+
+use super::connect::Connector;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 
 use super::balance::{LoadBalancer, Protocol, Server, Service};
@@ -28,6 +30,8 @@ pub type UpBody = BoxBody<Bytes, hyper::Error>;
 /// Tunables of the upstream side (from `[limits]`).
 #[derive(Debug, Clone)]
 pub struct UpstreamLimits {
+    /// TLS towards `https://` servers (`[serversTransport]`).
+    pub tls: Arc<rustls::ClientConfig>,
     pub connect_timeout: Duration,
     pub response_timeout: Option<Duration>,
     pub idle_per_host: usize,
@@ -37,8 +41,8 @@ pub struct UpstreamLimits {
 
 /// The shared upstream clients (one pool per protocol).
 pub struct Upstream {
-    http1: Client<HttpConnector, UpBody>,
-    h2c: Client<HttpConnector, UpBody>,
+    http1: Client<Connector, UpBody>,
+    h2c: Client<Connector, UpBody>,
     limits: UpstreamLimits,
 }
 
@@ -54,7 +58,7 @@ impl Upstream {
                 .pool_idle_timeout(limits.idle_timeout)
                 .pool_max_idle_per_host(limits.idle_per_host)
                 .http2_only(h2);
-            b.build(conn.clone())
+            b.build(Connector::new(conn.clone(), limits.tls.clone()))
         };
         Upstream {
             http1: build(false),

@@ -15,6 +15,8 @@ use http::{HeaderMap, Method, Request, Uri};
 use http_body_util::Empty;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
+
+use super::connect::Connector;
 use hyper_util::rt::TokioExecutor;
 use tokio::task::JoinSet;
 
@@ -65,7 +67,7 @@ impl HealthCheck {
     }
 }
 
-type ProbeClient = Client<HttpConnector, Empty<Bytes>>;
+type ProbeClient = Client<Connector, Empty<Bytes>>;
 
 /// Owns the checker tasks.
 pub struct HealthManager {
@@ -74,19 +76,14 @@ pub struct HealthManager {
     tasks: JoinSet<()>,
 }
 
-impl Default for HealthManager {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 impl HealthManager {
-    pub fn new() -> Self {
+    /// Probes go out like requests: TLS to `https://` servers with `tls`.
+    pub fn new(tls: Arc<rustls::ClientConfig>) -> Self {
         let mut conn = HttpConnector::new();
         conn.set_nodelay(true);
         let client = Client::builder(TokioExecutor::new())
             .pool_max_idle_per_host(0)
-            .build(conn);
+            .build(Connector::new(conn, tls));
         HealthManager {
             client,
             running: HashMap::new(),

@@ -21,6 +21,7 @@
 pub mod accesslog;
 pub mod balance;
 pub mod body;
+pub mod connect;
 pub mod entrypoint;
 pub mod error;
 pub mod forward;

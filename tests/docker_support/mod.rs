@@ -11,6 +11,8 @@ use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 
+use crate::support::tls::issue;
+
 static COUNTER: AtomicU64 = AtomicU64::new(0);
 
 /// A name no other test (or test run) uses: `bt-<pid>-<n>-<what>`.
@@ -333,84 +335,6 @@ pub struct TlsEngine {
     pub port: u16,
     pub dir: tempfile::TempDir,
     socat: std::process::Child,
-}
-
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run openssl ({e}); run `make deps`"));
-    assert!(
-        out.status.success(),
-        "openssl {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A CA `{name}-ca.pem` and a certificate `{cert}.pem`/`{cert}.key` signed by it.
-fn issue(dir: &Path, ca: &str, cert: &str, ext: &str) {
-    if !dir.join(format!("{ca}.pem")).exists() {
-        openssl(
-            dir,
-            &[
-                "req",
-                "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-nodes",
-                "-days",
-                "2",
-                "-subj",
-                &format!("/CN={ca}"),
-                "-keyout",
-                &format!("{ca}.key"),
-                "-out",
-                &format!("{ca}.pem"),
-            ],
-        );
-    }
-    std::fs::write(dir.join(format!("{cert}.ext")), ext).unwrap();
-    openssl(
-        dir,
-        &[
-            "req",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-subj",
-            &format!("/CN={cert}"),
-            "-keyout",
-            &format!("{cert}.key"),
-            "-out",
-            &format!("{cert}.csr"),
-        ],
-    );
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            &format!("{cert}.csr"),
-            "-CA",
-            &format!("{ca}.pem"),
-            "-CAkey",
-            &format!("{ca}.key"),
-            "-CAcreateserial",
-            "-days",
-            "2",
-            "-extfile",
-            &format!("{cert}.ext"),
-            "-out",
-            &format!("{cert}.pem"),
-        ],
-    );
 }
 
 impl TlsEngine {

@@ -4,6 +4,8 @@
 //! `Client` sends real HTTP requests.
 #![allow(dead_code)]
 
+pub mod tls;
+
 use std::convert::Infallible;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;

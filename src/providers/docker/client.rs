@@ -9,7 +9,7 @@
 //! an engine that answers garbage is an error, never a panic. There is no method other than
 //! `GET` in this file, so boma cannot change an engine.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,8 +18,7 @@ use http::{Request, StatusCode, header};
 use http_body_util::{BodyExt, Empty, Limited};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::pki_types::ServerName;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -86,101 +85,23 @@ pub struct TlsFiles {
 impl TlsFiles {
     /// Read the files into a rustls client configuration.
     pub fn load(&self) -> Result<Arc<rustls::ClientConfig>, String> {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
-            .with_safe_default_protocol_versions()
-            .map_err(|e| e.to_string())?;
-        let builder = if self.insecure_skip_verify {
-            builder
-                .dangerous()
-                .with_custom_certificate_verifier(Arc::new(AnyServer(provider)))
+        let roots = if self.insecure_skip_verify {
+            None
         } else {
             let ca = (self.ca.as_ref())
                 .ok_or("tls: `ca` is required (the CA that signed the engine's certificate)")?;
-            let mut roots = rustls::RootCertStore::empty();
-            for cert in certificates(ca)? {
-                roots
-                    .add(cert)
-                    .map_err(|e| format!("tls: ca {}: {e}", ca.display()))?;
-            }
-            builder.with_root_certificates(roots)
+            Some(std::slice::from_ref(ca))
         };
-        let mut config = match (&self.cert, &self.key) {
-            (Some(cert), Some(key)) => {
-                let chain = certificates(cert)?;
-                let key = PrivateKeyDer::from_pem_file(key)
-                    .map_err(|e| format!("tls: key {}: {e}", key.display()))?;
-                builder
-                    .with_client_auth_cert(chain, key)
-                    .map_err(|e| format!("tls: cert/key: {e}"))?
-            }
-            (None, None) => builder.with_no_client_auth(),
+        let client = match (&self.cert, &self.key) {
+            (Some(cert), Some(key)) => Some((cert.as_path(), key.as_path())),
+            (None, None) => None,
             _ => return Err("tls: `cert` and `key` go together".into()),
         };
+        let mut config = crate::tlsclient::config(roots, client)?;
         // A full handshake per call costs nothing at a few calls a minute, and OpenSSL-based
         // TLS fronts (socat, stunnel) that verify client certificates often refuse resumption.
         config.resumption = rustls::client::Resumption::disabled();
         Ok(Arc::new(config))
-    }
-}
-
-fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    let certs = CertificateDer::pem_file_iter(path)
-        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| format!("tls: {}: {e}", path.display()))?;
-    if certs.is_empty() {
-        return Err(format!("tls: {}: no certificate in it", path.display()));
-    }
-    Ok(certs)
-}
-
-/// `insecureSkipVerify`: any certificate is accepted, but the handshake signatures are still
-/// verified against it.
-#[derive(Debug)]
-struct AnyServer(Arc<rustls::crypto::CryptoProvider>);
-
-impl rustls::client::danger::ServerCertVerifier for AnyServer {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: rustls::pki_types::UnixTime,
-    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-        Ok(rustls::client::danger::ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
     }
 }
 
