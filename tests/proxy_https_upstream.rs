@@ -5,18 +5,17 @@
 
 mod support;
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use support::tls::TlsFront;
 use support::{BASIC_STATIC, Backend, Boma, Client, eventually};
 
-/// socat with OpenSSL terminating TLS on `127.0.0.1:<port>` (certificate for IP 127.0.0.1,
-/// signed by `ca.pem` in `dir`) and forwarding to a backend.
+/// OpenSSL (socat) terminating TLS in front of `backend`, with a certificate for IP 127.0.0.1
+/// signed by `ca.pem` in `dir`.
 struct TlsServer {
-    port: u16,
     dir: tempfile::TempDir,
-    socat: Child,
+    front: TlsFront,
 }
 
 impl TlsServer {
@@ -29,41 +28,18 @@ impl TlsServer {
             "server",
             "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
         );
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
-        let listen = format!(
-            "OPENSSL-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork,cert={0}/server.pem,key={0}/server.key,verify=0",
-            d.display()
-        );
-        let socat = Command::new("socat")
-            .args([listen, format!("TCP:{}", backend.addr)])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot run socat ({e}); run `make deps`"));
-        for _ in 0..100 {
-            if tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .is_ok()
-            {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        TlsServer { port, dir, socat }
+        let front = TlsFront::start(
+            &d.join("server.pem"),
+            &d.join("server.key"),
+            None,
+            &format!("TCP:{}", backend.addr),
+        )
+        .await;
+        TlsServer { dir, front }
     }
 
     fn ca(&self) -> String {
         self.dir.path().join("ca.pem").display().to_string()
-    }
-}
-
-impl Drop for TlsServer {
-    fn drop(&mut self) {
-        let _ = self.socat.kill();
-        let _ = self.socat.wait();
     }
 }
 
@@ -96,7 +72,7 @@ async fn status(boma: &Boma, client: &Client) -> (u16, String) {
 async fn https_servers_are_verified_against_the_servers_transport() {
     let backend = Backend::start("behind-tls").await;
     let tls = TlsServer::start(&backend).await;
-    let url = format!("https://127.0.0.1:{}", tls.port);
+    let url = format!("https://127.0.0.1:{}", tls.front.port);
     let client = Client::new();
 
     // Trusted through rootCAs: served, over TLS.
@@ -124,7 +100,7 @@ async fn https_servers_are_verified_against_the_servers_transport() {
     // The name checked is the URL's host: the certificate is for 127.0.0.1, not localhost.
     let wrong_name = boma(
         &format!("rootCAs = [\"{}\"]", tls.ca()),
-        &format!("https://localhost:{}", tls.port),
+        &format!("https://localhost:{}", tls.front.port),
     );
     let (code, _) = status(&wrong_name, &client).await;
     assert_eq!(code, 502, "{}", wrong_name.stderr());

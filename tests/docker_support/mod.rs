@@ -11,7 +11,7 @@ use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 
-use crate::support::tls::issue;
+use crate::support::tls::{TlsFront, issue};
 
 static COUNTER: AtomicU64 = AtomicU64::new(0);
 
@@ -334,7 +334,7 @@ impl Drop for EngineProxy {
 pub struct TlsEngine {
     pub port: u16,
     pub dir: tempfile::TempDir,
-    socat: std::process::Child,
+    _front: TlsFront,
 }
 
 impl TlsEngine {
@@ -350,30 +350,18 @@ impl TlsEngine {
         );
         issue(d, "ca", "client", "extendedKeyUsage=clientAuth\n");
         issue(d, "rogue-ca", "rogue", "extendedKeyUsage=clientAuth\n");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
-        let listen = format!(
-            "OPENSSL-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork,cert={0}/server.pem,key={0}/server.key,cafile={0}/ca.pem,verify=1",
-            d.display()
-        );
-        let socat = Command::new("socat")
-            .args([listen.as_str(), "UNIX-CONNECT:/var/run/docker.sock"])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot run socat ({e}); run `make deps`"));
-        for _ in 0..100 {
-            if tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .is_ok()
-            {
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let front = TlsFront::start(
+            &d.join("server.pem"),
+            &d.join("server.key"),
+            Some(&d.join("ca.pem")),
+            "UNIX-CONNECT:/var/run/docker.sock",
+        )
+        .await;
+        TlsEngine {
+            port: front.port,
+            dir,
+            _front: front,
         }
-        TlsEngine { port, dir, socat }
     }
 
     /// `[providers.docker]` keys for this engine, with the client certificate `client` (or
@@ -384,12 +372,5 @@ impl TlsEngine {
             "endpoint = \"tcp://127.0.0.1:{}\"\ntls = {{ ca = \"{d}/ca.pem\", cert = \"{d}/{client}.pem\", key = \"{d}/{client}.key\" }}\n",
             self.port
         )
-    }
-}
-
-impl Drop for TlsEngine {
-    fn drop(&mut self) {
-        let _ = self.socat.kill();
-        let _ = self.socat.wait();
     }
 }

@@ -82,3 +82,58 @@ pub fn issue(dir: &Path, ca: &str, cert: &str, ext: &str) {
         ],
     );
 }
+
+/// socat with OpenSSL terminating TLS on a free `127.0.0.1` port and forwarding each connection
+/// to `target` (a socat address: `TCP:127.0.0.1:8080`, `UNIX-CONNECT:/var/run/docker.sock`).
+/// `cert` and `key` name the server's files; `client_ca`, when given, is the CA its clients'
+/// certificates must come from. Stopped when dropped.
+pub struct TlsFront {
+    pub port: u16,
+    socat: std::process::Child,
+}
+
+impl TlsFront {
+    pub async fn start(
+        cert: &Path,
+        key: &Path,
+        client_ca: Option<&Path>,
+        target: &str,
+    ) -> TlsFront {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let verify = match client_ca {
+            Some(ca) => format!("cafile={},verify=1", ca.display()),
+            None => "verify=0".to_string(),
+        };
+        let listen = format!(
+            "OPENSSL-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork,cert={},key={},{verify}",
+            cert.display(),
+            key.display()
+        );
+        let socat = Command::new("socat")
+            .args([listen.as_str(), target])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run socat ({e}); run `make deps`"));
+        for _ in 0..100 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+            {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        TlsFront { port, socat }
+    }
+}
+
+impl Drop for TlsFront {
+    fn drop(&mut self) {
+        let _ = self.socat.kill();
+        let _ = self.socat.wait();
+    }
+}
