@@ -98,14 +98,10 @@ impl Gateway {
         }
         .clamp(1, 256);
 
-        // TLS towards https:// servers (validated by `boma check`; a CA file that vanished
-        // since is a start error).
-        let upstream_tls = (cfg.servers_transport.clone().unwrap_or_default())
-            .tls()
-            .map_err(|message| StartError::Provider {
-                name: "serversTransport".into(),
-                message,
-            })?;
+        // TLS towards https:// servers, made on first use (its files were checked with the
+        // configuration).
+        let upstream_tls =
+            proxy::connect::UpstreamTls::new(cfg.servers_transport.clone().unwrap_or_default());
         let upstream_limits = UpstreamLimits {
             tls: upstream_tls.clone(),
             connect_timeout: limits.upstream_connect_timeout.to_std(),
@@ -593,7 +589,7 @@ async fn assembler(
 /// Keep the active health checkers in line with the current snapshot.
 async fn health_task(
     store: Store,
-    tls: Arc<rustls::ClientConfig>,
+    tls: Arc<proxy::connect::UpstreamTls>,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut manager = proxy::health::HealthManager::new(tls);

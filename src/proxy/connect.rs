@@ -2,13 +2,14 @@
 //! `https://` servers, as the static `[serversTransport]` says (`insecureSkipVerify`, `rootCAs`;
 //! without `rootCAs`, the host's CA bundle when it has one). The name checked in the server's
 //! certificate is the host of the server URL, as in Traefik. HTTP/1.1 is offered over TLS (no
-//! ALPN `h2` yet).
+//! ALPN `h2` yet). The TLS configuration is built on the first `https://` connection, so a
+//! gateway without https servers never reads a CA bundle or keeps its certificates in memory.
 
 use std::future::Future;
 use std::io;
 use std::path::PathBuf;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 
 use http::Uri;
@@ -54,20 +55,48 @@ impl ServersTransport {
     }
 }
 
+/// The TLS side of [`Connector`], made from the settings when first needed and then shared by
+/// every worker's connectors.
+pub struct UpstreamTls {
+    settings: ServersTransport,
+    made: OnceLock<Result<tokio_rustls::TlsConnector, String>>,
+}
+
+impl std::fmt::Debug for UpstreamTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpstreamTls")
+            .field("settings", &self.settings)
+            .field("made", &self.made.get().map(|r| r.is_ok()))
+            .finish()
+    }
+}
+
+impl UpstreamTls {
+    pub fn new(settings: ServersTransport) -> Arc<UpstreamTls> {
+        Arc::new(UpstreamTls {
+            settings,
+            made: OnceLock::new(),
+        })
+    }
+
+    fn get(&self) -> Result<tokio_rustls::TlsConnector, String> {
+        self.made
+            .get_or_init(|| self.settings.tls().map(tokio_rustls::TlsConnector::from))
+            .clone()
+    }
+}
+
 /// TCP, and TLS for `https` URIs.
 #[derive(Clone)]
 pub struct Connector {
     http: HttpConnector,
-    tls: tokio_rustls::TlsConnector,
+    tls: Arc<UpstreamTls>,
 }
 
 impl Connector {
-    pub fn new(mut http: HttpConnector, tls: Arc<rustls::ClientConfig>) -> Connector {
+    pub fn new(mut http: HttpConnector, tls: Arc<UpstreamTls>) -> Connector {
         http.enforce_http(false);
-        Connector {
-            http,
-            tls: tokio_rustls::TlsConnector::from(tls),
-        }
+        Connector { http, tls }
     }
 }
 
@@ -102,6 +131,7 @@ impl tower_service::Service<Uri> for Connector {
             if !https {
                 return Ok(Stream::Plain(tcp));
             }
+            let tls = tls.get().map_err(io::Error::other)?;
             let name = ServerName::try_from(host)
                 .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
             let tls = tls.connect(name, tcp.into_inner()).await?;

@@ -31,7 +31,7 @@ pub type UpBody = BoxBody<Bytes, hyper::Error>;
 #[derive(Debug, Clone)]
 pub struct UpstreamLimits {
     /// TLS towards `https://` servers (`[serversTransport]`).
-    pub tls: Arc<rustls::ClientConfig>,
+    pub tls: Arc<super::connect::UpstreamTls>,
     pub connect_timeout: Duration,
     pub response_timeout: Option<Duration>,
     pub idle_per_host: usize,

@@ -78,7 +78,7 @@ pub struct HealthManager {
 
 impl HealthManager {
     /// Probes go out like requests: TLS to `https://` servers with `tls`.
-    pub fn new(tls: Arc<rustls::ClientConfig>) -> Self {
+    pub fn new(tls: Arc<super::connect::UpstreamTls>) -> Self {
         let mut conn = HttpConnector::new();
         conn.set_nodelay(true);
         let client = Client::builder(TokioExecutor::new())
