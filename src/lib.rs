@@ -10,6 +10,7 @@ pub mod dns;
 pub mod dynamic;
 pub mod ipnet;
 pub mod linelog;
+pub mod lru;
 pub mod providers;
 pub mod proxy;
 pub mod rule;

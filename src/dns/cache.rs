@@ -2,12 +2,11 @@
 //! `cache_size` entries with least-recently-used eviction. Entries outlive their TTL while they
 //! may still be served stale (`max_stale`); after that a lookup drops them.
 //!
-//! A slab of slots linked in LRU order plus a hash index: O(1) get, insert and eviction, no
-//! allocation per hit beyond the `Arc` clone. Time is passed in, never read here, so behaviour is
-//! tested deterministically. Not synchronised: the caller owns it (behind a short mutex that is
-//! never held across an await).
+//! The table is [`crate::lru::Lru`]: O(1) get, insert and eviction, no allocation per hit beyond
+//! the `Arc` clone. Time is passed in, never read here, so behaviour is tested
+//! deterministically. Not synchronised: the caller owns it (behind a short mutex that is never
+//! held across an await).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -49,26 +48,10 @@ impl Entry {
     }
 }
 
-const NIL: usize = usize::MAX;
-
-struct Slot {
-    key: Key,
-    entry: Arc<Entry>,
-    prev: usize,
-    next: usize,
-}
-
 /// Bounded LRU cache; see the module docs.
 pub struct Cache {
-    capacity: usize,
     max_stale: Duration,
-    index: HashMap<Key, usize>,
-    slots: Vec<Slot>,
-    free: Vec<usize>,
-    /// Most recently used.
-    head: usize,
-    /// Least recently used.
-    tail: usize,
+    table: crate::lru::Lru<Key, Arc<Entry>>,
 }
 
 impl Cache {
@@ -76,111 +59,33 @@ impl Cache {
     /// past its TTL.
     pub fn new(capacity: usize, max_stale: Duration) -> Cache {
         Cache {
-            capacity,
             max_stale,
-            index: HashMap::new(),
-            slots: Vec::new(),
-            free: Vec::new(),
-            head: NIL,
-            tail: NIL,
+            table: crate::lru::Lru::new(capacity),
         }
     }
 
     pub fn len(&self) -> usize {
-        self.index.len()
+        self.table.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.index.is_empty()
+        self.table.is_empty()
     }
 
     /// The entry for `key`, fresh or still usable stale at `now`; marks it recently used. An
     /// entry past its stale window is dropped.
     pub fn get(&mut self, key: &Key, now: Instant) -> Option<Arc<Entry>> {
-        let i = *self.index.get(key)?;
-        if !self.slots[i].entry.stale_usable(now, self.max_stale) {
-            self.remove_slot(i);
+        let entry = self.table.get_mut(key)?;
+        if !entry.stale_usable(now, self.max_stale) {
+            self.table.remove(key);
             return None;
         }
-        self.unlink(i);
-        self.push_front(i);
-        Some(Arc::clone(&self.slots[i].entry))
+        Some(Arc::clone(entry))
     }
 
     /// Store `entry` for `key`, evicting the least recently used entry when full.
     pub fn insert(&mut self, key: Key, entry: Entry) {
-        if self.capacity == 0 {
-            return;
-        }
-        let entry = Arc::new(entry);
-        if let Some(&i) = self.index.get(&key) {
-            self.slots[i].entry = entry;
-            self.unlink(i);
-            self.push_front(i);
-            return;
-        }
-        if self.index.len() >= self.capacity && self.tail != NIL {
-            self.remove_slot(self.tail);
-        }
-        let slot = Slot {
-            key: key.clone(),
-            entry,
-            prev: NIL,
-            next: NIL,
-        };
-        let i = match self.free.pop() {
-            Some(i) => {
-                self.slots[i] = slot;
-                i
-            }
-            None => {
-                self.slots.push(slot);
-                self.slots.len() - 1
-            }
-        };
-        self.index.insert(key, i);
-        self.push_front(i);
-    }
-
-    fn remove_slot(&mut self, i: usize) {
-        self.unlink(i);
-        let key = self.slots[i].key.clone();
-        self.index.remove(&key);
-        // Release the records now; the slot itself is reused.
-        self.slots[i].entry = Arc::new(Entry {
-            rcode: ResponseCode::NoError,
-            answers: Vec::new(),
-            authority: Vec::new(),
-            stored: self.slots[i].entry.stored,
-            ttl: 0,
-        });
-        self.free.push(i);
-    }
-
-    fn unlink(&mut self, i: usize) {
-        let (prev, next) = (self.slots[i].prev, self.slots[i].next);
-        match prev {
-            NIL => self.head = next,
-            p => self.slots[p].next = next,
-        }
-        match next {
-            NIL => self.tail = prev,
-            n => self.slots[n].prev = prev,
-        }
-        self.slots[i].prev = NIL;
-        self.slots[i].next = NIL;
-    }
-
-    fn push_front(&mut self, i: usize) {
-        self.slots[i].prev = NIL;
-        self.slots[i].next = self.head;
-        if self.head != NIL {
-            self.slots[self.head].prev = i;
-        }
-        self.head = i;
-        if self.tail == NIL {
-            self.tail = i;
-        }
+        self.table.insert(key, Arc::new(entry));
     }
 }
 

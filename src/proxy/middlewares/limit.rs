@@ -67,96 +67,8 @@ pub struct RetryConfig {
 // Bounded LRU table
 // ---------------------------------------------------------------------------------------------
 
-const NIL: usize = usize::MAX;
-
-struct Slot<V> {
-    key: SourceKey,
-    val: V,
-    prev: usize,
-    next: usize,
-}
-
-/// Map with a fixed capacity; inserting into a full table reuses the least recently used slot.
-pub(crate) struct Lru<V> {
-    index: HashMap<SourceKey, usize>,
-    slots: Vec<Slot<V>>,
-    head: usize,
-    tail: usize,
-    cap: usize,
-}
-
-impl<V> Lru<V> {
-    pub(crate) fn new(cap: usize) -> Self {
-        Lru {
-            index: HashMap::new(),
-            slots: Vec::new(),
-            head: NIL,
-            tail: NIL,
-            cap: cap.max(1),
-        }
-    }
-
-    #[cfg(test)]
-    pub(crate) fn len(&self) -> usize {
-        self.index.len()
-    }
-
-    fn unlink(&mut self, i: usize) {
-        let (prev, next) = (self.slots[i].prev, self.slots[i].next);
-        match prev {
-            NIL => self.head = next,
-            p => self.slots[p].next = next,
-        }
-        match next {
-            NIL => self.tail = prev,
-            n => self.slots[n].prev = prev,
-        }
-    }
-
-    fn push_front(&mut self, i: usize) {
-        self.slots[i].prev = NIL;
-        self.slots[i].next = self.head;
-        if self.head != NIL {
-            self.slots[self.head].prev = i;
-        }
-        self.head = i;
-        if self.tail == NIL {
-            self.tail = i;
-        }
-    }
-
-    /// The value for `key`, created with `make` if absent, marked most recently used.
-    pub(crate) fn get_or_insert_with(
-        &mut self,
-        key: SourceKey,
-        make: impl FnOnce() -> V,
-    ) -> &mut V {
-        if let Some(&i) = self.index.get(&key) {
-            self.unlink(i);
-            self.push_front(i);
-            return &mut self.slots[i].val;
-        }
-        let i = if self.slots.len() < self.cap {
-            self.slots.push(Slot {
-                key: key.clone(),
-                val: make(),
-                prev: NIL,
-                next: NIL,
-            });
-            self.slots.len() - 1
-        } else {
-            let i = self.tail;
-            self.unlink(i);
-            let old = std::mem::replace(&mut self.slots[i].key, key.clone());
-            self.index.remove(&old);
-            self.slots[i].val = make();
-            i
-        };
-        self.index.insert(key, i);
-        self.push_front(i);
-        &mut self.slots[i].val
-    }
-}
+/// Per-source tables: bounded, least recently used source evicted.
+pub(crate) type Lru<V> = crate::lru::Lru<SourceKey, V>;
 
 // ---------------------------------------------------------------------------------------------
 // rateLimit
@@ -175,7 +87,8 @@ pub(crate) struct RateLimit {
     burst: f64,
     max_delay: Duration,
     ttl: Duration,
-    table: Mutex<Lru<Bucket>>,
+    /// Boxed: the table is large next to the other middlewares of the same enum.
+    table: Box<Mutex<Lru<Bucket>>>,
 }
 
 impl RateLimit {
@@ -214,7 +127,7 @@ impl RateLimit {
             burst: c.burst.max(1) as f64,
             max_delay,
             ttl: Duration::from_secs(ttl_secs),
-            table: Mutex::new(Lru::new(MAX_SOURCES)),
+            table: Box::new(Mutex::new(Lru::new(MAX_SOURCES))),
         })
     }
 
