@@ -298,15 +298,8 @@ pub(super) fn decode(
     let address = address(c, all, network, s, 0);
     for mut node in services.children.drain(..) {
         let what = format!("service {}", node.name);
-        if is_broken("services", &node.name) {
-            problem(format!("{what}: left out because of its malformed label"));
-            continue;
-        }
-        if node.children.is_empty() {
-            problem(format!(
-                "label {}: {what} needs sub-keys; ignored",
-                node.keys().join(", ")
-            ));
+        if let Some(why) = unusable(&what, &node, is_broken("services", &node.name)) {
+            problem(why);
             continue;
         }
         let mut server_node = None;
@@ -366,15 +359,8 @@ pub(super) fn decode(
 
     for node in middlewares.children.drain(..) {
         let what = format!("middleware {}", node.name);
-        if is_broken("middlewares", &node.name) {
-            problem(format!("{what}: left out because of its malformed label"));
-            continue;
-        }
-        if node.children.is_empty() {
-            problem(format!(
-                "label {}: {what} needs sub-keys; ignored",
-                node.keys().join(", ")
-            ));
+        if let Some(why) = unusable(&what, &node, is_broken("middlewares", &node.name)) {
+            problem(why);
             continue;
         }
         match labels::deserialize::<MiddlewareConfig>(&node, &what) {
@@ -449,6 +435,20 @@ pub(super) fn decode(
         }
     }
     Some(d)
+}
+
+/// Why a service or middleware node cannot be read (`None`: it can): a malformed label of its
+/// own, or no sub-keys.
+fn unusable(what: &str, node: &Node, broken: bool) -> Option<String> {
+    if broken {
+        return Some(format!("{what}: left out because of its malformed label"));
+    }
+    node.children.is_empty().then(|| {
+        format!(
+            "label {}: {what} needs sub-keys; ignored",
+            node.keys().join(", ")
+        )
+    })
 }
 
 /// This container's server in a load balancer.
