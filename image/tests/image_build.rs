@@ -81,18 +81,7 @@ fn qemu_virt_image_is_reproducible_and_well_formed() {
         "ext superblock magic"
     );
     assert_eq!(&data[1024 + 0x78..1024 + 0x78 + 9], b"boma-data");
-    let part = a.join("data.ext4");
-    support::extract_range(&ra.image, DATA_START, DATA_SIZE, &part);
-    let out = std::process::Command::new("e2fsck")
-        .arg("-fn")
-        .arg(&part)
-        .output()
-        .expect("e2fsck");
-    assert!(
-        out.status.success(),
-        "e2fsck: {}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    let part = support::fsck_data_partition(&ra.image, &a);
     let dump = std::process::Command::new("dumpe2fs")
         .arg("-h")
         .arg(&part)

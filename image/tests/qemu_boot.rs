@@ -17,7 +17,6 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use boma_image::build::{DATA_SIZE, DATA_START};
 use boma_image::qemu::{Boot, Guest, Machine, dns_a, http_get, wait_dns, wait_http};
 
 /// One QEMU at a time: the machine has two cores and the boot time is measured.
@@ -103,22 +102,6 @@ fn poweroff(g: &mut Guest) {
     );
 }
 
-fn fsck_clean(image: &Path, dir: &Path) {
-    let part = dir.join("data.ext4");
-    support::extract_range(image, DATA_START, DATA_SIZE, &part);
-    let out = std::process::Command::new("e2fsck")
-        .arg("-fn")
-        .arg(&part)
-        .output()
-        .expect("e2fsck");
-    assert!(
-        out.status.success(),
-        "data partition not clean: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 #[test]
 fn qemu_virt_serves_dns_and_http_and_keeps_data_across_reboot_and_power_cut() {
     let _one = QEMU.lock().unwrap_or_else(|e| e.into_inner());
@@ -194,7 +177,7 @@ fn qemu_virt_serves_dns_and_http_and_keeps_data_across_reboot_and_power_cut() {
     );
     poweroff(&mut g);
     drop(g);
-    fsck_clean(&image, &dir);
+    support::fsck_data_partition(&image, &dir);
 
     // Second boot: the file is there; write another, then cut the power.
     let (mut g, _) = start_serving(&b, &dir.join("console-2.txt"));
@@ -227,7 +210,7 @@ fn qemu_virt_serves_dns_and_http_and_keeps_data_across_reboot_and_power_cut() {
     );
     poweroff(&mut g);
     drop(g);
-    fsck_clean(&image, &dir);
+    support::fsck_data_partition(&image, &dir);
 }
 
 #[test]

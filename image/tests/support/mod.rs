@@ -82,3 +82,27 @@ pub fn extract_range(image: &Path, offset: u64, len: u64, out: &Path) {
     f.read_exact(&mut buf).expect("read partition");
     std::fs::write(out, buf).expect("write partition");
 }
+
+/// Copy the data partition of `image` to `dir/data.ext4` and assert `e2fsck -fn` finds it clean;
+/// returns the copy's path.
+pub fn fsck_data_partition(image: &Path, dir: &Path) -> PathBuf {
+    let part = dir.join("data.ext4");
+    extract_range(
+        image,
+        boma_image::build::DATA_START,
+        boma_image::build::DATA_SIZE,
+        &part,
+    );
+    let out = std::process::Command::new("e2fsck")
+        .arg("-fn")
+        .arg(&part)
+        .output()
+        .expect("e2fsck (e2fsprogs; run `make image-deps`)");
+    assert!(
+        out.status.success(),
+        "data partition not clean: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    part
+}
