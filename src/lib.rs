@@ -11,9 +11,11 @@ pub mod dynamic;
 pub mod ipnet;
 pub mod linelog;
 pub mod lru;
+pub mod net;
 pub mod providers;
 pub mod proxy;
 pub mod rule;
+pub mod store;
 pub mod tlsclient;
 
 use std::collections::BTreeMap;

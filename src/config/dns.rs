@@ -26,9 +26,11 @@ pub struct Dns {
     /// The local zone (default `village.lan`): every name in it is answered here and never
     /// forwarded.
     pub zone: String,
-    /// What the zone's names answer with: one IPv4 and/or one IPv6 address of the gateway. Empty:
-    /// the specific (not 0.0.0.0 / ::) listen addresses.
-    pub address: Vec<IpAddr>,
+    /// What the zone's names answer with: one IPv4 and/or one IPv6 address of the gateway;
+    /// `"auto"`: the address of the interface the query came in on (the one whose subnet holds
+    /// the client, read over netlink and followed as it changes; 127.0.0.1 for loopback
+    /// clients). Empty: the specific (not 0.0.0.0 / ::) listen addresses.
+    pub address: Vec<AnswerAddr>,
     /// Answer every name of the zone with `address` (dnsmasq's `address=/zone/ip`); false: only
     /// the apex, router Host names, static hosts and DHCP names exist, the rest is NXDOMAIN
     /// (default true).
@@ -124,11 +126,57 @@ pub const MAX_CACHE_SIZE: usize = 1_000_000;
 /// Largest accepted `local_ttl`, in seconds (one day).
 pub const MAX_LOCAL_TTL: u64 = 86_400;
 
+/// One `[dns] address` entry: an IP, or `auto`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AnswerAddr {
+    Auto,
+    Ip(IpAddr),
+}
+
+impl From<IpAddr> for AnswerAddr {
+    fn from(ip: IpAddr) -> Self {
+        AnswerAddr::Ip(ip)
+    }
+}
+
+impl<'de> Deserialize<'de> for AnswerAddr {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        if s.trim().eq_ignore_ascii_case("auto") {
+            return Ok(AnswerAddr::Auto);
+        }
+        s.trim().parse().map(AnswerAddr::Ip).map_err(|_| {
+            serde::de::Error::custom(format!("`{s}` is not an IP address or `auto`"))
+        })
+    }
+}
+
+impl Serialize for AnswerAddr {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            AnswerAddr::Auto => s.serialize_str("auto"),
+            AnswerAddr::Ip(ip) => s.collect_str(ip),
+        }
+    }
+}
+
 impl Dns {
+    /// `address = "auto"`: answer with the address of the interface the query came in on.
+    pub fn auto_address(&self) -> bool {
+        self.address.contains(&AnswerAddr::Auto)
+    }
+
     /// The addresses local names answer with: `address`, or else the specific listen IPs.
+    /// With `auto`, the specific listen IPs are the fallback for clients on no known subnet.
     pub fn answer_addresses(&self) -> Vec<IpAddr> {
-        if !self.address.is_empty() {
-            return self.address.clone();
+        let fixed: Vec<IpAddr> = (self.address.iter())
+            .filter_map(|a| match a {
+                AnswerAddr::Ip(ip) => Some(*ip),
+                AnswerAddr::Auto => None,
+            })
+            .collect();
+        if !fixed.is_empty() {
+            return fixed;
         }
         let mut out: Vec<IpAddr> = Vec::new();
         for ip in self.listen.iter().map(SocketAddr::ip) {
@@ -196,14 +244,24 @@ impl Check<'_> {
                 format!("`{}` is not a domain name like village.lan", dns.zone),
             );
         }
-        if dns.answer_addresses().is_empty() {
+        if dns.auto_address() && dns.address.len() > 1 {
+            self.value(
+                &["dns", "address"],
+                "`auto` stands alone: the address of the receiving interface",
+            );
+        }
+        if dns.answer_addresses().is_empty() && !dns.auto_address() {
             self.key(
                 &["dns"],
                 "set `address` (the gateway's IP that local names answer with): no listen \
                  address is a specific IP",
             );
         }
-        let families = |v4: bool| dns.address.iter().filter(|a| a.is_ipv4() == v4).count();
+        let families = |v4: bool| {
+            (dns.address.iter())
+                .filter(|a| matches!(a, AnswerAddr::Ip(ip) if ip.is_ipv4() == v4))
+                .count()
+        };
         if families(true) > 1 || families(false) > 1 {
             self.value(
                 &["dns", "address"],
@@ -387,7 +445,7 @@ nas = ["10.0.0.6", "fd00::6"]
         )
         .expect("example parses");
         let expected = Dns {
-            address: vec![IpAddr::from([192, 168, 1, 1])],
+            address: vec![IpAddr::from([192, 168, 1, 1]).into()],
             ..Dns::default()
         };
         assert_eq!(c.dns, Some(expected));

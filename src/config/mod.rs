@@ -12,6 +12,7 @@ mod docker;
 pub mod duration;
 mod entrypoint;
 mod error;
+mod net;
 pub mod nocase;
 mod sections;
 mod spans;
@@ -29,7 +30,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-pub use dns::{Dns, is_domain_name, parse_upstream};
+pub use dns::{AnswerAddr, Dns, is_domain_name, parse_upstream};
 pub use docker::{DockerEndpoint, DockerProvider, Engine as DockerEngine};
 pub use duration::{Duration, DurationError};
 pub use entrypoint::{
@@ -37,6 +38,9 @@ pub use entrypoint::{
     LifeCycle, RedirectEntryPoint, RedirectTarget, Redirections, RespondingTimeouts, Transport,
 };
 pub use error::{ConfigError, ConfigErrors, Locator, Span};
+pub use net::{
+    Dhcp, DhcpHost, Ipv4Cidr, Lan, MAX_POOL, Nat, Wan, WanMode, is_host_label, is_ifname, parse_mac,
+};
 pub use sections::{
     AccessLog, AccessLogFields, AccessLogFilters, Api, FieldHeaders, FieldMode, FileProvider,
     Limits, Log, LogFormat, LogLevel, Providers,
@@ -73,6 +77,15 @@ pub struct Config {
     /// TLS towards `https://` servers: `insecureSkipVerify`, `rootCAs`.
     #[serde(rename = "serversTransport")]
     pub servers_transport: Option<crate::proxy::connect::ServersTransport>,
+    /// The village side of a gateway: interface or bridge and address; `None` on a box that is
+    /// a server on somebody else's network.
+    pub lan: Option<Lan>,
+    /// The uplink: DHCP client or static address.
+    pub wan: Option<Wan>,
+    /// The DHCP server on the LAN; off when `None`.
+    pub dhcp: Option<Dhcp>,
+    /// NAT and the port 53/80 redirects between LAN and WAN; off when `None`.
+    pub nat: Option<Nat>,
 }
 
 impl Config {

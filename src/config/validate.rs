@@ -30,6 +30,7 @@ pub(super) fn check(config: &Config, spans: &SpanMap, locator: &Locator<'_>) -> 
     if let Some(dns) = &config.dns {
         check.dns(dns);
     }
+    check.router(config);
     if let Some(transport) = &config.servers_transport
         && let Err(message) = transport.tls()
     {
