@@ -71,8 +71,8 @@ pub struct Gateway {
     pub listening: Vec<Listening>,
     pub store: Store,
     pub workers: usize,
-    /// Where the DHCP side publishes lease names for the DNS zone.
-    pub leases: dns::LeaseFeed,
+    /// The DHCP server's leases, state and counters, when `[lan]` and `[dhcp]` are configured.
+    pub dhcp: Option<net::dhcp::Handle>,
     /// The DNS server's query path (counters), when `[dns]` is configured.
     pub dns: Option<Arc<dns::Resolver>>,
     stop: watch::Sender<bool>,
@@ -161,15 +161,17 @@ impl Gateway {
             .iter()
             .map(|(n, (_, a))| (n.clone(), a.port()))
             .collect();
+        let dhcp_server = net::dhcp::ServerConfig::from_config(cfg);
+        let dhcp_channels = dhcp_server.as_ref().map(|_| net::dhcp::Channels::new());
         let admin_info = admin::Info {
             entrypoints: listening.iter().map(|l| (l.name.clone(), l.addr)).collect(),
             started: std::time::Instant::now(),
+            dhcp: dhcp_channels.as_ref().map(|(_, h)| h.clone()),
         };
         // DNS: bound before anything runs too; its tasks live on this (the control) runtime.
-        let leases = dns::LeaseFeed::new();
         let dns = match &cfg.dns {
             Some(dns_cfg) => {
-                let started = dns::start(dns_cfg, &store, &leases, &stop_rx, &mut tasks)?;
+                let started = dns::start(dns_cfg, &store, &stop_rx, &mut tasks)?;
                 for addr in started.addrs {
                     listening.push(Listening {
                         what: "dns",
@@ -285,13 +287,25 @@ impl Gateway {
                 });
             }
         }
+        // The DHCP server and the provider that feeds its leases to the assembler.
+        let dhcp = dhcp_server.zip(dhcp_channels).map(|(server, (channels, handle))| {
+            let interface = server.interface.clone();
+            tasks.spawn(net::dhcp::run(server, channels, stop_rx.clone()));
+            tasks.spawn(providers::dhcp::run(
+                handle.clone(),
+                interface,
+                frag_tx.clone(),
+                stop_rx.clone(),
+            ));
+            handle
+        });
         drop(frag_tx);
 
         Ok(Gateway {
             listening,
             store,
             workers,
-            leases,
+            dhcp,
             dns,
             stop,
             tasks,

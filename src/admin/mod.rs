@@ -1,7 +1,7 @@
 //! The admin side: the JSON API (`api@internal`), the dashboard (`dashboard@internal`) and
 //! `ping@internal`, answered from the current snapshot. Paths and shapes follow Traefik's API
 //! (`/api/http/routers`, `/api/http/services`, `/api/overview`, `/api/entrypoints`,
-//! `/api/version`, `/api/rawdata`) so existing scripts keep working; `/api/problems` is boma's own.
+//! `/api/version`, `/api/rawdata`) so existing scripts keep working; `/api/problems` and `/api/dhcp` (state, counters, `/api/dhcp/leases`) are boma's own.
 //!
 //! It only reads: nothing here changes configuration. Who may reach it is decided by routers and
 //! middlewares (Traefik's model): `[api] insecure = true` publishes it on the `traefik`
@@ -24,6 +24,8 @@ const DASHBOARD: &str = include_str!("dashboard.html");
 pub struct Info {
     pub entrypoints: Vec<(String, SocketAddr)>,
     pub started: Instant,
+    /// The DHCP server's state and counters (`/api/dhcp`), when it runs.
+    pub dhcp: Option<crate::net::dhcp::Handle>,
 }
 
 /// Answer a request routed to an internal service.
@@ -182,6 +184,15 @@ fn api(path: &str, s: &Snapshot, info: &Info) -> Option<Value> {
         "/api/http/routers" => json!(routers(s)),
         "/api/http/services" => json!(services(s)),
         "/api/problems" => json!(s.problems),
+        "/api/dhcp/leases" => json!(*s.leases),
+        "/api/dhcp" => match &info.dhcp {
+            Some(h) => json!({
+                "status": *h.state.borrow(),
+                "stats": &*h.stats,
+                "leases": s.leases.len(),
+            }),
+            None => json!({"status": {"state": "off"}}),
+        },
         "/api/rawdata" => json!({
             "routers": routers(s),
             "services": services(s),

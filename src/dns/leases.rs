@@ -1,15 +1,11 @@
-//! The source of DHCP names for the local zone: whoever hands out leases (the DHCP server of the
-//! `net` part, once it exists) publishes the whole current set of `hostname → address` pairs on
-//! a [`LeaseFeed`]; the DNS zone task rebuilds the zone from it, as it does from a new snapshot.
-//!
-//! A watch channel, so a burst of lease changes coalesces into one rebuild and the publisher
-//! never waits for DNS. This module only carries names: it does not validate host names (the
-//! zone does: they come from the network) and holds no lease state of its own.
+//! The DHCP names of the local zone: the snapshot's leases (which the dhcp provider feeds
+//! through the assembler, like every other source) as `hostname → address` pairs. This module
+//! only carries names: it does not validate host names (the zone does: they come from the
+//! network) and holds no lease state of its own.
 
 use std::net::IpAddr;
-use std::sync::Arc;
 
-use tokio::sync::watch;
+use crate::dynamic::Lease;
 
 /// One name a lease publishes: `hostname.<zone>` (and the plain `hostname`) → `addr`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,47 +22,13 @@ impl LeaseName {
             addr,
         }
     }
-}
 
-/// Where the DHCP side publishes its names; cheap to clone.
-#[derive(Clone, Debug)]
-pub struct LeaseFeed {
-    tx: Arc<watch::Sender<Arc<Vec<LeaseName>>>>,
-}
-
-impl Default for LeaseFeed {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl LeaseFeed {
-    /// A feed with no names yet.
-    pub fn new() -> Self {
-        let (tx, _) = watch::channel(Arc::new(Vec::new()));
-        LeaseFeed { tx: Arc::new(tx) }
-    }
-
-    /// Replace the whole set of lease names (a no-op when nothing changed).
-    pub fn publish(&self, names: Vec<LeaseName>) {
-        self.tx.send_if_modified(|current| {
-            if **current == names {
-                false
-            } else {
-                *current = Arc::new(names);
-                true
-            }
-        });
-    }
-
-    /// The current names.
-    pub fn current(&self) -> Arc<Vec<LeaseName>> {
-        Arc::clone(&self.tx.borrow())
-    }
-
-    /// Follow changes.
-    pub fn subscribe(&self) -> watch::Receiver<Arc<Vec<LeaseName>>> {
-        self.tx.subscribe()
+    /// The names of `leases` that have a host name.
+    pub fn of(leases: &[Lease]) -> Vec<LeaseName> {
+        (leases.iter())
+            .filter(|l| !l.hostname.is_empty())
+            .map(|l| LeaseName::new(&l.hostname, IpAddr::V4(l.address)))
+            .collect()
     }
 }
 
@@ -75,16 +37,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn publishes_only_changes() {
-        let feed = LeaseFeed::new();
-        let mut rx = feed.subscribe();
-        assert!(feed.current().is_empty());
-        let names = vec![LeaseName::new("pc", IpAddr::from([10, 0, 0, 9]))];
-        feed.publish(names.clone());
-        assert!(rx.has_changed().unwrap_or(false));
-        rx.borrow_and_update();
-        feed.publish(names.clone());
-        assert!(!rx.has_changed().unwrap_or(true));
-        assert_eq!(*feed.current(), names);
+    fn only_leases_with_a_name_publish_one() {
+        let lease = |name: &str, last: u8| Lease {
+            address: [10, 0, 0, last].into(),
+            mac: "52:54:00:00:00:01".into(),
+            hostname: name.into(),
+            expires: 1,
+        };
+        let names = LeaseName::of(&[lease("pc", 9), lease("", 10)]);
+        assert_eq!(names, [LeaseName::new("pc", IpAddr::from([10, 0, 0, 9]))]);
     }
 }

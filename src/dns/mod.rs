@@ -4,7 +4,7 @@
 //! rebind protection) and serve-stale for offline uplinks.
 //!
 //! Parts: `wire` (hickory-proto at the edge), `zone` (the immutable local zone), `leases` (the
-//! DHCP name source), `cache`, `upstream` (asking servers), `filter` (dnsmasq's ranges),
+//! snapshot's DHCP leases as names), `cache`, `upstream` (asking servers), `filter` (dnsmasq's ranges),
 //! `handler` (the query path, phases written down there), `server` (sockets and loops),
 //! `querylog`. [`start`] wires them on the caller's runtime; the zone task rebuilds the zone when
 //! a new snapshot or new lease names arrive and swaps it whole, so queries never wait for an
@@ -40,7 +40,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 pub use handler::{Resolver, Stats};
-pub use leases::{LeaseFeed, LeaseName};
+pub use leases::LeaseName;
 pub use zone::{LocalZone, ZoneSpec};
 
 use crate::config;
@@ -109,7 +109,6 @@ fn serial_base() -> u32 {
 pub fn start(
     cfg: &config::Dns,
     store: &Store,
-    leases: &LeaseFeed,
     stop: &watch::Receiver<bool>,
     tasks: &mut JoinSet<()>,
 ) -> Result<Started, DnsError> {
@@ -134,7 +133,7 @@ pub fn start(
     let serial = serial_base();
     let snapshot = store.load();
     let resolver = Arc::new(Resolver::new(
-        LocalZone::build(&spec, &snapshot.hosts, &leases.current(), serial),
+        LocalZone::build(&spec, &snapshot.hosts, &LeaseName::of(&snapshot.leases), serial),
         cache::Cache::new(cfg.cache_size, stale),
         cfg.cache_size,
         upstream::Upstreams::new(&upstreams, cfg.strict_order, cfg.upstream_timeout.to_std()),
@@ -152,7 +151,6 @@ pub fn start(
     tasks.spawn(zone_task(
         spec,
         store.subscribe(),
-        leases.subscribe(),
         Arc::clone(&resolver),
         serial,
         stop.clone(),
@@ -181,31 +179,29 @@ pub fn start(
     Ok(Started { addrs, resolver })
 }
 
-/// Rebuild the zone whenever the router host names or the lease names change; swap it whole.
+/// Rebuild the zone whenever the router host names or the leases change; swap it whole.
 async fn zone_task(
     spec: ZoneSpec,
     mut snapshots: watch::Receiver<Arc<crate::dynamic::Snapshot>>,
-    mut leases: watch::Receiver<Arc<Vec<LeaseName>>>,
     resolver: Arc<Resolver>,
     mut serial: u32,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut hosts: BTreeSet<String> = snapshots.borrow_and_update().hosts.clone();
-    let mut names: Arc<Vec<LeaseName>> = Arc::clone(&leases.borrow_and_update());
+    let first = Arc::clone(&snapshots.borrow_and_update());
+    let mut hosts: BTreeSet<String> = first.hosts.clone();
+    let mut leases = Arc::clone(&first.leases);
     loop {
         tokio::select! {
             r = snapshots.changed() => if r.is_err() { break },
-            r = leases.changed() => if r.is_err() { break },
             _ = stop.changed() => break,
         }
-        let new_hosts = snapshots.borrow_and_update().hosts.clone();
-        let new_names = Arc::clone(&leases.borrow_and_update());
-        if new_hosts == hosts && new_names == names {
+        let snap = Arc::clone(&snapshots.borrow_and_update());
+        if snap.hosts == hosts && Arc::ptr_eq(&snap.leases, &leases) {
             continue;
         }
-        (hosts, names) = (new_hosts, new_names);
+        (hosts, leases) = (snap.hosts.clone(), Arc::clone(&snap.leases));
         serial = serial.wrapping_add(1);
-        let zone = LocalZone::build(&spec, &hosts, &names, serial);
+        let zone = LocalZone::build(&spec, &hosts, &LeaseName::of(&leases), serial);
         tracing::debug!(names = zone.len(), serial, "dns: local zone updated");
         resolver.set_zone(zone);
     }

@@ -230,6 +230,7 @@ pub fn assemble(
     let mut problems = b.problems;
     problems.sort();
     problems.dedup();
+    let leases = merged_leases(fragments, prev);
     Snapshot {
         generation,
         tables,
@@ -238,6 +239,17 @@ pub fn assemble(
         routers: statuses,
         problems,
         hosts,
+        leases,
+    }
+}
+
+/// All fragments' leases in address order; the previous snapshot's list when equal.
+fn merged_leases(fragments: &BTreeMap<String, Fragment>, prev: Option<&Snapshot>) -> Arc<Vec<super::Lease>> {
+    let mut all: Vec<super::Lease> = fragments.values().flat_map(|f| f.leases.iter().cloned()).collect();
+    all.sort();
+    match prev {
+        Some(p) if *p.leases == all => Arc::clone(&p.leases),
+        _ => Arc::new(all),
     }
 }
 

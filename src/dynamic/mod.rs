@@ -30,6 +30,19 @@ pub struct Fragment {
     pub config: schema::DynamicConfig,
     /// Faults the provider found itself (a file that does not parse, a bad label...).
     pub problems: Vec<Problem>,
+    /// DHCP leases (the dhcp provider): their names join the local zone.
+    pub leases: Vec<Lease>,
+}
+
+/// One DHCP lease as the rest of boma sees it: the API lists it, DNS publishes its name.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct Lease {
+    pub address: std::net::Ipv4Addr,
+    pub mac: String,
+    /// The client's host label; empty when it gave none.
+    pub hostname: String,
+    /// Unix seconds.
+    pub expires: u64,
 }
 
 /// A fault in the configuration, shown on the dashboard and logged once.
@@ -83,6 +96,9 @@ pub struct Snapshot {
     pub problems: Vec<Problem>,
     /// Host names that routers answer for (from non-negated `Host` matchers), for DNS.
     pub hosts: BTreeSet<String>,
+    /// Every provider's DHCP leases, in address order (shared with the previous snapshot when
+    /// unchanged).
+    pub leases: Arc<Vec<Lease>>,
 }
 
 impl Snapshot {

@@ -32,6 +32,7 @@ fn frags(list: &[(&str, &str)]) -> BTreeMap<String, Fragment> {
                 Fragment {
                     config,
                     problems: Vec::new(),
+                    leases: Vec::new(),
                 },
             )
         })

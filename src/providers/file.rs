@@ -82,6 +82,7 @@ impl FileState {
         Fragment {
             config: merged,
             problems,
+            leases: Vec::new(),
         }
     }
 

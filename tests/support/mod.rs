@@ -236,6 +236,11 @@ impl Boma {
     /// Start boma with `static_toml` (`{dir}` is replaced by the temp dir) and, when given, a
     /// dynamic file written to `{dir}/dynamic.toml` first.
     pub fn start(static_toml: &str, dynamic: Option<&str>) -> Boma {
+        Self::start_in(None, static_toml, dynamic)
+    }
+
+    /// [`Boma::start`] inside the network namespace `netns` (`ip netns exec`) when given.
+    pub fn start_in(netns: Option<&str>, static_toml: &str, dynamic: Option<&str>) -> Boma {
         let dir = tempfile::tempdir().expect("tempdir");
         let d = dir.path().display().to_string();
         if let Some(dynamic) = dynamic {
@@ -244,7 +249,15 @@ impl Boma {
         let cfg = dir.path().join("boma.toml");
         std::fs::write(&cfg, static_toml.replace("{dir}", &d)).unwrap();
         let stderr_log = dir.path().join("stderr.log");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_boma"))
+        let mut cmd = match netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, env!("CARGO_BIN_EXE_boma")]);
+                c
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_boma")),
+        };
+        let mut child = cmd
             .arg("run")
             .arg("--config")
             .arg(&cfg)

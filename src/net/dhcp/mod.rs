@@ -83,7 +83,7 @@ pub enum State {
 }
 
 /// Where the server publishes what it does; cheap to clone.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct Handle {
     pub stats: Arc<Stats>,
     pub state: watch::Receiver<State>,
@@ -437,4 +437,48 @@ fn destination(msg: &Message<'_>, reply: &Reply<'_>, server_port: u16) -> Socket
         SocketAddrV4::new(Ipv4Addr::BROADCAST, client_port)
     };
     SocketAddr::V4(to)
+}
+
+impl ServerConfig {
+    /// The server `[lan]` and `[dhcp]` describe; `None` without both. The domain defaults to
+    /// the `[dns]` zone, and router and DNS server are the gateway's LAN address.
+    pub fn from_config(cfg: &crate::config::Config) -> Option<ServerConfig> {
+        let (lan, dhcp) = (cfg.lan.as_ref()?, cfg.dhcp.as_ref()?);
+        let net = lan.address;
+        let domain = (dhcp.domain.clone())
+            .or_else(|| cfg.dns.as_ref().map(|d| d.zone.clone()))
+            .unwrap_or_default();
+        let fixed = (dhcp.hosts.iter())
+            .filter_map(|h| {
+                Some(leases::Fixed {
+                    mac: h.mac_bytes()?,
+                    addr: h.address,
+                    name: h.name.clone(),
+                })
+            })
+            .collect();
+        let secs = |d: crate::config::Duration| d.to_std().as_secs();
+        Some(ServerConfig {
+            interface: lan.interface.clone(),
+            network: Network {
+                server_id: net.addr,
+                subnet_mask: net.mask(),
+                router: net.addr,
+                dns: net.addr,
+                broadcast: net.broadcast(),
+                domain,
+            },
+            pool: dhcp.pool(&net),
+            fixed,
+            times: leases::Times {
+                lease: secs(dhcp.lease_time),
+                offer_hold: 60,
+                decline: secs(dhcp.decline_time),
+            },
+            authoritative: dhcp.authoritative,
+            lease_file: dhcp.state_dir.join("leases"),
+            rogue_check: dhcp.rogue_check.then(|| dhcp.rogue_check_interval.to_std()),
+            port: 67,
+        })
+    }
 }

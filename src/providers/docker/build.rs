@@ -115,6 +115,7 @@ pub fn build(containers: &BTreeMap<String, Container>, s: &Settings) -> Fragment
             ..DynamicConfig::default()
         },
         problems,
+        leases: Vec::new(),
     }
 }
 

@@ -1,0 +1,193 @@
+//! The DHCP server with real clients: boma runs in a gateway network namespace and makes the
+//! LAN bridge itself; busybox `udhcpc` and ISC `dhclient` in client namespaces get addresses,
+//! router, DNS server, domain and lease time from it; their names resolve in the local zone;
+//! a static host gets its address; a restarted boma gives the same client the same lease; an
+//! exhausted pool gives no offer and no crash; garbage on port 67 is dropped; and a second DHCP
+//! server on the LAN (dnsmasq) stops boma from serving, visibly in the API.
+
+mod net_support;
+mod support;
+
+use std::time::Duration;
+
+use net_support::{Netns, cable, dhclient, udhcpc, wait_for};
+use support::Boma;
+
+const STATIC_MAC: &str = "52:54:00:be:ef:02";
+
+/// A gateway namespace with `n` client namespaces cabled to ports `p1..pn` of its future
+/// bridge `br0`.
+fn lan(n: usize) -> (Netns, Vec<Netns>) {
+    let gw = Netns::new("gw");
+    let clients: Vec<Netns> = (1..=n)
+        .map(|i| {
+            let c = Netns::new("cl");
+            let mac = if i == 2 { Some(STATIC_MAC) } else { None };
+            cable(&gw, &format!("p{i}"), &c, "eth0", mac);
+            c
+        })
+        .collect();
+    (gw, clients)
+}
+
+fn gateway_toml(ports: usize, range: (&str, &str), extra: &str) -> String {
+    let members: Vec<String> = (1..=ports).map(|i| format!("\"p{i}\"")).collect();
+    format!(
+        r#"
+[entryPoints.traefik]
+address = "127.0.0.1:0"
+[api]
+insecure = true
+
+[lan]
+interface = "br0"
+address = "10.77.0.1/24"
+bridge = [{}]
+
+[dhcp]
+range = ["{}", "{}"]
+lease_time = "1h"
+state_dir = "{{dir}}/state"
+rogue_check_interval = "2s"
+[[dhcp.hosts]]
+mac = "{STATIC_MAC}"
+address = "10.77.0.50"
+name = "printer"
+
+[dns]
+listen = ["0.0.0.0:53"]
+address = "auto"
+upstreams = []
+{extra}
+"#,
+        members.join(", "),
+        range.0,
+        range.1
+    )
+}
+
+/// GET an API path from inside the gateway namespace.
+fn api(gw: &Netns, boma: &Boma, path: &str) -> String {
+    let url = format!("http://{}{path}", boma.addr("traefik"));
+    let out = gw.try_exec(&["curl", "-sf", "--max-time", "5", &url]);
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn resolve(ns: &Netns, server: &str, name: &str) -> String {
+    let out = ns.try_exec(&["kdig", "+short", "+time=2", "+retry=1", &format!("@{server}"), name]);
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[test]
+fn real_clients_get_leases_names_and_keep_them_across_a_restart() {
+    let (gw, clients) = lan(2);
+    let toml = gateway_toml(2, ("10.77.0.100", "10.77.0.120"), "");
+    let boma = Boma::start_in(Some(&gw.name), &toml, None);
+    let dir = boma.dir.path().to_path_buf();
+
+    let a = udhcpc(&clients[0], "eth0", "alpha", &dir).expect("udhcpc gets a lease");
+    let last: u8 = a.ip.rsplit('.').next().and_then(|x| x.parse().ok()).unwrap_or(0);
+    assert!(a.ip.starts_with("10.77.0.") && (100..=120).contains(&last), "{a:?}");
+    assert_eq!((a.router.as_str(), a.dns.as_str()), ("10.77.0.1", "10.77.0.1"), "{a:?}");
+    assert_eq!((a.domain.as_str(), a.lease.as_str()), ("village.lan", "3600"), "{a:?}");
+    assert_eq!(a.server, "10.77.0.1");
+
+    let b = dhclient(&clients[1], "eth0", &dir).expect("dhclient gets a lease");
+    assert_eq!(b.ip, "10.77.0.50", "the static host gets its address: {b:?}");
+    assert_eq!((b.router.as_str(), b.domain.as_str()), ("10.77.0.1", "village.lan"));
+    assert_eq!(b.lease, "3600");
+
+    // Names: the client's own and the static host's, answered with the LAN address for the
+    // gateway's names (`address = "auto"`).
+    let alpha = wait_for(Duration::from_secs(5), || {
+        let r = resolve(&clients[1], "10.77.0.1", "alpha.village.lan");
+        (r == a.ip).then_some(r)
+    });
+    assert!(alpha.is_some(), "alpha.village.lan does not resolve to {}", a.ip);
+    let printer = wait_for(Duration::from_secs(5), || {
+        (resolve(&clients[0], "10.77.0.1", "printer.village.lan") == "10.77.0.50").then_some(())
+    });
+    assert!(printer.is_some(), "printer.village.lan");
+    assert_eq!(resolve(&clients[0], "10.77.0.1", "anything.village.lan"), "10.77.0.1");
+    let leases = api(&gw, &boma, "/api/dhcp/leases");
+    assert!(leases.contains("\"alpha\"") && leases.contains("52:54:00:be:ef:02"), "{leases}");
+
+    // The lease file is dnsmasq's format and survives a restart: the same client, the same
+    // address (asked for afresh by a new DISCOVER).
+    let file = std::fs::read_to_string(dir.join("state/leases")).expect("lease file");
+    assert!(file.lines().any(|l| l.contains(&a.ip) && l.contains(" alpha ")), "{file}");
+    let toml_dir = dir.clone();
+    drop(boma);
+    let toml = gateway_toml(2, ("10.77.0.100", "10.77.0.120"), "")
+        .replace("{dir}", &toml_dir.display().to_string());
+    clients[0].exec(&["ip", "addr", "flush", "dev", "eth0"]);
+    let boma = Boma::start_in(Some(&gw.name), &toml, None);
+    let again = udhcpc(&clients[0], "eth0", "alpha", boma.dir.path()).expect("lease after restart");
+    assert_eq!(again.ip, a.ip, "a restarted boma gives the same lease");
+    let again_name = wait_for(Duration::from_secs(5), || {
+        (resolve(&clients[1], "10.77.0.1", "alpha.village.lan") == a.ip).then_some(())
+    });
+    assert!(again_name.is_some(), "the restored lease's name resolves");
+    drop(toml_dir);
+}
+
+#[test]
+fn exhausted_pool_gives_nothing_and_garbage_is_dropped() {
+    let (gw, clients) = lan(3);
+    let toml = gateway_toml(3, ("10.77.0.100", "10.77.0.100"), "");
+    let boma = Boma::start_in(Some(&gw.name), &toml, None);
+    let dir = boma.dir.path().to_path_buf();
+    let first = udhcpc(&clients[0], "eth0", "one", &dir).expect("the only address");
+    assert_eq!(first.ip, "10.77.0.100");
+    // Garbage, a truncated packet and a BOOTREPLY to port 67: dropped, counted, no crash.
+    let mut reply = vec![0u8; 300];
+    reply[0] = 2;
+    for (i, payload) in [vec![0u8], vec![1, 1, 6, 0, 0, 0, 0, 0], reply].iter().enumerate() {
+        let path = dir.join(format!("garbage{i}"));
+        std::fs::write(&path, payload).expect("write");
+        let from = format!("OPEN:{}", path.display());
+        clients[0].exec(&["socat", "-u", &from, "UDP4-DATAGRAM:10.77.0.1:67"]);
+    }
+    assert!(udhcpc(&clients[2], "eth0", "three", &dir).is_none(), "no second address in a pool of one");
+    // The first client still renews; the server is alive.
+    let renewed = udhcpc(&clients[0], "eth0", "one", &dir).expect("renewal");
+    assert_eq!(renewed.ip, first.ip);
+    let stats = api(&gw, &boma, "/api/dhcp");
+    assert!(stats.contains("\"malformed\":3") || stats.contains("\"malformed\": 3"), "{stats}");
+    assert!(stats.contains("\"exhausted\""), "{stats}");
+}
+
+#[test]
+fn another_dhcp_server_on_the_lan_stops_boma() {
+    let (gw, clients) = lan(2);
+    // Port p2 goes to a rogue namespace running dnsmasq instead of a client.
+    let rogue = &clients[1];
+    rogue.exec(&["ip", "addr", "add", "10.77.0.2/24", "dev", "eth0"]);
+    let mut dnsmasq = rogue
+        .command("dnsmasq")
+        .args(["-d", "-C", "/dev/null", "-p", "0", "-i", "eth0", "--bind-interfaces"])
+        .args(["--dhcp-range=10.77.0.200,10.77.0.210,1h", "--dhcp-leasefile=/dev/null"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("dnsmasq");
+    let toml = gateway_toml(2, ("10.77.0.100", "10.77.0.120"), "");
+    let boma = Boma::start_in(Some(&gw.name), &toml, None);
+    let problems = wait_for(Duration::from_secs(10), || {
+        let p = api(&gw, &boma, "/api/problems");
+        p.contains("another DHCP server (10.77.0.2)").then_some(p)
+    });
+    assert!(problems.is_some(), "the API shows the rogue server: {}", api(&gw, &boma, "/api/problems"));
+    let dir = boma.dir.path().to_path_buf();
+    let got = udhcpc(&clients[0], "eth0", "victim", &dir).expect("a lease from dnsmasq");
+    assert_eq!(got.server, "10.77.0.2", "only the other server answered: {got:?}");
+    // Once it is gone, boma serves.
+    let _ = dnsmasq.kill();
+    let _ = dnsmasq.wait();
+    let served = wait_for(Duration::from_secs(15), || {
+        clients[0].exec(&["ip", "addr", "flush", "dev", "eth0"]);
+        udhcpc(&clients[0], "eth0", "victim", &dir).filter(|l| l.server == "10.77.0.1")
+    });
+    assert!(served.is_some(), "boma serves once the other server is gone");
+    assert!(!api(&gw, &boma, "/api/problems").contains("another DHCP server"));
+}
