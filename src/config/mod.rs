@@ -24,6 +24,8 @@ mod tests;
 mod tests_docker;
 #[cfg(test)]
 mod tests_dynamic;
+#[cfg(test)]
+mod tests_net;
 
 use std::collections::BTreeMap;
 use std::path::Path;

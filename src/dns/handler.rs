@@ -102,6 +102,9 @@ pub struct Resolver {
     policy: Policy,
     log: Option<QueryLog>,
     in_flight: Arc<Semaphore>,
+    /// Interface subnets for `address = "auto"`; `None` when answers use the configured
+    /// addresses.
+    interfaces: ArcSwap<Option<Vec<(std::net::Ipv4Addr, u8)>>>,
     pub stats: Stats,
 }
 
@@ -123,6 +126,7 @@ impl Resolver {
             policy,
             log,
             in_flight: Arc::new(Semaphore::new(max_in_flight.max(1))),
+            interfaces: ArcSwap::from_pointee(None),
             stats: Stats::default(),
         }
     }
@@ -135,6 +139,31 @@ impl Resolver {
     /// Replace the zone (the zone task does, on a new snapshot or new leases).
     pub fn set_zone(&self, zone: LocalZone) {
         self.zone.store(Arc::new(zone));
+    }
+
+    /// With `[dns] address = "auto"`: the host's IPv4 interface subnets (address, prefix), kept
+    /// current by the gateway from netlink.
+    pub fn set_interfaces(&self, subnets: Vec<(std::net::Ipv4Addr, u8)>) {
+        self.interfaces.store(Arc::new(Some(subnets)));
+    }
+
+    /// The gateway's address for a client with `auto`: the address of the interface whose
+    /// subnet holds the client (the interface the query came in on), loopback for loopback.
+    fn gateway_for(&self, client: std::net::IpAddr) -> Option<Vec<std::net::IpAddr>> {
+        let guard = self.interfaces.load();
+        let subnets = guard.as_ref().as_ref()?;
+        let client = match client {
+            std::net::IpAddr::V4(v4) => v4,
+            std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped()?,
+        };
+        if client.is_loopback() {
+            return Some(vec![std::net::Ipv4Addr::LOCALHOST.into()]);
+        }
+        let (addr, _) = subnets.iter().find(|(addr, prefix)| {
+            let mask = u32::MAX.checked_shl(32 - u32::from(*prefix)).unwrap_or(0);
+            *prefix > 0 && u32::from(*addr) & mask == u32::from(client) & mask
+        })?;
+        Some(vec![(*addr).into()])
     }
 
     /// Phases 1–5 for one packet received at `now`.
@@ -167,7 +196,9 @@ impl Resolver {
             let refused = Reply::error(ResponseCode::Refused);
             return self.reply(&q, client, t, now, Source::Policy, &refused);
         }
-        if let Some(local) = self.zone.load().lookup(&q.lower, q.query.name(), q.qtype()) {
+        let gateway = self.gateway_for(client.ip());
+        let zone = self.zone.load();
+        if let Some(local) = zone.lookup(&q.lower, q.query.name(), q.qtype(), gateway.as_deref()) {
             bump(&self.stats.local);
             let reply = Reply {
                 rcode: local.rcode,

@@ -137,8 +137,8 @@ impl LocalZone {
         for host in router_hosts {
             let Some(name) = fqdn(host) else { continue };
             if origin.zone_of(&name) {
-                let addrs = spec.addrs.clone();
-                zone.add(name, &addrs, false);
+                // No addresses of its own: "the gateway", resolved per query.
+                zone.add(name, &[], false);
             }
         }
         // DHCP names last: a client cannot take a service's or a static name.
@@ -189,14 +189,25 @@ impl LocalZone {
 
     /// The answer to `qname` (lower case) / `qtype`, or `None` when the name is not local and
     /// may be forwarded. `owner` is the name as asked (answers echo its case).
-    pub fn lookup(&self, qname: &Name, owner: &Name, qtype: RecordType) -> Option<LocalAnswer> {
+    ///
+    /// `gateway` replaces the spec's addresses for the gateway's own names (apex, wildcard, router
+    /// names): the receiving interface's address with `[dns] address = "auto"`.
+    pub fn lookup(
+        &self,
+        qname: &Name,
+        owner: &Name,
+        qtype: RecordType,
+        gateway: Option<&[IpAddr]>,
+    ) -> Option<LocalAnswer> {
         let origin = &self.spec.origin;
         let in_zone = origin.zone_of(qname);
+        let gateway = gateway.unwrap_or(&self.spec.addrs);
         if let Some(ips) = self.names.get(qname) {
+            let ips = if ips.is_empty() { gateway } else { ips };
             return Some(self.addresses(owner, ips, qtype, in_zone));
         }
         if qname == origin {
-            let mut answer = self.addresses(owner, &self.spec.addrs, qtype, true);
+            let mut answer = self.addresses(owner, gateway, qtype, true);
             let extra = match qtype {
                 RecordType::SOA => vec![self.soa.clone()],
                 RecordType::NS => vec![self.ns(owner)],
@@ -211,7 +222,7 @@ impl LocalZone {
         }
         if in_zone {
             if self.spec.wildcard || *qname == self.ns_name {
-                return Some(self.addresses(owner, &self.spec.addrs, qtype, true));
+                return Some(self.addresses(owner, gateway, qtype, true));
             }
             return Some(LocalAnswer {
                 rcode: ResponseCode::NXDomain,
@@ -322,7 +333,7 @@ mod tests {
         t: RecordType,
     ) -> Option<(ResponseCode, Vec<String>, Vec<RecordType>)> {
         let n = name(q);
-        z.lookup(&n, &n, t).map(|a| {
+        z.lookup(&n, &n, t, None).map(|a| {
             (
                 a.rcode,
                 a.answers
@@ -431,7 +442,7 @@ mod tests {
         let z = zone(true);
         let asked = Name::from_ascii("PrInTeR.Village.LAN.").expect("name");
         let a = z
-            .lookup(&asked.to_lowercase(), &asked, RecordType::A)
+            .lookup(&asked.to_lowercase(), &asked, RecordType::A, None)
             .expect("local");
         assert_eq!(a.answers[0].name.to_string(), "PrInTeR.Village.LAN.");
         assert_eq!(z, zone(true));
