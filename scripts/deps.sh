@@ -20,6 +20,13 @@ command -v dockerd >/dev/null || need_apt+=(docker.io)
 # A TLS front for the engine (client certificates) in the remote-engine test.
 command -v socat >/dev/null || need_apt+=(socat)
 command -v openssl >/dev/null || need_apt+=(openssl)
+# The router tests: network namespaces (iproute2), real DHCP clients (busybox udhcpc, ISC
+# dhclient), nft to read boma's table back, ping.
+command -v ip >/dev/null || need_apt+=(iproute2)
+command -v busybox >/dev/null || need_apt+=(busybox)
+command -v dhclient >/dev/null || [ -x /usr/sbin/dhclient ] || need_apt+=(isc-dhcp-client)
+command -v nft >/dev/null || [ -x /usr/sbin/nft ] || need_apt+=(nftables)
+command -v ping >/dev/null || need_apt+=(iputils-ping)
 
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "deps: installing ${need_apt[*]}"

@@ -51,6 +51,8 @@ pub enum StartError {
     AccessLog(String),
     #[error("provider {name}: {message}")]
     Provider { name: String, message: String },
+    #[error("network set-up: {0}")]
+    Net(#[from] net::NetError),
 }
 
 /// A listener that is bound and about to serve, as printed at start-up.
@@ -73,6 +75,8 @@ pub struct Gateway {
     pub workers: usize,
     /// The DHCP server's leases, state and counters, when `[lan]` and `[dhcp]` are configured.
     pub dhcp: Option<net::dhcp::Handle>,
+    /// What the network set-up must undo at shutdown (boma's nftables table).
+    network: Option<net::setup::Network>,
     /// The DNS server's query path (counters), when `[dns]` is configured.
     pub dns: Option<Arc<dns::Resolver>>,
     stop: watch::Sender<bool>,
@@ -93,6 +97,8 @@ impl Gateway {
         let (stop, stop_rx) = watch::channel(false);
         let store = Store::new();
         let mut tasks = JoinSet::new();
+        // The LAN (and a static WAN) first: DNS and entrypoints may listen on its address.
+        net::setup::links_up(cfg).await?;
         let mut listening = Vec::new();
         let limits = &cfg.limits;
         let workers = match limits.workers {
@@ -287,18 +293,40 @@ impl Gateway {
                 });
             }
         }
+        // Forwarding and boma's nftables table, now that the redirect targets are bound; the
+        // WAN DHCP client; the interface addresses `[dns] address = "auto"` answers with.
+        let ports = net::setup::Ports {
+            dns: listening
+                .iter()
+                .find(|l| l.what == "dns")
+                .map(|l| l.addr.port()),
+            http: (cfg.nat.as_ref())
+                .and_then(|n| listening.iter().find(|l| l.name == n.http_entry_point))
+                .map(|l| l.addr.port()),
+        };
+        let network = Some(net::setup::firewall_up(cfg, ports)?);
+        net::setup::spawn_wan_dhcp(cfg, &mut tasks, stop_rx.clone());
+        if let (Some(resolver), true) = (&dns, cfg.dns.as_ref().is_some_and(|d| d.auto_address())) {
+            let resolver = Arc::clone(resolver);
+            net::setup::follow_addresses(&mut tasks, stop_rx.clone(), move |subnets| {
+                resolver.set_interfaces(subnets)
+            });
+        }
+
         // The DHCP server and the provider that feeds its leases to the assembler.
-        let dhcp = dhcp_server.zip(dhcp_channels).map(|(server, (channels, handle))| {
-            let interface = server.interface.clone();
-            tasks.spawn(net::dhcp::run(server, channels, stop_rx.clone()));
-            tasks.spawn(providers::dhcp::run(
-                handle.clone(),
-                interface,
-                frag_tx.clone(),
-                stop_rx.clone(),
-            ));
-            handle
-        });
+        let dhcp = dhcp_server
+            .zip(dhcp_channels)
+            .map(|(server, (channels, handle))| {
+                let interface = server.interface.clone();
+                tasks.spawn(net::dhcp::run(server, channels, stop_rx.clone()));
+                tasks.spawn(providers::dhcp::run(
+                    handle.clone(),
+                    interface,
+                    frag_tx.clone(),
+                    stop_rx.clone(),
+                ));
+                handle
+            });
         drop(frag_tx);
 
         Ok(Gateway {
@@ -306,6 +334,7 @@ impl Gateway {
             store,
             workers,
             dhcp,
+            network,
             dns,
             stop,
             tasks,
@@ -318,6 +347,9 @@ impl Gateway {
     /// Stop accepting, drain in-flight requests up to the grace period, stop every task.
     pub async fn shutdown(mut self) {
         let _ = self.stop.send(true);
+        if let Some(network) = self.network.take() {
+            network.down();
+        }
         let grace = self.grace + Duration::from_secs(1);
         let all = async { while self.tasks.join_next().await.is_some() {} };
         if tokio::time::timeout(grace, all).await.is_err() {

@@ -145,9 +145,10 @@ impl<'de> Deserialize<'de> for AnswerAddr {
         if s.trim().eq_ignore_ascii_case("auto") {
             return Ok(AnswerAddr::Auto);
         }
-        s.trim().parse().map(AnswerAddr::Ip).map_err(|_| {
-            serde::de::Error::custom(format!("`{s}` is not an IP address or `auto`"))
-        })
+        s.trim()
+            .parse()
+            .map(AnswerAddr::Ip)
+            .map_err(|_| serde::de::Error::custom(format!("`{s}` is not an IP address or `auto`")))
     }
 }
 

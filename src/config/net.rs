@@ -26,7 +26,9 @@ pub struct Ipv4Cidr {
 impl Ipv4Cidr {
     /// The network mask (`/24` → 255.255.255.0).
     pub fn mask(&self) -> Ipv4Addr {
-        let bits = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
+        let bits = u32::MAX
+            .checked_shl(32 - u32::from(self.prefix))
+            .unwrap_or(0);
         Ipv4Addr::from(bits)
     }
 
@@ -47,8 +49,7 @@ impl Ipv4Cidr {
 
     /// Whether `ip` is a host address of the subnet (not its network or broadcast address).
     pub fn is_host(&self, ip: Ipv4Addr) -> bool {
-        self.contains(ip)
-            && (self.prefix >= 31 || (ip != self.network() && ip != self.broadcast()))
+        self.contains(ip) && (self.prefix >= 31 || (ip != self.network() && ip != self.broadcast()))
     }
 }
 
@@ -408,7 +409,10 @@ impl Check<'_> {
                     format!("the range holds more than {MAX_POOL} addresses"),
                 );
             } else if (first..=last).contains(&net.addr) && first == last {
-                self.value(&["dhcp", "range"], "the range is only the gateway's address");
+                self.value(
+                    &["dhcp", "range"],
+                    "the range is only the gateway's address",
+                );
             }
         }
         if dhcp.lease_time.to_std().as_secs() < 120 {
@@ -419,7 +423,10 @@ impl Check<'_> {
         if let Some(domain) = &dhcp.domain
             && !super::is_domain_name(domain)
         {
-            self.value(&["dhcp", "domain"], format!("`{domain}` is not a domain name"));
+            self.value(
+                &["dhcp", "domain"],
+                format!("`{domain}` is not a domain name"),
+            );
         }
         self.dhcp_hosts(dhcp, net);
     }

@@ -8,7 +8,10 @@ use super::*;
 fn problems(src: &str) -> Vec<String> {
     match parse(src, Path::new("boma.toml")) {
         Ok(_) => panic!("expected problems"),
-        Err(e) => e.iter().map(|e| format!("{}:{}: {}", e.line, e.col, e.message)).collect(),
+        Err(e) => e
+            .iter()
+            .map(|e| format!("{}:{}: {}", e.line, e.col, e.message))
+            .collect(),
     }
 }
 
@@ -17,8 +20,14 @@ fn the_documented_gateway_and_its_defaults() {
     let c = parse(include_str!("../../docs/boma.example.toml"), Path::new("x")).expect("parses");
     let lan = c.lan.expect("[lan]");
     assert_eq!(lan.address.to_string(), "192.168.1.1/24");
-    assert_eq!(lan.address.mask(), std::net::Ipv4Addr::new(255, 255, 255, 0));
-    assert_eq!(lan.address.broadcast(), std::net::Ipv4Addr::new(192, 168, 1, 255));
+    assert_eq!(
+        lan.address.mask(),
+        std::net::Ipv4Addr::new(255, 255, 255, 0)
+    );
+    assert_eq!(
+        lan.address.broadcast(),
+        std::net::Ipv4Addr::new(192, 168, 1, 255)
+    );
     let dhcp = c.dhcp.expect("[dhcp]");
     assert_eq!(dhcp, Dhcp::default());
     assert_eq!(
@@ -28,7 +37,10 @@ fn the_documented_gateway_and_its_defaults() {
     assert_eq!(c.nat, Some(Nat::default()));
     assert_eq!(c.wan.map(|w| w.mode), Some(WanMode::Dhcp));
     let small: Ipv4Cidr = "10.0.0.1/29".parse().expect("cidr");
-    assert_eq!(Dhcp::default().pool(&small), ([10, 0, 0, 1].into(), [10, 0, 0, 6].into()));
+    assert_eq!(
+        Dhcp::default().pool(&small),
+        ([10, 0, 0, 1].into(), [10, 0, 0, 6].into())
+    );
 }
 
 #[test]
@@ -71,19 +83,35 @@ redirect_http = true
         "21:17: `redirect_http` goes to entry point `web`",
     ];
     for e in expect {
-        assert!(found.iter().any(|f| f.starts_with(e) || f.contains(e)), "missing {e}\n{found:#?}");
+        assert!(
+            found.iter().any(|f| f.starts_with(e) || f.contains(e)),
+            "missing {e}\n{found:#?}"
+        );
     }
 }
 
 #[test]
 fn dhcp_and_nat_need_a_lan_and_auto_stands_alone() {
     let found = problems("[dhcp]\n[nat]\nmasquerade = false\nredirect_dns = false\n");
-    assert!(found.iter().any(|f| f.starts_with("1:2: [dhcp] needs a [lan]")), "{found:#?}");
-    assert!(found.iter().any(|f| f.starts_with("2:2: [nat] needs a [lan]")), "{found:#?}");
+    assert!(
+        found
+            .iter()
+            .any(|f| f.starts_with("1:2: [dhcp] needs a [lan]")),
+        "{found:#?}"
+    );
+    assert!(
+        found
+            .iter()
+            .any(|f| f.starts_with("2:2: [nat] needs a [lan]")),
+        "{found:#?}"
+    );
     let c = parse("[dns]\naddress = \"auto\"\n", Path::new("x")).expect("auto alone");
     assert!(c.dns.expect("dns").auto_address());
     let found = problems("[dns]\naddress = [\"auto\", \"10.0.0.1\"]\n");
     assert!(found[0].contains("`auto` stands alone"), "{found:#?}");
     let found = problems("[lan]\ninterface = \"eth0\"\naddress = \"10.0.0.1/33\"\n");
-    assert!(found[0].starts_with("3:11:") && found[0].contains("prefix"), "{found:#?}");
+    assert!(
+        found[0].starts_with("3:11:") && found[0].contains("prefix"),
+        "{found:#?}"
+    );
 }

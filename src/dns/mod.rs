@@ -133,7 +133,12 @@ pub fn start(
     let serial = serial_base();
     let snapshot = store.load();
     let resolver = Arc::new(Resolver::new(
-        LocalZone::build(&spec, &snapshot.hosts, &LeaseName::of(&snapshot.leases), serial),
+        LocalZone::build(
+            &spec,
+            &snapshot.hosts,
+            &LeaseName::of(&snapshot.leases),
+            serial,
+        ),
         cache::Cache::new(cfg.cache_size, stale),
         cfg.cache_size,
         upstream::Upstreams::new(&upstreams, cfg.strict_order, cfg.upstream_timeout.to_std()),

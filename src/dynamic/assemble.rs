@@ -244,8 +244,14 @@ pub fn assemble(
 }
 
 /// All fragments' leases in address order; the previous snapshot's list when equal.
-fn merged_leases(fragments: &BTreeMap<String, Fragment>, prev: Option<&Snapshot>) -> Arc<Vec<super::Lease>> {
-    let mut all: Vec<super::Lease> = fragments.values().flat_map(|f| f.leases.iter().cloned()).collect();
+fn merged_leases(
+    fragments: &BTreeMap<String, Fragment>,
+    prev: Option<&Snapshot>,
+) -> Arc<Vec<super::Lease>> {
+    let mut all: Vec<super::Lease> = fragments
+        .values()
+        .flat_map(|f| f.leases.iter().cloned())
+        .collect();
     all.sort();
     match prev {
         Some(p) if *p.leases == all => Arc::clone(&p.leases),

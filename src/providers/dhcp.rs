@@ -100,7 +100,11 @@ mod tests {
         assert_eq!(f.leases[0].mac, "52:54:00:00:00:01");
         assert_eq!(f.leases[0].hostname, "laptop");
         assert_eq!(f.problems.len(), 1);
-        assert!(f.problems[0].message.contains("10.9.0.2"), "{:?}", f.problems);
+        assert!(
+            f.problems[0].message.contains("10.9.0.2"),
+            "{:?}",
+            f.problems
+        );
         assert!(fragment(&[], &State::Serving, "x").problems.is_empty());
     }
 }

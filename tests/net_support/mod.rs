@@ -75,19 +75,38 @@ impl Netns {
 impl Drop for Netns {
     fn drop(&mut self) {
         // Kill whatever still runs in it (clients, servers), then delete it.
-        if let Ok(out) = Command::new("ip").args(["netns", "pids", &self.name]).output() {
+        if let Ok(out) = Command::new("ip")
+            .args(["netns", "pids", &self.name])
+            .output()
+        {
             for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
                 let _ = Command::new("kill").args(["-9", pid]).status();
             }
         }
-        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
     }
 }
 
 /// A veth cable: `a_if` in `a`, `b_if` in `b` (with `b_mac` when given), both up.
 pub fn cable(a: &Netns, a_if: &str, b: &Netns, b_if: &str, b_mac: Option<&str>) {
-    let tmp = format!("t{}x{}", std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed));
-    sh(&["ip", "link", "add", &tmp, "type", "veth", "peer", "name", &format!("{tmp}p")]);
+    let tmp = format!(
+        "t{}x{}",
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::Relaxed)
+    );
+    sh(&[
+        "ip",
+        "link",
+        "add",
+        &tmp,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        &format!("{tmp}p"),
+    ]);
     sh(&["ip", "link", "set", &tmp, "netns", &a.name]);
     sh(&["ip", "link", "set", &format!("{tmp}p"), "netns", &b.name]);
     a.exec(&["ip", "link", "set", &tmp, "name", a_if]);
@@ -124,7 +143,8 @@ esac
 exit 0
 "#;
 
-/// dhclient's script: the same, from dhclient's `new_*` variables.
+/// dhclient's script: the same, from dhclient's `new_*` variables. dhclient runs its script
+/// with an environment of its own, so the output path is written into the script.
 const DHCLIENT_SCRIPT: &str = r#"#!/bin/sh
 case "$reason" in
   BOUND|RENEW|REBOOT|REBIND)
@@ -133,7 +153,7 @@ case "$reason" in
     [ -n "$new_routers" ] && ip route replace default via "$new_routers"
     printf 'ip=%s\nrouter=%s\ndns=%s\ndomain=%s\nlease=%s\nserver=%s\n' \
       "$new_ip_address" "$new_routers" "$new_domain_name_servers" "$new_domain_name" \
-      "$new_dhcp_lease_time" "$new_dhcp_server_identifier" > "$BOMA_OUT" ;;
+      "$new_dhcp_lease_time" "$new_dhcp_server_identifier" > "BOMA_OUT" ;;
 esac
 exit 0
 "#;
@@ -173,7 +193,9 @@ pub fn udhcpc(ns: &Netns, iface: &str, hostname: &str, dir: &std::path::Path) ->
     let _ = std::fs::remove_file(&out);
     let status = ns
         .command("busybox")
-        .args(["udhcpc", "-f", "-q", "-n", "-t", "4", "-T", "1", "-i", iface, "-s", &script])
+        .args([
+            "udhcpc", "-f", "-q", "-n", "-t", "8", "-T", "1", "-i", iface, "-s", &script,
+        ])
         .args(["-x", &format!("hostname:{hostname}")])
         .env("BOMA_OUT", &out)
         .output()
@@ -186,15 +208,22 @@ pub fn udhcpc(ns: &Netns, iface: &str, hostname: &str, dir: &std::path::Path) ->
 
 /// ISC `dhclient` (one try, exits when bound) on `iface` in `ns`.
 pub fn dhclient(ns: &Netns, iface: &str, dir: &std::path::Path) -> Option<Leased> {
-    let script = write_script(dir, "dhclient.sh", DHCLIENT_SCRIPT);
     let out = dir.join(format!("dhclient-{}.env", ns.name));
+    let text = DHCLIENT_SCRIPT.replace("BOMA_OUT", &out.display().to_string());
+    let script = write_script(dir, &format!("dhclient-{}.sh", ns.name), &text);
     let leases = dir.join(format!("dhclient-{}.leases", ns.name));
     let pid = dir.join(format!("dhclient-{}.pid", ns.name));
     let _ = std::fs::remove_file(&out);
     let status = ns
         .command("timeout")
         .args(["20", "dhclient", "-1", "-sf", &script])
-        .args(["-lf", &leases.display().to_string(), "-pf", &pid.display().to_string(), iface])
+        .args([
+            "-lf",
+            &leases.display().to_string(),
+            "-pf",
+            &pid.display().to_string(),
+            iface,
+        ])
         .env("BOMA_OUT", &out)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())

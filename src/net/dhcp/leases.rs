@@ -57,9 +57,14 @@ enum Slot {
     Free,
     /// Never handed out dynamically: the gateway's address, a static host's address.
     Reserved,
-    Offered { key: Key, until: u64 },
+    Offered {
+        key: Key,
+        until: u64,
+    },
     Leased(Lease),
-    Declined { until: u64 },
+    Declined {
+        until: u64,
+    },
 }
 
 /// A static host as the table needs it.
@@ -102,9 +107,18 @@ pub struct Table {
 impl Table {
     /// A table for the pool `first..=last` (at most [`crate::config::MAX_POOL`] addresses),
     /// never handing out `gateway` or a static host's address dynamically.
-    pub fn new(first: Ipv4Addr, last: Ipv4Addr, gateway: Ipv4Addr, fixed: Vec<Fixed>, times: Times) -> Table {
+    pub fn new(
+        first: Ipv4Addr,
+        last: Ipv4Addr,
+        gateway: Ipv4Addr,
+        fixed: Vec<Fixed>,
+        times: Times,
+    ) -> Table {
         let (a, b) = (u32::from(first), u32::from(last));
-        let size = b.saturating_sub(a).saturating_add(1).min(crate::config::MAX_POOL) as usize;
+        let size = b
+            .saturating_sub(a)
+            .saturating_add(1)
+            .min(crate::config::MAX_POOL) as usize;
         let mut slots = vec![Slot::Free; size + fixed.len()].into_boxed_slice();
         for ip in std::iter::once(gateway).chain(fixed.iter().map(|f| f.addr)) {
             if let Some(i) = Self::pool_index(a, size, ip) {
@@ -202,16 +216,34 @@ impl Table {
 
     /// Pick the address to offer this client, and hold it for `offer_hold` seconds; `None` when
     /// the pool is exhausted.
-    pub fn offer(&mut self, mac: [u8; 6], key: &Key, requested: Option<Ipv4Addr>, now: u64) -> Option<Ipv4Addr> {
+    pub fn offer(
+        &mut self,
+        mac: [u8; 6],
+        key: &Key,
+        requested: Option<Ipv4Addr>,
+        now: u64,
+    ) -> Option<Ipv4Addr> {
         let i = self.choose(mac, key, requested, now)?;
         if !matches!(&self.slots[i], Slot::Leased(l) if l.key() == *key && l.expires > now) {
             let until = now + self.times.offer_hold;
-            self.take(i, Slot::Offered { key: key.clone(), until });
+            self.take(
+                i,
+                Slot::Offered {
+                    key: key.clone(),
+                    until,
+                },
+            );
         }
         Some(self.addr_of(i))
     }
 
-    fn choose(&self, mac: [u8; 6], key: &Key, requested: Option<Ipv4Addr>, now: u64) -> Option<usize> {
+    fn choose(
+        &self,
+        mac: [u8; 6],
+        key: &Key,
+        requested: Option<Ipv4Addr>,
+        now: u64,
+    ) -> Option<usize> {
         if let Some(f) = self.fixed_of(mac) {
             return Some(self.pool_size() + f);
         }
@@ -246,7 +278,11 @@ impl Table {
     /// `ours`: the request names this server (selecting) or names none.
     pub fn request(&mut self, req: Request<'_>, now: u64) -> Verdict {
         let Some(i) = self.index_of(req.ip) else {
-            return if req.authoritative { Verdict::Nak } else { Verdict::Ignore };
+            return if req.authoritative {
+                Verdict::Nak
+            } else {
+                Verdict::Ignore
+            };
         };
         // A static host gets only its own address, and its address is only its own.
         let fixed = self.fixed_of(req.mac);
@@ -269,7 +305,9 @@ impl Table {
         let lease = Lease {
             addr: req.ip,
             mac: req.mac,
-            client_id: req.client_id.and_then(|id| heapless::Vec::from_slice(id).ok()),
+            client_id: req
+                .client_id
+                .and_then(|id| heapless::Vec::from_slice(id).ok()),
             hostname: heapless::String::try_from(hostname.as_str()).unwrap_or_default(),
             expires: now + self.times.lease,
         };
@@ -302,7 +340,12 @@ impl Table {
             // A static host's address stays its own; forget the lease.
             self.take(i, Slot::Reserved);
         } else {
-            self.take(i, Slot::Declined { until: now + self.times.decline });
+            self.take(
+                i,
+                Slot::Declined {
+                    until: now + self.times.decline,
+                },
+            );
         }
         true
     }
@@ -388,8 +431,9 @@ pub struct Request<'a> {
 
 /// FNV-1a over the MAC: spreads clients over the pool, stable across restarts.
 fn mac_hash(mac: [u8; 6]) -> u32 {
-    mac.iter()
-        .fold(0x811c_9dc5u32, |h, b| (h ^ u32::from(*b)).wrapping_mul(0x0100_0193))
+    mac.iter().fold(0x811c_9dc5u32, |h, b| {
+        (h ^ u32::from(*b)).wrapping_mul(0x0100_0193)
+    })
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -399,13 +443,21 @@ fn hex(bytes: &[u8]) -> String {
 
 fn unhex(s: &str) -> Option<Vec<u8>> {
     s.split(':')
-        .map(|p| (p.len() == 2).then(|| u8::from_str_radix(p, 16).ok()).flatten())
+        .map(|p| {
+            (p.len() == 2)
+                .then(|| u8::from_str_radix(p, 16).ok())
+                .flatten()
+        })
         .collect()
 }
 
 /// `<expires> <mac> <ip> <hostname|*> <client-id|*>`, as dnsmasq writes it.
 fn format_line(l: &Lease) -> String {
-    let name = if l.hostname.is_empty() { "*" } else { l.hostname.as_str() };
+    let name = if l.hostname.is_empty() {
+        "*"
+    } else {
+        l.hostname.as_str()
+    };
     let id = l.client_id.as_deref().map_or_else(|| "*".to_string(), hex);
     format!("{} {} {} {} {}", l.expires, hex(&l.mac), l.addr, name, id)
 }

@@ -78,8 +78,12 @@ pub enum State {
     Starting,
     Serving,
     /// Another DHCP server answers on the LAN: boma does not serve until it is gone.
-    Refused { other: Ipv4Addr },
-    Failed { error: String },
+    Refused {
+        other: Ipv4Addr,
+    },
+    Failed {
+        error: String,
+    },
 }
 
 /// Where the server publishes what it does; cheap to clone.
@@ -169,7 +173,10 @@ pub async fn run(cfg: ServerConfig, ch: Channels, mut stop: watch::Receiver<bool
     let sock = match bind(&server.cfg.interface, server.cfg.port) {
         Ok(s) => s,
         Err(e) => {
-            let error = format!("cannot listen on {} port {}: {e}", server.cfg.interface, server.cfg.port);
+            let error = format!(
+                "cannot listen on {} port {}: {e}",
+                server.cfg.interface, server.cfg.port
+            );
             tracing::error!("dhcp: {error}");
             server.ch.state.send_replace(State::Failed { error });
             let _ = stop.changed().await;
@@ -316,7 +323,12 @@ impl Server {
     }
 
     /// One packet in, at most one reply out (bytes and destination).
-    fn handle(&mut self, packet: &[u8], from: SocketAddr, now: u64) -> Option<(Vec<u8>, SocketAddr)> {
+    fn handle(
+        &mut self,
+        packet: &[u8],
+        from: SocketAddr,
+        now: u64,
+    ) -> Option<(Vec<u8>, SocketAddr)> {
         let msg = match codec::parse(packet) {
             Ok(m) => m,
             Err(e) => {
@@ -396,7 +408,10 @@ impl Server {
             }
             MessageType::Decline => {
                 bump(&stats.declines);
-                if let Some(ip) = msg.requested_ip.filter(|_| msg.server_id == Some(net.server_id)) {
+                if let Some(ip) = msg
+                    .requested_ip
+                    .filter(|_| msg.server_id == Some(net.server_id))
+                {
                     tracing::warn!(%ip, mac = %leases::mac_string(&msg.chaddr), "dhcp: address declined (in use); kept out of the pool");
                     self.dirty |= self.table.decline(&key, ip, now);
                 }
@@ -426,7 +441,11 @@ impl Server {
 
 /// Where a reply goes (RFC 2131 §4.1, with the broadcast fallback the module docs explain).
 fn destination(msg: &Message<'_>, reply: &Reply<'_>, server_port: u16) -> SocketAddr {
-    let client_port = if server_port == 67 { 68 } else { server_port + 1 };
+    let client_port = if server_port == 67 {
+        68
+    } else {
+        server_port + 1
+    };
     let to = if !msg.giaddr.is_unspecified() {
         SocketAddrV4::new(msg.giaddr, server_port)
     } else if reply.kind == MessageType::Nak {

@@ -1,5 +1,5 @@
 //! The rogue-DHCP guard (beyond dnsmasq): before boma serves a LAN, and then at an interval, it
-//! sends a DISCOVER of its own on the LAN interface and listens two seconds for OFFERs from
+//! sends a DISCOVER of its own on the LAN interface and listens four seconds for OFFERs from
 //! servers other than itself. While one answers, the server does not serve, so a box plugged
 //! into the wrong port never takes over an existing network.
 //!
@@ -16,8 +16,9 @@ use tokio::sync::watch;
 use super::codec;
 
 const PROBE_PREFIX: [u8; 5] = [0x02, 0x62, 0x6f, 0x6d, 0x61];
-/// How long one probe listens for offers.
-const LISTEN: Duration = Duration::from_secs(2);
+/// How long one probe listens for offers: dnsmasq pings an address (up to 3 s) before it offers
+/// it the first time, so a shorter window misses it on its first probe.
+const LISTEN: Duration = Duration::from_secs(4);
 
 /// Whether a client hardware address is boma's probe.
 pub fn is_probe(mac: &[u8; 6]) -> bool {
@@ -41,8 +42,16 @@ fn bind(interface: &str, port: u16) -> std::io::Result<UdpSocket> {
 }
 
 /// One probe: the first server other than `own` that offers, if any.
-pub async fn probe_once(interface: &str, own: Ipv4Addr, server_port: u16) -> std::io::Result<Option<Ipv4Addr>> {
-    let client_port = if server_port == 67 { 68 } else { server_port + 1 };
+pub async fn probe_once(
+    interface: &str,
+    own: Ipv4Addr,
+    server_port: u16,
+) -> std::io::Result<Option<Ipv4Addr>> {
+    let client_port = if server_port == 67 {
+        68
+    } else {
+        server_port + 1
+    };
     let sock = bind(interface, client_port)?;
     let xid = random_u32();
     let mut mac = [0u8; 6];

@@ -34,7 +34,9 @@ fn net() -> Network {
 #[test]
 fn parses_a_request_with_every_option_boma_reads() {
     let duid = [255, 0, 0, 0, 1, 0, 2, 0, 0, 0xab, 0x11, 1, 2, 3, 4];
-    let mut opts = vec![53, 1, 3, 50, 4, 10, 9, 0, 100, 54, 4, 10, 9, 0, 1, 57, 2, 5, 220];
+    let mut opts = vec![
+        53, 1, 3, 50, 4, 10, 9, 0, 100, 54, 4, 10, 9, 0, 1, 57, 2, 5, 220,
+    ];
     opts.extend_from_slice(&[61, duid.len() as u8]);
     opts.extend_from_slice(&duid);
     opts.extend_from_slice(&[12, 9]);
@@ -59,12 +61,18 @@ fn fqdn_wins_over_hostname_in_both_encodings() {
     opts.extend_from_slice(b"phone");
     opts.extend_from_slice(&[3, b'l', b'a', b'n']);
     let buf = request(&opts);
-    assert_eq!(parse(&buf).expect("parses").host_label().as_deref(), Some("phone"));
+    assert_eq!(
+        parse(&buf).expect("parses").host_label().as_deref(),
+        Some("phone")
+    );
     // E flag clear: text.
     let mut opts = vec![53, 1, 1, 81, 12, 0x01, 0, 0];
     opts.extend_from_slice(b"tab.lan.");
     let buf = request(&opts);
-    assert_eq!(parse(&buf).expect("parses").host_label().as_deref(), Some("tab"));
+    assert_eq!(
+        parse(&buf).expect("parses").host_label().as_deref(),
+        Some("tab")
+    );
     // Invalid names are no name.
     let buf = request(&[53, 1, 1, 12, 4, b'a', b' ', b'b', b'!']);
     assert_eq!(parse(&buf).expect("parses").host_label(), None);
@@ -75,13 +83,37 @@ fn malformed_packets_say_why() {
     let good = request(&[53, 1, 1]);
     let cases: Vec<(Vec<u8>, Malformed)> = vec![
         (good[..100].to_vec(), Malformed::Truncated),
-        ({ let mut b = good.clone(); b[0] = 2; b }, Malformed::NotRequest),
-        ({ let mut b = good.clone(); b[2] = 8; b }, Malformed::NotEthernet),
-        ({ let mut b = good.clone(); b[236] = 0; b }, Malformed::NoMagic),
+        (
+            {
+                let mut b = good.clone();
+                b[0] = 2;
+                b
+            },
+            Malformed::NotRequest,
+        ),
+        (
+            {
+                let mut b = good.clone();
+                b[2] = 8;
+                b
+            },
+            Malformed::NotEthernet,
+        ),
+        (
+            {
+                let mut b = good.clone();
+                b[236] = 0;
+                b
+            },
+            Malformed::NoMagic,
+        ),
         (request(&[12, 1, b'x']), Malformed::NoMessageType),
         (request(&[53, 1, 2]), Malformed::WrongMessageType),
         (request(&[53, 2, 1, 1]), Malformed::BadOption(53)),
-        (request(&[53, 1, 3, 50, 3, 1, 2, 3]), Malformed::BadOption(50)),
+        (
+            request(&[53, 1, 3, 50, 3, 1, 2, 3]),
+            Malformed::BadOption(50),
+        ),
     ];
     for (buf, want) in cases {
         assert_eq!(parse(&buf), Err(want));
@@ -120,8 +152,15 @@ fn an_ack_carries_the_lan_and_smoltcp_reads_it_back() {
     assert_eq!(repr.router, Some(Ipv4Addr::new(10, 9, 0, 1)));
     assert_eq!(repr.subnet_mask, Some(Ipv4Addr::new(255, 255, 255, 0)));
     assert_eq!(repr.lease_duration, Some(3600));
-    assert_eq!((repr.renew_duration, repr.rebind_duration), (Some(1800), Some(3150)));
-    assert_eq!(repr.client_identifier, Some(EthernetAddress(MAC)), "client id echoed");
+    assert_eq!(
+        (repr.renew_duration, repr.rebind_duration),
+        (Some(1800), Some(3150))
+    );
+    assert_eq!(
+        repr.client_identifier,
+        Some(EthernetAddress(MAC)),
+        "client id echoed"
+    );
     let opts: Vec<(u8, Vec<u8>)> = raw_options(&out[OPTIONS_START..len])
         .map(|(c, d)| (c, d.to_vec()))
         .collect();
@@ -148,7 +187,9 @@ fn a_nak_has_no_lease_options() {
     };
     let mut out = vec![0u8; MAX_REPLY];
     let len = emit(&reply, &net(), &mut out).expect("emits");
-    let codes: Vec<u8> = raw_options(&out[OPTIONS_START..len]).map(|(c, _)| c).collect();
+    let codes: Vec<u8> = raw_options(&out[OPTIONS_START..len])
+        .map(|(c, _)| c)
+        .collect();
     assert_eq!(codes, [53, 54, 56]);
 }
 
@@ -169,6 +210,9 @@ fn the_probe_and_an_offer() {
     };
     let mut offer = vec![0u8; MAX_REPLY];
     let n = emit(&reply, &net(), &mut offer).expect("emits");
-    assert_eq!(parse_offer(&offer[..n]), Some((7, Ipv4Addr::new(10, 9, 0, 1))));
+    assert_eq!(
+        parse_offer(&offer[..n]),
+        Some((7, Ipv4Addr::new(10, 9, 0, 1)))
+    );
     assert_eq!(parse_offer(&out[..len]), None, "a DISCOVER is no offer");
 }

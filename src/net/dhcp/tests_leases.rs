@@ -49,11 +49,20 @@ fn discover_request_ack_and_the_same_address_again() {
     let Verdict::Ack(lease) = t.request(req(MAC1, &k, offered, true), 1001) else {
         panic!("no ack");
     };
-    assert_eq!((lease.addr, lease.expires, lease.hostname.as_str()), (offered, 4601, "laptop"));
+    assert_eq!(
+        (lease.addr, lease.expires, lease.hostname.as_str()),
+        (offered, 4601, "laptop")
+    );
     // Renewal, and a new DISCOVER long after expiry: the same address.
-    assert!(matches!(t.request(req(MAC1, &k, offered, false), 2000), Verdict::Ack(_)));
+    assert!(matches!(
+        t.request(req(MAC1, &k, offered, false), 2000),
+        Verdict::Ack(_)
+    ));
     assert_eq!(t.active(2000).len(), 1);
-    assert!(t.active(100_000).is_empty(), "expired leases are not active");
+    assert!(
+        t.active(100_000).is_empty(),
+        "expired leases are not active"
+    );
     assert_eq!(t.offer(MAC1, &k, None, 100_000), Some(offered));
 }
 
@@ -64,9 +73,16 @@ fn two_clients_never_share_and_exhaustion_gives_none() {
     let a = t.offer(MAC1, &k1, None, 0).expect("first");
     let b = t.offer(MAC2, &k2, Some(a), 0).expect("second");
     assert_ne!(a, b, "a held offer is not offered twice");
-    assert_eq!(t.offer([1; 6], &k3, None, 0), None, "pool of two is exhausted");
+    assert_eq!(
+        t.offer([1; 6], &k3, None, 0),
+        None,
+        "pool of two is exhausted"
+    );
     // Another client asking for a leased address is refused.
-    assert!(matches!(t.request(req(MAC1, &k1, a, true), 1), Verdict::Ack(_)));
+    assert!(matches!(
+        t.request(req(MAC1, &k1, a, true), 1),
+        Verdict::Ack(_)
+    ));
     assert_eq!(t.request(req(MAC2, &k2, a, false), 2), Verdict::Nak);
     // An offer not taken frees up after the hold time.
     assert!(t.offer([1; 6], &k3, None, 61).is_some());
@@ -81,10 +97,17 @@ fn static_hosts_get_their_address_and_nobody_else_does() {
         panic!("static host not acked");
     };
     assert_eq!(l.hostname.as_str(), "printer", "the configured name wins");
-    assert_eq!(t.request(req(STATIC_MAC, &ks, ip(15), false), 0), Verdict::Nak);
+    assert_eq!(
+        t.request(req(STATIC_MAC, &ks, ip(15), false), 0),
+        Verdict::Nak
+    );
     let k1 = key(MAC1, None);
     assert_eq!(t.request(req(MAC1, &k1, ip(10), false), 0), Verdict::Nak);
-    assert_eq!(t.request(req(MAC1, &k1, ip(1), false), 0), Verdict::Nak, "gateway");
+    assert_eq!(
+        t.request(req(MAC1, &k1, ip(1), false), 0),
+        Verdict::Nak,
+        "gateway"
+    );
     for i in 0..40u8 {
         let k = key([9, 9, 9, 9, 9, i], None);
         if let Some(a) = t.offer([9, 9, 9, 9, 9, i], &k, None, 0) {
@@ -104,7 +127,10 @@ fn init_reboot_authoritative_or_not() {
     r.authoritative = true;
     assert!(matches!(t.request(r, 0), Verdict::Ack(_)));
     // Outside the pool: NAK when authoritative.
-    assert_eq!(t.request(req(MAC1, &k, Ipv4Addr::new(192, 0, 2, 1), false), 0), Verdict::Nak);
+    assert_eq!(
+        t.request(req(MAC1, &k, Ipv4Addr::new(192, 0, 2, 1), false), 0),
+        Verdict::Nak
+    );
 }
 
 #[test]
@@ -113,13 +139,31 @@ fn decline_keeps_the_address_out_and_release_keeps_the_binding() {
     let k1 = key(MAC1, None);
     let a = t.offer(MAC1, &k1, None, 0).expect("offer");
     assert!(t.decline(&k1, a, 0));
-    assert_eq!(t.offer(MAC1, &k1, None, 10), None, "declined address not offered");
-    assert_eq!(t.offer(MAC1, &k1, None, 601), Some(a), "back after decline_time");
-    assert!(matches!(t.request(req(MAC1, &k1, a, true), 601), Verdict::Ack(_)));
+    assert_eq!(
+        t.offer(MAC1, &k1, None, 10),
+        None,
+        "declined address not offered"
+    );
+    assert_eq!(
+        t.offer(MAC1, &k1, None, 601),
+        Some(a),
+        "back after decline_time"
+    );
+    assert!(matches!(
+        t.request(req(MAC1, &k1, a, true), 601),
+        Verdict::Ack(_)
+    ));
     assert!(t.release(&k1, a, 700));
     assert!(t.active(700).is_empty());
-    assert_eq!(t.offer(MAC1, &k1, None, 800), Some(a), "released client gets it back");
-    assert!(!t.release(&key(MAC2, None), a, 800), "others cannot release it");
+    assert_eq!(
+        t.offer(MAC1, &k1, None, 800),
+        Some(a),
+        "released client gets it back"
+    );
+    assert!(
+        !t.release(&key(MAC2, None), a, 800),
+        "others cannot release it"
+    );
 }
 
 #[test]
@@ -140,8 +184,14 @@ fn client_identifier_is_the_key_when_sent() {
 fn names_move_to_the_newest_lease() {
     let mut t = table(100, 110);
     let (k1, k2) = (key(MAC1, None), key(MAC2, None));
-    assert!(matches!(t.request(req(MAC1, &k1, ip(100), false), 0), Verdict::Ack(_)));
-    assert!(matches!(t.request(req(MAC2, &k2, ip(101), false), 1), Verdict::Ack(_)));
+    assert!(matches!(
+        t.request(req(MAC1, &k1, ip(100), false), 0),
+        Verdict::Ack(_)
+    ));
+    assert!(matches!(
+        t.request(req(MAC2, &k2, ip(101), false), 1),
+        Verdict::Ack(_)
+    ));
     let names: Vec<String> = t.active(2).iter().map(|l| l.hostname.to_string()).collect();
     assert_eq!(names, ["", "laptop"]);
 }
@@ -155,10 +205,19 @@ fn file_round_trip_and_bad_lines() {
     r.client_id = Some(duid);
     assert!(matches!(t.request(r, 0), Verdict::Ack(_)));
     let k2 = key(STATIC_MAC, None);
-    assert!(matches!(t.request(req(STATIC_MAC, &k2, ip(10), false), 0), Verdict::Ack(_)));
+    assert!(matches!(
+        t.request(req(STATIC_MAC, &k2, ip(10), false), 0),
+        Verdict::Ack(_)
+    ));
     let file = t.to_file();
-    assert!(file.contains("3600 52:54:00:00:00:01 10.9.0.100 laptop 01:52:54:00:00:00:01\n"), "{file}");
-    assert!(file.contains("3600 52:54:00:00:00:09 10.9.0.10 printer *\n"), "{file}");
+    assert!(
+        file.contains("3600 52:54:00:00:00:01 10.9.0.100 laptop 01:52:54:00:00:00:01\n"),
+        "{file}"
+    );
+    assert!(
+        file.contains("3600 52:54:00:00:00:09 10.9.0.10 printer *\n"),
+        "{file}"
+    );
     let mut back = table(100, 110);
     let text = format!(
         "{file}garbage\n1 52:54:00:00:00:03 10.9.0.200 x *\n1 zz 10.9.0.101 x *\n\

@@ -1,0 +1,154 @@
+//! The gateway's network, brought up from `[lan]`, `[wan]` and `[nat]` before DNS, DHCP and the
+//! proxy bind: the LAN interface or bridge with its address, the WAN (static here, or a
+//! supervised busybox `udhcpc`), IPv4 forwarding, and boma's nftables table. [`Network::down`]
+//! undoes what boma owns (the nftables table; the DHCP client) on a clean shutdown and leaves
+//! addresses and bridges in place, so a restart does not drop the LAN.
+//!
+//! WAN DHCP uses the image's busybox `udhcpc` rather than a client of boma's own: it is already
+//! in the image (the server role uses it too), handles renew/rebind/expiry and ARP checks, and
+//! its script is the one place that owns the WAN address, route and resolv.conf; boma only
+//! restarts it when it exits.
+
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use super::{NetError, links, nft};
+use crate::config::{Config, WanMode};
+
+/// What [`up`] set up and must be undone at shutdown.
+pub struct Network {
+    nat: bool,
+}
+
+impl Network {
+    /// Remove boma's nftables table (addresses and bridges stay).
+    pub fn down(self) {
+        if self.nat
+            && let Err(e) = nft::remove()
+        {
+            tracing::warn!(error = %e, "net: cannot remove the nftables table boma");
+        }
+    }
+}
+
+/// The ports the redirects go to, known once DNS and the proxy are bound.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Ports {
+    pub dns: Option<u16>,
+    pub http: Option<u16>,
+}
+
+/// Bring up the LAN and a static WAN (before anything binds).
+pub async fn links_up(cfg: &Config) -> Result<(), NetError> {
+    if let Some(lan) = &cfg.lan {
+        let spec = links::LanSpec {
+            interface: lan.interface.clone(),
+            address: lan.address.addr,
+            prefix: lan.address.prefix,
+            bridge: lan.bridge.clone(),
+        };
+        links::setup_lan(&spec).await?;
+        tracing::info!(interface = %lan.interface, address = %lan.address, "net: LAN up");
+    }
+    if let Some(wan) = &cfg.wan
+        && wan.mode == WanMode::Static
+        && let Some(addr) = wan.address
+    {
+        links::setup_wan_static(&wan.interface, addr.addr, addr.prefix, wan.gateway).await?;
+        tracing::info!(interface = %wan.interface, address = %addr, "net: WAN up (static)");
+    }
+    Ok(())
+}
+
+/// Forwarding and the nftables table, once the redirect targets are bound.
+pub fn firewall_up(cfg: &Config, ports: Ports) -> Result<Network, NetError> {
+    let (Some(lan), Some(nat)) = (&cfg.lan, &cfg.nat) else {
+        return Ok(Network { nat: false });
+    };
+    let wan = cfg.wan.as_ref().map(|w| w.interface.clone());
+    if wan.is_some() {
+        links::set_ipv4_forwarding(true).map_err(|e| NetError::Sysctl(e.to_string()))?;
+    }
+    let spec = nft::NatSpec {
+        lan: lan.interface.clone(),
+        wan,
+        masquerade: nat.masquerade,
+        redirect_dns: ports.dns.filter(|_| nat.redirect_dns),
+        redirect_http: ports.http.filter(|_| nat.redirect_http),
+    };
+    nft::apply(&spec)?;
+    tracing::info!(rules = %nft::render(&spec).replace('\n', " "), "net: nftables table inet boma applied");
+    Ok(Network { nat: true })
+}
+
+/// With `[wan] mode = "dhcp"`: run the DHCP client on the WAN and restart it when it exits
+/// (with a growing pause), until `stop`.
+pub fn spawn_wan_dhcp(cfg: &Config, tasks: &mut JoinSet<()>, stop: watch::Receiver<bool>) {
+    let Some(wan) = cfg.wan.clone().filter(|w| w.mode == WanMode::Dhcp) else {
+        return;
+    };
+    tasks.spawn(async move {
+        let mut stop = stop;
+        let mut pause = Duration::from_secs(1);
+        loop {
+            let child = tokio::process::Command::new(&wan.dhcp_client)
+                .args(["-f", "-i", &wan.interface, "-s"])
+                .arg(&wan.dhcp_script)
+                .args(["-x", "hostname:boma"])
+                .kill_on_drop(true)
+                .stdout(std::process::Stdio::null())
+                .spawn();
+            let mut child = match child {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::error!(client = %wan.dhcp_client, error = %e, "net: cannot start the WAN DHCP client");
+                    return;
+                }
+            };
+            tracing::info!(interface = %wan.interface, "net: WAN DHCP client started");
+            tokio::select! {
+                status = child.wait() => {
+                    tracing::warn!(status = ?status, "net: WAN DHCP client exited; restarting");
+                }
+                _ = stop.changed() => {
+                    let _ = child.kill().await;
+                    return;
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(pause) => {}
+                _ = stop.changed() => return,
+            }
+            pause = (pause * 2).min(Duration::from_secs(30));
+        }
+    });
+}
+
+/// With `[dns] address = "auto"`: follow the host's IPv4 addresses and hand their subnets to
+/// `set` whenever they change, until `stop`.
+pub fn follow_addresses(
+    tasks: &mut JoinSet<()>,
+    stop: watch::Receiver<bool>,
+    set: impl Fn(Vec<(std::net::Ipv4Addr, u8)>) + Send + 'static,
+) {
+    let (tx, mut rx) = watch::channel(std::sync::Arc::new(Vec::new()));
+    tasks.spawn(links::watch_addresses(tx, stop.clone()));
+    let mut stop = stop;
+    tasks.spawn(async move {
+        loop {
+            let list: Vec<(std::net::Ipv4Addr, u8)> = rx
+                .borrow_and_update()
+                .iter()
+                .map(|a| (a.addr, a.prefix))
+                .collect();
+            set(list);
+            tokio::select! {
+                r = rx.changed() => if r.is_err() { break },
+                _ = stop.changed() => return,
+            }
+        }
+        let _ = stop.changed().await;
+    });
+}

@@ -1,0 +1,121 @@
+//! The gateway's forwarding with real traffic in network namespaces: a LAN client (address from
+//! boma's DHCP) reaches an HTTP server in a "WAN" namespace through boma's masquerade (the
+//! server sees the gateway's WAN address); a DNS query the client sends to any address on port
+//! 53 is answered by boma; nothing from the WAN reaches the LAN unasked; `nft list ruleset`
+//! shows boma's table and only it changes between applies; a clean shutdown removes it.
+
+mod net_support;
+mod support;
+
+use net_support::{Netns, cable, udhcpc};
+use support::Boma;
+
+fn gateway_toml() -> &'static str {
+    r#"
+[entryPoints.web]
+address = ":80"
+
+[lan]
+interface = "br0"
+address = "10.78.0.1/24"
+bridge = ["p1"]
+
+[wan]
+interface = "wan0"
+mode = "static"
+address = "198.51.100.1/24"
+
+[dhcp]
+state_dir = "{dir}/state"
+rogue_check = false
+
+[dns]
+listen = ["10.78.0.1:5353", "127.0.0.1:5353"]
+address = "auto"
+upstreams = []
+
+[nat]
+masquerade = true
+redirect_dns = true
+"#
+}
+
+#[test]
+fn lan_clients_reach_the_wan_through_nat_and_dns_is_caught() {
+    let gw = Netns::new("ngw");
+    let client = Netns::new("ncl");
+    let wan = Netns::new("nwan");
+    cable(&gw, "p1", &client, "eth0", None);
+    cable(&gw, "wan0", &wan, "eth0", None);
+    wan.exec(&["ip", "addr", "add", "198.51.100.2/24", "dev", "eth0"]);
+    // The WAN server answers with the address it saw the request come from.
+    let mut server = wan
+        .command("socat")
+        .args([
+            "TCP-LISTEN:8000,reuseaddr,fork",
+            "SYSTEM:'printf \"HTTP/1.0 200 OK\\r\\n\\r\\n%s\" $SOCAT_PEERADDR'",
+        ])
+        .spawn()
+        .expect("socat");
+    // Somebody else's table, which boma must leave alone.
+    gw.exec(&["nft", "add table inet other"]);
+    gw.exec(&[
+        "nft",
+        "add chain inet other c { type filter hook input priority 10; }",
+    ]);
+    let before = gw.exec(&["nft", "list", "table", "inet", "other"]);
+
+    let boma = Boma::start_in(Some(&gw.name), gateway_toml(), None);
+    let dir = boma.dir.path().to_path_buf();
+    let lease = udhcpc(&client, "eth0", "walker", &dir).expect("a lease");
+    assert_eq!(lease.router, "10.78.0.1");
+
+    let seen = client.try_exec(&["curl", "-s", "--max-time", "5", "http://198.51.100.2:8000/"]);
+    let seen = String::from_utf8_lossy(&seen.stdout).to_string();
+    assert_eq!(
+        seen.trim(),
+        "198.51.100.1",
+        "the WAN server sees the gateway's WAN address"
+    );
+
+    // DNS to an address that is not the gateway, on port 53: answered by boma (port 5353).
+    for server in ["192.0.2.53", "10.78.0.1"] {
+        let out = client.exec(&[
+            "kdig",
+            "+short",
+            "+time=2",
+            &format!("@{server}"),
+            "portal.village.lan",
+        ]);
+        assert_eq!(out.trim(), "10.78.0.1", "query to {server}");
+    }
+    // Nothing from the WAN reaches the LAN unasked.
+    wan.exec(&["ip", "route", "add", "10.78.0.0/24", "via", "198.51.100.1"]);
+    let unasked = wan.try_exec(&["ping", "-c", "1", "-W", "1", &lease.ip]);
+    assert!(!unasked.status.success(), "WAN → LAN must be dropped");
+
+    let ruleset = gw.exec(&["nft", "list", "table", "inet", "boma"]);
+    for want in [
+        "masquerade",
+        "redirect to :5353",
+        "ct state established,related accept",
+    ] {
+        assert!(ruleset.contains(want), "missing `{want}` in\n{ruleset}");
+    }
+    // A restart re-applies the same table and touches nothing else.
+    let toml = gateway_toml().replace("{dir}", &dir.display().to_string());
+    drop(boma);
+    let boma = Boma::start_in(Some(&gw.name), &toml, None);
+    assert_eq!(gw.exec(&["nft", "list", "table", "inet", "boma"]), ruleset);
+    assert_eq!(gw.exec(&["nft", "list", "table", "inet", "other"]), before);
+    // A clean shutdown removes boma's table only.
+    let status = boma.terminate();
+    assert!(status.success(), "{status:?}");
+    let left = gw.exec(&["nft", "list", "ruleset"]);
+    assert!(
+        !left.contains("table inet boma") && left.contains("table inet other"),
+        "{left}"
+    );
+    let _ = server.kill();
+    let _ = server.wait();
+}
