@@ -10,9 +10,7 @@
 
 use std::net::Ipv4Addr;
 
-use smoltcp::wire::{
-    DhcpMessageType, DhcpOption, DhcpPacket, DhcpRepr, EthernetAddress, Ipv4Address,
-};
+use smoltcp::wire::{DhcpMessageType, DhcpOption, DhcpPacket, DhcpRepr, EthernetAddress};
 
 pub use smoltcp::wire::DhcpMessageType as MessageType;
 
@@ -288,7 +286,7 @@ pub fn emit(reply: &Reply<'_>, net: &Network, buf: &mut [u8]) -> Result<usize, M
     }
     let mut dns = heapless::Vec::new();
     if full {
-        let _ = dns.push(Ipv4Address::from(net.dns));
+        let _ = dns.push(net.dns);
     }
     let repr = DhcpRepr {
         message_type: reply.kind,

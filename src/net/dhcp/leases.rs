@@ -188,19 +188,15 @@ impl Table {
 
     fn take(&mut self, i: usize, slot: Slot) {
         // Whoever held the slot before loses its index entry.
-        match &self.slots[i] {
-            Slot::Leased(l) => {
-                let k = l.key();
-                if self.by_key.get(&k) == Some(&i) {
-                    self.by_key.remove(&k);
-                }
-            }
-            Slot::Offered { key, .. } => {
-                if self.by_key.get(key) == Some(&i) {
-                    self.by_key.remove(key);
-                }
-            }
-            _ => {}
+        let old = match &self.slots[i] {
+            Slot::Leased(l) => Some(l.key()),
+            Slot::Offered { key, .. } => Some(key.clone()),
+            _ => None,
+        };
+        if let Some(k) = old
+            && self.by_key.get(&k) == Some(&i)
+        {
+            self.by_key.remove(&k);
         }
         match &slot {
             Slot::Leased(l) => {
