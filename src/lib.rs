@@ -76,7 +76,7 @@ pub struct Gateway {
     /// The DHCP server's leases, state and counters, when `[lan]` and `[dhcp]` are configured.
     pub dhcp: Option<net::dhcp::Handle>,
     /// What the network set-up must undo at shutdown (boma's nftables table).
-    network: Option<net::setup::Network>,
+    network: net::setup::Network,
     /// The DNS server's query path (counters), when `[dns]` is configured.
     pub dns: Option<Arc<dns::Resolver>>,
     stop: watch::Sender<bool>,
@@ -304,7 +304,7 @@ impl Gateway {
                 .and_then(|n| listening.iter().find(|l| l.name == n.http_entry_point))
                 .map(|l| l.addr.port()),
         };
-        let network = Some(net::setup::firewall_up(cfg, ports)?);
+        let network = net::setup::firewall_up(cfg, ports)?;
         net::setup::spawn_wan_dhcp(cfg, &mut tasks, stop_rx.clone());
         if let (Some(resolver), true) = (&dns, cfg.dns.as_ref().is_some_and(|d| d.auto_address())) {
             let resolver = Arc::clone(resolver);
@@ -347,9 +347,7 @@ impl Gateway {
     /// Stop accepting, drain in-flight requests up to the grace period, stop every task.
     pub async fn shutdown(mut self) {
         let _ = self.stop.send(true);
-        if let Some(network) = self.network.take() {
-            network.down();
-        }
+        self.network.down();
         let grace = self.grace + Duration::from_secs(1);
         let all = async { while self.tasks.join_next().await.is_some() {} };
         if tokio::time::timeout(grace, all).await.is_err() {

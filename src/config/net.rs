@@ -476,11 +476,17 @@ impl Check<'_> {
     }
 }
 
-/// A Linux interface name: 1 to 15 bytes, no `/`, whitespace or `:`.
-pub fn is_ifname(s: &str) -> bool {
-    (1..=15).contains(&s.len())
-        && s.bytes()
-            .all(|b| b.is_ascii_graphic() && b != b'/' && b != b':')
+/// Whether `name` is an interface name boma accepts: what Linux accepts (1 to 15 bytes, IFNAMSIZ
+/// less the NUL; no '/', ':' or whitespace; not "." or "..") without quotes and backslashes, so
+/// that a name is also safe to quote in nft syntax. The one rule for `boma check` and netlink.
+pub fn is_ifname(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() < 16
+        && name != "."
+        && name != ".."
+        && !name.bytes().any(|b| {
+            b == b'/' || b == b':' || b == b'"' || b == b'\\' || b == 0 || b.is_ascii_whitespace()
+        })
 }
 
 /// One DNS label: 1 to 63 letters, digits or `-`, not starting or ending with `-`.

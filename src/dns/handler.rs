@@ -31,6 +31,7 @@ use super::querylog::{self, QueryLog, Source};
 use super::upstream::Upstreams;
 use super::wire::{self, Question, Reject, Reply, Transport};
 use super::zone::LocalZone;
+use crate::config::Ipv4Cidr;
 use crate::ipnet::IpSet;
 
 /// TTL of answers served stale (RFC 8767).
@@ -104,7 +105,7 @@ pub struct Resolver {
     in_flight: Arc<Semaphore>,
     /// Interface subnets for `address = "auto"`; `None` when answers use the configured
     /// addresses.
-    interfaces: ArcSwap<Option<Vec<(std::net::Ipv4Addr, u8)>>>,
+    interfaces: ArcSwap<Option<Vec<Ipv4Cidr>>>,
     pub stats: Stats,
 }
 
@@ -143,7 +144,7 @@ impl Resolver {
 
     /// With `[dns] address = "auto"`: the host's IPv4 interface subnets (address, prefix), kept
     /// current by the gateway from netlink.
-    pub fn set_interfaces(&self, subnets: Vec<(std::net::Ipv4Addr, u8)>) {
+    pub fn set_interfaces(&self, subnets: Vec<Ipv4Cidr>) {
         self.interfaces.store(Arc::new(Some(subnets)));
     }
 
@@ -159,11 +160,8 @@ impl Resolver {
         if client.is_loopback() {
             return Some(vec![std::net::Ipv4Addr::LOCALHOST.into()]);
         }
-        let (addr, _) = subnets.iter().find(|(addr, prefix)| {
-            let mask = u32::MAX.checked_shl(32 - u32::from(*prefix)).unwrap_or(0);
-            *prefix > 0 && u32::from(*addr) & mask == u32::from(client) & mask
-        })?;
-        Some(vec![(*addr).into()])
+        let subnet = subnets.iter().find(|s| s.contains(client))?;
+        Some(vec![subnet.addr.into()])
     }
 
     /// Phases 1–5 for one packet received at `now`.

@@ -20,7 +20,8 @@ use rtnetlink::{Handle, LinkBridge, LinkUnspec, MulticastGroup, RouteMessageBuil
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::{NetError, REQUEST_TIMEOUT, valid_ifname};
+use super::{NetError, REQUEST_TIMEOUT};
+use crate::config::is_ifname;
 
 const EEXIST: i32 = 17;
 const ENODEV: i32 = 19;
@@ -101,7 +102,7 @@ async fn bounded_exists_ok(
 }
 
 fn check_name(name: &str) -> Result<(), NetError> {
-    if valid_ifname(name) {
+    if is_ifname(name) {
         Ok(())
     } else {
         Err(NetError::BadName(name.to_string()))

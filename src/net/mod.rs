@@ -62,16 +62,3 @@ pub(crate) fn rtnetlink_errno(e: &rtnetlink::Error) -> Option<i32> {
         _ => None,
     }
 }
-
-/// Whether `name` is an interface name boma accepts: what Linux accepts (1 to 15 bytes, IFNAMSIZ
-/// less the NUL; no '/', ':' or whitespace; not "." or "..") without quotes and backslashes, so
-/// that a name is also safe to quote in nft syntax.
-pub fn valid_ifname(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() < 16
-        && name != "."
-        && name != ".."
-        && !name.bytes().any(|b| {
-            b == b'/' || b == b':' || b == b'"' || b == b'\\' || b == 0 || b.is_ascii_whitespace()
-        })
-}

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_NETFILTER};
 
-use super::valid_ifname;
+use crate::config::is_ifname;
 use wire::{Batch, Sealed, Tally, Writer};
 
 /// The table's name (family inet).
@@ -371,7 +371,7 @@ fn encode_remove(seq0: u32) -> Sealed {
 
 fn check_spec(spec: &NatSpec) -> Result<(), NftError> {
     for name in std::iter::once(&spec.lan).chain(spec.wan.as_ref()) {
-        if !valid_ifname(name) {
+        if !is_ifname(name) {
             return Err(NftError::BadName(name.clone()));
         }
     }

@@ -24,7 +24,7 @@ pub struct Network {
 
 impl Network {
     /// Remove boma's nftables table (addresses and bridges stay).
-    pub fn down(self) {
+    pub fn down(&self) {
         if self.nat
             && let Err(e) = nft::remove()
         {
@@ -131,17 +131,18 @@ pub fn spawn_wan_dhcp(cfg: &Config, tasks: &mut JoinSet<()>, stop: watch::Receiv
 pub fn follow_addresses(
     tasks: &mut JoinSet<()>,
     stop: watch::Receiver<bool>,
-    set: impl Fn(Vec<(std::net::Ipv4Addr, u8)>) + Send + 'static,
+    set: impl Fn(Vec<crate::config::Ipv4Cidr>) + Send + 'static,
 ) {
     let (tx, mut rx) = watch::channel(std::sync::Arc::new(Vec::new()));
     tasks.spawn(links::watch_addresses(tx, stop.clone()));
     let mut stop = stop;
     tasks.spawn(async move {
         loop {
-            let list: Vec<(std::net::Ipv4Addr, u8)> = rx
-                .borrow_and_update()
-                .iter()
-                .map(|a| (a.addr, a.prefix))
+            let list = (rx.borrow_and_update().iter())
+                .map(|a| crate::config::Ipv4Cidr {
+                    addr: a.addr,
+                    prefix: a.prefix,
+                })
                 .collect();
             set(list);
             tokio::select! {

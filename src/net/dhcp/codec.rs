@@ -201,12 +201,6 @@ pub fn parse(buf: &[u8]) -> Result<Message<'_>, Malformed> {
     }
 }
 
-/// Lease times given with an OFFER or ACK (T1 and T2 as RFC 2131's defaults: 50% and 87.5%).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LeaseTimes {
-    pub lease: u32,
-}
-
 /// What the LAN looks like to a client: the options every OFFER and ACK carry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Network {
@@ -218,6 +212,22 @@ pub struct Network {
     pub domain: String,
 }
 
+impl Network {
+    /// A /24 LAN served from 10.9.0.1 in `village.lan`: the fixture of the fuzz target and the
+    /// codec tests.
+    #[doc(hidden)]
+    pub fn example() -> Network {
+        Network {
+            server_id: Ipv4Addr::new(10, 9, 0, 1),
+            subnet_mask: Ipv4Addr::new(255, 255, 255, 0),
+            router: Ipv4Addr::new(10, 9, 0, 1),
+            dns: Ipv4Addr::new(10, 9, 0, 1),
+            broadcast: Ipv4Addr::new(10, 9, 0, 255),
+            domain: "village.lan".into(),
+        }
+    }
+}
+
 /// A server reply to emit.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reply<'a> {
@@ -227,7 +237,8 @@ pub struct Reply<'a> {
     pub yiaddr: Ipv4Addr,
     /// Copied from the request for ACKs of INFORM and renewals; zero otherwise.
     pub ciaddr: Ipv4Addr,
-    pub lease: Option<LeaseTimes>,
+    /// The lease time in seconds (T1 and T2 follow as RFC 2131's 50% and 87.5%).
+    pub lease: Option<u32>,
     /// Option 12 for a client whose name the server set (a static host).
     pub hostname: Option<&'a str>,
     /// Option 56, with NAKs.
@@ -262,9 +273,9 @@ pub fn emit(reply: &Reply<'_>, net: &Network, buf: &mut [u8]) -> Result<usize, M
         add(&mut extra, OPT_MESSAGE, data)?;
     }
     if full {
-        if let Some(times) = reply.lease {
-            t1 = (times.lease / 2).to_be_bytes();
-            t2 = (times.lease / 8 * 7).to_be_bytes();
+        if let Some(lease) = reply.lease {
+            t1 = (lease / 2).to_be_bytes();
+            t2 = (lease / 8 * 7).to_be_bytes();
         }
         if reply.lease.is_some() {
             add(&mut extra, OPT_T1, &t1)?;
@@ -306,7 +317,7 @@ pub fn emit(reply: &Reply<'_>, net: &Network, buf: &mut [u8]) -> Result<usize, M
         parameter_request_list: None,
         dns_servers: full.then_some(dns),
         max_size: None,
-        lease_duration: reply.lease.filter(|_| full).map(|t| t.lease),
+        lease_duration: reply.lease.filter(|_| full),
         renew_duration: None,
         rebind_duration: None,
         additional_options: &extra,

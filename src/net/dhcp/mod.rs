@@ -29,7 +29,7 @@ use serde::Serialize;
 use tokio::net::UdpSocket;
 use tokio::sync::watch;
 
-use codec::{LeaseTimes, Message, MessageType, Network, Reply};
+use codec::{Message, MessageType, Network, Reply};
 use leases::{Lease, Request, Table, Verdict};
 
 /// Packets handled before the lease file is written and the replies go out.
@@ -47,8 +47,6 @@ pub struct ServerConfig {
     pub lease_file: PathBuf,
     /// Probe for other servers before serving and then at this interval; `None`: never.
     pub rogue_check: Option<Duration>,
-    /// The UDP port to serve on (67; tests may use another).
-    pub port: u16,
 }
 
 /// Counters, shown by the API.
@@ -150,8 +148,13 @@ fn restored_table(cfg: &ServerConfig) -> Table {
     table
 }
 
-/// The server's socket: UDP port 67 on the LAN interface only, broadcast allowed.
-fn bind(interface: &str, port: u16) -> std::io::Result<UdpSocket> {
+/// The DHCP ports (RFC 2131).
+pub const SERVER_PORT: u16 = 67;
+pub const CLIENT_PORT: u16 = 68;
+
+/// A UDP socket on `port` of `interface` only, broadcast allowed: the server's (67) and the
+/// rogue probe's (68).
+pub(super) fn bind(interface: &str, port: u16) -> std::io::Result<UdpSocket> {
     let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None)?;
     sock.set_reuse_address(true)?;
     sock.set_broadcast(true)?;
@@ -170,12 +173,12 @@ pub async fn run(cfg: ServerConfig, ch: Channels, mut stop: watch::Receiver<bool
         dirty: false,
     };
     server.publish(unix_now());
-    let sock = match bind(&server.cfg.interface, server.cfg.port) {
+    let sock = match bind(&server.cfg.interface, SERVER_PORT) {
         Ok(s) => s,
         Err(e) => {
             let error = format!(
-                "cannot listen on {} port {}: {e}",
-                server.cfg.interface, server.cfg.port
+                "cannot listen on {} port {SERVER_PORT}: {e}",
+                server.cfg.interface
             );
             tracing::error!("dhcp: {error}");
             server.ch.state.send_replace(State::Failed { error });
@@ -188,7 +191,6 @@ pub async fn run(cfg: ServerConfig, ch: Channels, mut stop: watch::Receiver<bool
         tokio::spawn(probe::guard(
             server.cfg.interface.clone(),
             server.cfg.network.server_id,
-            server.cfg.port,
             every,
             guard_tx,
             stop.clone(),
@@ -254,13 +256,16 @@ impl Server {
                     r => r,
                 };
             }
-            self.commit().await;
+            let changed = self.commit().await;
             for (bytes, to) in pending.drain(..) {
                 if let Err(e) = sock.send_to(&bytes, to).await {
                     tracing::debug!(error = %e, %to, "dhcp: send failed");
                 }
             }
-            self.publish(now);
+            // Leases change only with a commit (expiries: the sweep), never with an offer.
+            if changed {
+                self.publish(now);
+            }
         }
     }
 
@@ -285,10 +290,11 @@ impl Server {
         }
     }
 
-    /// Write the lease file when a lease changed (before any ACK of the burst goes out).
-    async fn commit(&mut self) {
+    /// Write the lease file when a lease changed (before any ACK of the burst goes out);
+    /// returns whether one did.
+    async fn commit(&mut self) -> bool {
         if !self.dirty {
-            return;
+            return false;
         }
         self.dirty = false;
         let text = self.table.to_file();
@@ -308,6 +314,7 @@ impl Server {
             }
             Err(e) => tracing::error!(error = %e, "dhcp: lease writer failed"),
         }
+        true
     }
 
     fn publish(&self, now: u64) {
@@ -342,10 +349,8 @@ impl Server {
         }
         let key = leases::key(msg.chaddr, msg.client_id);
         let net = &self.cfg.network;
-        let lease = LeaseTimes {
-            lease: u32::try_from(self.cfg.times.lease).unwrap_or(u32::MAX),
-        };
-        let stats = Arc::clone(&self.ch.stats);
+        let lease = u32::try_from(self.cfg.times.lease).unwrap_or(u32::MAX);
+        let stats = &self.ch.stats;
         let mut reply = Reply {
             kind: MessageType::Ack,
             to: &msg,
@@ -431,7 +436,7 @@ impl Server {
         let mut out = vec![0u8; codec::MAX_REPLY];
         let len = codec::emit(&reply, net, &mut out).ok()?;
         out.truncate(len);
-        Some((out, destination(&msg, &reply, self.cfg.port)))
+        Some((out, destination(&msg, &reply)))
     }
 
     fn fixed_name(&self, mac: [u8; 6]) -> Option<String> {
@@ -440,20 +445,15 @@ impl Server {
 }
 
 /// Where a reply goes (RFC 2131 §4.1, with the broadcast fallback the module docs explain).
-fn destination(msg: &Message<'_>, reply: &Reply<'_>, server_port: u16) -> SocketAddr {
-    let client_port = if server_port == 67 {
-        68
-    } else {
-        server_port + 1
-    };
+fn destination(msg: &Message<'_>, reply: &Reply<'_>) -> SocketAddr {
     let to = if !msg.giaddr.is_unspecified() {
-        SocketAddrV4::new(msg.giaddr, server_port)
+        SocketAddrV4::new(msg.giaddr, SERVER_PORT)
     } else if reply.kind == MessageType::Nak {
-        SocketAddrV4::new(Ipv4Addr::BROADCAST, client_port)
+        SocketAddrV4::new(Ipv4Addr::BROADCAST, CLIENT_PORT)
     } else if !msg.ciaddr.is_unspecified() {
-        SocketAddrV4::new(msg.ciaddr, client_port)
+        SocketAddrV4::new(msg.ciaddr, CLIENT_PORT)
     } else {
-        SocketAddrV4::new(Ipv4Addr::BROADCAST, client_port)
+        SocketAddrV4::new(Ipv4Addr::BROADCAST, CLIENT_PORT)
     };
     SocketAddr::V4(to)
 }
@@ -497,7 +497,6 @@ impl ServerConfig {
             authoritative: dhcp.authoritative,
             lease_file: dhcp.state_dir.join("leases"),
             rogue_check: dhcp.rogue_check.then(|| dhcp.rogue_check_interval.to_std()),
-            port: 67,
         })
     }
 }
@@ -508,14 +507,7 @@ impl ServerConfig {
 pub fn fuzz_packet(packet: &[u8]) {
     let cfg = ServerConfig {
         interface: "lan0".into(),
-        network: Network {
-            server_id: Ipv4Addr::new(10, 9, 0, 1),
-            subnet_mask: Ipv4Addr::new(255, 255, 255, 0),
-            router: Ipv4Addr::new(10, 9, 0, 1),
-            dns: Ipv4Addr::new(10, 9, 0, 1),
-            broadcast: Ipv4Addr::new(10, 9, 0, 255),
-            domain: "village.lan".into(),
-        },
+        network: Network::example(),
         pool: (Ipv4Addr::new(10, 9, 0, 100), Ipv4Addr::new(10, 9, 0, 101)),
         fixed: Vec::new(),
         times: leases::Times {
@@ -526,7 +518,6 @@ pub fn fuzz_packet(packet: &[u8]) {
         authoritative: true,
         lease_file: PathBuf::from("/nonexistent/leases"),
         rogue_check: None,
-        port: 67,
     };
     let (ch, _handle) = Channels::new();
     let table = Table::new(

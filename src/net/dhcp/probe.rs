@@ -10,10 +10,9 @@
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use tokio::net::UdpSocket;
 use tokio::sync::watch;
 
-use super::codec;
+use super::{CLIENT_PORT, SERVER_PORT, bind, codec};
 
 const PROBE_PREFIX: [u8; 5] = [0x02, 0x62, 0x6f, 0x6d, 0x61];
 /// How long one probe listens for offers: dnsmasq pings an address (up to 3 s) before it offers
@@ -31,28 +30,9 @@ fn random_u32() -> u32 {
     u32::from_be_bytes(b)
 }
 
-fn bind(interface: &str, port: u16) -> std::io::Result<UdpSocket> {
-    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None)?;
-    sock.set_reuse_address(true)?;
-    sock.set_broadcast(true)?;
-    sock.bind_device(Some(interface.as_bytes()))?;
-    sock.set_nonblocking(true)?;
-    sock.bind(&SocketAddr::from(([0, 0, 0, 0], port)).into())?;
-    UdpSocket::from_std(sock.into())
-}
-
 /// One probe: the first server other than `own` that offers, if any.
-pub async fn probe_once(
-    interface: &str,
-    own: Ipv4Addr,
-    server_port: u16,
-) -> std::io::Result<Option<Ipv4Addr>> {
-    let client_port = if server_port == 67 {
-        68
-    } else {
-        server_port + 1
-    };
-    let sock = bind(interface, client_port)?;
+pub async fn probe_once(interface: &str, own: Ipv4Addr) -> std::io::Result<Option<Ipv4Addr>> {
+    let sock = bind(interface, CLIENT_PORT)?;
     let xid = random_u32();
     let mut mac = [0u8; 6];
     mac[..5].copy_from_slice(&PROBE_PREFIX);
@@ -60,7 +40,7 @@ pub async fn probe_once(
     let mut buf = vec![0u8; codec::MAX_REPLY];
     let len = codec::discover_probe(xid, mac, &mut buf)
         .map_err(|e| std::io::Error::other(e.to_string()))?;
-    let to = SocketAddr::from((Ipv4Addr::BROADCAST, server_port));
+    let to = SocketAddr::from((Ipv4Addr::BROADCAST, SERVER_PORT));
     sock.send_to(&buf[..len], to).await?;
     let mut rx = vec![0u8; 1500];
     let deadline = tokio::time::Instant::now() + LISTEN;
@@ -83,13 +63,12 @@ pub async fn probe_once(
 pub async fn guard(
     interface: String,
     own: Ipv4Addr,
-    server_port: u16,
     every: Duration,
     tx: watch::Sender<Option<Ipv4Addr>>,
     mut stop: watch::Receiver<bool>,
 ) {
     loop {
-        let seen = match probe_once(&interface, own, server_port).await {
+        let seen = match probe_once(&interface, own).await {
             Ok(seen) => seen,
             Err(e) => {
                 tracing::warn!(%interface, error = %e, "dhcp: cannot probe for other DHCP servers");

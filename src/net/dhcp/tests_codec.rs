@@ -21,14 +21,7 @@ fn request(options: &[u8]) -> Vec<u8> {
 }
 
 fn net() -> Network {
-    Network {
-        server_id: Ipv4Addr::new(10, 9, 0, 1),
-        subnet_mask: Ipv4Addr::new(255, 255, 255, 0),
-        router: Ipv4Addr::new(10, 9, 0, 1),
-        dns: Ipv4Addr::new(10, 9, 0, 1),
-        broadcast: Ipv4Addr::new(10, 9, 0, 255),
-        domain: "village.lan".into(),
-    }
+    Network::example()
 }
 
 #[test]
@@ -137,7 +130,7 @@ fn an_ack_carries_the_lan_and_smoltcp_reads_it_back() {
         to: &msg,
         yiaddr: Ipv4Addr::new(10, 9, 0, 100),
         ciaddr: Ipv4Addr::UNSPECIFIED,
-        lease: Some(LeaseTimes { lease: 3600 }),
+        lease: Some(3600),
         hostname: Some("printer"),
         message: None,
     };
@@ -181,7 +174,7 @@ fn a_nak_has_no_lease_options() {
         to: &msg,
         yiaddr: Ipv4Addr::UNSPECIFIED,
         ciaddr: Ipv4Addr::UNSPECIFIED,
-        lease: Some(LeaseTimes { lease: 60 }),
+        lease: Some(60),
         hostname: None,
         message: Some("no"),
     };
@@ -204,7 +197,7 @@ fn the_probe_and_an_offer() {
         to: &probe,
         yiaddr: Ipv4Addr::new(10, 9, 0, 7),
         ciaddr: Ipv4Addr::UNSPECIFIED,
-        lease: Some(LeaseTimes { lease: 60 }),
+        lease: Some(60),
         hostname: None,
         message: None,
     };
