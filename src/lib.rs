@@ -51,8 +51,6 @@ pub enum StartError {
     AccessLog(String),
     #[error("provider {name}: {message}")]
     Provider { name: String, message: String },
-    #[error("network set-up: {0}")]
-    Net(#[from] net::NetError),
 }
 
 /// A listener that is bound and about to serve, as printed at start-up.
@@ -97,8 +95,15 @@ impl Gateway {
         let (stop, stop_rx) = watch::channel(false);
         let store = Store::new();
         let mut tasks = JoinSet::new();
-        // The LAN (and a static WAN) first: DNS and entrypoints may listen on its address.
-        net::setup::links_up(cfg).await?;
+        // The LAN (and a static WAN) first: DNS and entrypoints may listen on its address. What
+        // fails (an interface not there yet) is retried in the background by `setup::start`.
+        let links_ok = match net::setup::links_up(cfg).await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(error = %e, "net: LAN/WAN set-up failed; retrying in the background");
+                false
+            }
+        };
         let mut listening = Vec::new();
         let limits = &cfg.limits;
         let workers = match limits.workers {
@@ -304,7 +309,7 @@ impl Gateway {
                 .and_then(|n| listening.iter().find(|l| l.name == n.http_entry_point))
                 .map(|l| l.addr.port()),
         };
-        let network = net::setup::firewall_up(cfg, ports)?;
+        let network = net::setup::start(cfg, ports, links_ok, &mut tasks, stop_rx.clone());
         net::setup::spawn_wan_dhcp(cfg, &mut tasks, stop_rx.clone());
         if let (Some(resolver), true) = (&dns, cfg.dns.as_ref().is_some_and(|d| d.auto_address())) {
             let resolver = Arc::clone(resolver);

@@ -268,3 +268,21 @@ fn another_dhcp_server_on_the_lan_stops_boma() {
     });
     assert!(cleared.is_some(), "the problem clears once boma serves");
 }
+
+#[test]
+fn a_lan_port_that_appears_after_start_is_taken_up() {
+    // boma starts with its bridge member missing (a USB adapter not plugged in yet): it serves
+    // its API at once and sets the LAN up when the port appears.
+    let gw = Netns::new("lgw");
+    let client = Netns::new("lcl");
+    let toml = gateway_toml(1, ("10.77.0.100", "10.77.0.120"), "");
+    let boma = Boma::start_in(Some(&gw.name), &toml, None);
+    let status = api(&gw, &boma, "/api/dhcp");
+    assert!(status.contains("\"failed\""), "no LAN yet: {status}");
+    cable(&gw, "p1", &client, "eth0", None);
+    let dir = boma.dir.path().to_path_buf();
+    let lease = wait_for(Duration::from_secs(30), || udhcpc(&client, "eth0", "late", &dir));
+    let lease = lease.expect("a lease once the port is there");
+    assert_eq!(lease.router, "10.77.0.1");
+    assert!(api(&gw, &boma, "/api/dhcp").contains("\"serving\""));
+}

@@ -1,7 +1,10 @@
-//! The gateway's network, brought up from `[lan]`, `[wan]` and `[nat]` before DNS, DHCP and the
-//! proxy bind: the LAN interface or bridge with its address, the WAN (static here, or a
-//! supervised busybox `udhcpc`), IPv4 forwarding, and boma's nftables table. [`Network::down`]
-//! undoes what boma owns (the nftables table; the DHCP client) on a clean shutdown and leaves
+//! The gateway's network, brought up from `[lan]`, `[wan]` and `[nat]`: the LAN interface or
+//! bridge with its address and a static WAN ([`links_up`], tried once before DNS and the proxy
+//! bind so they can listen on the LAN address), then IPv4 forwarding and boma's nftables table
+//! ([`start`], once the redirect targets are known). What fails is retried in the background
+//! with a growing pause and logged, never skipped: a USB Ethernet adapter may appear seconds
+//! after boot, and the image loads the netfilter modules while boma starts. DNS and HTTP serve
+//! meanwhile. [`Network::down`] removes boma's nftables table on a clean shutdown and leaves
 //! addresses and bridges in place, so a restart does not drop the LAN.
 //!
 //! WAN DHCP uses the image's busybox `udhcpc` rather than a client of boma's own: it is already
@@ -17,10 +20,13 @@ use tokio::task::JoinSet;
 use super::{NetError, links, nft};
 use crate::config::{Config, WanMode};
 
-/// What [`up`] set up and must be undone at shutdown.
+/// What must be undone at shutdown.
 pub struct Network {
     nat: bool,
 }
+
+/// Longest pause between two attempts.
+const MAX_PAUSE: Duration = Duration::from_secs(30);
 
 impl Network {
     /// Remove boma's nftables table (addresses and bridges stay).
@@ -62,10 +68,64 @@ pub async fn links_up(cfg: &Config) -> Result<(), NetError> {
     Ok(())
 }
 
-/// Forwarding and the nftables table, once the redirect targets are bound.
-pub fn firewall_up(cfg: &Config, ports: Ports) -> Result<Network, NetError> {
+/// Forwarding and boma's nftables table, once the redirect targets are known; whatever failed
+/// so far (`links_ok` false: [`links_up`] did) is retried in `tasks` until it works or `stop`.
+pub fn start(
+    cfg: &Config,
+    ports: Ports,
+    links_ok: bool,
+    tasks: &mut JoinSet<()>,
+    stop: watch::Receiver<bool>,
+) -> Network {
+    let network = Network {
+        nat: cfg.lan.is_some() && cfg.nat.is_some(),
+    };
+    if links_ok {
+        match firewall_up(cfg, ports) {
+            Ok(()) => return network,
+            Err(e) => {
+                tracing::warn!(error = %e, "net: cannot apply the nftables table yet; retrying")
+            }
+        }
+    }
+    let cfg = cfg.clone();
+    tasks.spawn(async move {
+        let mut stop = stop;
+        let mut pause = Duration::from_secs(1);
+        let mut links_ok = links_ok;
+        let mut last_error = String::new();
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(pause) => {}
+                _ = stop.changed() => return,
+            }
+            let attempt = async {
+                if !links_ok {
+                    links_up(&cfg).await?;
+                    links_ok = true;
+                }
+                firewall_up(&cfg, ports)
+            };
+            match attempt.await {
+                Ok(()) => return,
+                Err(e) => {
+                    let error = e.to_string();
+                    if error != last_error {
+                        tracing::warn!(%error, "net: set-up still failing; retrying");
+                        last_error = error;
+                    }
+                }
+            }
+            pause = (pause * 2).min(MAX_PAUSE);
+        }
+    });
+    network
+}
+
+/// Forwarding and the nftables table.
+fn firewall_up(cfg: &Config, ports: Ports) -> Result<(), NetError> {
     let (Some(lan), Some(nat)) = (&cfg.lan, &cfg.nat) else {
-        return Ok(Network { nat: false });
+        return Ok(());
     };
     let wan = cfg.wan.as_ref().map(|w| w.interface.clone());
     if wan.is_some() {
@@ -80,7 +140,7 @@ pub fn firewall_up(cfg: &Config, ports: Ports) -> Result<Network, NetError> {
     };
     nft::apply(&spec)?;
     tracing::info!(rules = %nft::render(&spec).replace('\n', " "), "net: nftables table inet boma applied");
-    Ok(Network { nat: true })
+    Ok(())
 }
 
 /// With `[wan] mode = "dhcp"`: run the DHCP client on the WAN and restart it when it exits
@@ -121,7 +181,7 @@ pub fn spawn_wan_dhcp(cfg: &Config, tasks: &mut JoinSet<()>, stop: watch::Receiv
                 _ = tokio::time::sleep(pause) => {}
                 _ = stop.changed() => return,
             }
-            pause = (pause * 2).min(Duration::from_secs(30));
+            pause = (pause * 2).min(MAX_PAUSE);
         }
     });
 }

@@ -173,18 +173,8 @@ pub async fn run(cfg: ServerConfig, ch: Channels, mut stop: watch::Receiver<bool
         dirty: false,
     };
     server.publish(unix_now());
-    let sock = match bind(&server.cfg.interface, SERVER_PORT) {
-        Ok(s) => s,
-        Err(e) => {
-            let error = format!(
-                "cannot listen on {} port {SERVER_PORT}: {e}",
-                server.cfg.interface
-            );
-            tracing::error!("dhcp: {error}");
-            server.ch.state.send_replace(State::Failed { error });
-            let _ = stop.changed().await;
-            return;
-        }
+    let Some(sock) = bind_when_ready(&server, &mut stop).await else {
+        return;
     };
     let (guard_tx, mut guard) = watch::channel(None::<Ipv4Addr>);
     let probe_task = server.cfg.rogue_check.map(|every| {
@@ -206,6 +196,33 @@ pub async fn run(cfg: ServerConfig, ch: Channels, mut stop: watch::Receiver<bool
     server.serve(&sock, &mut guard, &mut stop).await;
     if let Some(t) = probe_task {
         t.abort();
+    }
+}
+
+/// The server's socket, retried (the LAN interface may not exist yet: a USB adapter, a bridge
+/// the set-up is still retrying) with the failure shown as the server's state; `None` on stop.
+async fn bind_when_ready(server: &Server, stop: &mut watch::Receiver<bool>) -> Option<UdpSocket> {
+    let mut pause = Duration::from_secs(1);
+    loop {
+        match bind(&server.cfg.interface, SERVER_PORT) {
+            Ok(sock) => return Some(sock),
+            Err(e) => {
+                let error = format!(
+                    "cannot listen on {} port {SERVER_PORT} (retrying): {e}",
+                    server.cfg.interface
+                );
+                let state = State::Failed { error };
+                if *server.ch.state.borrow() != state {
+                    tracing::warn!("dhcp: {state:?}");
+                    server.ch.state.send_replace(state);
+                }
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(pause) => {}
+            _ = stop.changed() => return None,
+        }
+        pause = (pause * 2).min(Duration::from_secs(10));
     }
 }
 
