@@ -281,8 +281,75 @@ fn a_lan_port_that_appears_after_start_is_taken_up() {
     assert!(status.contains("\"failed\""), "no LAN yet: {status}");
     cable(&gw, "p1", &client, "eth0", None);
     let dir = boma.dir.path().to_path_buf();
-    let lease = wait_for(Duration::from_secs(30), || udhcpc(&client, "eth0", "late", &dir));
+    let lease = wait_for(Duration::from_secs(30), || {
+        udhcpc(&client, "eth0", "late", &dir)
+    });
     let lease = lease.expect("a lease once the port is there");
     assert_eq!(lease.router, "10.77.0.1");
     assert!(api(&gw, &boma, "/api/dhcp").contains("\"serving\""));
+}
+
+/// Crash consistency: boma is SIGKILLed at a random moment of a storm of lease writes, round
+/// after round on the same state directory; after each kill the lease file parses whole and
+/// holds every lease the server had acknowledged.
+#[test]
+fn every_acknowledged_lease_survives_sigkill() {
+    let (gw, clients) = lan(1);
+    let client = &clients[0];
+    client.exec(&["ip", "addr", "add", "10.77.0.2/24", "dev", "eth0"]);
+    let state = tempfile::tempdir().expect("state dir");
+    let acked = state.path().join("acked.txt");
+    let storm = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/dhcp_support/storm.py");
+    let toml = gateway_toml(1, ("10.77.0.100", "10.77.0.250"), "")
+        .replace(
+            "{dir}/state",
+            &state.path().join("leases-dir").display().to_string(),
+        )
+        .replace("rogue_check_interval = \"2s\"", "rogue_check = false");
+    let lease_file = state.path().join("leases-dir/leases");
+    const ROUNDS: u8 = 8;
+    for round in 0..ROUNDS {
+        let boma = Boma::start_in(Some(&gw.name), &toml, None);
+        let mut storm_run = client
+            .command("python3")
+            .args([
+                storm,
+                &round.to_string(),
+                "18",
+                &(100 + round * 18).to_string(),
+            ])
+            .arg(&acked)
+            .spawn()
+            .expect("python3 runs the storm");
+        // Kill somewhere inside the storm (different moments in different rounds).
+        std::thread::sleep(Duration::from_millis(40 + u64::from(round) * 45));
+        drop(boma); // SIGKILL
+        let _ = storm_run.wait();
+        let file = std::fs::read_to_string(&lease_file).unwrap_or_default();
+        for line in file.lines() {
+            let fields: Vec<&str> = line.split(' ').collect();
+            assert_eq!(fields.len(), 5, "round {round}: a torn line `{line}`");
+            assert!(
+                fields[0].parse::<u64>().is_ok() && fields[2].parse::<std::net::Ipv4Addr>().is_ok(),
+                "{line}"
+            );
+        }
+        let acked_text = std::fs::read_to_string(&acked).unwrap_or_default();
+        for ack in acked_text.lines() {
+            let (mac, ip) = ack.split_once(' ').expect("mac ip");
+            assert!(
+                file.lines().any(|l| l.contains(&format!(" {mac} {ip} "))),
+                "round {round}: acknowledged {mac} {ip} is not in the lease file:\n{file}"
+            );
+        }
+    }
+    let acked_total = std::fs::read_to_string(&acked)
+        .unwrap_or_default()
+        .lines()
+        .count();
+    eprintln!("{acked_total} acknowledged leases over {ROUNDS} killed rounds, all on disk");
+    assert!(
+        acked_total >= 20,
+        "the storms got {acked_total} ACKs: too few to mean anything"
+    );
 }
