@@ -1,6 +1,7 @@
 //! The lease table: which client holds, was offered or declined which address of the pool, as a
-//! table whose size is fixed at start by the pool and the static hosts (one slot per address;
-//! nothing grows with traffic), plus its file in dnsmasq's lease format (so tools that read
+//! table whose size is fixed at start by the pool and the static hosts (one small slot per
+//! address, the lease itself boxed only while bound, so a /16 pool costs ~1.5 MiB, not 12;
+//! nothing grows beyond one entry per slot), plus its file in dnsmasq's lease format (so tools that read
 //! dnsmasq's leases read boma's).
 //!
 //! Pure and deterministic: time comes in as Unix seconds, nothing here reads the clock, a socket
@@ -34,6 +35,9 @@ pub fn key(mac: [u8; 6], client_id: Option<&[u8]>) -> Key {
     k
 }
 
+/// A lease's host name: one DNS label.
+pub type Name = heapless::String<63>;
+
 /// One bound lease.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Lease {
@@ -41,7 +45,7 @@ pub struct Lease {
     pub mac: [u8; 6],
     pub client_id: Option<heapless::Vec<u8, MAX_CLIENT_ID>>,
     /// The client's host label (or a static host's name), empty when none.
-    pub hostname: heapless::String<63>,
+    pub hostname: Name,
     /// Unix seconds.
     pub expires: u64,
 }
@@ -58,10 +62,10 @@ enum Slot {
     /// Never handed out dynamically: the gateway's address, a static host's address.
     Reserved,
     Offered {
-        key: Key,
+        key: Box<Key>,
         until: u64,
     },
-    Leased(Lease),
+    Leased(Box<Lease>),
     Declined {
         until: u64,
     },
@@ -100,7 +104,10 @@ pub struct Table {
     /// Pool addresses, then one slot per static host.
     slots: Box<[Slot]>,
     fixed: Vec<Fixed>,
+    /// Which slot a client holds; which lease a host name belongs to. Both have at most one
+    /// entry per slot.
     by_key: HashMap<Key, usize>,
+    by_name: HashMap<Name, usize>,
     times: Times,
 }
 
@@ -133,6 +140,7 @@ impl Table {
             slots,
             fixed,
             by_key: HashMap::new(),
+            by_name: HashMap::new(),
             times,
         }
     }
@@ -170,7 +178,7 @@ impl Table {
         match &self.slots[i] {
             Slot::Free => true,
             Slot::Reserved => false,
-            Slot::Offered { key: k, until } => k == key || *until <= now,
+            Slot::Offered { key: k, until } => **k == *key || *until <= now,
             Slot::Leased(l) => l.key() == *key || l.expires <= now,
             Slot::Declined { until } => *until <= now,
         }
@@ -181,29 +189,38 @@ impl Table {
         let i = *self.by_key.get(key)?;
         match &self.slots[i] {
             Slot::Leased(l) if l.key() == *key => Some(i),
-            Slot::Offered { key: k, .. } if k == key => Some(i),
+            Slot::Offered { key: k, .. } if **k == *key => Some(i),
             _ => None,
         }
     }
 
     fn take(&mut self, i: usize, slot: Slot) {
-        // Whoever held the slot before loses its index entry.
+        // Whoever held the slot before loses its index entries.
         let old = match &self.slots[i] {
-            Slot::Leased(l) => Some(l.key()),
-            Slot::Offered { key, .. } => Some(key.clone()),
+            Slot::Leased(l) => Some((l.key(), Some(l.hostname.clone()))),
+            Slot::Offered { key, .. } => Some(((**key).clone(), None)),
             _ => None,
         };
-        if let Some(k) = old
-            && self.by_key.get(&k) == Some(&i)
-        {
-            self.by_key.remove(&k);
+        if let Some((k, name)) = old {
+            if self.by_key.get(&k) == Some(&i) {
+                self.by_key.remove(&k);
+            }
+            if let Some(name) = name
+                && self.by_name.get(&name) == Some(&i)
+            {
+                self.by_name.remove(&name);
+            }
         }
         match &slot {
             Slot::Leased(l) => {
                 self.by_key.insert(l.key(), i);
+                if !l.hostname.is_empty() {
+                    self.drop_name(&l.hostname, i);
+                    self.by_name.insert(l.hostname.clone(), i);
+                }
             }
             Slot::Offered { key, .. } => {
-                self.by_key.insert(key.clone(), i);
+                self.by_key.insert((**key).clone(), i);
             }
             _ => {}
         }
@@ -225,7 +242,7 @@ impl Table {
             self.take(
                 i,
                 Slot::Offered {
-                    key: key.clone(),
+                    key: Box::new(key.clone()),
                     until,
                 },
             );
@@ -307,22 +324,18 @@ impl Table {
             hostname: heapless::String::try_from(hostname.as_str()).unwrap_or_default(),
             expires: now + self.times.lease,
         };
-        if !lease.hostname.is_empty() {
-            self.drop_name(&lease.hostname, i);
-        }
-        self.take(i, Slot::Leased(lease.clone()));
+        self.take(i, Slot::Leased(Box::new(lease.clone())));
         Verdict::Ack(lease)
     }
 
-    /// A name belongs to one lease: the newest (as dnsmasq does).
-    fn drop_name(&mut self, name: &str, keep: usize) {
-        for (i, slot) in self.slots.iter_mut().enumerate() {
-            if let Slot::Leased(l) = slot
-                && i != keep
-                && l.hostname == name
-            {
-                l.hostname.clear();
-            }
+    /// A name belongs to one lease: the newest (as dnsmasq does). The older holder loses it.
+    fn drop_name(&mut self, name: &Name, keep: usize) {
+        if let Some(&j) = self.by_name.get(name)
+            && j != keep
+            && let Slot::Leased(l) = &mut self.slots[j]
+            && l.hostname == *name
+        {
+            l.hostname.clear();
         }
     }
 
@@ -365,7 +378,7 @@ impl Table {
     pub fn active(&self, now: u64) -> Vec<Lease> {
         let mut out: Vec<Lease> = (self.slots.iter())
             .filter_map(|s| match s {
-                Slot::Leased(l) if l.expires > now => Some(l.clone()),
+                Slot::Leased(l) if l.expires > now => Some((**l).clone()),
                 _ => None,
             })
             .collect();
@@ -402,7 +415,7 @@ impl Table {
             });
             match slot {
                 Some(i) if fits => {
-                    self.take(i, Slot::Leased(lease));
+                    self.take(i, Slot::Leased(Box::new(lease)));
                     restored += 1;
                 }
                 _ => skipped += 1,

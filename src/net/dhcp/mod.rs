@@ -34,6 +34,8 @@ use leases::{Lease, Request, Table, Verdict};
 
 /// Packets handled before the lease file is written and the replies go out.
 pub const BATCH: usize = 64;
+/// Shortest time between two publications of the leases.
+const PUBLISH_EVERY: Duration = Duration::from_millis(200);
 
 /// Everything the server needs, from `[lan]` and `[dhcp]`.
 #[derive(Debug, Clone)]
@@ -244,6 +246,10 @@ impl Server {
         let mut buf = vec![0u8; 1500];
         let mut pending: Vec<(Vec<u8>, SocketAddr)> = Vec::with_capacity(BATCH);
         let mut sweep = tokio::time::interval(Duration::from_secs(30));
+        // Leases go out at most every PUBLISH_EVERY: the first change at once, a storm's
+        // changes together at the end of the period.
+        let mut last_publish = tokio::time::Instant::now();
+        let mut publish_at: Option<tokio::time::Instant> = None;
         self.set_state(*guard.borrow_and_update());
         loop {
             let first = tokio::select! {
@@ -253,19 +259,29 @@ impl Server {
                     continue;
                 }
                 _ = sweep.tick() => { self.publish(unix_now()); continue; }
+                Some(()) = async { match publish_at {
+                    Some(at) => { tokio::time::sleep_until(at).await; Some(()) }
+                    None => None,
+                } } => {
+                    self.publish(unix_now());
+                    (last_publish, publish_at) = (tokio::time::Instant::now(), None);
+                    continue;
+                }
                 _ = stop.changed() => return,
             };
             let refused = guard.borrow().is_some();
             let now = unix_now();
             let mut next = first;
-            loop {
+            // At most BATCH packets per burst, answered or not: a flood of garbage cannot keep
+            // the loop from writing and sending.
+            for handled in 1..=BATCH {
                 if let Ok((n, from)) = next {
                     bump(&self.ch.stats.received);
                     if !refused && let Some(reply) = self.handle(&buf[..n], from, now) {
                         pending.push(reply);
                     }
                 }
-                if pending.len() >= BATCH {
+                if handled == BATCH {
                     break;
                 }
                 next = match sock.try_recv_from(&mut buf) {
@@ -280,8 +296,13 @@ impl Server {
                 }
             }
             // Leases change only with a commit (expiries: the sweep), never with an offer.
-            if changed {
-                self.publish(now);
+            if changed && publish_at.is_none() {
+                if last_publish.elapsed() >= PUBLISH_EVERY {
+                    self.publish(now);
+                    last_publish = tokio::time::Instant::now();
+                } else {
+                    publish_at = Some(last_publish + PUBLISH_EVERY);
+                }
             }
         }
     }

@@ -227,3 +227,13 @@ fn file_round_trip_and_bad_lines() {
     assert_eq!(back.active(0), t.active(0));
     assert_eq!(back.to_file(), file);
 }
+
+#[test]
+fn a_slot_stays_small() {
+    // One slot per pool address, allocated at start: a /16 pool must not cost megabytes.
+    assert!(
+        std::mem::size_of::<Slot>() <= 24,
+        "{}",
+        std::mem::size_of::<Slot>()
+    );
+}
