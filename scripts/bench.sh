@@ -4,8 +4,9 @@
 # same wrk load for each. DNS: dnsmasq and boma with the same upstream and the same dnsperf query
 # files (local zone, cached forwarded names). Docker: start-event-to-routable latency, boma and
 # Traefik (scripts/bench-docker.py). Size: the static aarch64 binary, its sections and largest
-# crates (cargo bloat). Writes docs/benchmarks.md; SECTIONS="dns" (or any subset of
-# "proxy dns docker size") runs those parts and keeps the others as they were.
+# crates (cargo bloat). DHCP: perfdhcp against dnsmasq and boma in network namespaces
+# (scripts/bench-dhcp.sh, needs root). Writes docs/benchmarks.md; SECTIONS="dns" (or any subset
+# of "proxy dns docker dhcp size") runs those parts and keeps the others as they were.
 # Bounded: each load run lasts DURATION (DNS_DURATION) seconds; every process started here is
 # stopped on exit.
 set -euo pipefail
@@ -18,7 +19,7 @@ BOMA=${BOMA:-target/release/boma}
 OUT=${OUT:-docs/benchmarks.md}
 BASE=${BASE_PORT:-18080}
 BACKEND_PORT=$((BASE + 1)); NGINX_PORT=$((BASE + 2)); TRAEFIK_PORT=$((BASE + 3)); BOMA_PORT=$((BASE + 4))
-SECTIONS=${SECTIONS:-proxy dns docker size}
+SECTIONS=${SECTIONS:-proxy dns docker dhcp size}
 # The x86 release code built with the Pi binary's size setting (opt-level s), for one more row.
 BOMA_SMALL=${BOMA_SMALL:-target/opt-s/release/boma}
 DNS_DURATION=${DNS_DURATION:-10}
@@ -369,6 +370,9 @@ size_section() {
 if want docker; then
   DOCKER_SECTION=$(python3 scripts/bench-docker.py "$BOMA" 50)
 fi
+if want dhcp; then
+  DHCP_SECTION=$(scripts/bench-dhcp.sh "$BOMA")
+fi
 
 cpu=$(awk -F: '/model name/{print $2; exit}' /proc/cpuinfo | sed 's/^ *//')
 {
@@ -383,6 +387,8 @@ cpu=$(awk -F: '/model name/{print $2; exit}' /proc/cpuinfo | sed 's/^ *//')
   if want dns; then dns_section; else kept_section "## DNS"; fi
   echo
   if want docker; then echo "$DOCKER_SECTION"; else kept_section "## Container discovery"; fi
+  echo
+  if want dhcp; then echo "$DHCP_SECTION"; else kept_section "## DHCP"; fi
   echo
   if want size; then size_section; else kept_section "## Binary size"; fi
 } | cat -s > "$OUT.new"

@@ -27,6 +27,8 @@ command -v busybox >/dev/null || need_apt+=(busybox)
 command -v dhclient >/dev/null || [ -x /usr/sbin/dhclient ] || need_apt+=(isc-dhcp-client)
 command -v nft >/dev/null || [ -x /usr/sbin/nft ] || need_apt+=(nftables)
 command -v ping >/dev/null || need_apt+=(iputils-ping)
+# Kea's perfdhcp: the DHCP benchmark's load generator (make bench).
+command -v perfdhcp >/dev/null || [ -x /usr/sbin/perfdhcp ] || need_apt+=(kea-admin)
 
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "deps: installing ${need_apt[*]}"

@@ -20,7 +20,8 @@ pub struct NetError {
     pub reason: &'static str,
 }
 
-fn mask32(prefix: u8) -> u32 {
+/// The IPv4 netmask of a prefix length, as a number (`/24` → 0xffff_ff00).
+pub fn mask32(prefix: u8) -> u32 {
     if prefix == 0 {
         0
     } else {

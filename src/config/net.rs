@@ -26,10 +26,7 @@ pub struct Ipv4Cidr {
 impl Ipv4Cidr {
     /// The network mask (`/24` → 255.255.255.0).
     pub fn mask(&self) -> Ipv4Addr {
-        let bits = u32::MAX
-            .checked_shl(32 - u32::from(self.prefix))
-            .unwrap_or(0);
-        Ipv4Addr::from(bits)
+        Ipv4Addr::from(crate::ipnet::mask32(self.prefix))
     }
 
     /// The network address.
