@@ -54,8 +54,10 @@ image-lock: image-deps aarch64
 
 ## Boot the image headless in QEMU (qemu-virt; rpi3 on raspi3b): serial console on the terminal,
 ## guest HTTP on 127.0.0.1:$(HTTP_PORT), guest DNS on 127.0.0.1:$(DNS_PORT). Ctrl-A X quits.
+## LAN_TAP=tap0 (qemu-virt): the gateway's LAN (eth1) on that existing tap device.
+LAN_TAP ?=
 qemu: image
-	target/release/boma-image qemu --board $(BOARD) --http-port $(HTTP_PORT) --dns-port $(DNS_PORT)
+	target/release/boma-image qemu --board $(BOARD) --http-port $(HTTP_PORT) --dns-port $(DNS_PORT) $(if $(LAN_TAP),--lan-tap $(LAN_TAP))
 
 ## oelint-adv over the Yocto layer (installed from PyPI by scripts/image-deps.sh).
 yocto-lint: image-deps

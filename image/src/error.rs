@@ -45,6 +45,8 @@ pub enum Error {
     Layout(String),
     #[error("FAT partition: {0}")]
     Fat(String),
+    #[error("QEMU: {0}")]
+    Qemu(String),
 }
 
 impl Error {

@@ -3,15 +3,17 @@
 //! ```text
 //! boma-image build  --board NAME [--boma PATH] [--out DIR] [--cache DIR] [--record-lock]
 //! boma-image extract --image IMG --file NAME --out PATH
-//! boma-image qemu   --board NAME [--image IMG] [--http-port N] [--dns-port N]
+//! boma-image qemu   --board NAME [--image IMG] [--http-port N] [--dns-port N] [--append ARGS]
+//!                   [--lan-tap TAP | --lan-mcast ADDR:PORT]
 //! ```
-//! Paths default to the source tree this binary was built from.
+//! Paths default to the source tree this binary was built from. A flag a command does not take,
+//! a flag given twice or a flag without its value is an error, never ignored.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use boma_image::build::{Options, build};
-use boma_image::qemu::{self, Boot, Machine};
+use boma_image::qemu::{self, Boot, Lan, Machine};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -20,17 +22,78 @@ fn root() -> PathBuf {
         .unwrap_or_default()
 }
 
-struct Args(Vec<String>);
+const USAGE: &str = "usage: boma-image build --board NAME [--boma PATH] [--out DIR] [--cache DIR] [--record-lock] [--no-xz]\n       \
+     boma-image extract --image IMG --file NAME --out PATH\n       \
+     boma-image qemu --board NAME [--image IMG] [--http-port N] [--dns-port N] [--append ARGS] [--lan-tap TAP | --lan-mcast ADDR:PORT]";
+
+/// The flags each command takes: (flag, takes a value).
+fn flags(command: &str) -> Option<&'static [(&'static str, bool)]> {
+    Some(match command {
+        "build" => &[
+            ("--board", true),
+            ("--boma", true),
+            ("--out", true),
+            ("--cache", true),
+            ("--record-lock", false),
+            ("--no-xz", false),
+        ],
+        "extract" => &[("--image", true), ("--file", true), ("--out", true)],
+        "qemu" => &[
+            ("--board", true),
+            ("--image", true),
+            ("--http-port", true),
+            ("--dns-port", true),
+            ("--append", true),
+            ("--lan-tap", true),
+            ("--lan-mcast", true),
+        ],
+        _ => return None,
+    })
+}
+
+/// A command's flags, checked against what it takes.
+struct Args {
+    command: String,
+    values: Vec<(String, Option<String>)>,
+}
 
 impl Args {
+    fn parse(argv: &[String]) -> Result<Args, String> {
+        let command = argv.first().cloned().unwrap_or_default();
+        let known = flags(&command).ok_or_else(|| match command.as_str() {
+            "" => "no command".to_string(),
+            c => format!("unknown command {c:?}"),
+        })?;
+        let mut values: Vec<(String, Option<String>)> = Vec::new();
+        let mut rest = argv.iter().skip(1);
+        while let Some(flag) = rest.next() {
+            let Some(&(_, takes)) = known.iter().find(|(f, _)| f == flag) else {
+                return Err(format!("{command}: unknown flag {flag:?}"));
+            };
+            if values.iter().any(|(f, _)| f == flag) {
+                return Err(format!("{command}: {flag} given twice"));
+            }
+            let value = if takes {
+                Some(
+                    rest.next()
+                        .cloned()
+                        .ok_or_else(|| format!("{command}: {flag} needs a value"))?,
+                )
+            } else {
+                None
+            };
+            values.push((flag.clone(), value));
+        }
+        Ok(Args { command, values })
+    }
     fn value(&self, flag: &str) -> Option<String> {
-        self.0
+        self.values
             .iter()
-            .position(|a| a == flag)
-            .and_then(|i| self.0.get(i + 1).cloned())
+            .find(|(f, _)| f == flag)
+            .and_then(|(_, v)| v.clone())
     }
     fn has(&self, flag: &str) -> bool {
-        self.0.iter().any(|a| a == flag)
+        self.values.iter().any(|(f, _)| f == flag)
     }
     fn required(&self, flag: &str) -> Result<String, String> {
         self.value(flag).ok_or_else(|| format!("missing {flag}"))
@@ -47,16 +110,20 @@ impl Args {
 fn run(args: &Args) -> Result<(), String> {
     let root = root();
     let target = root.join("target");
-    match args.0.first().map(String::as_str) {
-        Some("build") => {
+    match args.command.as_str() {
+        "build" => {
             let board = args.required("--board")?;
             let opts = Options {
                 root: root.clone(),
                 board,
-                boma: args.value("--boma").map(PathBuf::from).unwrap_or_else(|| {
-                    target.join("aarch64-unknown-linux-musl/release/boma")
-                }),
-                out: args.value("--out").map(PathBuf::from).unwrap_or_else(|| target.join("images")),
+                boma: args
+                    .value("--boma")
+                    .map(PathBuf::from)
+                    .unwrap_or_else(|| target.join("aarch64-unknown-linux-musl/release/boma")),
+                out: args
+                    .value("--out")
+                    .map(PathBuf::from)
+                    .unwrap_or_else(|| target.join("images")),
                 cache: args
                     .value("--cache")
                     .map(PathBuf::from)
@@ -81,21 +148,29 @@ fn run(args: &Args) -> Result<(), String> {
             );
             Ok(())
         }
-        Some("extract") => {
+        "extract" => {
             let image = PathBuf::from(args.required("--image")?);
             let file = args.required("--file")?;
             let out = args.required("--out")?;
-            let bytes =
-                boma_image::fat::read_file(&image, &file).map_err(|e| e.to_string())?;
+            let bytes = boma_image::fat::read_file(&image, &file).map_err(|e| e.to_string())?;
             std::fs::write(&out, bytes).map_err(|e| format!("{out}: {e}"))
         }
-        Some("qemu") => {
+        "qemu" => {
             let board = args.required("--board")?;
             let machine = match board.as_str() {
                 "qemu-virt" => Machine::Virt,
                 "rpi3" => Machine::Raspi3b,
-                other => return Err(format!("no QEMU machine for board {other} (qemu-virt, rpi3)")),
+                other => {
+                    return Err(format!(
+                        "no QEMU machine for board {other} (qemu-virt, rpi3)"
+                    ));
+                }
             };
+            if machine != Machine::Virt && (args.has("--lan-tap") || args.has("--lan-mcast")) {
+                return Err(format!(
+                    "a LAN NIC needs the virt machine (BOARD=qemu-virt), not {board}"
+                ));
+            }
             let built = target.join(format!("images/boma-{board}.img"));
             let image = args.value("--image").map(PathBuf::from).unwrap_or_else(|| {
                 // Boot a copy so the built image keeps matching its .sha256.
@@ -105,12 +180,24 @@ fn run(args: &Args) -> Result<(), String> {
                 let stale = match (std::fs::metadata(&built), std::fs::metadata(&image)) {
                     (Ok(b), Ok(i)) => b.modified().ok() > i.modified().ok(),
                     (Ok(_), Err(_)) => true,
-                    (Err(e), _) => return Err(format!("{}: {e} (run make image BOARD={board})", built.display())),
+                    (Err(e), _) => {
+                        return Err(format!(
+                            "{}: {e} (run make image BOARD={board})",
+                            built.display()
+                        ));
+                    }
                 };
                 if stale {
-                    std::fs::copy(&built, &image).map_err(|e| format!("{}: {e}", image.display()))?;
+                    std::fs::copy(&built, &image)
+                        .map_err(|e| format!("{}: {e}", image.display()))?;
                 }
             }
+            let lan = match (args.value("--lan-tap"), args.value("--lan-mcast")) {
+                (Some(_), Some(_)) => return Err("--lan-tap and --lan-mcast: one LAN only".into()),
+                (Some(tap), None) => Some(Lan::Tap(tap)),
+                (None, Some(mcast)) => Some(Lan::Mcast(mcast)),
+                (None, None) => None,
+            };
             let boot = Boot {
                 machine,
                 image: image.clone(),
@@ -118,34 +205,95 @@ fn run(args: &Args) -> Result<(), String> {
                 http_port: args.port("--http-port", "HTTP_PORT", 8080)?,
                 dns_port: args.port("--dns-port", "DNS_PORT", 5353)?,
                 append: args.value("--append").unwrap_or_default(),
-                lan_mcast: args.value("--lan-mcast"),
+                lan,
+                netns: None,
                 interactive: true,
             };
             let mut c = qemu::command(&boot).map_err(|e| e.to_string())?;
-            eprintln!("boma-image: booting {} on QEMU {:?} (Ctrl-A X quits)", image.display(), machine);
+            eprintln!(
+                "boma-image: booting {} on QEMU {:?} (Ctrl-A X quits)",
+                image.display(),
+                machine
+            );
             if machine == Machine::Virt {
                 eprintln!(
                     "  HTTP: curl -H 'Host: gateway.village.lan' http://127.0.0.1:{}/api/version\n  \
                      DNS:  dig @127.0.0.1 -p {} gateway.village.lan   (UDP and TCP; qemu-virt's boma.toml serves village.lan)",
                     boot.http_port, boot.dns_port
                 );
+                if let Some(Lan::Tap(tap)) = &boot.lan {
+                    eprintln!(
+                        "  LAN:  eth1 on tap {tap}: bridge it with a client; the gateway is 10.66.0.1 (DHCP, DNS, HTTP, NAT)"
+                    );
+                }
             }
-            let status = c.status().map_err(|e| format!("qemu-system-aarch64: {e}"))?;
-            if status.success() { Ok(()) } else { Err(format!("qemu exited with {status}")) }
+            let status = c
+                .status()
+                .map_err(|e| format!("qemu-system-aarch64: {e}"))?;
+            if status.success() {
+                Ok(())
+            } else {
+                Err(format!("qemu exited with {status}"))
+            }
         }
-        _ => Err("usage: boma-image build --board NAME [--boma PATH] [--out DIR] [--cache DIR] [--record-lock]\n       \
-                  boma-image extract --image IMG --file NAME --out PATH\n       \
-                  boma-image qemu --board NAME [--image IMG] [--http-port N] [--dns-port N] [--append ARGS] [--lan-mcast ADDR:PORT]".into()),
+        _ => Err(USAGE.into()),
     }
 }
 
 fn main() -> ExitCode {
-    let args = Args(std::env::args().skip(1).collect());
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let args = match Args::parse(&argv) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("boma-image: {e}\n{USAGE}");
+            return ExitCode::FAILURE;
+        }
+    };
     match run(&args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("boma-image: {e}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Args;
+
+    fn parse(args: &[&str]) -> Result<Args, String> {
+        Args::parse(&args.iter().map(|a| a.to_string()).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn flags_are_checked_per_command() {
+        let a = parse(&["qemu", "--board", "qemu-virt", "--lan-tap", "tap0"]).expect("valid");
+        assert_eq!(a.value("--lan-tap").as_deref(), Some("tap0"));
+        assert!(parse(&["build", "--board", "rpi4", "--no-xz"]).is_ok_and(|a| a.has("--no-xz")));
+        for (args, error) in [
+            (
+                &["qemu", "--board", "qemu-virt", "--lan"][..],
+                "unknown flag \"--lan\"",
+            ),
+            (
+                &["build", "--board", "rpi4", "--lan-tap", "t"],
+                "unknown flag \"--lan-tap\"",
+            ),
+            (
+                &["qemu", "--board", "qemu-virt", "stray"],
+                "unknown flag \"stray\"",
+            ),
+            (&["qemu", "--lan-tap"], "--lan-tap needs a value"),
+            (
+                &["qemu", "--board", "a", "--board", "b"],
+                "--board given twice",
+            ),
+            (&["flash"], "unknown command"),
+            (&[], "no command"),
+        ] {
+            let got = parse(args).err().unwrap_or_default();
+            assert!(got.contains(error), "{args:?}: {got:?}");
         }
     }
 }

@@ -3,9 +3,12 @@
 //! The harness reads `vmlinuz`, `initrd.img`, `cmdline.txt` (and the DTB on `raspi3b`) from the
 //! image's FAT partition and passes them with `-kernel`/`-initrd`/`-append`, as the Pi firmware
 //! would; the image itself is the disk (virtio-blk on `virt`, the SD card on `raspi3b`). The
-//! serial console is the process's stdio. On `virt`, user-mode networking forwards host
-//! 127.0.0.1 ports to the guest's DNS (53, UDP and TCP) and HTTP (80). A second NIC on a socket
-//! multicast netdev (`lan_mcast`) puts the gateway on a LAN that another guest can join later.
+//! serial console is the process's stdio. On `virt`, the first NIC (`eth0`, the WAN) is QEMU's
+//! user-mode network: it forwards 127.0.0.1 ports of the namespace QEMU runs in to the guest's
+//! DNS (53, UDP and TCP) and HTTP (80), and its gateway 10.0.2.2 reaches that namespace's
+//! loopback. A second NIC (`eth1`, the LAN, [`Lan`]) is an existing host tap device, or a socket
+//! multicast netdev that another guest can join. With `netns`, QEMU runs inside that network
+//! namespace (`ip netns exec`), where the tap and the forwarded ports then live.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -36,10 +39,34 @@ pub struct Boot {
     pub dns_port: u16,
     /// Appended to cmdline.txt.
     pub append: String,
-    /// Second NIC (eth1) on `-netdev socket,mcast=ADDR:PORT`: the LAN side.
-    pub lan_mcast: Option<String>,
+    /// Second NIC (eth1): the LAN side (`virt` only).
+    pub lan: Option<Lan>,
+    /// Run QEMU in this network namespace (`ip netns exec NAME`): the tap and the forwarded
+    /// ports are that namespace's.
+    pub netns: Option<String>,
     /// Serial on the terminal with QEMU's monitor multiplexed (Ctrl-A X quits), for people.
     pub interactive: bool,
+}
+
+/// The guest's second NIC (`eth1`), the gateway's LAN.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lan {
+    /// An existing tap device of the namespace QEMU runs in (`ip tuntap add mode tap`), used
+    /// as it is: `-netdev tap,ifname=NAME,script=no,downscript=no`. Bridge it with whatever
+    /// should be on the LAN.
+    Tap(String),
+    /// `-netdev socket,mcast=ADDR:PORT`: a LAN that other QEMU guests join.
+    Mcast(String),
+}
+
+/// Whether `name` can be a network interface name (1 to 15 bytes, no '/', ':', ',', '=',
+/// whitespace or NUL): a comma would end QEMU's `-netdev` option.
+fn valid_ifname(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 15
+        && !name
+            .bytes()
+            .any(|b| b.is_ascii_whitespace() || matches!(b, b'/' | b':' | b',' | b'=' | 0))
 }
 
 /// The qemu-system-aarch64 command for a boot.
@@ -67,7 +94,14 @@ pub fn command(boot: &Boot) -> Result<Command> {
         .split_whitespace()
         .collect::<Vec<_>>()
         .join(" ");
-    let mut c = Command::new("qemu-system-aarch64");
+    let mut c = match &boot.netns {
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns, "qemu-system-aarch64"]);
+            c
+        }
+        None => Command::new("qemu-system-aarch64"),
+    };
     let drive = format!("file={},format=raw", boot.image.display());
     match boot.machine {
         Machine::Virt => {
@@ -85,8 +119,24 @@ pub fn command(boot: &Boot) -> Result<Command> {
                 "-device",
                 "virtio-net-pci,netdev=wan,romfile=",
             ]);
-            if let Some(mcast) = &boot.lan_mcast {
-                c.args(["-netdev", &format!("socket,id=lan,mcast={mcast}")]);
+            match &boot.lan {
+                Some(Lan::Tap(tap)) => {
+                    if !valid_ifname(tap) {
+                        return Err(Error::Qemu(format!(
+                            "LAN tap {tap:?}: not an interface name"
+                        )));
+                    }
+                    c.args([
+                        "-netdev",
+                        &format!("tap,id=lan,ifname={tap},script=no,downscript=no"),
+                    ]);
+                }
+                Some(Lan::Mcast(mcast)) => {
+                    c.args(["-netdev", &format!("socket,id=lan,mcast={mcast}")]);
+                }
+                None => {}
+            }
+            if boot.lan.is_some() {
                 c.args(["-device", "virtio-net-pci,netdev=lan,romfile="]);
             }
             if boot.interactive {
@@ -96,6 +146,11 @@ pub fn command(boot: &Boot) -> Result<Command> {
             }
         }
         Machine::Raspi3b => {
+            if boot.lan.is_some() {
+                return Err(Error::Qemu(
+                    "a LAN NIC needs the virt machine (BOARD=qemu-virt)".into(),
+                ));
+            }
             let dtb = extract("bcm2837-rpi-3-b.dtb")?;
             c.args(["-M", "raspi3b", "-dtb"]).arg(&dtb);
             c.args(["-drive", &format!("{drive},if=sd")]);
@@ -206,6 +261,11 @@ impl Guest {
             .write_all(format!("{line}\n").as_bytes())
             .and_then(|_| stdin.flush())
             .map_err(|e| Error::io("qemu stdin", e))
+    }
+
+    /// Whether QEMU has exited.
+    pub fn exited(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(Some(_)))
     }
 
     /// Wait for QEMU to exit on its own (guest poweroff/reboot with -no-reboot).
@@ -350,4 +410,24 @@ pub fn wait_dns(port: u16, name: &str, timeout: Duration) -> Option<(u8, Vec<std
         std::thread::sleep(Duration::from_millis(50));
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn tap_names_cannot_break_the_netdev_option() {
+        assert!(super::valid_ifname("tap0"));
+        assert!(super::valid_ifname("boma-lan.15chr"));
+        for bad in [
+            "",
+            "tap0,script=/x",
+            "a=b",
+            "a b",
+            "sixteen-bytes-xx",
+            "a/b",
+            "a:b",
+        ] {
+            assert!(!super::valid_ifname(bad), "{bad:?}");
+        }
+    }
 }

@@ -4,20 +4,31 @@
 //!   target/image-test/figures.txt, never asserted; the data partition is mounted read-write and
 //!   keeps a file across a clean reboot and across a QEMU kill (a power cut), and is clean
 //!   (`e2fsck -fn`) after the next clean shutdown.
+//! - qemu-virt as a gateway, in the second of those boots (no extra boot): QEMU runs in a network
+//!   namespace of the test with its LAN NIC (eth1) on a tap bridged to a client namespace
+//!   (support/netns.rs). There busybox `udhcpc` gets a lease from boma, `kdig` resolves
+//!   `gateway.village.lan` through boma's DNS (and through the DNS redirect, asking an address
+//!   that is not boma's), `curl` fetches it through the proxy on the guest's LAN address and
+//!   reaches an HTTP server on the QEMU namespace's loopback (the guest's 10.0.2.2) through the
+//!   guest's NAT; the lease is on the data partition and survives the power cut. The first and
+//!   third boots have no LAN NIC: boma keeps retrying eth1 and serves as before.
 //! - raspi3b: the rpi3 image's kernel and Pi 3 DTB boot to boma's `ready` line on the serial
 //!   console (smoke test).
 //!
 //! DNS: the host resolves `gateway.village.lan` through the forwarded port 53, over UDP and TCP,
-//! with boma's DNS server, and gets the gateway's address (board/qemu-virt/boma.toml turns
-//! `[dns]` on for 10.0.2.15).
+//! with boma's DNS server, and gets the gateway's address on the interface the query came in on
+//! (board/qemu-virt/boma.toml: `[dns] address = "auto"`; 10.0.2.15, leased by the udhcpc boma
+//! runs on the WAN).
 
 mod support;
 
+use std::net::Ipv4Addr;
 use std::path::Path;
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use boma_image::qemu::{Boot, Guest, Machine, dns_a, http_get, wait_dns, wait_http};
+use boma_image::qemu::{Boot, Guest, Lan, Machine, dns_a, http_get, wait_http};
+use support::netns;
 
 /// One QEMU at a time: the machine has two cores and the boot time is measured.
 static QEMU: Mutex<()> = Mutex::new(());
@@ -32,22 +43,52 @@ fn boot(machine: Machine, image: &Path, work: &Path, http: u16, dns: u16) -> Boo
         http_port: http,
         dns_port: dns,
         append: String::new(),
-        lan_mcast: None,
+        lan: None,
+        netns: None,
         interactive: false,
     }
 }
 
+/// Poll `ready` until it holds: the time since QEMU started, or None on timeout or QEMU exit.
+fn wait_until(
+    g: &mut Guest,
+    timeout: Duration,
+    mut ready: impl FnMut() -> bool,
+) -> Option<Duration> {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if ready() {
+            return Some(g.started.elapsed());
+        }
+        if g.exited() {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    None
+}
+
 /// Start, wait for the console shell and boma, then for the data partition (mounted in the
-/// background); the boot-to-serving time.
-fn start_serving(b: &Boot, log: &Path) -> (Guest, Duration) {
+/// background); the boot-to-serving time. With `lan`, QEMU runs in its namespace and the
+/// forwarded HTTP port is asked from there.
+fn start_serving(b: &Boot, log: &Path, lan: Option<&netns::Lan>) -> (Guest, Duration) {
     let mut g = Guest::start(b, log).expect("start qemu");
-    let served = wait_http(
-        &mut g,
-        b.http_port,
-        "gateway.village.lan",
-        "/ping",
-        BOOT_TIMEOUT,
-    );
+    let served = match lan {
+        None => wait_http(
+            &mut g,
+            b.http_port,
+            "gateway.village.lan",
+            "/ping",
+            BOOT_TIMEOUT,
+        ),
+        Some(lan) => {
+            let url = format!("http://127.0.0.1:{}/ping", b.http_port);
+            wait_until(&mut g, BOOT_TIMEOUT, || {
+                let args = ["--max-time", "0.5", "-H", "Host: gateway.village.lan", &url];
+                netns::curl(&lan.qemu, &args).is_some()
+            })
+        }
+    };
     let Some(served) = served else {
         panic!(
             "boma never served through 127.0.0.1:{}; console:\n{}",
@@ -102,6 +143,132 @@ fn poweroff(g: &mut Guest) {
     );
 }
 
+/// The guest's DNS answer through the forwarded port, polled until it is `want` (the answer for
+/// `address = "auto"` follows the WAN lease): the last answer.
+fn dns_until(port: u16, name: &str, want: &(u8, Vec<Ipv4Addr>)) -> Option<(u8, Vec<Ipv4Addr>)> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut last = None;
+    while Instant::now() < deadline {
+        last = dns_a(port, name, false, Duration::from_millis(500));
+        if last.as_ref() == Some(want) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    last
+}
+
+/// Poll `probe` until it returns something: the value and the time since QEMU started.
+fn poll<T>(
+    g: &Guest,
+    timeout: Duration,
+    mut probe: impl FnMut() -> Option<T>,
+) -> Option<(T, Duration)> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = probe() {
+            return Some((v, g.started.elapsed()));
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The gateway on its LAN, from the client namespace: DHCP, DNS (direct and redirected), the
+/// proxy on the LAN address, NAT to the QEMU namespace's loopback. The client's address.
+fn check_lan(
+    g: &Guest,
+    lan: &netns::Lan,
+    dhcp: &mut netns::Dhcp,
+    token: &str,
+    dir: &Path,
+) -> String {
+    let log = |what: &str| {
+        format!(
+            "{what}\nudhcpc: {}\nconsole:\n{}",
+            std::fs::read_to_string(dir.join("udhcpc.log")).unwrap_or_default(),
+            g.console()
+        )
+    };
+    let Some((lease, at)) = dhcp.wait(Duration::from_secs(90)) else {
+        panic!("{}", log("no DHCP lease from boma on the LAN"));
+    };
+    support::figure(&format!(
+        "qemu-virt gateway: QEMU start → DHCP lease for a client on the LAN (boma's rogue-server probe listens 4 s first): {:.2} s",
+        at.duration_since(g.started).as_secs_f64()
+    ));
+    let last: u8 = lease
+        .ip
+        .strip_prefix("10.66.0.")
+        .and_then(|l| l.parse().ok())
+        .unwrap_or_else(|| panic!("lease {lease:?} outside 10.66.0.0/24"));
+    assert!(
+        (100..=250).contains(&last),
+        "lease {lease:?} outside the pool"
+    );
+    assert_eq!(
+        (
+            lease.mask.as_str(),
+            lease.router.as_str(),
+            lease.dns.as_str(),
+            lease.domain.as_str()
+        ),
+        ("24", "10.66.0.1", "10.66.0.1", "village.lan"),
+        "{lease:?}"
+    );
+    // The image's route name through boma's DNS at the server the lease gave, UDP and TCP.
+    let gw = vec!["10.66.0.1".to_string()];
+    for tcp in [false, true] {
+        let got = netns::dig(&lan.client, &lease.dns, "gateway.village.lan", tcp);
+        assert_eq!(
+            got.as_ref(),
+            Some(&gw),
+            "{}",
+            log(&format!("DNS on the LAN (tcp: {tcp})"))
+        );
+    }
+    // The proxy on the address DNS gave.
+    let resolve = format!("gateway.village.lan:80:{}", gw[0]);
+    let body = netns::curl(
+        &lan.client,
+        &[
+            "--resolve",
+            &resolve,
+            "http://gateway.village.lan/api/version",
+        ],
+    );
+    assert!(
+        body.as_deref()
+            .is_some_and(|b| b.contains("\"Codename\":\"boma\"")),
+        "{}",
+        log(&format!("proxy on the LAN: {body:?}"))
+    );
+    // NAT: masqueraded out of eth0 into QEMU's user network, whose 10.0.2.2 is the loopback of
+    // the QEMU namespace. The table may come a little later (modules loaded in the background).
+    let nat = poll(g, Duration::from_secs(60), || {
+        netns::curl(&lan.client, &["http://10.0.2.2:8000/nat.txt"]).filter(|b| b.trim() == token)
+    });
+    let Some((_, nat_at)) = nat else {
+        panic!("{}", log("no NAT from the LAN to 10.0.2.2:8000"));
+    };
+    support::figure(&format!(
+        "qemu-virt gateway: QEMU start → a LAN client reaches the WAN side through NAT: {:.2} s",
+        nat_at.as_secs_f64()
+    ));
+    // The DNS redirect: a query to an address that is not boma's is answered by boma.
+    let redirected = poll(g, Duration::from_secs(30), || {
+        netns::dig(&lan.client, "10.66.99.99", "gateway.village.lan", false).filter(|a| *a == gw)
+    });
+    assert!(
+        redirected.is_some(),
+        "{}",
+        log("DNS to 10.66.99.99 not redirected to boma")
+    );
+    lease.ip
+}
+
 #[test]
 fn qemu_virt_serves_dns_and_http_and_keeps_data_across_reboot_and_power_cut() {
     let _one = QEMU.lock().unwrap_or_else(|e| e.into_inner());
@@ -122,8 +289,9 @@ fn qemu_virt_serves_dns_and_http_and_keeps_data_across_reboot_and_power_cut() {
         support::free_port(),
     );
 
-    // First boot: serving, data partition mounted, a file written.
-    let (mut g, served) = start_serving(&b, &dir.join("console-1.txt"));
+    // First boot, without a LAN NIC (boma retries eth1 in the background): serving, data
+    // partition mounted, a file written.
+    let (mut g, served) = start_serving(&b, &dir.join("console-1.txt"), None);
     support::figure(&format!(
         "qemu-virt boot to serving HTTP (QEMU start → 200 from /ping through the forwarded port, TCG, -smp 2): {:.2} s",
         served.as_secs_f64()
@@ -138,11 +306,12 @@ fn qemu_virt_serves_dns_and_http_and_keeps_data_across_reboot_and_power_cut() {
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("\"Codename\":\"boma\""), "{body}");
     // The local zone through the forwarded DNS port, UDP then TCP.
-    let guest_ip = std::net::Ipv4Addr::new(10, 0, 2, 15);
-    let udp = wait_dns(b.dns_port, "gateway.village.lan", Duration::from_secs(20));
+    let guest_ip = Ipv4Addr::new(10, 0, 2, 15);
+    let want = (0, vec![guest_ip]);
+    let udp = dns_until(b.dns_port, "gateway.village.lan", &want);
     assert_eq!(
         udp,
-        Some((0, vec![guest_ip])),
+        Some(want.clone()),
         "DNS over UDP; console:\n{}",
         g.console()
     );
@@ -152,7 +321,7 @@ fn qemu_virt_serves_dns_and_http_and_keeps_data_across_reboot_and_power_cut() {
         true,
         Duration::from_secs(5),
     );
-    assert_eq!(tcp, Some((0, vec![guest_ip])), "DNS over TCP");
+    assert_eq!(tcp, Some(want), "DNS over TCP");
     let (status, _) = http_get(
         b.http_port,
         "unknown.village.lan",
@@ -170,6 +339,11 @@ fn qemu_virt_serves_dns_and_http_and_keeps_data_across_reboot_and_power_cut() {
         console.contains("starting boma with /boot/boma.toml"),
         "{console}"
     );
+    assert!(
+        console.contains("boma-init: network: eth0 left to boma (/boot/boma.toml has [wan]")
+            && console.contains("boma-init: DHCP lease 10.0.2.15/24 on eth0"),
+        "the WAN is boma's udhcpc, not init's:\n{console}"
+    );
     shell(
         &mut g,
         "grep ' /data ext4 rw' /proc/mounts && echo first-boot > /data/probe.txt && sync",
@@ -179,34 +353,66 @@ fn qemu_virt_serves_dns_and_http_and_keeps_data_across_reboot_and_power_cut() {
     drop(g);
     support::fsck_data_partition(&image, &dir);
 
-    // Second boot: the file is there; write another, then cut the power.
-    let (mut g, _) = start_serving(&b, &dir.join("console-2.txt"));
+    // Second boot, the gateway on a LAN: QEMU in a namespace of its own with eth1 on a tap
+    // bridged to a client namespace. The client asks for a lease from QEMU's start on.
+    let mut lan = netns::Lan::new();
+    let www = dir.join("www");
+    std::fs::create_dir_all(&www).expect("www");
+    let token = format!("through-nat-{}", std::process::id());
+    std::fs::write(www.join("nat.txt"), format!("{token}\n")).expect("nat.txt");
+    lan.serve_http(&www, 8000);
+    let b2 = Boot {
+        lan: Some(Lan::Tap(netns::TAP.into())),
+        netns: Some(lan.qemu.name.clone()),
+        ..b.clone()
+    };
+    let mut dhcp = netns::udhcpc(&lan, &dir, 90);
+    let (mut g, _) = start_serving(&b2, &dir.join("console-2.txt"), Some(&lan));
+    let client_ip = check_lan(&g, &lan, &mut dhcp, &token, &dir);
+    drop(dhcp);
+    // The file of the first boot is there; the lease is on the data partition; write another
+    // file, then cut the power.
     let from = g.console().len();
     shell(
         &mut g,
-        "cat /data/probe.txt && echo power-cut > /data/cut.txt && sync",
+        "cat /data/probe.txt /data/boma/leases && echo power-cut > /data/cut.txt && sync",
         200,
     );
+    let out = g.console()[from..].to_string();
     assert!(
-        g.console()[from..].contains("\nfirst-boot"),
+        out.contains("\nfirst-boot"),
         "file lost across reboot:\n{}",
         g.console()
     );
+    assert!(
+        out.contains(&format!(" {client_ip} ")),
+        "lease not in /data/boma/leases:\n{out}"
+    );
     g.kill();
     drop(g);
+    drop(lan);
 
-    // Third boot after the kill: the journal is replayed, both files are there, boma serves.
-    let (mut g, served) = start_serving(&b, &dir.join("console-3.txt"));
+    // Third boot after the kill, without a LAN NIC: the journal is replayed, both files and the
+    // lease are there, boma serves.
+    let (mut g, served) = start_serving(&b, &dir.join("console-3.txt"), None);
     support::figure(&format!(
         "qemu-virt boot to serving after a QEMU kill: {:.2} s",
         served.as_secs_f64()
     ));
     let from = g.console().len();
-    shell(&mut g, "cat /data/probe.txt /data/cut.txt", 300);
+    shell(
+        &mut g,
+        "cat /data/probe.txt /data/cut.txt /data/boma/leases",
+        300,
+    );
     let out = g.console()[from..].to_string();
     assert!(
         out.contains("\nfirst-boot") && out.contains("\npower-cut"),
         "files lost after power cut:\n{out}"
+    );
+    assert!(
+        out.contains(&format!(" {client_ip} ")),
+        "lease lost after power cut:\n{out}"
     );
     poweroff(&mut g);
     drop(g);
