@@ -122,15 +122,14 @@ pub fn start(
     network
 }
 
-/// Forwarding and the nftables table.
+/// The nftables table, then forwarding: the LAN is never forwarded to the WAN unmasqueraded,
+/// nor the WAN let in unfiltered.
 fn firewall_up(cfg: &Config, ports: Ports) -> Result<(), NetError> {
     let (Some(lan), Some(nat)) = (&cfg.lan, &cfg.nat) else {
         return Ok(());
     };
     let wan = cfg.wan.as_ref().map(|w| w.interface.clone());
-    if wan.is_some() {
-        links::set_ipv4_forwarding(true).map_err(|e| NetError::Sysctl(e.to_string()))?;
-    }
+    let forward = wan.is_some();
     let spec = nft::NatSpec {
         lan: lan.interface.clone(),
         wan,
@@ -140,6 +139,9 @@ fn firewall_up(cfg: &Config, ports: Ports) -> Result<(), NetError> {
     };
     nft::apply(&spec)?;
     tracing::info!(rules = %nft::render(&spec).replace('\n', " "), "net: nftables table inet boma applied");
+    if forward {
+        links::set_ipv4_forwarding(true).map_err(|e| NetError::Sysctl(e.to_string()))?;
+    }
     Ok(())
 }
 
@@ -168,6 +170,7 @@ pub fn spawn_wan_dhcp(cfg: &Config, tasks: &mut JoinSet<()>, stop: watch::Receiv
                 }
             };
             tracing::info!(interface = %wan.interface, "net: WAN DHCP client started");
+            let started = tokio::time::Instant::now();
             tokio::select! {
                 status = child.wait() => {
                     tracing::warn!(status = ?status, "net: WAN DHCP client exited; restarting");
@@ -176,6 +179,10 @@ pub fn spawn_wan_dhcp(cfg: &Config, tasks: &mut JoinSet<()>, stop: watch::Receiv
                     let _ = child.kill().await;
                     return;
                 }
+            }
+            // A client that ran a good while before it stopped starts over with a short pause.
+            if started.elapsed() > Duration::from_secs(60) {
+                pause = Duration::from_secs(1);
             }
             tokio::select! {
                 _ = tokio::time::sleep(pause) => {}

@@ -399,8 +399,9 @@ impl Table {
         out
     }
 
-    /// Restore leases from a lease file; lines that do not parse or whose address this table
-    /// does not serve are skipped. Returns (restored, skipped).
+    /// Restore leases from a lease file (at start, or merging a file found later); lines that do
+    /// not parse, whose address this table does not serve or holds already, or whose client it
+    /// knows already are skipped. Returns (restored, skipped).
     pub fn restore(&mut self, text: &str) -> (usize, usize) {
         let (mut restored, mut skipped) = (0, 0);
         for line in text.lines().filter(|l| !l.trim().is_empty()) {
@@ -409,10 +410,13 @@ impl Table {
                 continue;
             };
             let slot = self.index_of(lease.addr);
-            let fits = slot.is_some_and(|i| match i.checked_sub(self.pool_size()) {
-                Some(f) => self.fixed[f].mac == lease.mac,
-                None => self.slots[i] == Slot::Free && self.fixed_of(lease.mac).is_none(),
-            });
+            // A client the table already knows keeps what it has (a merged older file).
+            let known = self.by_key.contains_key(&lease.key());
+            let fits = !known
+                && slot.is_some_and(|i| match i.checked_sub(self.pool_size()) {
+                    Some(f) => self.fixed[f].mac == lease.mac,
+                    None => self.slots[i] == Slot::Free && self.fixed_of(lease.mac).is_none(),
+                });
             match slot {
                 Some(i) if fits => {
                     self.take(i, Slot::Leased(Box::new(lease)));

@@ -237,3 +237,21 @@ fn a_slot_stays_small() {
         std::mem::size_of::<Slot>()
     );
 }
+
+#[test]
+fn merging_a_later_file_keeps_current_leases() {
+    let mut t = table(100, 110);
+    let k1 = key(MAC1, None);
+    assert!(matches!(
+        t.request(req(MAC1, &k1, ip(105), false), 0),
+        Verdict::Ack(_)
+    ));
+    // A file found later (the data partition mounted after start): MAC1 at another address,
+    // MAC2 at the address MAC1 holds now, a third client at a free one.
+    let later = "900 52:54:00:00:00:01 10.9.0.101 laptop *\n\
+                 900 52:54:00:00:00:02 10.9.0.105 other *\n\
+                 900 52:54:00:00:00:03 10.9.0.107 third *\n";
+    assert_eq!(t.restore(later), (1, 2));
+    let now: Vec<(Ipv4Addr, [u8; 6])> = t.active(10).iter().map(|l| (l.addr, l.mac)).collect();
+    assert_eq!(now, [(ip(105), MAC1), (ip(107), [0x52, 0x54, 0, 0, 0, 3])]);
+}
