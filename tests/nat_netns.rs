@@ -119,3 +119,72 @@ fn lan_clients_reach_the_wan_through_nat_and_dns_is_caught() {
     let _ = server.kill();
     let _ = server.wait();
 }
+
+/// Without `upstreams`, boma forwards to the host's resolvers and follows resolv.conf as the
+/// WAN's DHCP client rewrites it (here: `ip netns exec`'s per-namespace resolv.conf, first
+/// naming nobody, then a dnsmasq stub in the namespace).
+#[test]
+fn forwarding_follows_the_hosts_resolv_conf() {
+    let gw = Netns::new("rgw");
+    let etc = std::path::PathBuf::from(format!("/etc/netns/{}", gw.name));
+    std::fs::create_dir_all(&etc).expect("mkdir /etc/netns/NS");
+    struct Cleanup(std::path::PathBuf);
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+    let _cleanup = Cleanup(etc.clone());
+    let resolv = etc.join("resolv.conf");
+    std::fs::write(&resolv, "nameserver 127.0.0.54\n").expect("resolv.conf");
+    let mut stub = gw
+        .command("dnsmasq")
+        .args([
+            "-d",
+            "-C",
+            "/dev/null",
+            "-p",
+            "53",
+            "--listen-address=127.0.0.53",
+        ])
+        .args([
+            "--bind-interfaces",
+            "--no-resolv",
+            "--address=/wan.test/192.0.2.7",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("dnsmasq stub");
+    // 192.0.2.0/24 is a documentation range, which rebind protection drops unless allowed.
+    let toml = "[dns]\nlisten = [\"127.0.0.1:5353\"]\naddress = \"127.0.0.1\"\n\
+                rebind_allow = [\"wan.test\"]\n";
+    let boma = Boma::start_in(Some(&gw.name), toml, None);
+    let ask = || {
+        let out = gw.try_exec(&[
+            "kdig",
+            "+short",
+            "+time=1",
+            "+retry=0",
+            "-p",
+            "5353",
+            "@127.0.0.1",
+            "host.wan.test",
+        ]);
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    assert_eq!(ask(), "", "nobody at 127.0.0.54: no answer yet");
+    // In place: `ip netns exec` bind-mounted this very file over /etc/resolv.conf.
+    std::fs::write(&resolv, "nameserver 127.0.0.53\n").expect("rewrite resolv.conf");
+    let got = net_support::wait_for(std::time::Duration::from_secs(10), || {
+        let a = ask();
+        (a == "192.0.2.7").then_some(a)
+    });
+    assert!(
+        got.is_some(),
+        "boma did not pick up the new resolver; stderr:\n{}",
+        boma.stderr()
+    );
+    let _ = stub.kill();
+    let _ = stub.wait();
+}

@@ -99,7 +99,8 @@ pub struct Resolver {
     zone: ArcSwap<LocalZone>,
     cache: Mutex<Cache>,
     caching: bool,
-    upstreams: Upstreams,
+    /// Swapped whole when the host's resolvers change (upstreams from resolv.conf).
+    upstreams: ArcSwap<Upstreams>,
     policy: Policy,
     log: Option<QueryLog>,
     in_flight: Arc<Semaphore>,
@@ -123,7 +124,7 @@ impl Resolver {
             zone: ArcSwap::from_pointee(zone),
             cache: Mutex::new(cache),
             caching: cache_size > 0,
-            upstreams,
+            upstreams: ArcSwap::from_pointee(upstreams),
             policy,
             log,
             in_flight: Arc::new(Semaphore::new(max_in_flight.max(1))),
@@ -140,6 +141,11 @@ impl Resolver {
     /// Replace the zone (the zone task does, on a new snapshot or new leases).
     pub fn set_zone(&self, zone: LocalZone) {
         self.zone.store(Arc::new(zone));
+    }
+
+    /// Replace the upstream servers (the host's resolvers changed).
+    pub fn set_upstreams(&self, upstreams: Upstreams) {
+        self.upstreams.store(Arc::new(upstreams));
     }
 
     /// With `[dns] address = "auto"`: the host's IPv4 interface subnets (address, prefix), kept
@@ -254,7 +260,7 @@ impl Resolver {
             transport: t,
             started: now,
         };
-        if self.upstreams.is_empty() {
+        if self.upstreams.load().is_empty() {
             return Step::Reply(self.unanswered(pending, ResponseCode::Refused));
         }
         Step::Forward(Box::new(pending))
@@ -280,7 +286,8 @@ impl Resolver {
     /// Phase 6: ask upstream, filter, cache, reply.
     pub async fn forward(&self, p: Box<Pending>) -> Vec<u8> {
         bump(&self.stats.forwarded);
-        let msg = match self.upstreams.resolve(&p.q.query).await {
+        let upstreams = self.upstreams.load_full();
+        let msg = match upstreams.resolve(&p.q.query).await {
             Ok(msg) => msg,
             Err(e) => {
                 let n = bump(&self.stats.upstream_failures);

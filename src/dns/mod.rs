@@ -82,18 +82,49 @@ pub fn zone_spec(cfg: &config::Dns) -> Result<ZoneSpec, DnsError> {
     })
 }
 
-/// The upstreams: the configured ones, or the host's resolv.conf nameservers (read once, at
-/// start; nothing is asked until a client asks).
+/// Where the host's resolvers are listed when `upstreams` is not configured.
+const RESOLV_CONF: &str = "/etc/resolv.conf";
+/// How often resolv.conf is looked at again (a DHCP WAN writes it after boma started).
+const RESOLV_CONF_POLL: Duration = Duration::from_secs(2);
+
+/// The upstreams: the configured ones, or the host's resolv.conf nameservers (nothing is asked
+/// until a client asks).
 fn upstream_addrs(cfg: &config::Dns) -> Vec<SocketAddr> {
     match cfg.upstream_addrs() {
         Some(list) => list,
-        None => match std::fs::read_to_string("/etc/resolv.conf") {
+        None => match std::fs::read_to_string(RESOLV_CONF) {
             Ok(text) => upstream::from_resolv_conf(&text, &cfg.listen),
             Err(e) => {
-                tracing::warn!(error = %e, "dns: cannot read /etc/resolv.conf; not forwarding");
+                tracing::warn!(error = %e, "dns: cannot read {RESOLV_CONF}; not forwarding until it appears");
                 Vec::new()
             }
         },
+    }
+}
+
+/// Without configured `upstreams`: follow resolv.conf (the WAN's DHCP client rewrites it) and
+/// swap the upstreams when its nameservers change.
+async fn follow_resolv_conf(
+    cfg: config::Dns,
+    mut current: Vec<SocketAddr>,
+    resolver: Arc<Resolver>,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(RESOLV_CONF_POLL) => {}
+            _ = stop.changed() => return,
+        }
+        let Ok(text) = tokio::fs::read_to_string(RESOLV_CONF).await else {
+            continue;
+        };
+        let found = upstream::from_resolv_conf(&text, &cfg.listen);
+        if found != current {
+            tracing::info!(upstreams = ?found, "dns: the host's resolvers changed");
+            let timeout = cfg.upstream_timeout.to_std();
+            resolver.set_upstreams(upstream::Upstreams::new(&found, cfg.strict_order, timeout));
+            current = found;
+        }
     }
 }
 
@@ -153,6 +184,14 @@ pub fn start(
         cfg.max_in_flight,
         log,
     ));
+    if cfg.upstreams.is_none() {
+        tasks.spawn(follow_resolv_conf(
+            cfg.clone(),
+            upstreams,
+            Arc::clone(&resolver),
+            stop.clone(),
+        ));
+    }
     tasks.spawn(zone_task(
         spec,
         store.subscribe(),
