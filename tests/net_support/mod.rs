@@ -4,7 +4,7 @@
 //! drops, so a failed test leaves nothing behind. Needs root; fails loudly without it.
 #![allow(dead_code)]
 
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
@@ -26,6 +26,7 @@ pub fn sh(args: &[&str]) -> String {
 pub fn run(args: &[&str]) -> Output {
     Command::new(args[0])
         .args(&args[1..])
+        .stdin(Stdio::null())
         .output()
         .unwrap_or_else(|e| panic!("cannot run {}: {e} (run `make deps`)", args[0]))
 }
@@ -68,6 +69,7 @@ impl Netns {
     pub fn command(&self, program: &str) -> Command {
         let mut c = Command::new("ip");
         c.args(["netns", "exec", &self.name, program]);
+        c.stdin(Stdio::null());
         c
     }
 }

@@ -11,90 +11,13 @@
 //! Needs root; fails loudly without it or without the programs.
 
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-static SEQ: AtomicU32 = AtomicU32::new(0);
-
-fn run(args: &[&str]) -> Output {
-    Command::new(args[0])
-        .args(&args[1..])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e} (run `make deps`)", args[0]))
-}
-
-/// Run a command, panicking with its output when it fails.
-fn sh(args: &[&str]) -> String {
-    let out = run(args);
-    assert!(
-        out.status.success(),
-        "`{}` failed: {}{}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// One network namespace with loopback up; what runs in it is killed and it is deleted on drop.
-pub struct Netns {
-    pub name: String,
-}
-
-impl Netns {
-    pub fn new(tag: &str) -> Netns {
-        assert!(
-            run(&["id", "-u"]).stdout.starts_with(b"0"),
-            "the QEMU LAN test needs root for network namespaces (CI runs as root)"
-        );
-        let n = SEQ.fetch_add(1, Ordering::Relaxed);
-        let name = format!("bi{tag}{}x{n}", std::process::id());
-        sh(&["ip", "netns", "add", &name]);
-        let ns = Netns { name };
-        ns.exec(&["ip", "link", "set", "lo", "up"]);
-        ns
-    }
-
-    /// Run a command in the namespace; panics when it fails.
-    pub fn exec(&self, args: &[&str]) -> String {
-        let mut full = vec!["ip", "netns", "exec", self.name.as_str()];
-        full.extend_from_slice(args);
-        sh(&full)
-    }
-
-    /// Run a command in the namespace; its output whatever the exit status.
-    pub fn try_exec(&self, args: &[&str]) -> Output {
-        let mut full = vec!["ip", "netns", "exec", self.name.as_str()];
-        full.extend_from_slice(args);
-        run(&full)
-    }
-
-    /// A command to spawn in the namespace.
-    pub fn command(&self, program: &str) -> Command {
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", &self.name, program]);
-        c.stdin(Stdio::null());
-        c
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        if let Ok(out) = Command::new("ip")
-            .args(["netns", "pids", &self.name])
-            .output()
-        {
-            for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
-                let _ = Command::new("kill").args(["-9", pid]).status();
-            }
-        }
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .status();
-    }
-}
+// The namespace guard and command helpers are the gateway tests' own (tests/net_support).
+#[path = "../../../tests/net_support/mod.rs"]
+mod base;
+pub use base::Netns;
 
 /// The tap QEMU's LAN NIC uses, inside `Lan::qemu`.
 pub const TAP: &str = "tap0";
