@@ -21,10 +21,11 @@ command -v dockerd >/dev/null || need_apt+=(docker.io)
 command -v socat >/dev/null || need_apt+=(socat)
 command -v openssl >/dev/null || need_apt+=(openssl)
 # The router tests: network namespaces (iproute2), real DHCP clients (busybox udhcpc, ISC
-# dhclient), nft to read boma's table back, ping.
+# dhclient, dhcpcd), nft to read boma's table back, ping.
 command -v ip >/dev/null || need_apt+=(iproute2)
 command -v busybox >/dev/null || need_apt+=(busybox)
 command -v dhclient >/dev/null || [ -x /usr/sbin/dhclient ] || need_apt+=(isc-dhcp-client)
+command -v dhcpcd >/dev/null || [ -x /usr/sbin/dhcpcd ] || need_apt+=(dhcpcd-base)
 command -v nft >/dev/null || [ -x /usr/sbin/nft ] || need_apt+=(nftables)
 command -v ping >/dev/null || need_apt+=(iputils-ping)
 # Kea's perfdhcp: the DHCP benchmark's load generator (make bench).

@@ -298,40 +298,19 @@ impl Gateway {
                 });
             }
         }
-        // Forwarding and boma's nftables table, now that the redirect targets are bound; the
-        // WAN DHCP client; the interface addresses `[dns] address = "auto"` answers with.
-        let ports = net::setup::Ports {
-            dns: listening
-                .iter()
-                .find(|l| l.what == "dns")
-                .map(|l| l.addr.port()),
-            http: (cfg.nat.as_ref())
-                .and_then(|n| listening.iter().find(|l| l.name == n.http_entry_point))
-                .map(|l| l.addr.port()),
+        let net_parts = NetParts {
+            links_ok,
+            dhcp: dhcp_server.zip(dhcp_channels),
         };
-        let network = net::setup::start(cfg, ports, links_ok, &mut tasks, stop_rx.clone());
-        net::setup::spawn_wan_dhcp(cfg, &mut tasks, stop_rx.clone());
-        if let (Some(resolver), true) = (&dns, cfg.dns.as_ref().is_some_and(|d| d.auto_address())) {
-            let resolver = Arc::clone(resolver);
-            net::setup::follow_addresses(&mut tasks, stop_rx.clone(), move |subnets| {
-                resolver.set_interfaces(subnets)
-            });
-        }
-
-        // The DHCP server and the provider that feeds its leases to the assembler.
-        let dhcp = dhcp_server
-            .zip(dhcp_channels)
-            .map(|(server, (channels, handle))| {
-                let interface = server.interface.clone();
-                tasks.spawn(net::dhcp::run(server, channels, stop_rx.clone()));
-                tasks.spawn(providers::dhcp::run(
-                    handle.clone(),
-                    interface,
-                    frag_tx.clone(),
-                    stop_rx.clone(),
-                ));
-                handle
-            });
+        let (network, dhcp) = start_network(
+            cfg,
+            net_parts,
+            &listening,
+            dns.as_ref(),
+            &frag_tx,
+            &mut tasks,
+            &stop_rx,
+        );
         drop(frag_tx);
 
         Ok(Gateway {
@@ -380,6 +359,58 @@ type ProxyParts = (
     http::HeaderValue,
     admin::Info,
 );
+
+/// What the network side starts with: whether the first link set-up worked, and the DHCP
+/// server's configuration with its channels.
+struct NetParts {
+    links_ok: bool,
+    dhcp: Option<(
+        net::dhcp::ServerConfig,
+        (net::dhcp::Channels, net::dhcp::Handle),
+    )>,
+}
+
+/// Forwarding and boma's nftables table (the redirect targets are bound by now), the WAN DHCP
+/// client, the interface addresses `[dns] address = "auto"` answers with, the DHCP server and
+/// the provider that feeds its leases to the assembler.
+fn start_network(
+    cfg: &Config,
+    parts: NetParts,
+    listening: &[Listening],
+    dns: Option<&Arc<dns::Resolver>>,
+    frag_tx: &mpsc::Sender<(String, Fragment)>,
+    tasks: &mut JoinSet<()>,
+    stop: &watch::Receiver<bool>,
+) -> (net::setup::Network, Option<net::dhcp::Handle>) {
+    let ports = net::setup::Ports {
+        dns: (listening.iter())
+            .find(|l| l.what == "dns")
+            .map(|l| l.addr.port()),
+        http: (cfg.nat.as_ref())
+            .and_then(|n| listening.iter().find(|l| l.name == n.http_entry_point))
+            .map(|l| l.addr.port()),
+    };
+    let network = net::setup::start(cfg, ports, parts.links_ok, tasks, stop.clone());
+    net::setup::spawn_wan_dhcp(cfg, tasks, stop.clone());
+    if let (Some(resolver), true) = (dns, cfg.dns.as_ref().is_some_and(|d| d.auto_address())) {
+        let resolver = Arc::clone(resolver);
+        net::setup::follow_addresses(tasks, stop.clone(), move |subnets| {
+            resolver.set_interfaces(subnets)
+        });
+    }
+    let dhcp = parts.dhcp.map(|(server, (channels, handle))| {
+        let interface = server.interface.clone();
+        tasks.spawn(net::dhcp::run(server, channels, stop.clone()));
+        tasks.spawn(providers::dhcp::run(
+            handle.clone(),
+            interface,
+            frag_tx.clone(),
+            stop.clone(),
+        ));
+        handle
+    });
+    (network, dhcp)
+}
 
 /// One worker thread: a single-threaded runtime serving its share of every entrypoint.
 fn run_worker(set: WorkerSet, parts: ProxyParts, stop: watch::Receiver<bool>) {

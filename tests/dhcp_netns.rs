@@ -1,8 +1,8 @@
 //! The DHCP server with real clients: boma runs in a gateway network namespace and makes the
-//! LAN bridge itself; busybox `udhcpc` and ISC `dhclient` in client namespaces get addresses,
-//! router, DNS server, domain and lease time from it; their names resolve in the local zone;
-//! a static host gets its address; a restarted boma gives the same client the same lease; an
-//! exhausted pool gives no offer and no crash; garbage on port 67 is dropped; and a second DHCP
+//! LAN bridge itself; busybox `udhcpc`, ISC `dhclient` and `dhcpcd` (with its DUID client
+//! identifier) in client namespaces get addresses, router, DNS server, domain and lease time
+//! from it; their names resolve in the local zone; a static host gets its address; a restarted
+//! boma gives the same client the same lease; an exhausted pool gives no offer and no crash; garbage on port 67 is dropped; and a second DHCP
 //! server on the LAN (dnsmasq) stops boma from serving, visibly in the API.
 
 mod net_support;
@@ -10,7 +10,7 @@ mod support;
 
 use std::time::Duration;
 
-use net_support::{Netns, cable, dhclient, udhcpc, wait_for};
+use net_support::{Netns, cable, dhclient, dhcpcd, udhcpc, wait_for};
 use support::Boma;
 
 const STATIC_MAC: &str = "52:54:00:be:ef:02";
@@ -87,8 +87,8 @@ fn resolve(ns: &Netns, server: &str, name: &str) -> String {
 
 #[test]
 fn real_clients_get_leases_names_and_keep_them_across_a_restart() {
-    let (gw, clients) = lan(2);
-    let toml = gateway_toml(2, ("10.77.0.100", "10.77.0.120"), "");
+    let (gw, clients) = lan(3);
+    let toml = gateway_toml(3, ("10.77.0.100", "10.77.0.120"), "");
     let boma = Boma::start_in(Some(&gw.name), &toml, None);
     let dir = boma.dir.path().to_path_buf();
 
@@ -125,6 +125,18 @@ fn real_clients_get_leases_names_and_keep_them_across_a_restart() {
     );
     assert_eq!(b.lease, "3600");
 
+    // dhcpcd identifies itself by a DUID (client identifier 255 + IAID + DUID).
+    let c = dhcpcd(&clients[2], "eth0", "delta", &dir).expect("dhcpcd gets a lease");
+    assert!(
+        c.ip != a.ip && c.ip != b.ip,
+        "three clients, three addresses: {a:?} {b:?} {c:?}"
+    );
+    assert_eq!(
+        (c.router.as_str(), c.lease.as_str()),
+        ("10.77.0.1", "3600"),
+        "{c:?}"
+    );
+
     // Names: the client's own and the static host's, answered with the LAN address for the
     // gateway's names (`address = "auto"`).
     let alpha = wait_for(Duration::from_secs(5), || {
@@ -135,6 +147,14 @@ fn real_clients_get_leases_names_and_keep_them_across_a_restart() {
         alpha.is_some(),
         "alpha.village.lan does not resolve to {}",
         a.ip
+    );
+    let delta = wait_for(Duration::from_secs(5), || {
+        (resolve(&clients[0], "10.77.0.1", "delta.village.lan") == c.ip).then_some(())
+    });
+    assert!(
+        delta.is_some(),
+        "delta.village.lan (dhcpcd's name) does not resolve to {}",
+        c.ip
     );
     let printer = wait_for(Duration::from_secs(5), || {
         (resolve(&clients[0], "10.77.0.1", "printer.village.lan") == "10.77.0.50").then_some(())
@@ -158,9 +178,14 @@ fn real_clients_get_leases_names_and_keep_them_across_a_restart() {
             .any(|l| l.contains(&a.ip) && l.contains(" alpha ")),
         "{file}"
     );
+    let duid = format!(" {} delta ff:", c.ip);
+    assert!(
+        file.lines().any(|l| l.contains(&duid)),
+        "dhcpcd's DUID client id kept: {file}"
+    );
     let toml_dir = dir.clone();
     drop(boma);
-    let toml = gateway_toml(2, ("10.77.0.100", "10.77.0.120"), "")
+    let toml = gateway_toml(3, ("10.77.0.100", "10.77.0.120"), "")
         .replace("{dir}", &toml_dir.display().to_string());
     clients[0].exec(&["ip", "addr", "flush", "dev", "eth0"]);
     let boma = Boma::start_in(Some(&gw.name), &toml, None);

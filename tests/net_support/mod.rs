@@ -145,8 +145,9 @@ esac
 exit 0
 "#;
 
-/// dhclient's script: the same, from dhclient's `new_*` variables. dhclient runs its script
-/// with an environment of its own, so the output path is written into the script.
+/// dhclient's (and dhcpcd's, which uses the same names) script: the same, from the `new_*`
+/// variables. Both run their script with an environment of their own, so the output path is
+/// written into the script.
 const DHCLIENT_SCRIPT: &str = r#"#!/bin/sh
 case "$reason" in
   BOUND|RENEW|REBOOT|REBIND)
@@ -210,12 +211,9 @@ pub fn udhcpc(ns: &Netns, iface: &str, hostname: &str, dir: &std::path::Path) ->
 
 /// ISC `dhclient` (one try, exits when bound) on `iface` in `ns`.
 pub fn dhclient(ns: &Netns, iface: &str, dir: &std::path::Path) -> Option<Leased> {
-    let out = dir.join(format!("dhclient-{}.env", ns.name));
-    let text = DHCLIENT_SCRIPT.replace("BOMA_OUT", &out.display().to_string());
-    let script = write_script(dir, &format!("dhclient-{}.sh", ns.name), &text);
+    let (script, out) = env_script(ns, "dhclient", dir);
     let leases = dir.join(format!("dhclient-{}.leases", ns.name));
     let pid = dir.join(format!("dhclient-{}.pid", ns.name));
-    let _ = std::fs::remove_file(&out);
     let status = ns
         .command("timeout")
         .args(["20", "dhclient", "-1", "-sf", &script])
@@ -231,6 +229,36 @@ pub fn dhclient(ns: &Netns, iface: &str, dir: &std::path::Path) -> Option<Leased
         .stderr(std::process::Stdio::null())
         .status()
         .expect("run dhclient (make deps installs isc-dhcp-client)");
+    if !status.success() {
+        return None;
+    }
+    read_leased(&out)
+}
+
+/// The `new_*` script for `client` in `ns`, and the file it writes.
+fn env_script(ns: &Netns, client: &str, dir: &std::path::Path) -> (String, std::path::PathBuf) {
+    let out = dir.join(format!("{client}-{}.env", ns.name));
+    let _ = std::fs::remove_file(&out);
+    let text = DHCLIENT_SCRIPT.replace("BOMA_OUT", &out.display().to_string());
+    (
+        write_script(dir, &format!("{client}-{}.sh", ns.name), &text),
+        out,
+    )
+}
+
+/// dhcpcd (one shot, IPv4, with its ARP probe and its DUID client identifier) on `iface` in
+/// `ns`, sending `hostname`.
+pub fn dhcpcd(ns: &Netns, iface: &str, hostname: &str, dir: &std::path::Path) -> Option<Leased> {
+    let (script, out) = env_script(ns, "dhcpcd", dir);
+    let status = ns
+        .command("timeout")
+        .args([
+            "30", "dhcpcd", "-1", "-4", "-B", "-t", "20", "-h", hostname, "-c", &script, iface,
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("run dhcpcd (make deps installs dhcpcd-base)");
     if !status.success() {
         return None;
     }
