@@ -15,9 +15,9 @@ use super::schema;
 use super::table::{Route, RouteTable};
 use super::{Fragment, Problem, RouterStatus, Snapshot};
 use crate::proxy::balance::{
-    Failover, Internal, LoadBalancer, Protocol, Server, Service, StickyCookie, Weighted,
+    Failover, HealthCheck, Internal, LoadBalancer, Protocol, Server, Service, StickyCookie,
+    Weighted,
 };
-use crate::proxy::health::HealthCheck;
 use crate::proxy::middlewares::{self, Compiled, Middleware};
 use crate::rule::{self, Rule};
 

@@ -164,7 +164,7 @@ pub struct LoadBalancer {
     swrr: Swrr,
     pub pass_host_header: bool,
     pub sticky: Option<StickyCookie>,
-    pub health: Option<Arc<super::health::HealthCheck>>,
+    pub health: Option<Arc<HealthCheck>>,
 }
 
 impl LoadBalancer {
@@ -172,7 +172,7 @@ impl LoadBalancer {
         servers: Vec<Arc<Server>>,
         pass_host_header: bool,
         sticky: Option<StickyCookie>,
-        health: Option<Arc<super::health::HealthCheck>>,
+        health: Option<Arc<HealthCheck>>,
     ) -> Self {
         let weights = servers.iter().map(|s| s.weight).collect();
         LoadBalancer {
@@ -359,6 +359,52 @@ impl Service {
             Service::LoadBalancer(lb) => Some(lb),
             Service::Weighted(_) | Service::Failover(_) | Service::Internal(_) => None,
         }
+    }
+}
+
+/// A compiled `healthCheck` section.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthCheck {
+    pub path: String,
+    pub method: http::Method,
+    pub scheme: Option<String>,
+    pub port: Option<u16>,
+    pub hostname: Option<String>,
+    pub headers: http::HeaderMap,
+    pub interval: Duration,
+    pub unhealthy_interval: Duration,
+    pub timeout: Duration,
+    /// Expected status; None accepts 2xx and 3xx as Traefik does.
+    pub status: Option<u16>,
+}
+
+impl HealthCheck {
+    /// Is a probe answer with this status healthy?
+    pub fn accepts(&self, status: u16) -> bool {
+        match self.status {
+            Some(want) => status == want,
+            None => (200..400).contains(&status),
+        }
+    }
+
+    /// The URL a probe of `server` asks.
+    pub(super) fn uri_for(&self, server: &Server) -> Option<http::Uri> {
+        let scheme = self.scheme.as_deref().unwrap_or(server.scheme.as_str());
+        let host = server.authority.host();
+        let port = self.port.or(server.authority.port_u16());
+        let authority = match (port, host.contains(':') && !host.starts_with('[')) {
+            (Some(p), true) => format!("[{host}]:{p}"),
+            (Some(p), false) => format!("{host}:{p}"),
+            (None, _) => host.to_string(),
+        };
+        let path = if self.path.starts_with('/') {
+            self.path.clone()
+        } else {
+            format!("/{}", self.path)
+        };
+        format!("{scheme}://{authority}{}{path}", server.path_prefix)
+            .parse()
+            .ok()
     }
 }
 

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderMap, Method, Request, Uri};
+use http::Request;
 use http_body_util::Empty;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -20,52 +20,7 @@ use super::connect::Connector;
 use hyper_util::rt::TokioExecutor;
 use tokio::task::JoinSet;
 
-use super::balance::{Server, Service};
-
-/// A compiled `healthCheck` section.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HealthCheck {
-    pub path: String,
-    pub method: Method,
-    pub scheme: Option<String>,
-    pub port: Option<u16>,
-    pub hostname: Option<String>,
-    pub headers: HeaderMap,
-    pub interval: Duration,
-    pub unhealthy_interval: Duration,
-    pub timeout: Duration,
-    /// Expected status; None accepts 2xx and 3xx as Traefik does.
-    pub status: Option<u16>,
-}
-
-impl HealthCheck {
-    /// Is a probe answer with this status healthy?
-    pub fn accepts(&self, status: u16) -> bool {
-        match self.status {
-            Some(want) => status == want,
-            None => (200..400).contains(&status),
-        }
-    }
-
-    fn uri_for(&self, server: &Server) -> Option<Uri> {
-        let scheme = self.scheme.as_deref().unwrap_or(server.scheme.as_str());
-        let host = server.authority.host();
-        let port = self.port.or(server.authority.port_u16());
-        let authority = match (port, host.contains(':') && !host.starts_with('[')) {
-            (Some(p), true) => format!("[{host}]:{p}"),
-            (Some(p), false) => format!("{host}:{p}"),
-            (None, _) => host.to_string(),
-        };
-        let path = if self.path.starts_with('/') {
-            self.path.clone()
-        } else {
-            format!("/{}", self.path)
-        };
-        format!("{scheme}://{authority}{}{path}", server.path_prefix)
-            .parse()
-            .ok()
-    }
-}
+use super::balance::{HealthCheck, Server, Service};
 
 type ProbeClient = Client<Connector, Empty<Bytes>>;
 
@@ -193,11 +148,11 @@ mod tests {
     fn status_acceptance() {
         let mut c = HealthCheck {
             path: "/health".into(),
-            method: Method::GET,
+            method: http::Method::GET,
             scheme: None,
             port: None,
             hostname: None,
-            headers: HeaderMap::new(),
+            headers: http::HeaderMap::new(),
             interval: Duration::from_secs(1),
             unhealthy_interval: Duration::from_secs(1),
             timeout: Duration::from_secs(1),

@@ -7,7 +7,6 @@
 //! `/containers/{id}/json`, `/events`.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use futures_util::StreamExt;
@@ -15,75 +14,10 @@ use serde::Deserialize;
 use serde::de::IgnoredAny;
 
 use super::Container;
-use super::client::{ApiError, Client, Lines, query_value};
+use super::client::{ApiError, Client, Endpoint, Lines, query_value};
 
 /// Inspections run at once during a full list.
 const INSPECT_CONCURRENCY: usize = 8;
-/// Where an engine listens.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Endpoint {
-    /// `unix:///var/run/docker.sock`.
-    Unix(PathBuf),
-    /// `tcp://host:port` (plain HTTP).
-    Tcp { host: String, port: u16 },
-}
-
-/// An endpoint that cannot be used.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum EndpointError {
-    #[error("endpoint `{0}`: expected unix:///path/to/docker.sock or tcp://host:port")]
-    Syntax(String),
-    #[error(
-        "endpoint `{0}`: {1} is not supported (use unix:// or tcp://, with a `tls` table for TLS)"
-    )]
-    Scheme(String, String),
-}
-
-impl Endpoint {
-    /// Parse Traefik's `endpoint` syntax.
-    pub fn parse(s: &str) -> Result<Endpoint, EndpointError> {
-        let syntax = || EndpointError::Syntax(s.to_string());
-        let (scheme, rest) = s.split_once("://").ok_or_else(syntax)?;
-        match scheme {
-            "unix" if rest.starts_with('/') => Ok(Endpoint::Unix(PathBuf::from(rest))),
-            "unix" => Err(syntax()),
-            "tcp" | "http" => {
-                let rest = rest.trim_end_matches('/');
-                let (host, port) = rest.rsplit_once(':').ok_or_else(syntax)?;
-                let port: u16 = port.parse().map_err(|_| syntax())?;
-                let host = host.trim_start_matches('[').trim_end_matches(']');
-                if host.is_empty() || rest.contains('/') {
-                    return Err(syntax());
-                }
-                Ok(Endpoint::Tcp {
-                    host: host.to_string(),
-                    port,
-                })
-            }
-            other => Err(EndpointError::Scheme(s.to_string(), other.to_string())),
-        }
-    }
-
-    /// The address of containers in host network mode behind this engine.
-    pub fn host_address(&self) -> String {
-        match self {
-            Endpoint::Unix(_) => "127.0.0.1".to_string(),
-            Endpoint::Tcp { host, .. } => host.clone(),
-        }
-    }
-}
-
-impl std::fmt::Display for Endpoint {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Endpoint::Unix(p) => write!(f, "unix://{}", p.display()),
-            Endpoint::Tcp { host, port } if host.contains(':') => {
-                write!(f, "tcp://[{host}]:{port}")
-            }
-            Endpoint::Tcp { host, port } => write!(f, "tcp://{host}:{port}"),
-        }
-    }
-}
 
 /// What an event asks the provider to do about one container.
 #[derive(Debug, Clone, PartialEq, Eq)]

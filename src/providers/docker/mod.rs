@@ -37,8 +37,8 @@ use std::collections::BTreeMap;
 
 pub use build::build;
 pub use client::TlsFiles;
+pub use client::{Endpoint, EndpointError};
 pub use constraints::{Constraint, ConstraintError};
-pub use engine::{Endpoint, EndpointError};
 pub use template::{Template, TemplateError};
 pub use watch::{DockerSource, Kind, run};
 
