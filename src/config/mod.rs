@@ -23,8 +23,6 @@ mod tests;
 #[cfg(test)]
 mod tests_docker;
 #[cfg(test)]
-mod tests_dynamic;
-#[cfg(test)]
 mod tests_net;
 
 use std::collections::BTreeMap;

@@ -11,6 +11,8 @@ pub mod schema;
 pub mod table;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_schema;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;

@@ -4,8 +4,8 @@
 
 use std::path::Path;
 
-use super::Duration;
-use crate::dynamic::schema::*;
+use super::schema::*;
+use crate::config::Duration;
 
 fn parse_ok(src: &str) -> DynamicConfig {
     match parse_dynamic(src, Path::new("dynamic.toml")) {
