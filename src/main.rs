@@ -209,7 +209,12 @@ fn init_logging(cfg: &boma::config::Config) {
     use tracing_subscriber::util::SubscriberInitExt;
     let layer = tracing_subscriber::fmt::layer()
         .with_writer(writer)
-        .with_ansi(file.is_none() && cfg.log.as_ref().is_none_or(|l| !l.no_color))
+        // Colour only for a person at a terminal: never into a file, a pipe or the journal.
+        .with_ansi(
+            file.is_none()
+                && std::io::IsTerminal::is_terminal(&std::io::stderr())
+                && cfg.log.as_ref().is_none_or(|l| !l.no_color),
+        )
         .with_target(false);
     let registry = tracing_subscriber::registry().with(filter);
     if json {

@@ -62,3 +62,41 @@ fn a_missing_config_file_is_a_clear_error() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("/nonexistent/boma.toml"), "{err}");
 }
+
+#[test]
+fn logs_into_a_pipe_carry_no_colour_codes() {
+    use std::io::{BufRead, BufReader, Read};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = dir.path().join("boma.toml");
+    std::fs::write(
+        &cfg,
+        "[dns]\nlisten = [\"127.0.0.1:0\"]\naddress = \"127.0.0.1\"\nupstreams = []\n",
+    )
+    .expect("write config");
+    let mut child = boma()
+        .args(["run", "--config"])
+        .arg(&cfg)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn boma");
+    let stdout = child.stdout.take().expect("stdout");
+    let ready = BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .any(|l| l.trim() == "ready");
+    let _ = child.kill();
+    let _ = child.wait();
+    let mut err = String::new();
+    let _ = child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut err);
+    assert!(ready, "boma did not start: {err}");
+    assert!(err.contains("dns: starting"), "no log line: {err}");
+    assert!(
+        !err.contains('\u{1b}'),
+        "ANSI codes in a piped log: {err:?}"
+    );
+}
