@@ -85,6 +85,7 @@ const ROUTERS: &[Router] = &[
     r("host-case", "Host(`Case.Example.TEST`)", "b", "case.example.test"),
     r("host-dot", "Host(`dot.test.`)", "c", "dot.test"),
     r("host-wild", "Host(`*.wild.test`)", "d", "wild.test"),
+    r("host-v6", "Host(`10::10`)", "e", "10::10"),
     // HostRegexp: Go regexp, unanchored, against the canonical host.
     r("hostre", r"HostRegexp(`^[a-z0-9-]+\.re\.village\.test$`)", "e", "*"),
     r("hostre-unanchored", r"HostRegexp(`suffix\.test`)", "f", "*"),
@@ -165,6 +166,8 @@ const ROWS: &[Row] = &[
     ("Host: a trailing dot in the rule", "GET", "dot.test", "/", &[], LO),
     ("Host: a near miss is no match", "GET", "case.example.tes", "/", &[], LO),
     ("Host: *. matches one label", "GET", "foo.wild.test", "/", &[], LO),
+    ("Host: a bracketed IPv6 literal without a port", "GET", "[10::10]", "/", &[], LO),
+    ("Host: a bracketed IPv6 literal with a port", "GET", "[10::10]:8080", "/", &[], LO),
     ("Host: *. does not match the apex", "GET", "wild.test", "/", &[], LO),
     ("Host: *. does not match two labels", "GET", "a.b.wild.test", "/", &[], LO),
     ("HostRegexp: match", "GET", "api-1.re.village.test", "/", &[], LO),

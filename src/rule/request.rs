@@ -11,11 +11,15 @@ use std::borrow::Cow;
 /// canonicalises the request host before matching.
 ///
 /// The port is split off exactly as Go's `net.SplitHostPort` does; when that fails the text is
-/// kept whole, as Traefik keeps it: a bare `[::1]` stays `[::1]` and a bare `::1` stays `::1`,
-/// while `[::1]:8080` becomes `::1`. Surrounding whitespace is trimmed. Stripping one trailing
+/// kept whole, as Traefik keeps it (a bare `::1` stays `::1`, `[::1]:8080` becomes `::1`), except
+/// that a bare bracketed literal loses its brackets: Traefik 3.7 routes `Host: [10::10]` to
+/// ``Host(`10::10`)`` (checked against it). Surrounding whitespace is trimmed. Stripping one trailing
 /// dot is boma's addition: Traefik's `Host` ignores it too, its `HostRegexp` would not.
 pub fn canonical_host(raw: &str) -> Cow<'_, str> {
     let host = split_host(raw).trim();
+    let host = (host.strip_prefix('[').and_then(|h| h.strip_suffix(']')))
+        .filter(|h| !h.contains(['[', ']']))
+        .unwrap_or(host);
     let host = host.strip_suffix('.').unwrap_or(host);
     if host.bytes().any(|b| b.is_ascii_uppercase()) || !host.is_ascii() {
         Cow::Owned(host.to_lowercase())

@@ -87,7 +87,10 @@ pub(super) const MATCH: &[(&str, &str, bool)] = &[
     ("Host(`example.com`)", "GET - /", false),
     ("Host(`xn--9t9h.com`)", "GET xn--9t9h.com /", true),
     ("Host(`::1`)", "GET [::1]:8080 /", true),
-    ("Host(`[::1]`)", "GET [::1] /", true),
+    // Traefik 3.7 strips the brackets of a bare literal: `[10::10]` is `10::10`, and a rule
+    // written with brackets matches no request (both checked against it).
+    ("Host(`::1`)", "GET [::1] /", true),
+    ("Host(`[::1]`)", "GET [::1] /", false),
     ("Host(`example.com:8080`)", "GET example.com:8080 /", false),
     // Wildcards (Traefik 3.7 muxer.DomainMatchHostExpression, double wildcard PR #13882).
     ("Host(`*.example.com`)", "GET foo.example.com /", true),
@@ -504,7 +507,9 @@ fn canonical_host_table() {
         ("example.com..", "example.com."),
         ("[::1]:8080", "::1"),
         ("[FE80::1]:80", "fe80::1"),
-        ("[::1]", "[::1]"),
+        ("[::1]", "::1"),
+        ("[10::10]", "10::10"),
+        ("[[::1]]", "[[::1]]"),
         ("::1", "::1"),
         ("a:b:c", "a:b:c"),
         ("example.com:", "example.com"),
