@@ -15,6 +15,7 @@ pub mod net;
 pub mod providers;
 pub mod proxy;
 pub mod rule;
+pub mod runtime;
 pub mod store;
 pub mod tlsclient;
 
@@ -523,16 +524,16 @@ fn entrypoint_parts(
                     .get(to)
                     .ok_or_else(|| err(format!("redirection to unknown entrypoint `{to}`")))?,
             };
-            let cfg = proxy::middlewares::MiddlewareConfig {
-                redirect_scheme: Some(proxy::middlewares::RedirectSchemeConfig {
+            let cfg = runtime::middlewares::MiddlewareConfig {
+                redirect_scheme: Some(runtime::middlewares::RedirectSchemeConfig {
                     scheme: r.scheme.clone(),
                     port: port.to_string(),
                     permanent: r.permanent,
                 }),
                 ..Default::default()
             };
-            match proxy::middlewares::compile(&cfg) {
-                Ok(proxy::middlewares::Compiled::One(m)) => Some(Arc::new(m)),
+            match runtime::middlewares::compile(&cfg) {
+                Ok(runtime::middlewares::Compiled::One(m)) => Some(Arc::new(m)),
                 Ok(_) => None,
                 Err(e) => return Err(err(format!("redirection: {e}"))),
             }

@@ -15,7 +15,7 @@ use http::{Method, Response, StatusCode, header};
 use serde_json::{Value, json};
 
 use crate::dynamic::Snapshot;
-use crate::proxy::balance::{Internal, Service};
+use crate::runtime::balance::{Internal, Service};
 
 const DASHBOARD: &str = include_str!("dashboard.html");
 

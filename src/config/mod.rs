@@ -8,7 +8,7 @@
 //! than the one [`load`] is given.
 
 mod dns;
-mod docker;
+pub mod docker;
 pub mod duration;
 mod entrypoint;
 mod error;
@@ -43,7 +43,7 @@ pub use net::{
 };
 pub use sections::{
     AccessLog, AccessLogFields, AccessLogFilters, Api, FieldHeaders, FieldMode, FileProvider,
-    Limits, Log, LogFormat, LogLevel, Providers,
+    Limits, Log, LogFormat, LogLevel, Providers, ServersTransport,
 };
 pub use spans::{KeySpans, SpanMap};
 
@@ -76,7 +76,7 @@ pub struct Config {
     pub dns: Option<Dns>,
     /// TLS towards `https://` servers: `insecureSkipVerify`, `rootCAs`.
     #[serde(rename = "serversTransport")]
-    pub servers_transport: Option<crate::proxy::connect::ServersTransport>,
+    pub servers_transport: Option<ServersTransport>,
     /// The village side of a gateway: interface or bridge and address; `None` on a box that is
     /// a server on somebody else's network.
     pub lan: Option<Lan>,

@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -280,5 +281,40 @@ impl Default for Limits {
             max_routes: 10_000,
             workers: 0,
         }
+    }
+}
+
+/// Where the host keeps its CA bundle (Debian's ca-certificates), used without `rootCAs`.
+const HOST_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
+
+/// TLS towards `https://` servers, from the static `[serversTransport]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServersTransport {
+    /// Accept any server certificate (self-signed containers). Signatures are still checked.
+    #[serde(rename = "insecureSkipVerify", default)]
+    pub insecure_skip_verify: bool,
+    /// PEM files of the CAs that sign the servers' certificates (instead of the host's bundle).
+    #[serde(rename = "rootCAs", default)]
+    pub root_cas: Vec<PathBuf>,
+}
+
+impl ServersTransport {
+    /// The rustls client configuration, or why it cannot be made (a CA file that does not
+    /// read).
+    pub fn tls(&self) -> Result<Arc<rustls::ClientConfig>, String> {
+        let roots = if self.insecure_skip_verify {
+            None
+        } else if self.root_cas.is_empty() {
+            // No bundle (the image has none): every certificate fails to verify, with a clear
+            // error per request, until rootCAs or insecureSkipVerify is set.
+            std::path::Path::new(HOST_BUNDLE)
+                .exists()
+                .then(|| vec![PathBuf::from(HOST_BUNDLE)])
+                .or(Some(Vec::new()))
+        } else {
+            Some(self.root_cas.clone())
+        };
+        crate::tlsclient::config(roots.as_deref(), None).map(Arc::new)
     }
 }

@@ -14,12 +14,12 @@ use http::uri::{Authority, Scheme};
 use super::schema;
 use super::table::{Route, RouteTable};
 use super::{Fragment, Problem, RouterStatus, Snapshot};
-use crate::proxy::balance::{
+use crate::rule::{self, Rule};
+use crate::runtime::balance::{
     Failover, HealthCheck, Internal, LoadBalancer, Protocol, Server, Service, StickyCookie,
     Weighted,
 };
-use crate::proxy::middlewares::{self, Compiled, Middleware};
-use crate::rule::{self, Rule};
+use crate::runtime::middlewares::{self, Compiled, Middleware};
 
 /// An entrypoint as assemble needs to know it.
 #[derive(Debug, Clone)]
@@ -504,7 +504,7 @@ fn build_load_balancer(name: &str, cfg: &schema::LoadBalancer) -> Result<LoadBal
                 .name
                 .clone()
                 .filter(|n| !n.is_empty())
-                .unwrap_or_else(|| crate::proxy::balance::default_cookie_name(name)),
+                .unwrap_or_else(|| crate::runtime::balance::default_cookie_name(name)),
             secure: c.secure,
             http_only: c.http_only,
             same_site: c.same_site.clone().unwrap_or_default(),

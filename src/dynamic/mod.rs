@@ -23,7 +23,7 @@ use tokio::sync::watch;
 
 pub use assemble::{AssembleCtx, EntryPointSpec, assemble};
 
-use crate::proxy::balance::Service;
+use crate::runtime::balance::Service;
 use table::RouteTable;
 
 /// What one provider currently says, whole.

@@ -5,7 +5,7 @@
 //!
 //! Shape and per-value checks only: references between routers, services and middlewares, rule
 //! syntax and entry point names are the assembler's job. Middleware options are defined by
-//! `crate::proxy::middlewares::MiddlewareConfig`, not here.
+//! `crate::runtime::middlewares::MiddlewareConfig`, not here.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -14,7 +14,7 @@ use serde::Deserialize;
 
 use crate::config::nocase::{self, Unsupported};
 use crate::config::{ConfigErrors, Domain, Duration};
-use crate::proxy::middlewares::MiddlewareConfig;
+use crate::runtime::middlewares::MiddlewareConfig;
 
 /// One dynamic configuration file (or fragment).
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]

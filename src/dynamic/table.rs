@@ -7,9 +7,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::proxy::balance::Service;
-use crate::proxy::middlewares::Middleware;
 use crate::rule::{self, Rule};
+use crate::runtime::balance::Service;
+use crate::runtime::middlewares::Middleware;
 
 /// A router compiled for one entrypoint.
 #[derive(Debug)]

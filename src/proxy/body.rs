@@ -14,7 +14,7 @@ use http_body_util::BodyExt;
 use http_body_util::combinators::BoxBody;
 
 use super::accesslog::{AccessLog, Record};
-use super::middlewares::Guard;
+use crate::runtime::middlewares::Guard;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// The body type of every response the proxy returns.

@@ -7,7 +7,6 @@
 
 use std::future::Future;
 use std::io;
-use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
@@ -20,40 +19,7 @@ use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
-/// Where the host keeps its CA bundle (Debian's ca-certificates), used without `rootCAs`.
-const HOST_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
-
-/// TLS towards `https://` servers, from the static `[serversTransport]`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ServersTransport {
-    /// Accept any server certificate (self-signed containers). Signatures are still checked.
-    #[serde(rename = "insecureSkipVerify", default)]
-    pub insecure_skip_verify: bool,
-    /// PEM files of the CAs that sign the servers' certificates (instead of the host's bundle).
-    #[serde(rename = "rootCAs", default)]
-    pub root_cas: Vec<PathBuf>,
-}
-
-impl ServersTransport {
-    /// The rustls client configuration, or why it cannot be made (a CA file that does not
-    /// read).
-    pub fn tls(&self) -> Result<Arc<rustls::ClientConfig>, String> {
-        let roots = if self.insecure_skip_verify {
-            None
-        } else if self.root_cas.is_empty() {
-            // No bundle (the image has none): every certificate fails to verify, with a clear
-            // error per request, until rootCAs or insecureSkipVerify is set.
-            std::path::Path::new(HOST_BUNDLE)
-                .exists()
-                .then(|| vec![PathBuf::from(HOST_BUNDLE)])
-                .or(Some(Vec::new()))
-        } else {
-            Some(self.root_cas.clone())
-        };
-        crate::tlsclient::config(roots.as_deref(), None).map(Arc::new)
-    }
-}
+pub use crate::config::ServersTransport;
 
 /// The TLS side of [`Connector`], made from the settings when first needed and then shared by
 /// every worker's connectors.

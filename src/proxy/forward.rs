@@ -21,8 +21,8 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use super::connect::Connector;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 
-use super::balance::{LoadBalancer, Protocol, Server, Service};
 use super::error::ProxyError;
+use crate::runtime::balance::{LoadBalancer, Protocol, Server, Service};
 
 /// Request body type sent upstream.
 pub type UpBody = BoxBody<Bytes, hyper::Error>;

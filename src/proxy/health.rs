@@ -20,7 +20,7 @@ use super::connect::Connector;
 use hyper_util::rt::TokioExecutor;
 use tokio::task::JoinSet;
 
-use super::balance::{HealthCheck, Server, Service};
+use crate::runtime::balance::{HealthCheck, Server, Service};
 
 type ProbeClient = Client<Connector, Empty<Bytes>>;
 

@@ -19,14 +19,12 @@
 //! here.
 
 pub mod accesslog;
-pub mod balance;
 pub mod body;
 pub mod connect;
 pub mod entrypoint;
 pub mod error;
 pub mod forward;
 pub mod health;
-pub mod middlewares;
 pub mod sanitize;
 
 use std::net::{IpAddr, SocketAddr};
@@ -41,12 +39,12 @@ use hyper::body::Incoming;
 
 use crate::dynamic::Snapshot;
 use crate::rule;
+use crate::runtime::balance::Service;
+use crate::runtime::middlewares::{self, Flow, Middleware};
 use accesslog::{AccessLog, Record};
-use balance::Service;
 use body::{Body, Finisher, Tracked};
 use error::ProxyError;
 use forward::{Downstream, RetryPolicy, Upstream};
-use middlewares::{Flow, Middleware};
 
 /// Static facts about one entrypoint, fixed at start-up.
 #[derive(Debug)]

@@ -1,4 +1,8 @@
-//! Traefik v3 router rules: parse a rule string such as
+//! Traefik's small languages. Mostly the v3 router rules (this file); beside them, the docker
+//! provider's `constraints` expression ([`constraint`]) and `defaultRule` template ([`template`]),
+//! which share its rules: parsed once when the configuration is read, pure, bounded.
+//!
+//! Router rules: parse a rule string such as
 //! ``Host(`a.example`) && PathPrefix(`/api`)`` once, at assemble time, into a compiled [`Rule`]
 //! that the proxy evaluates per request without locking and (almost always) without allocating.
 //! It also answers the questions assemble asks about a rule: which exact hosts it is limited to
@@ -42,6 +46,7 @@
 //! mixing `k=v` arguments with bare keys; Go regexp features boma's regex build lacks (`\p{..}`
 //! classes, `\C`).
 
+pub mod constraint;
 #[cfg(test)]
 mod fuzz_tests;
 pub(crate) mod goregex;
@@ -49,6 +54,7 @@ mod lexer;
 mod matcher;
 mod parser;
 mod request;
+pub mod template;
 #[cfg(test)]
 mod tests;
 

@@ -9,7 +9,6 @@
 //! an engine that answers garbage is an error, never a panic. There is no method other than
 //! `GET` in this file, so boma cannot change an engine.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,71 +23,7 @@ use serde::de::DeserializeOwned;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpStream, UnixStream};
 
-/// Where an engine listens.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Endpoint {
-    /// `unix:///var/run/docker.sock`.
-    Unix(PathBuf),
-    /// `tcp://host:port` (plain HTTP).
-    Tcp { host: String, port: u16 },
-}
-
-/// An endpoint that cannot be used.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum EndpointError {
-    #[error("endpoint `{0}`: expected unix:///path/to/docker.sock or tcp://host:port")]
-    Syntax(String),
-    #[error(
-        "endpoint `{0}`: {1} is not supported (use unix:// or tcp://, with a `tls` table for TLS)"
-    )]
-    Scheme(String, String),
-}
-
-impl Endpoint {
-    /// Parse Traefik's `endpoint` syntax.
-    pub fn parse(s: &str) -> Result<Endpoint, EndpointError> {
-        let syntax = || EndpointError::Syntax(s.to_string());
-        let (scheme, rest) = s.split_once("://").ok_or_else(syntax)?;
-        match scheme {
-            "unix" if rest.starts_with('/') => Ok(Endpoint::Unix(PathBuf::from(rest))),
-            "unix" => Err(syntax()),
-            "tcp" | "http" => {
-                let rest = rest.trim_end_matches('/');
-                let (host, port) = rest.rsplit_once(':').ok_or_else(syntax)?;
-                let port: u16 = port.parse().map_err(|_| syntax())?;
-                let host = host.trim_start_matches('[').trim_end_matches(']');
-                if host.is_empty() || rest.contains('/') {
-                    return Err(syntax());
-                }
-                Ok(Endpoint::Tcp {
-                    host: host.to_string(),
-                    port,
-                })
-            }
-            other => Err(EndpointError::Scheme(s.to_string(), other.to_string())),
-        }
-    }
-
-    /// The address of containers in host network mode behind this engine.
-    pub fn host_address(&self) -> String {
-        match self {
-            Endpoint::Unix(_) => "127.0.0.1".to_string(),
-            Endpoint::Tcp { host, .. } => host.clone(),
-        }
-    }
-}
-
-impl std::fmt::Display for Endpoint {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Endpoint::Unix(p) => write!(f, "unix://{}", p.display()),
-            Endpoint::Tcp { host, port } if host.contains(':') => {
-                write!(f, "tcp://[{host}]:{port}")
-            }
-            Endpoint::Tcp { host, port } => write!(f, "tcp://{host}:{port}"),
-        }
-    }
-}
+pub use crate::config::docker::{Endpoint, TlsFiles};
 
 /// Time allowed for one API call (for the event stream, only for its response head).
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -128,44 +63,6 @@ impl ApiError {
     /// The engine answered 404 (the object is gone).
     pub fn is_not_found(&self) -> bool {
         matches!(self, ApiError::Status { status, .. } if *status == StatusCode::NOT_FOUND)
-    }
-}
-
-/// TLS settings of a `tcp://` engine (Traefik's `tls` table of the docker provider).
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TlsFiles {
-    /// PEM file of the CA that signed the engine's certificate.
-    pub ca: Option<PathBuf>,
-    /// PEM client certificate (chain) presented to the engine.
-    pub cert: Option<PathBuf>,
-    /// PEM private key of `cert`.
-    pub key: Option<PathBuf>,
-    /// Do not check the engine's certificate (its signatures still are). For tests only.
-    #[serde(rename = "insecureSkipVerify", default)]
-    pub insecure_skip_verify: bool,
-}
-
-impl TlsFiles {
-    /// Read the files into a rustls client configuration.
-    pub fn load(&self) -> Result<Arc<rustls::ClientConfig>, String> {
-        let roots = if self.insecure_skip_verify {
-            None
-        } else {
-            let ca = (self.ca.as_ref())
-                .ok_or("tls: `ca` is required (the CA that signed the engine's certificate)")?;
-            Some(std::slice::from_ref(ca))
-        };
-        let client = match (&self.cert, &self.key) {
-            (Some(cert), Some(key)) => Some((cert.as_path(), key.as_path())),
-            (None, None) => None,
-            _ => return Err("tls: `cert` and `key` go together".into()),
-        };
-        let mut config = crate::tlsclient::config(roots, client)?;
-        // A full handshake per call costs nothing at a few calls a minute, and OpenSSL-based
-        // TLS fronts (socat, stunnel) that verify client certificates often refuse resumption.
-        config.resumption = rustls::client::Resumption::disabled();
-        Ok(Arc::new(config))
     }
 }
 

@@ -16,11 +16,11 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 
 use super::labels::{self, Node};
-use super::template::{Model, normalize};
 use super::{Container, Settings};
 use crate::dynamic::Problem;
 use crate::dynamic::schema::{Http, Router, Server, Service};
-use crate::proxy::middlewares::MiddlewareConfig;
+use crate::rule::template::{Model, normalize};
+use crate::runtime::middlewares::MiddlewareConfig;
 
 const COMPOSE_PROJECT: &str = "com.docker.compose.project";
 const COMPOSE_SERVICE: &str = "com.docker.compose.service";

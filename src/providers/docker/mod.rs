@@ -6,7 +6,6 @@
 //! Layers, each in its own file:
 //! - `labels`: label keys → a case-insensitive tree, and subtrees → serde types through the same
 //!   lenient reader as the file provider.
-//! - `template`, `constraints`: the `defaultRule` template and the `constraints` expression.
 //! - `decode`: one container → its routers, services (with its server address) and middlewares.
 //! - `build`: every container of an engine → one fragment (same-service merge, conflicts).
 //! - `engine`: the Docker API (read-only: version, info, list, inspect, events) → [`Container`].
@@ -18,12 +17,10 @@
 
 mod build;
 mod client;
-pub mod constraints;
 mod decode;
 mod engine;
 mod labels;
 mod swarm;
-pub mod template;
 mod watch;
 
 #[cfg(test)]
@@ -36,10 +33,10 @@ mod tests_swarm;
 use std::collections::BTreeMap;
 
 pub use build::build;
-pub use client::TlsFiles;
-pub use client::{Endpoint, EndpointError};
-pub use constraints::{Constraint, ConstraintError};
-pub use template::{Template, TemplateError};
+pub use client::{Endpoint, TlsFiles};
+
+use crate::rule::constraint::Constraint;
+use crate::rule::template::{self, Template};
 pub use watch::{DockerSource, Kind, run};
 
 #[cfg(doc)]

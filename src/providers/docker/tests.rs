@@ -3,11 +3,11 @@
 
 use std::collections::BTreeMap;
 
-use super::constraints::Constraint;
 use super::engine::unix_seconds;
 use super::labels;
-use super::template::{Model, Template, normalize};
-use super::{Endpoint, EndpointError};
+use crate::config::docker::{Endpoint, EndpointError};
+use crate::rule::constraint::Constraint;
+use crate::rule::template::{Model, Template, normalize};
 
 fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
     pairs

@@ -388,7 +388,7 @@ impl HealthCheck {
     }
 
     /// The URL a probe of `server` asks.
-    pub(super) fn uri_for(&self, server: &Server) -> Option<http::Uri> {
+    pub fn uri_for(&self, server: &Server) -> Option<http::Uri> {
         let scheme = self.scheme.as_deref().unwrap_or(server.scheme.as_str());
         let host = server.authority.host();
         let port = self.port.or(server.authority.port_u16());
