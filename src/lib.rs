@@ -123,7 +123,7 @@ impl Gateway {
             response_timeout: limits.upstream_response_timeout.as_timeout(),
             idle_per_host: limits.upstream_idle_per_host,
             idle_timeout: limits.upstream_idle_timeout.to_std(),
-            passive_cooldown: Duration::from_secs(10),
+            passive_cooldown: limits.passive_cooldown.to_std(),
         };
         let mut log_task = None;
         let access_log = cfg.access_log.as_ref().map(|a| {
@@ -238,6 +238,9 @@ impl Gateway {
         let ctx = AssembleCtx {
             entrypoints: specs,
             max_routes: limits.max_routes,
+            middleware_bounds: runtime::middlewares::Bounds {
+                max_sources: limits.rate_limit_sources,
+            },
         };
         let mut initial = BTreeMap::new();
         if let Some(api) = &cfg.api {

@@ -345,3 +345,38 @@ url = "{}"
     .await
     .expect("never came back to the main service");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_with_weight_0_is_never_the_fallback() {
+    let spare = Backend::start("spare").await;
+    let dead = Backend::start("dead").await;
+    let dead_url = dead.url();
+    dead.kill();
+    drop(dead);
+    // `spare` is listed first with weight 0 (a drained server): with the only weighted server
+    // passively marked down, requests must fail rather than reach it.
+    let dynamic = format!(
+        r#"
+[http.routers.r]
+rule = "Host(`drained.test`)"
+service = "s"
+
+[http.services.s.loadBalancer]
+[[http.services.s.loadBalancer.servers]]
+url = "{}"
+weight = 0
+[[http.services.s.loadBalancer.servers]]
+url = "{dead_url}"
+"#,
+        spare.url()
+    );
+    let boma = Boma::start(BASIC_STATIC, Some(&dynamic));
+    let client = Client::new();
+    let addr = boma.addr("web");
+    boma.routed(&client, "drained.test", "/").await;
+    for _ in 0..5 {
+        let r = client.get(addr, "drained.test", "/").await;
+        assert_eq!(r.status, 502, "{r:?}");
+    }
+    assert_eq!(spare.hits.load(Ordering::SeqCst), 0, "weight 0 got traffic");
+}

@@ -260,6 +260,16 @@ pub struct Limits {
     /// (SO_REUSEPORT) and upstream pool, like nginx's workers; 0 means one per CPU core
     /// (default 0).
     pub workers: usize,
+    /// How long an upstream server is skipped after a failed connection or a timeout (the
+    /// passive mark; a success clears it early) (default 10s).
+    pub passive_cooldown: Duration,
+    /// Client sources one rateLimit or inFlightReq middleware keeps state for; beyond it the
+    /// least recently seen source is forgotten (rateLimit) or new sources are refused
+    /// (inFlightReq) (default 10000).
+    pub rate_limit_sources: usize,
+    /// An upgraded (WebSocket) connection with no byte in either direction for this long is
+    /// closed; one that carries traffic lives as long as it does (default 1h).
+    pub upgraded_idle_timeout: Duration,
 }
 
 impl Limits {
@@ -280,6 +290,9 @@ impl Default for Limits {
             upstream_response_timeout: Duration::from_secs(60),
             max_routes: 10_000,
             workers: 0,
+            passive_cooldown: Duration::from_secs(10),
+            rate_limit_sources: 10_000,
+            upgraded_idle_timeout: Duration::from_secs(3600),
         }
     }
 }

@@ -361,6 +361,12 @@ fn defaults_when_sections_are_present_but_empty() {
     assert_eq!(l.upstream_idle_timeout, Duration::from_secs(90));
     assert_eq!(l.upstream_connect_timeout, Duration::from_secs(5));
     assert_eq!(l.upstream_response_timeout, Duration::from_secs(60));
+    assert_eq!(l.passive_cooldown, Duration::from_secs(10));
+    assert_eq!(l.rate_limit_sources, 10_000);
+    assert_eq!(l.upgraded_idle_timeout, Duration::from_secs(3600));
+    let c = parse_ok("[limits]\npassive_cooldown = \"3s\"\nrate_limit_sources = 50\n");
+    assert_eq!(c.limits.passive_cooldown, Duration::from_secs(3));
+    assert_eq!(c.limits.rate_limit_sources, 50);
 
     let c = parse_ok("[providers.file]\nfilename = \"d.toml\"\n");
     assert!(c.providers.and_then(|p| p.file).is_some_and(|f| f.watch));

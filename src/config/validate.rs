@@ -247,6 +247,7 @@ impl Check<'_> {
         let counts = [
             ("max_connections", limits.max_connections),
             ("max_routes", limits.max_routes),
+            ("rate_limit_sources", limits.rate_limit_sources),
         ];
         for (key, n) in counts {
             if n == 0 {
@@ -269,6 +270,8 @@ impl Check<'_> {
                 "upstream_response_timeout",
                 limits.upstream_response_timeout,
             ),
+            ("passive_cooldown", limits.passive_cooldown),
+            ("upgraded_idle_timeout", limits.upgraded_idle_timeout),
         ];
         for (key, d) in waits {
             self.positive(&["limits", key], d);

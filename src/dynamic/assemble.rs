@@ -3,8 +3,9 @@
 //! `x@file`), compiles rules and middlewares, builds balancers, checks references and cycles, and
 //! records every fault as a problem instead of failing.
 //!
-//! Services whose configuration did not change keep their previous `Arc`, so balancer position
-//! and health state survive a reload. It must not do I/O or read the clock.
+//! Services and middlewares whose configuration did not change keep their previous `Arc`, so
+//! balancer position, health, rate-limit buckets, in-flight counts and the basicAuth cache
+//! survive a reload. It must not do I/O or read the clock.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -35,6 +36,8 @@ pub struct EntryPointSpec {
 pub struct AssembleCtx {
     pub entrypoints: Vec<EntryPointSpec>,
     pub max_routes: usize,
+    /// Bounds on the live state of compiled middlewares.
+    pub middleware_bounds: middlewares::Bounds,
 }
 
 /// Qualify `name` as provided by namespace `ns`: `x` → `x@ns`, `x@other` stays.
@@ -55,10 +58,13 @@ struct BuiltRouter {
 
 struct Builder<'a> {
     prev: Option<&'a Snapshot>,
+    bounds: middlewares::Bounds,
     service_cfgs: BTreeMap<String, (&'a str, &'a schema::Service)>,
     mw_cfgs: BTreeMap<String, (&'a str, &'a middlewares::MiddlewareConfig)>,
     services: BTreeMap<String, Result<Arc<Service>, String>>,
     mws: HashMap<String, Result<Vec<Arc<Middleware>>, String>>,
+    /// Every single (non-chain) middleware built, with its configuration, for the next reuse.
+    compiled_mws: BTreeMap<String, (middlewares::MiddlewareConfig, Arc<Middleware>)>,
     problems: Vec<Problem>,
 }
 
@@ -71,10 +77,12 @@ pub fn assemble(
 ) -> Snapshot {
     let mut b = Builder {
         prev,
+        bounds: ctx.middleware_bounds,
         service_cfgs: BTreeMap::new(),
         mw_cfgs: BTreeMap::new(),
         services: BTreeMap::new(),
         mws: HashMap::new(),
+        compiled_mws: BTreeMap::new(),
         problems: Vec::new(),
     };
     let mut routers: BTreeMap<String, (&str, &schema::Router)> = BTreeMap::new();
@@ -236,6 +244,7 @@ pub fn assemble(
         tables,
         services,
         service_configs,
+        middlewares: b.compiled_mws,
         routers: statuses,
         problems,
         hosts,
@@ -410,8 +419,52 @@ impl<'a> Builder<'a> {
             return Err("does not exist".into());
         };
         stack.push(name.to_string());
-        let built = match middlewares::compile(cfg) {
-            Ok(Compiled::One(m)) => Ok(vec![Arc::new(m)]),
+        let built = match self.reuse_middleware(name, cfg) {
+            Some(same) => {
+                let kept = (cfg.clone(), Arc::clone(&same));
+                self.compiled_mws.insert(name.to_string(), kept);
+                Ok(vec![same])
+            }
+            None => self.compile_middleware(name, ns, cfg, stack),
+        };
+        stack.pop();
+        if let Err(why) = &built {
+            self.problems
+                .push(Problem::new(format!("middleware {name}"), why.clone()));
+        }
+        self.mws.insert(name.to_string(), built.clone());
+        built
+    }
+
+    /// The previous snapshot's compiled middleware `name` when its configuration is unchanged
+    /// (a chain is rebuilt from its members, which are reused one by one).
+    fn reuse_middleware(
+        &self,
+        name: &str,
+        cfg: &middlewares::MiddlewareConfig,
+    ) -> Option<Arc<Middleware>> {
+        let prev = self.prev?;
+        if cfg.chain.is_some() {
+            return None;
+        }
+        let (was, built) = prev.middlewares.get(name)?;
+        (was == cfg).then(|| Arc::clone(built))
+    }
+
+    fn compile_middleware(
+        &mut self,
+        name: &str,
+        ns: &str,
+        cfg: &middlewares::MiddlewareConfig,
+        stack: &mut Vec<String>,
+    ) -> Result<Vec<Arc<Middleware>>, String> {
+        match middlewares::compile_with(cfg, self.bounds) {
+            Ok(Compiled::One(m)) => {
+                let m = Arc::new(m);
+                self.compiled_mws
+                    .insert(name.to_string(), (cfg.clone(), Arc::clone(&m)));
+                Ok(vec![m])
+            }
             Ok(Compiled::Chain(names)) => {
                 let mut all = Vec::new();
                 let mut err = None;
@@ -427,14 +480,7 @@ impl<'a> Builder<'a> {
                 err.map_or(Ok(all), Err)
             }
             Err(e) => Err(e.to_string()),
-        };
-        stack.pop();
-        if let Err(why) = &built {
-            self.problems
-                .push(Problem::new(format!("middleware {name}"), why.clone()));
         }
-        self.mws.insert(name.to_string(), built.clone());
-        built
     }
 }
 

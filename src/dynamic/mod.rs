@@ -24,6 +24,7 @@ use tokio::sync::watch;
 pub use assemble::{AssembleCtx, EntryPointSpec, assemble};
 
 use crate::runtime::balance::Service;
+use crate::runtime::middlewares::{Middleware, MiddlewareConfig};
 use table::RouteTable;
 
 /// What one provider currently says, whole.
@@ -94,6 +95,9 @@ pub struct Snapshot {
     pub services: BTreeMap<String, Arc<Service>>,
     /// The configuration each service was built from (for reuse on the next assemble).
     pub(crate) service_configs: BTreeMap<String, schema::Service>,
+    /// Every compiled single middleware by qualified name, with the configuration it was built
+    /// from (for reuse on the next assemble).
+    pub(crate) middlewares: BTreeMap<String, (MiddlewareConfig, Arc<Middleware>)>,
     pub routers: BTreeMap<String, RouterStatus>,
     pub problems: Vec<Problem>,
     /// Host names that routers answer for (from non-negated `Host` matchers), for DNS.

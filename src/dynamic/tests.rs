@@ -19,6 +19,7 @@ fn ctx(eps: &[(&str, bool)]) -> AssembleCtx {
             })
             .collect(),
         max_routes: 100,
+        middleware_bounds: Default::default(),
     }
 }
 
@@ -277,6 +278,63 @@ name = \"other\"
         &same.services["canary@file"],
         &changed.services["canary@file"]
     ));
+}
+
+/// The first middleware of `router` on entrypoint `web`.
+fn first_mw(s: &Snapshot, router: &str) -> Arc<crate::runtime::middlewares::Middleware> {
+    let routes = s.table("web").unwrap().routes();
+    let route = routes.iter().find(|r| r.name == router).unwrap();
+    Arc::clone(&route.middlewares[0])
+}
+
+/// Whether `mw` lets one more request from 192.0.2.7 through.
+fn admits(mw: &crate::runtime::middlewares::Middleware) -> bool {
+    use crate::runtime::middlewares::{Ctx, Flow};
+    let mut ctx = Ctx::new(
+        "192.0.2.7".parse().unwrap(),
+        "http",
+        std::time::Instant::now(),
+    );
+    let (mut parts, _) = http::Request::new(()).into_parts();
+    matches!(mw.on_request(&mut parts, &mut ctx), Flow::Continue)
+}
+
+#[test]
+fn unchanged_middlewares_keep_their_state_across_reloads() {
+    let v1 = format!(
+        "{SVC}
+[http.middlewares.limit.rateLimit]
+average = 1
+period = \"1h\"
+burst = 1
+[http.middlewares.both.chain]
+middlewares = [\"limit\"]
+[http.routers.a]
+rule = \"Host(`a.lan`)\"
+service = \"app\"
+middlewares = [\"both\"]
+"
+    );
+    let c = ctx(&[("web", false)]);
+    let first = assemble(&frags(&[("file", &v1)]), &c, None, 1);
+    assert!(admits(&first_mw(&first, "a@file")));
+    assert!(!admits(&first_mw(&first, "a@file")), "the burst is spent");
+    // Another router appears (a container event): the bucket must still be spent.
+    let v2 = format!("{v1}[http.routers.b]\nrule = \"Host(`b.lan`)\"\nservice = \"app\"\n");
+    let second = assemble(&frags(&[("file", &v2)]), &c, Some(&first), 2);
+    assert!(Arc::ptr_eq(
+        &first_mw(&first, "a@file"),
+        &first_mw(&second, "a@file")
+    ));
+    assert!(!admits(&first_mw(&second, "a@file")), "state was reset");
+    // Its own configuration changes: a fresh middleware with fresh state.
+    let v3 = v2.replace("burst = 1", "burst = 2");
+    let third = assemble(&frags(&[("file", &v3)]), &c, Some(&second), 3);
+    assert!(!Arc::ptr_eq(
+        &first_mw(&second, "a@file"),
+        &first_mw(&third, "a@file")
+    ));
+    assert!(admits(&first_mw(&third, "a@file")));
 }
 
 #[test]

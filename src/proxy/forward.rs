@@ -354,14 +354,9 @@ pub async fn forward(
         let now = Instant::now();
         let idx = match sticky_pick.filter(|_| attempt == 0) {
             Some(i) => i,
-            None => match lb.pick(now, &failed) {
+            None => match lb.pick(now, &failed).or_else(|| lb.fallback(&failed)) {
                 Some(i) => i,
-                // Every server is down or failed already: try the others anyway rather than
-                // answering 503 while something may be up again.
-                None => match (0..lb.servers.len()).find(|i| !failed.contains(i)) {
-                    Some(i) if attempt > 0 || lb.servers.iter().any(|s| s.is_healthy()) => i,
-                    _ => return Err(last_err),
-                },
+                None => return Err(last_err),
             },
         };
         let server = &lb.servers[idx];

@@ -193,6 +193,17 @@ impl LoadBalancer {
         })
     }
 
+    /// When [`pick`](Self::pick) finds nobody because every server is passively marked down:
+    /// the marked one whose mark ends first, among servers that can take traffic at all
+    /// (weight above 0, actively healthy, not in `exclude`). Better one more try than a 503
+    /// while a server may be back; never a server the configuration or the checker ruled out.
+    pub fn fallback(&self, exclude: &[usize]) -> Option<usize> {
+        (0..self.servers.len())
+            .filter(|i| !exclude.contains(i))
+            .filter(|&i| self.servers[i].weight > 0 && self.servers[i].is_healthy())
+            .min_by_key(|&i| self.servers[i].down_until_ms.load(Ordering::Relaxed))
+    }
+
     /// The server whose sticky id is `id`, when it is available.
     pub fn sticky_server(&self, id: &str, now: Instant) -> Option<usize> {
         self.servers
@@ -458,6 +469,32 @@ mod tests {
         assert!(s.available(now + Duration::from_secs(11)));
         s.mark_ok();
         assert!(s.available(now));
+    }
+
+    #[test]
+    fn all_marked_down_falls_back_to_the_soonest_back_never_to_weight_0() {
+        let zero = server("http://127.0.0.1:1", 0);
+        let late = server("http://127.0.0.1:2", 1);
+        let soon = server("http://127.0.0.1:3", 1);
+        let sick = server("http://127.0.0.1:4", 1);
+        let lb = LoadBalancer::new(
+            vec![zero.clone(), late.clone(), soon.clone(), sick.clone()],
+            true,
+            None,
+            None,
+        );
+        let now = Instant::now();
+        late.mark_failed(now, Duration::from_secs(30));
+        soon.mark_failed(now, Duration::from_secs(5));
+        sick.set_healthy(false);
+        assert_eq!(lb.pick(now, &[]), None);
+        assert_eq!(lb.fallback(&[]), Some(2));
+        assert_eq!(lb.fallback(&[2]), Some(1));
+        assert_eq!(
+            lb.fallback(&[1, 2]),
+            None,
+            "weight 0 and unhealthy are never tried"
+        );
     }
 
     #[test]

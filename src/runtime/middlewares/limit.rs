@@ -23,7 +23,8 @@ use super::ip::{Source, SourceCriterionConfig, SourceKey};
 use super::util::{self, GoDuration};
 use super::{Ctx, Flow, MiddlewareError};
 
-/// Most sources one `rateLimit` or `inFlightReq` middleware tracks at once.
+/// Most sources one `rateLimit` or `inFlightReq` middleware tracks at once, by default
+/// (`[limits] rate_limit_sources`).
 pub const MAX_SOURCES: usize = 10_000;
 
 /// `rateLimit`: `average` requests per `period` (default 1s), bursts of `burst` (default 1).
@@ -92,7 +93,10 @@ pub(crate) struct RateLimit {
 }
 
 impl RateLimit {
-    pub(crate) fn compile(c: &RateLimitConfig) -> Result<Self, MiddlewareError> {
+    pub(crate) fn compile(
+        c: &RateLimitConfig,
+        max_sources: usize,
+    ) -> Result<Self, MiddlewareError> {
         const KIND: &str = "rateLimit";
         if c.redis.is_some() {
             return Err(MiddlewareError::Unsupported("rateLimit.redis"));
@@ -127,7 +131,7 @@ impl RateLimit {
             burst: c.burst.max(1) as f64,
             max_delay,
             ttl: Duration::from_secs(ttl_secs),
-            table: Box::new(Mutex::new(Lru::new(MAX_SOURCES))),
+            table: Box::new(Mutex::new(Lru::new(max_sources.max(1)))),
         })
     }
 
@@ -226,14 +230,19 @@ impl Drop for Guard {
 pub(crate) struct InFlightReq {
     source: Source,
     amount: i64,
+    max_sources: usize,
     counts: Counts,
 }
 
 impl InFlightReq {
-    pub(crate) fn compile(c: &InFlightReqConfig) -> Result<Self, MiddlewareError> {
+    pub(crate) fn compile(
+        c: &InFlightReqConfig,
+        max_sources: usize,
+    ) -> Result<Self, MiddlewareError> {
         Ok(InFlightReq {
             source: Source::compile("inFlightReq", c.source_criterion.as_ref(), true)?,
             amount: c.amount,
+            max_sources: max_sources.max(1),
             counts: Arc::new(Mutex::new(HashMap::new())),
         })
     }
@@ -242,7 +251,7 @@ impl InFlightReq {
         let key = self.source.key(req, ctx);
         let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
         let current = counts.get(&key).copied();
-        let full = current.is_none() && counts.len() >= MAX_SOURCES;
+        let full = current.is_none() && counts.len() >= self.max_sources;
         if current.unwrap_or(0) >= self.amount || full {
             let body = format!("max connections reached: {}", self.amount);
             return Flow::Respond(util::text_response(StatusCode::TOO_MANY_REQUESTS, body));

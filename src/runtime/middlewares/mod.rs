@@ -362,6 +362,26 @@ fn types_set(c: &MiddlewareConfig) -> Vec<&'static str> {
 /// regex, CIDR, header, hash, status), a deprecated option Traefik v3 replaced, or a type boma
 /// does not implement ([`MiddlewareError::Unsupported`]).
 pub fn compile(cfg: &MiddlewareConfig) -> Result<Compiled, MiddlewareError> {
+    compile_with(cfg, Bounds::default())
+}
+
+/// Bounds on the live state a compiled middleware keeps (from `[limits]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bounds {
+    /// Client sources tracked by one rateLimit or inFlightReq.
+    pub max_sources: usize,
+}
+
+impl Default for Bounds {
+    fn default() -> Self {
+        Bounds {
+            max_sources: MAX_SOURCES,
+        }
+    }
+}
+
+/// [`compile`] with explicit bounds.
+pub fn compile_with(cfg: &MiddlewareConfig, bounds: Bounds) -> Result<Compiled, MiddlewareError> {
     let name = match types_set(cfg).as_slice() {
         [] => return Err(MiddlewareError::Empty),
         [one] => *one,
@@ -385,7 +405,7 @@ pub fn compile(cfg: &MiddlewareConfig) -> Result<Compiled, MiddlewareError> {
     } else if let Some(x) = &c.headers {
         Kind::Headers(Box::new(headers::Headers::compile(x)?))
     } else if let Some(x) = &c.rate_limit {
-        Kind::RateLimit(limit::RateLimit::compile(x)?)
+        Kind::RateLimit(limit::RateLimit::compile(x, bounds.max_sources)?)
     } else if let Some(x) = &c.redirect_regex {
         Kind::RedirectRegex(redirect::RedirectRegex::compile(x)?)
     } else if let Some(x) = &c.redirect_scheme {
@@ -393,7 +413,7 @@ pub fn compile(cfg: &MiddlewareConfig) -> Result<Compiled, MiddlewareError> {
     } else if let Some(x) = &c.basic_auth {
         Kind::BasicAuth(auth::BasicAuth::compile(x)?)
     } else if let Some(x) = &c.in_flight_req {
-        Kind::InFlightReq(limit::InFlightReq::compile(x)?)
+        Kind::InFlightReq(limit::InFlightReq::compile(x, bounds.max_sources)?)
     } else if let Some(x) = &c.retry {
         Kind::Retry(limit::Retry::compile(x)?)
     } else {
