@@ -563,6 +563,7 @@ fn entrypoint_parts(
             .as_timeout()
             .unwrap_or(Duration::from_secs(60)),
         idle_timeout: idle,
+        upgraded_idle_timeout: cfg.limits.upgraded_idle_timeout.to_std(),
         grace: ep.transport.life_cycle.grace_time_out.to_std(),
     };
     let spec = EntryPointSpec {

@@ -129,6 +129,113 @@ async fn websocket_echo() {
     ws.close(None).await.unwrap();
 }
 
+type Ws = tokio_tungstenite::WebSocketStream<
+    tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+>;
+
+async fn ws_connect(addr: std::net::SocketAddr) -> Ws {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut req = format!("ws://{addr}/ws").into_client_request().unwrap();
+    req.headers_mut().insert("host", "s.test".parse().unwrap());
+    let (ws, resp) = tokio_tungstenite::connect_async(req)
+        .await
+        .expect("websocket handshake through boma");
+    assert_eq!(resp.status(), 101);
+    ws
+}
+
+async fn ws_echo(ws: &mut Ws, text: &str) {
+    use tokio_tungstenite::tungstenite::Message;
+    ws.send(Message::text(text)).await.unwrap();
+    let echo = tokio::time::timeout(Duration::from_secs(5), ws.next())
+        .await
+        .expect("echo in time")
+        .expect("connection open")
+        .expect("a frame");
+    assert_eq!(echo.into_text().unwrap().as_str(), text);
+}
+
+/// Whether boma closed `ws` (end of stream or a reset) within a generous bound.
+async fn ws_closed(ws: &mut Ws) -> bool {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(20), ws.next()).await {
+            Err(_) => return false,
+            Ok(None) | Ok(Some(Err(_))) => return true,
+            Ok(Some(Ok(m))) if m.is_close() => return true,
+            Ok(Some(Ok(_))) => {}
+        }
+    }
+}
+
+/// Upgraded connections stay connections: they hold their permit of `max_connections`, live as
+/// long as they carry traffic (past the idle timeout), are closed when idle, and are closed when
+/// the entrypoint drains (before a slow request in flight finishes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websockets_hold_permits_live_while_used_and_close_on_drain() {
+    let backend = Backend::start("ws").await;
+    let static_toml = r#"
+[entryPoints.web]
+address = "127.0.0.1:0"
+[entryPoints.web.transport.lifeCycle]
+graceTimeOut = "30s"
+
+[providers.file]
+filename = "{dir}/dynamic.toml"
+
+[limits]
+workers = 1
+max_connections = 2
+upgraded_idle_timeout = "3s"
+"#;
+    let boma = Boma::start(static_toml, Some(&dynamic_for(&backend)));
+    ready(&boma).await;
+    let addr = boma.addr("web");
+    let mut first = ws_connect(addr).await;
+    let mut second = ws_connect(addr).await;
+
+    // Both permits are held by the two WebSockets: a third connection waits to be accepted
+    // until one of them closes.
+    let client = Client::new();
+    let c = client.clone();
+    let waiting = tokio::spawn(async move { c.get(addr, "s.test", "/").await });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !waiting.is_finished(),
+        "a third connection was served while two WebSockets held both permits"
+    );
+    drop(first);
+    assert_eq!(waiting.await.unwrap().status, 200);
+
+    // In use for longer than the idle timeout: kept.
+    for i in 0..12 {
+        ws_echo(&mut second, &format!("tick {i}")).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // Silent: closed.
+    assert!(ws_closed(&mut second).await, "an idle WebSocket was kept");
+
+    // Drain: an open WebSocket is closed at once, while a slow request still finishes.
+    let mut third = ws_connect(addr).await;
+    ws_echo(&mut third, "before drain").await;
+    let c = client.clone();
+    let slow = tokio::spawn(async move { c.get(addr, "s.test", "/?sleep_ms=4000").await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let pid = boma.pid();
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status();
+    assert!(ws_closed(&mut third).await, "drain left a WebSocket open");
+    assert!(
+        !slow.is_finished(),
+        "the WebSocket outlived the drain: closed only after the slow request"
+    );
+    assert_eq!(slow.await.unwrap().status, 200, "in-flight request was cut");
+    let status = tokio::task::spawn_blocking(move || boma.terminate())
+        .await
+        .unwrap();
+    assert!(status.success(), "boma exited with {status}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h2c_client() {
     let backend = Backend::start("h2").await;

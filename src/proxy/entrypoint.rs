@@ -1,6 +1,7 @@
 //! Entrypoints: a listening socket each, accepting connections up to a limit and serving HTTP/1.1
 //! and h2c (prior knowledge) on them with hyper, with header-read and idle timeouts, upgrades
-//! (WebSocket) and graceful draining on shutdown.
+//! (WebSocket: the upgraded connection stays in the connection's task, holding its permit, timed
+//! out only when idle, closed on drain) and graceful draining on shutdown.
 //!
 //! This module owns connections, not requests: each request goes to [`super::Proxy::handle`].
 //! Every connection task is owned by the entrypoint's JoinSet and is aborted after the grace period.
@@ -24,6 +25,9 @@ use tokio::task::JoinSet;
 
 use super::{Conn, EntryPoint, Proxy};
 
+/// Longest wait for hyper to hand over both sides of a protocol switch.
+const HAND_OVER: Duration = Duration::from_secs(10);
+
 /// Connection-level limits of an entrypoint (per worker).
 #[derive(Debug, Clone)]
 pub struct ConnLimits {
@@ -31,6 +35,8 @@ pub struct ConnLimits {
     pub max_header_bytes: usize,
     pub header_read_timeout: Duration,
     pub idle_timeout: Duration,
+    /// An upgraded connection with no byte moved for this long is closed.
+    pub upgraded_idle_timeout: Duration,
     pub grace: Duration,
 }
 
@@ -121,8 +127,9 @@ pub async fn serve(
         let ep = Arc::clone(&ep);
         let builder = Arc::clone(&builder);
         let stop = shutdown.clone();
-        let idle = limits.idle_timeout;
+        let idle = (limits.idle_timeout, limits.upgraded_idle_timeout);
         conns.spawn(async move {
+            // The permit lives as long as the connection, upgraded or not.
             serve_conn(stream, peer, proxy, ep, &builder, idle, stop).await;
             drop(permit);
         });
@@ -139,13 +146,15 @@ pub async fn serve(
     }
 }
 
+/// Serve one connection: HTTP until it closes, goes idle or is drained; then, when a request
+/// switched protocols, the upgraded connection until either side closes, it idles or drain.
 async fn serve_conn(
     stream: TcpStream,
     peer: SocketAddr,
     proxy: Arc<Proxy>,
     ep: Arc<EntryPoint>,
     builder: &auto::Builder<TokioExecutor>,
-    idle: Duration,
+    (idle, upgraded_idle): (Duration, Duration),
     mut stop: watch::Receiver<bool>,
 ) {
     // Activity is counted, not timed: no clock read per read or write.
@@ -154,36 +163,28 @@ async fn serve_conn(
         inner: stream,
         moved: Arc::clone(&moved),
     });
-    let conn_info = Arc::new(Conn {
-        peer,
-        ip_header: super::forward::ip_header(peer.ip()),
-    });
+    let conn_info = Arc::new(Conn::new(peer));
+    let in_service = Arc::clone(&conn_info);
     let svc = service_fn(move |req: http::Request<Incoming>| {
         let proxy = Arc::clone(&proxy);
         let ep = Arc::clone(&ep);
-        let conn_info = Arc::clone(&conn_info);
+        let conn_info = Arc::clone(&in_service);
         async move { Ok::<_, Infallible>(proxy.handle(&ep, &conn_info, req).await) }
     });
     let conn = builder.serve_connection_with_upgrades(io, svc);
     tokio::pin!(conn);
-    let idle_enabled = !idle.is_zero();
-    let tick = if idle_enabled {
-        idle
-    } else {
-        Duration::from_secs(3600)
-    };
     let mut closing = *stop.borrow();
-    let mut seen = 0u64;
     if closing {
         conn.as_mut().graceful_shutdown();
     }
+    let mut idle_watch = IdleWatch::new(idle, &moved);
     loop {
         tokio::select! {
             res = conn.as_mut() => {
                 if let Err(e) = res {
                     tracing::debug!(%peer, error = %e, "connection ended with an error");
                 }
-                return;
+                break;
             }
             changed = stop.changed(), if !closing => {
                 if changed.is_err() || *stop.borrow() {
@@ -191,18 +192,105 @@ async fn serve_conn(
                     conn.as_mut().graceful_shutdown();
                 }
             }
-            _ = tokio::time::sleep(tick), if !closing => {
-                // Idle: nothing moved during a whole tick.
-                let now = moved.load(Ordering::Relaxed);
-                let quiet = now == seen;
-                seen = now;
-                if idle_enabled && quiet {
+            _ = idle_watch.tick(), if !closing => {
+                if idle_watch.quiet() {
                     // Graceful: a request still being answered finishes first.
                     closing = true;
                     conn.as_mut().graceful_shutdown();
                 }
             }
         }
+    }
+    if let Some(upgrade) = conn_info.take_upgrade() {
+        splice(upgrade, peer, IdleWatch::new(upgraded_idle, &moved), stop).await;
+    }
+}
+
+/// Copy both ways between the upgraded client and server connections until either closes,
+/// nothing moves for a whole idle period, or the entrypoint drains (an upgraded connection has
+/// no request boundary to finish at, so it is closed at once and the client reconnects).
+async fn splice(
+    upgrade: super::forward::Upgrade,
+    peer: SocketAddr,
+    mut idle_watch: IdleWatch,
+    mut stop: watch::Receiver<bool>,
+) {
+    // Both sides are handed over as soon as the 101 is through; the bound is for a server
+    // connection that dies in between.
+    let both = async { tokio::join!(upgrade.client, upgrade.upstream) };
+    let (client, upstream) = match tokio::time::timeout(HAND_OVER, both).await {
+        Ok((Ok(c), Ok(u))) => (c, u),
+        Ok((c, u)) => {
+            tracing::debug!(%peer, client = c.is_ok(), upstream = u.is_ok(), "upgrade failed");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(%peer, "upgrade not handed over in time");
+            return;
+        }
+    };
+    let mut client = TokioIo::new(client);
+    let mut upstream = TokioIo::new(upstream);
+    let copy = tokio::io::copy_bidirectional(&mut client, &mut upstream);
+    tokio::pin!(copy);
+    if *stop.borrow() {
+        return;
+    }
+    loop {
+        tokio::select! {
+            res = copy.as_mut() => {
+                if let Err(e) = res {
+                    tracing::debug!(%peer, error = %e, "upgraded connection ended");
+                }
+                return;
+            }
+            changed = stop.changed() => {
+                if changed.is_err() || *stop.borrow() {
+                    tracing::debug!(%peer, "draining: upgraded connection closed");
+                    return;
+                }
+            }
+            _ = idle_watch.tick() => {
+                if idle_watch.quiet() {
+                    tracing::debug!(%peer, "upgraded connection idle: closed");
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// The idle timeout as a tick: a connection is idle when no read or write moved a byte during
+/// one whole period (so a busy connection costs one atomic add per I/O, no clock read).
+struct IdleWatch {
+    period: Option<Duration>,
+    moved: Arc<AtomicU64>,
+    seen: u64,
+}
+
+impl IdleWatch {
+    /// `period` zero: never idle.
+    fn new(period: Duration, moved: &Arc<AtomicU64>) -> Self {
+        IdleWatch {
+            period: (!period.is_zero()).then_some(period),
+            moved: Arc::clone(moved),
+            seen: moved.load(Ordering::Relaxed),
+        }
+    }
+
+    async fn tick(&self) {
+        match self.period {
+            Some(p) => tokio::time::sleep(p).await,
+            None => std::future::pending().await,
+        }
+    }
+
+    /// Nothing moved since the previous call (or since creation).
+    fn quiet(&mut self) -> bool {
+        let now = self.moved.load(Ordering::Relaxed);
+        let quiet = now == self.seen;
+        self.seen = now;
+        quiet
     }
 }
 

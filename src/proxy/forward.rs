@@ -19,7 +19,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 
 use super::connect::Connector;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use super::error::ProxyError;
 use crate::runtime::balance::{LoadBalancer, Protocol, Server, Service};
@@ -461,33 +461,17 @@ fn cookie_for(lb: &LoadBalancer, idx: usize) -> Option<HeaderValue> {
     HeaderValue::from_str(&c).ok()
 }
 
-/// Join an upgraded client connection with the upgraded upstream one and copy both ways until
-/// either side closes.
-pub fn splice_upgrade(
-    client: hyper::upgrade::OnUpgrade,
-    upstream_resp: &mut Response<Incoming>,
-    idle: Duration,
-) {
-    let upstream = hyper::upgrade::on(upstream_resp);
-    tokio::spawn(async move {
-        let (c, u) = match tokio::join!(client, upstream) {
-            (Ok(c), Ok(u)) => (c, u),
-            (c, u) => {
-                tracing::debug!(client = c.is_ok(), upstream = u.is_ok(), "upgrade failed");
-                return;
-            }
-        };
-        let mut c = TokioIo::new(c);
-        let mut u = TokioIo::new(u);
-        let copy = tokio::io::copy_bidirectional(&mut c, &mut u);
-        // An upgraded connection lives as long as it is used; a bound keeps abandoned ones
-        // from living forever.
-        let limit = idle.max(Duration::from_secs(3600));
-        match tokio::time::timeout(limit, copy).await {
-            Ok(Ok(_)) | Err(_) => {}
-            Ok(Err(e)) => tracing::debug!(error = %e, "upgraded connection ended"),
-        }
-    });
+/// Both halves of a protocol switch (WebSocket): the client's connection and the server's, each
+/// handed over by hyper once the 101 has gone through. The entrypoint joins them.
+pub struct Upgrade {
+    pub client: hyper::upgrade::OnUpgrade,
+    pub upstream: hyper::upgrade::OnUpgrade,
+}
+
+impl std::fmt::Debug for Upgrade {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Upgrade")
+    }
 }
 
 #[cfg(test)]

@@ -68,6 +68,28 @@ pub struct Conn {
     pub peer: SocketAddr,
     /// The peer address as a header value (X-Real-Ip, X-Forwarded-For).
     pub ip_header: HeaderValue,
+    /// A protocol switch (101) answered on this connection: the entrypoint's connection task
+    /// splices both sides once hyper hands the socket over, so the upgraded connection keeps
+    /// its connection permit and is closed on drain.
+    pub upgrade: std::sync::Mutex<Option<forward::Upgrade>>,
+}
+
+impl Conn {
+    pub fn new(peer: SocketAddr) -> Self {
+        Conn {
+            peer,
+            ip_header: forward::ip_header(peer.ip()),
+            upgrade: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// The upgrade answered on this connection, if any (taken once).
+    pub fn take_upgrade(&self) -> Option<forward::Upgrade> {
+        self.upgrade
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+    }
 }
 
 /// What every entrypoint shares: the current snapshot, the upstream pools, the access log.
@@ -247,7 +269,11 @@ impl Proxy {
         let switching = fwd.response.status() == StatusCode::SWITCHING_PROTOCOLS;
         match (switching, on_upgrade) {
             (true, Some(client)) => {
-                forward::splice_upgrade(client, &mut fwd.response, ep.idle_timeout);
+                let upgrade = forward::Upgrade {
+                    client,
+                    upstream: hyper::upgrade::on(&mut fwd.response),
+                };
+                *conn.upgrade.lock().unwrap_or_else(|e| e.into_inner()) = Some(upgrade);
             }
             _ => forward::strip_hop_by_hop(fwd.response.headers_mut(), false),
         }
