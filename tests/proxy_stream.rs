@@ -190,7 +190,7 @@ upgraded_idle_timeout = "3s"
     let boma = Boma::start(static_toml, Some(&dynamic_for(&backend)));
     ready(&boma).await;
     let addr = boma.addr("web");
-    let mut first = ws_connect(addr).await;
+    let first = ws_connect(addr).await;
     let mut second = ws_connect(addr).await;
 
     // Both permits are held by the two WebSockets: a third connection waits to be accepted
