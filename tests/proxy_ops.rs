@@ -220,3 +220,76 @@ async fn api_and_dashboard() {
         404
     );
 }
+
+/// basicAuth's bcrypt runs off the event loop: with 50 wrong passwords being checked on a single
+/// worker, a request to another route is answered while most of them are still pending.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bcrypt_checks_do_not_stall_other_routes() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let backend = Backend::start("open").await;
+    let hash = bcrypt::hash("right", 8).expect("bcrypt hash");
+    let dynamic = format!(
+        "{}[http.routers.locked]\nrule = \"Host(`locked.test`)\"\nservice = \"s\"\nmiddlewares = [\"auth\"]\n[http.middlewares.auth.basicAuth]\nusers = [\"admin:{hash}\"]\n",
+        dynamic(&backend)
+    );
+    let static_toml = "[entryPoints.web]\naddress = \"127.0.0.1:0\"\n[providers.file]\nfilename = \"{dir}/dynamic.toml\"\n[limits]\nworkers = 1\n";
+    let boma = Boma::start(static_toml, Some(&dynamic));
+    let client = Client::new();
+    ready(&client, &boma).await;
+    let addr = boma.addr("web");
+    let done = Arc::new(AtomicUsize::new(0));
+    let mut wrong = Vec::new();
+    for i in 0..50 {
+        let (client, done) = (client.clone(), Arc::clone(&done));
+        wrong.push(tokio::spawn(async move {
+            let auth = format!("Basic {}", b64(&format!("admin:wrong{i}")));
+            let r = client
+                .request(addr, "GET", "locked.test", "/", &[("authorization", &auth)])
+                .await;
+            done.fetch_add(1, Ordering::SeqCst);
+            r.status
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let r = client.get(addr, "log.test", "/").await;
+    let finished = done.load(Ordering::SeqCst);
+    assert_eq!(r.status, 200);
+    assert!(
+        finished < 25,
+        "{finished} of 50 password checks finished before an unrelated request was answered"
+    );
+    for w in wrong {
+        assert_eq!(w.await.unwrap(), 401);
+    }
+    let right = format!("Basic {}", b64("admin:right"));
+    let r = client
+        .request(
+            addr,
+            "GET",
+            "locked.test",
+            "/",
+            &[("authorization", &right)],
+        )
+        .await;
+    assert_eq!(r.status, 429, "the source used up its failures: {r:?}");
+}
+
+fn b64(s: &str) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in s.as_bytes().chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, &b)| n | (u32::from(b) << (16 - 8 * i)));
+        for i in 0..4 {
+            out.push(if i <= chunk.len() {
+                T[((n >> (18 - 6 * i)) & 63) as usize] as char
+            } else {
+                '='
+            });
+        }
+    }
+    out
+}

@@ -129,9 +129,8 @@ async fn websocket_echo() {
     ws.close(None).await.unwrap();
 }
 
-type Ws = tokio_tungstenite::WebSocketStream<
-    tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
->;
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 async fn ws_connect(addr: std::net::SocketAddr) -> Ws {
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;

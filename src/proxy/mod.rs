@@ -205,7 +205,12 @@ impl Proxy {
 
         // Phase 4: middlewares, request side.
         for (i, mw) in route.middlewares.iter().enumerate() {
-            if let Flow::Respond(resp) = mw.on_request(&mut parts, &mut mw_ctx) {
+            let mut flow = mw.on_request(&mut parts, &mut mw_ctx);
+            if let Flow::Verify(check) = flow {
+                // bcrypt: on the blocking pool, never on this worker's event loop.
+                flow = mw.verified(check.run().await, &mut parts, &mut mw_ctx);
+            }
+            if let Flow::Respond(resp) = flow {
                 let (mut rparts, rbody) = resp.into_parts();
                 for earlier in route.middlewares[..i].iter().rev() {
                     earlier.on_response(&mw_ctx, &mut rparts);

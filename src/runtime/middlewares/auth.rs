@@ -3,17 +3,30 @@
 //! Hashes are those Traefik (go-http-auth) accepts: bcrypt (`$2a$`, `$2b$`, `$2x$`, `$2y$`),
 //! `{SHA}` (base64 SHA-1) and MD5-crypt (`$apr1$`, `$1$`, any `$magic$salt$hash`); anything else
 //! is accepted at compile time but never matches, as in Traefik. Comparisons are constant-time.
-//! bcrypt is slow by design and runs on the request path, so successful bcrypt checks are
-//! remembered in a small bounded set keyed by a keyed SHA-1 of user and password; failures are
-//! never cached. This module must not log or expose passwords or hashes (its config `Debug`
-//! shows only the user count).
+//!
+//! bcrypt is slow by design (tens of milliseconds a check on a Pi), so it never runs on a
+//! worker's event loop: [`BasicAuth::on_request`] answers what it can at once and hands a bcrypt
+//! check back as a [`Verify`], which the proxy awaits on the blocking pool, at most
+//! [`BCRYPT_PARALLEL`] at a time and [`BCRYPT_QUEUE`] waiting (more: 503). Beyond Traefik:
+//! - outcomes are remembered, both ways, in small bounded sets keyed by a keyed SHA-1 of user and
+//!   password, so a client repeating the same credentials costs no second bcrypt;
+//! - an unknown user is checked against a dummy hash of the same kind and cost, so the answer
+//!   time does not tell which users exist;
+//! - a source with [`FAIL_LIMIT`] failures within [`FAIL_WINDOW`] gets 429 without any check
+//!   until the window ends (sources kept: [`FAIL_SOURCES`], least recently seen forgotten).
+//!
+//! This module must not log or expose passwords or hashes (its config `Debug` shows only the
+//! user count).
 
 use std::collections::hash_map::RandomState;
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::hash::{BuildHasher, Hasher};
 use std::io::Read;
+use std::net::IpAddr;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::header::{AUTHORIZATION, HeaderName, HeaderValue, WWW_AUTHENTICATE};
@@ -26,8 +39,21 @@ use super::util;
 use super::{Ctx, Flow, MiddlewareError};
 
 const KIND: &str = "basicAuth";
-/// Successful bcrypt checks remembered (the set is cleared when full).
+/// Outcomes of slow checks remembered, each way (a set is cleared when full).
 const CACHE_CAP: usize = 1024;
+/// bcrypt checks running at once, process-wide.
+pub const BCRYPT_PARALLEL: usize = 2;
+/// bcrypt checks waiting for a turn, process-wide; beyond, 503 at once.
+pub const BCRYPT_QUEUE: usize = 256;
+/// Failed attempts a source may make within [`FAIL_WINDOW`].
+pub const FAIL_LIMIT: u32 = 10;
+/// The window of [`FAIL_LIMIT`].
+pub const FAIL_WINDOW: Duration = Duration::from_secs(60);
+/// Sources whose failures are counted, per middleware.
+pub const FAIL_SOURCES: usize = 4096;
+
+static BCRYPT_SLOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(BCRYPT_PARALLEL);
+static BCRYPT_WAITING: AtomicUsize = AtomicUsize::new(0);
 /// Largest `usersFile` read.
 const USERS_FILE_MAX: u64 = 1 << 20;
 
@@ -77,11 +103,109 @@ enum Secret {
 
 pub(crate) struct BasicAuth {
     users: HashMap<Box<[u8]>, Secret>,
+    /// What an unknown user is checked against: the slowest kind of secret configured.
+    dummy: Secret,
     challenge: HeaderValue,
     header_field: Option<HeaderName>,
     remove_header: bool,
     cache_key: [u8; 16],
-    cache: Mutex<HashSet<[u8; 20]>>,
+    /// Keys of (user, password) pairs that passed / failed a slow check.
+    passed: Mutex<HashSet<[u8; 20]>>,
+    failed: Mutex<HashSet<[u8; 20]>>,
+    /// Failures per source: (count, start of the window).
+    failures: Mutex<crate::lru::Lru<IpAddr, (u32, Instant)>>,
+}
+
+/// A bcrypt check handed to the proxy by [`BasicAuth::on_request`]: run it with
+/// [`Verify::run`] (off the event loop) and give the outcome back to the same middleware.
+pub struct Verify {
+    hash: String,
+    password: Vec<u8>,
+    user: Vec<u8>,
+    key: [u8; 20],
+}
+
+/// The outcome of a [`Verify`].
+pub struct Verified {
+    /// `None`: not checked, too many checks waiting.
+    ok: Option<bool>,
+    user: Vec<u8>,
+    key: [u8; 20],
+}
+
+impl std::fmt::Debug for Verify {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Verify")
+    }
+}
+
+impl Verify {
+    /// Run the check on the blocking pool, after a turn among [`BCRYPT_PARALLEL`].
+    pub async fn run(self) -> Verified {
+        let queued = BCRYPT_WAITING.fetch_add(1, Ordering::Relaxed);
+        let slot = if queued < BCRYPT_QUEUE {
+            BCRYPT_SLOTS.acquire().await.ok()
+        } else {
+            None
+        };
+        BCRYPT_WAITING.fetch_sub(1, Ordering::Relaxed);
+        let Some(_slot) = slot else {
+            return Verified {
+                ok: None,
+                user: self.user,
+                key: self.key,
+            };
+        };
+        let Verify {
+            hash,
+            password,
+            user,
+            key,
+        } = self;
+        let ok = tokio::task::spawn_blocking(move || bcrypt::verify(&password, &hash))
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or(false);
+        Verified {
+            ok: Some(ok),
+            user,
+            key,
+        }
+    }
+
+    /// The same check on the calling thread (tests).
+    pub fn run_blocking(self) -> Verified {
+        Verified {
+            ok: Some(bcrypt::verify(&self.password, &self.hash).unwrap_or(false)),
+            user: self.user,
+            key: self.key,
+        }
+    }
+}
+
+/// A secret of the slowest kind among `users` that no password matches: what an unknown user
+/// is checked against so that the answer takes as long as for a known one.
+fn dummy_secret(users: &HashMap<Box<[u8]>, Secret>) -> Secret {
+    let bcrypt_cost = users
+        .values()
+        .filter_map(|s| match s {
+            Secret::Bcrypt(h) => h.get(4..6).and_then(|c| c.parse::<u32>().ok()),
+            _ => None,
+        })
+        .max();
+    if let Some(cost) = bcrypt_cost {
+        // A well-formed hash (22 salt and 31 hash characters) that nothing hashes to.
+        return Secret::Bcrypt(format!("$2y${cost:02}${}", "A".repeat(53)));
+    }
+    if users.values().any(|s| matches!(s, Secret::Md5Crypt { .. })) {
+        return Secret::Md5Crypt {
+            full: "$apr1$dummy$".into(),
+            magic: "$apr1$".into(),
+            salt: "dummy".into(),
+        };
+    }
+    Secret::Sha([0; 20])
 }
 
 fn parse_secret(user: &str, secret: &str) -> Result<Secret, MiddlewareError> {
@@ -182,12 +306,15 @@ impl BasicAuth {
             chunk.copy_from_slice(&h.finish().to_le_bytes());
         }
         Ok(BasicAuth {
+            dummy: dummy_secret(&users),
             users,
             challenge,
             header_field,
             remove_header: c.remove_header,
             cache_key,
-            cache: Mutex::new(HashSet::new()),
+            passed: Mutex::new(HashSet::new()),
+            failed: Mutex::new(HashSet::new()),
+            failures: Mutex::new(crate::lru::Lru::new(FAIL_SOURCES)),
         })
     }
 
@@ -199,20 +326,114 @@ impl BasicAuth {
         let Some((user, password)) = creds else {
             return Flow::Respond(self.unauthorized());
         };
-        if !self.check(&user, &password) {
+        if self.blocked(ctx.client_ip, ctx.now) {
+            return Flow::Respond(too_many_failures());
+        }
+        let secret = self.users.get(user.as_slice()).unwrap_or(&self.dummy);
+        let known = self.users.contains_key(user.as_slice());
+        let ok = match secret {
+            Secret::Never => false,
+            Secret::Sha(want) => ct_eq(&Sha1::digest(&password), want) && known,
+            Secret::Md5Crypt { full, magic, salt } => {
+                ct_eq(
+                    &md5_crypt(&password, salt.as_bytes(), magic.as_bytes()),
+                    full.as_bytes(),
+                ) && known
+            }
+            Secret::Bcrypt(hash) => {
+                let key = self.cache_entry(&user, &password);
+                if lock(&self.passed).contains(&key) {
+                    true
+                } else if lock(&self.failed).contains(&key) {
+                    false
+                } else {
+                    let hash = hash.clone();
+                    let v = Verify {
+                        hash,
+                        password,
+                        user,
+                        key,
+                    };
+                    return Flow::Verify(Box::new(v));
+                }
+            }
+        };
+        self.conclude(ok, &user, req, ctx)
+    }
+
+    /// Take back the outcome of a [`Verify`] this middleware handed out.
+    pub(crate) fn verified(
+        &self,
+        v: Verified,
+        req: &mut http::request::Parts,
+        ctx: &mut Ctx,
+    ) -> Flow {
+        let Some(ok) = v.ok else {
+            let mut resp = util::text_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too many password checks waiting\n",
+            );
+            resp.headers_mut()
+                .insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
+            return Flow::Respond(resp);
+        };
+        // An unknown user was checked against the dummy: never a pass, never remembered.
+        let ok = ok && self.users.contains_key(v.user.as_slice());
+        let set = if ok { &self.passed } else { &self.failed };
+        let mut set = lock(set);
+        if set.len() >= CACHE_CAP {
+            set.clear();
+        }
+        set.insert(v.key);
+        drop(set);
+        self.conclude(ok, &v.user, req, ctx)
+    }
+
+    fn conclude(
+        &self,
+        ok: bool,
+        user: &[u8],
+        req: &mut http::request::Parts,
+        ctx: &mut Ctx,
+    ) -> Flow {
+        if !ok {
+            self.count_failure(ctx.client_ip, ctx.now);
             return Flow::Respond(self.unauthorized());
         }
-        let name = String::from_utf8_lossy(&user).into_owned();
         if let Some(field) = &self.header_field
-            && let Ok(v) = HeaderValue::from_bytes(&user)
+            && let Ok(v) = HeaderValue::from_bytes(user)
         {
             req.headers.insert(field.clone(), v);
         }
         if self.remove_header {
             req.headers.remove(AUTHORIZATION);
         }
-        ctx.user = Some(name);
+        ctx.user = Some(String::from_utf8_lossy(user).into_owned());
         Flow::Continue
+    }
+
+    /// Whether `ip` has used up its failures in the current window.
+    fn blocked(&self, ip: IpAddr, now: Instant) -> bool {
+        let mut table = lock(&self.failures);
+        match table.get_mut(&ip) {
+            Some((count, since)) if now.saturating_duration_since(*since) < FAIL_WINDOW => {
+                *count >= FAIL_LIMIT
+            }
+            Some(_) => {
+                table.remove(&ip);
+                false
+            }
+            None => false,
+        }
+    }
+
+    fn count_failure(&self, ip: IpAddr, now: Instant) {
+        let mut table = lock(&self.failures);
+        let entry = table.get_or_insert_with(ip, || (0, now));
+        if now.saturating_duration_since(entry.1) >= FAIL_WINDOW {
+            *entry = (0, now);
+        }
+        entry.0 = entry.0.saturating_add(1);
     }
 
     fn unauthorized(&self) -> Response<Bytes> {
@@ -226,34 +447,6 @@ impl BasicAuth {
         resp
     }
 
-    fn check(&self, user: &[u8], password: &[u8]) -> bool {
-        match self.users.get(user) {
-            None | Some(Secret::Never) => false,
-            Some(Secret::Sha(want)) => ct_eq(&Sha1::digest(password), want),
-            Some(Secret::Md5Crypt { full, magic, salt }) => ct_eq(
-                &md5_crypt(password, salt.as_bytes(), magic.as_bytes()),
-                full.as_bytes(),
-            ),
-            Some(Secret::Bcrypt(hash)) => {
-                let key = self.cache_entry(user, password);
-                let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-                if cache.contains(&key) {
-                    return true;
-                }
-                drop(cache);
-                let ok = bcrypt::verify(password, hash).unwrap_or(false);
-                if ok {
-                    cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-                    if cache.len() >= CACHE_CAP {
-                        cache.clear();
-                    }
-                    cache.insert(key);
-                }
-                ok
-            }
-        }
-    }
-
     fn cache_entry(&self, user: &[u8], password: &[u8]) -> [u8; 20] {
         let mut h = Sha1::new();
         h.update(self.cache_key);
@@ -262,6 +455,20 @@ impl BasicAuth {
         h.update(password);
         h.finalize().into()
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn too_many_failures() -> Response<Bytes> {
+    let mut resp = util::text_response(
+        StatusCode::TOO_MANY_REQUESTS,
+        "too many failed logins, try again later\n",
+    );
+    let wait = HeaderValue::from(FAIL_WINDOW.as_secs());
+    resp.headers_mut().insert(http::header::RETRY_AFTER, wait);
+    resp
 }
 
 /// `Authorization: Basic base64(user:password)`, parsed as Go's `Request.BasicAuth` does.

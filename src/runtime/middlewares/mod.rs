@@ -52,7 +52,7 @@ use bytes::Bytes;
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 
-pub use auth::BasicAuthConfig;
+pub use auth::{BasicAuthConfig, Verified, Verify};
 pub use headers::HeadersConfig;
 pub use ip::{IpAllowListConfig, IpStrategyConfig, SourceCriterionConfig};
 pub use limit::{Guard, InFlightReqConfig, MAX_SOURCES, RateLimitConfig, RetryConfig};
@@ -188,6 +188,9 @@ pub enum Flow {
     Continue,
     /// Answer now with this small response; the rest of the chain and the upstream are skipped.
     Respond(http::Response<Bytes>),
+    /// A password check too slow for the event loop: await [`Verify::run`] and hand the
+    /// outcome to [`Middleware::verified`], which says how to go on.
+    Verify(Box<Verify>),
 }
 
 /// Per-request state shared by the middlewares of one chain. Built by the core, kept until the
@@ -254,7 +257,7 @@ enum Kind {
     RedirectScheme(redirect::RedirectScheme),
     RedirectRegex(redirect::RedirectRegex),
     Headers(Box<headers::Headers>),
-    BasicAuth(auth::BasicAuth),
+    BasicAuth(Box<auth::BasicAuth>),
     IpAllowList(ip::IpAllowList),
     RateLimit(limit::RateLimit),
     InFlightReq(limit::InFlightReq),
@@ -305,6 +308,18 @@ impl Middleware {
             Kind::RateLimit(m) => m.on_request(req, ctx),
             Kind::InFlightReq(m) => m.on_request(req, ctx),
             Kind::Retry(_) => Flow::Continue,
+        }
+    }
+
+    /// The outcome of the [`Flow::Verify`] this middleware returned; never `Verify` again.
+    pub fn verified(&self, v: Verified, req: &mut http::request::Parts, ctx: &mut Ctx) -> Flow {
+        match &self.kind {
+            Kind::BasicAuth(m) => m.verified(v, req, ctx),
+            // Only basicAuth hands out checks; anything else is a bug, and fails closed.
+            _ => Flow::Respond(util::text_response(
+                http::StatusCode::INTERNAL_SERVER_ERROR,
+                "unexpected password check\n",
+            )),
         }
     }
 
@@ -411,7 +426,7 @@ pub fn compile_with(cfg: &MiddlewareConfig, bounds: Bounds) -> Result<Compiled, 
     } else if let Some(x) = &c.redirect_scheme {
         Kind::RedirectScheme(redirect::RedirectScheme::compile(x)?)
     } else if let Some(x) = &c.basic_auth {
-        Kind::BasicAuth(auth::BasicAuth::compile(x)?)
+        Kind::BasicAuth(Box::new(auth::BasicAuth::compile(x)?))
     } else if let Some(x) = &c.in_flight_req {
         Kind::InFlightReq(limit::InFlightReq::compile(x, bounds.max_sources)?)
     } else if let Some(x) = &c.retry {

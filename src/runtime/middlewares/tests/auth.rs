@@ -165,6 +165,59 @@ fn challenge_and_success_effects() {
     assert_eq!(header(&r.headers, "x-webauth-user"), Some("test"));
 }
 
+/// What `on_request` does first, without running a slow check.
+fn first_step(m: &Middleware, ip: &str, user: &str, pass: &str) -> Flow {
+    let auth = basic(user, pass);
+    let mut r = req("GET", "/", &[("authorization", auth.as_str())]);
+    let mut c = ctx_from(ip, "http");
+    m.on_request(&mut r, &mut c)
+}
+
+#[test]
+fn bcrypt_is_handed_out_and_outcomes_are_remembered() {
+    let hash = bcrypt::hash("right", 4).expect("bcrypt hash");
+    let m = mw(&format!("[basicAuth]\nusers = [\"admin:{hash}\"]"));
+    // bcrypt never runs inside on_request: a Verify comes back, for known and unknown users
+    // alike (the unknown one against a dummy of the same cost).
+    for user in ["admin", "nobody"] {
+        assert!(matches!(
+            first_step(&m, "10.0.0.2", user, "x"),
+            Flow::Verify(_)
+        ));
+    }
+    assert!(attempt(&m, Some(&basic("nobody", "right"))).is_err());
+    assert!(attempt(&m, Some(&basic("admin", "wrong"))).is_err());
+    assert!(attempt(&m, Some(&basic("admin", "right"))).is_ok());
+    // Both outcomes are remembered: the same pair again needs no check.
+    assert!(matches!(
+        first_step(&m, "10.0.0.2", "admin", "right"),
+        Flow::Continue
+    ));
+    assert!(matches!(
+        first_step(&m, "10.0.0.2", "admin", "wrong"),
+        Flow::Respond(_)
+    ));
+}
+
+#[test]
+fn failures_are_limited_per_source() {
+    let m = mw(&format!("[basicAuth]\nusers = [\"{TEST}\"]"));
+    for i in 0..FAIL_LIMIT_FOR_TEST {
+        let resp = attempt(&m, Some(&basic("test", &format!("guess{i}")))).expect_err("401");
+        assert_eq!(resp.status(), 401);
+    }
+    // The source is now refused without a check, even with the right password...
+    let resp = attempt(&m, Some(&basic("test", "test"))).expect_err("429");
+    assert_eq!(resp.status(), 429);
+    assert!(resp.headers().contains_key("retry-after"));
+    // ... while another source is not.
+    let Flow::Continue = first_step(&m, "10.9.9.9", "test", "test") else {
+        panic!("another source was refused");
+    };
+}
+
+const FAIL_LIMIT_FOR_TEST: u32 = super::super::auth::FAIL_LIMIT;
+
 #[test]
 fn hostile_credentials() {
     let m = mw(&format!("[basicAuth]\nusers = [\"{TEST}\", \"{TEST2}\"]"));

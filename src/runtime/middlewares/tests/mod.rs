@@ -66,9 +66,14 @@ pub(super) fn run(
     r: &mut http::request::Parts,
     c: &mut Ctx,
 ) -> Option<http::Response<bytes::Bytes>> {
-    match m.on_request(r, c) {
+    let flow = match m.on_request(r, c) {
+        Flow::Verify(v) => m.verified(v.run_blocking(), r, c),
+        other => other,
+    };
+    match flow {
         Flow::Continue => None,
         Flow::Respond(resp) => Some(resp),
+        Flow::Verify(_) => panic!("a second Verify"),
     }
 }
 
