@@ -20,7 +20,7 @@
 //! test waits (bounded) until each API lists the routers the table needs. Every mismatch is
 //! collected and reported together. Rows where boma departs from Traefik on purpose are listed
 //! in `DELIBERATE`, boma bugs not fixed yet in `KNOWN_GAPS`; their differences are printed, not
-//! failed. `CONFORMANCE_ROWS=1` prints every row. Missing Traefik or Docker fails loudly (run
+//! failed, and a listed row on which both agree fails (the lists cannot rot). `CONFORMANCE_ROWS=1` prints every row. Missing Traefik or Docker fails loudly (run
 //! `make deps`); nothing is skipped. Only 127.0.0.0/8 and the containers' bridge addresses are
 //! used; nothing is timed.
 
@@ -931,7 +931,8 @@ async fn boma_discovers_containers_like_traefik() {
             .find(|(_, (what, _))| *what == row.what);
         match listed {
             Some((kind, (_, why))) if !agree => notes.push(format!("{line}\n      {kind}: {why}")),
-            Some((kind, _)) => notes.push(format!(
+            // A listed difference that is gone must leave the list, or the list rots.
+            Some((kind, _)) => mismatches.push(format!(
                 "{line}\n      listed as {kind} but they agree now: remove it from the list"
             )),
             None if !agree => mismatches.push(line),

@@ -218,6 +218,15 @@ static XFHOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 static XFPORT: HeaderName = HeaderName::from_static("x-forwarded-port");
 static XFSERVER: HeaderName = HeaderName::from_static("x-forwarded-server");
 static XREALIP: HeaderName = HeaderName::from_static("x-real-ip");
+/// What Traefik removes from an untrusted client and does not set itself: a backend (or a
+/// forwardAuth server) must never believe a client's claim of them.
+const UNTRUSTED_ONLY_REMOVED: [HeaderName; 5] = [
+    HeaderName::from_static("x-forwarded-prefix"),
+    HeaderName::from_static("x-forwarded-uri"),
+    HeaderName::from_static("x-forwarded-method"),
+    HeaderName::from_static("x-forwarded-tls-client-cert"),
+    HeaderName::from_static("x-forwarded-tls-client-cert-info"),
+];
 
 /// Set X-Forwarded-* (but For) and X-Real-Ip as Traefik's entrypoint does, before the router's
 /// middlewares run: from an untrusted client, incoming values are replaced; from a trusted one
@@ -232,7 +241,9 @@ pub fn set_forwarded(headers: &mut HeaderMap, host: &str, down: &Downstream, upg
         for h in [&XFF, &XFPROTO, &XFHOST, &XFPORT, &XFSERVER, &XREALIP] {
             headers.remove(h);
         }
-        headers.remove(HeaderName::from_static("x-forwarded-prefix"));
+        for h in UNTRUSTED_ONLY_REMOVED {
+            headers.remove(h);
+        }
     }
     if !headers.contains_key(&XFPROTO) {
         let proto = match (upgrade, down.scheme) {
@@ -528,7 +539,11 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert("x-forwarded-for", HeaderValue::from_static("6.6.6.6"));
         h.insert("x-real-ip", HeaderValue::from_static("6.6.6.6"));
+        h.insert("x-forwarded-uri", HeaderValue::from_static("/admin"));
+        h.insert("x-forwarded-tls-client-cert", HeaderValue::from_static("x"));
         set_forwarded(&mut h, "app.lan:8080", &down(false), false);
+        assert!(!h.contains_key("x-forwarded-uri"));
+        assert!(!h.contains_key("x-forwarded-tls-client-cert"));
         append_forwarded_for(&mut h, &down(false).client_ip_header);
         assert_eq!(h.get("x-forwarded-for").unwrap(), "192.0.2.1");
         assert_eq!(h.get("x-real-ip").unwrap(), "192.0.2.1");
