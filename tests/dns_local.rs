@@ -164,3 +164,72 @@ fn clients_outside_allowed_networks_are_refused() {
     let d = kdig(boma.dns_addr(), &["-b", "127.0.0.1", "printer.village.lan"]);
     assert_eq!(d.rdata(), ["10.0.0.5"], "{}", d.raw);
 }
+
+/// DNS has a thread of its own: while a large configuration is being assembled (thousands of
+/// regular expressions compiled, as after a storm of container events), queries are still
+/// answered. Checked as an order of events in boma's log, not as a time: answers arrive between
+/// the assembler's "assembling generation=N" and its "configuration applied generation=N".
+#[test]
+fn dns_answers_while_a_large_configuration_is_assembled() {
+    const ROUTERS: usize = 3000;
+    let cfg = format!(
+        "{}\n[providers.file]\nfilename = \"{{dir}}/dynamic.toml\"\n",
+        zone_config()
+    );
+    let small = "[http.services.s.loadBalancer]\n[[http.services.s.loadBalancer.servers]]\nurl = \"http://127.0.0.1:9\"\n";
+    let boma = Boma::start(&cfg, Some(small));
+    let dns = boma.dns_addr();
+    let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    socket
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let mut query = Message::new(0x4242, MessageType::Query, OpCode::Query);
+    query.add_query(Query::query(
+        Name::from_ascii("printer.village.lan.").expect("name"),
+        RecordType::A,
+    ));
+    let query = query.to_vec().expect("encode");
+    let ask = || {
+        socket.send_to(&query, dns).expect("send");
+        let mut buf = [0u8; 1500];
+        let (n, _) = socket.recv_from(&mut buf).expect("an answer");
+        assert_eq!(
+            Message::from_vec(&buf[..n]).expect("reply").answers.len(),
+            1
+        );
+    };
+    ask();
+
+    let mut big = String::from(small);
+    for i in 0..ROUTERS {
+        big.push_str(&format!(
+            "[http.routers.r{i}]\nrule = 'HostRegexp(`^svc{i}-[a-z0-9]{{2,8}}\\.(alpha|beta|gamma)\\.example$`)'\nservice = \"s\"\n"
+        ));
+    }
+    boma.write_dynamic(&big);
+    let applied = format!("routers={ROUTERS}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let mut during = 0;
+    loop {
+        ask();
+        let log = boma.stderr();
+        // The last assemble started and not yet applied while this answer came back.
+        let last_start = log.rfind("assembling generation=");
+        let last_applied = log.rfind("configuration applied generation=");
+        if last_start.is_some() && last_start > last_applied {
+            during += 1;
+        }
+        if log.contains(&applied) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the large configuration was never applied:\n{log}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(
+        during >= 3,
+        "only {during} answers while the assembler was busy: DNS waits for it"
+    );
+}

@@ -137,6 +137,55 @@ fn serial_base() -> u32 {
 
 /// Bind every `[dns]` listen address and start the server's tasks in `tasks` (on the caller's
 /// runtime); they stop on `stop`.
+/// [`start`] on a thread of its own with a single-threaded runtime, so no work elsewhere (an
+/// assemble after a storm of container events, a provider, a health check) delays an answer.
+/// Returns once the sockets are bound; the thread ends when `stop` flips and every DNS task is
+/// done.
+pub fn spawn(
+    cfg: &config::Dns,
+    store: &Store,
+    stop: &watch::Receiver<bool>,
+) -> Result<(Started, std::thread::JoinHandle<()>), DnsError> {
+    let (cfg, store, stop) = (cfg.clone(), store.clone(), stop.clone());
+    let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel(1);
+    let thread = std::thread::Builder::new()
+        .name("boma-dns".into())
+        .spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    let _ = ready_tx.send(Err(DnsError::Config(format!("runtime: {e}"))));
+                    return;
+                }
+            };
+            runtime.block_on(async move {
+                let mut tasks = JoinSet::new();
+                let started = start(&cfg, &store, &stop, &mut tasks);
+                let ok = started.is_ok();
+                let _ = ready_tx.send(started);
+                if ok {
+                    while tasks.join_next().await.is_some() {}
+                }
+            });
+        })
+        .map_err(|e| DnsError::Config(format!("cannot start the DNS thread: {e}")))?;
+    match ready_rx.recv() {
+        Ok(Ok(started)) => Ok((started, thread)),
+        Ok(Err(e)) => {
+            let _ = thread.join();
+            Err(e)
+        }
+        Err(_) => {
+            let _ = thread.join();
+            Err(DnsError::Config("the DNS thread ended at start".into()))
+        }
+    }
+}
+
+/// Bind and start the DNS server's tasks on the current runtime.
 pub fn start(
     cfg: &config::Dns,
     store: &Store,

@@ -7,6 +7,7 @@
 //! become [`Problem`]s and the rest keeps serving.
 
 mod assemble;
+pub mod run;
 pub mod schema;
 pub mod table;
 #[cfg(test)]

@@ -22,6 +22,27 @@ use tokio::task::JoinSet;
 
 use crate::runtime::balance::{HealthCheck, Server, Service};
 
+/// Keep the active health checkers in line with the current snapshot.
+pub async fn run(
+    store: crate::dynamic::Store,
+    tls: Arc<super::connect::UpstreamTls>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut manager = HealthManager::new(tls);
+    let mut rx = store.subscribe();
+    loop {
+        {
+            let snap = rx.borrow_and_update().clone();
+            manager.update(snap.services.iter());
+        }
+        tokio::select! {
+            r = rx.changed() => if r.is_err() { break },
+            _ = stop.changed() => break,
+        }
+    }
+    manager.shutdown().await;
+}
+
 type ProbeClient = Client<Connector, Empty<Bytes>>;
 
 /// Owns the checker tasks.

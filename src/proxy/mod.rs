@@ -26,6 +26,8 @@ pub mod error;
 pub mod forward;
 pub mod health;
 pub mod sanitize;
+pub mod setup;
+pub mod worker;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
