@@ -243,9 +243,11 @@ fn start_network(
     };
     let network = net::setup::start(cfg, ports, parts.links_ok, tasks, stop.clone());
     net::setup::spawn_wan_dhcp(cfg, tasks, stop.clone());
-    if let (Some(resolver), true) = (dns, cfg.dns.as_ref().is_some_and(|d| d.auto_address())) {
+    let follow = (cfg.dns.as_ref()).is_some_and(|d| d.auto_address() || d.local_service());
+    if let (Some(resolver), true) = (dns, follow) {
         let resolver = Arc::clone(resolver);
-        net::setup::follow_addresses(tasks, stop.clone(), move |subnets| {
+        let wan = cfg.wan.as_ref().map(|w| w.interface.clone());
+        net::setup::follow_addresses(tasks, stop.clone(), wan, move |subnets| {
             resolver.set_interfaces(subnets)
         });
     }

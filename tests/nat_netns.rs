@@ -1,7 +1,8 @@
 //! The gateway's forwarding with real traffic in network namespaces: a LAN client (address from
 //! boma's DHCP) reaches an HTTP server in a "WAN" namespace through boma's masquerade (the
 //! server sees the gateway's WAN address); a DNS query the client sends to any address on port
-//! 53 is answered by boma; nothing from the WAN reaches the LAN unasked; `nft list ruleset`
+//! 53 is answered by boma, one from the WAN side is refused; nothing from the WAN reaches the
+//! LAN unasked; `nft list ruleset`
 //! shows boma's table and only it changes between applies; a clean shutdown removes it.
 
 mod net_support;
@@ -23,14 +24,14 @@ bridge = ["p1"]
 [wan]
 interface = "wan0"
 mode = "static"
-address = "198.51.100.1/24"
+address = "192.168.77.1/24"
 
 [dhcp]
 state_dir = "{dir}/state"
 rogue_check = false
 
 [dns]
-listen = ["10.78.0.1:5353", "127.0.0.1:5353"]
+listen = ["0.0.0.0:5353"]
 address = "auto"
 upstreams = []
 
@@ -47,7 +48,7 @@ fn lan_clients_reach_the_wan_through_nat_and_dns_is_caught() {
     let wan = Netns::new("nwan");
     cable(&gw, "p1", &client, "eth0", None);
     cable(&gw, "wan0", &wan, "eth0", None);
-    wan.exec(&["ip", "addr", "add", "198.51.100.2/24", "dev", "eth0"]);
+    wan.exec(&["ip", "addr", "add", "192.168.77.2/24", "dev", "eth0"]);
     // The WAN server answers with the address it saw the request come from.
     let mut server = wan
         .command("socat")
@@ -70,11 +71,11 @@ fn lan_clients_reach_the_wan_through_nat_and_dns_is_caught() {
     let lease = udhcpc(&client, "eth0", "walker", &dir).expect("a lease");
     assert_eq!(lease.router, "10.78.0.1");
 
-    let seen = client.try_exec(&["curl", "-s", "--max-time", "5", "http://198.51.100.2:8000/"]);
+    let seen = client.try_exec(&["curl", "-s", "--max-time", "5", "http://192.168.77.2:8000/"]);
     let seen = String::from_utf8_lossy(&seen.stdout).to_string();
     assert_eq!(
         seen.trim(),
-        "198.51.100.1",
+        "192.168.77.1",
         "the WAN server sees the gateway's WAN address"
     );
 
@@ -89,8 +90,22 @@ fn lan_clients_reach_the_wan_through_nat_and_dns_is_caught() {
         ]);
         assert_eq!(out.trim(), "10.78.0.1", "query to {server}");
     }
+    // The uplink is a private network (an ISP's router), yet boma is no resolver for it: only
+    // the LAN side is `local` (the default allowed_networks).
+    let from_wan = wan.exec(&[
+        "kdig",
+        "+time=2",
+        "-p",
+        "5353",
+        "@192.168.77.1",
+        "portal.village.lan",
+    ]);
+    assert!(
+        from_wan.contains("status: REFUSED"),
+        "WAN query answered:\n{from_wan}"
+    );
     // Nothing from the WAN reaches the LAN unasked.
-    wan.exec(&["ip", "route", "add", "10.78.0.0/24", "via", "198.51.100.1"]);
+    wan.exec(&["ip", "route", "add", "10.78.0.0/24", "via", "192.168.77.1"]);
     let unasked = wan.try_exec(&["ping", "-c", "1", "-W", "1", &lease.ip]);
     assert!(!unasked.status.success(), "WAN → LAN must be dropped");
 

@@ -64,8 +64,10 @@ pub struct Dns {
     pub rebind_protection: bool,
     /// Domains (and their subdomains) whose upstream answers may point into private ranges.
     pub rebind_allow: Vec<String>,
-    /// Clients that may query, as IPs or CIDRs; others get REFUSED. Default: loopback and the
-    /// private ranges (10/8, 172.16/12, 192.168/16, 100.64/10, fc00::/7, fe80::/10).
+    /// Clients that may query, as IPs or CIDRs, or `local`: loopback, IPv6 link-local and the
+    /// subnets of the host's interfaces except the `[wan]` one (dnsmasq's `local-service`,
+    /// followed as addresses change). Others get REFUSED. Default `["local"]`: never an open
+    /// resolver on the WAN side.
     pub allowed_networks: Vec<String>,
     /// Forwarded queries waiting for an upstream at once; more get SERVFAIL (or a stale
     /// answer) (default 256).
@@ -99,7 +101,7 @@ impl Default for Dns {
             bogus_priv: true,
             rebind_protection: true,
             rebind_allow: Vec::new(),
-            allowed_networks: DEFAULT_ALLOWED.iter().map(|s| s.to_string()).collect(),
+            allowed_networks: vec![LOCAL.to_string()],
             max_in_flight: 256,
             max_tcp_connections: 64,
             tcp_idle_timeout: Duration::from_secs(10),
@@ -109,17 +111,8 @@ impl Default for Dns {
     }
 }
 
-/// Loopback and the private ranges: the LAN side of a gateway.
-const DEFAULT_ALLOWED: &[&str] = &[
-    "127.0.0.0/8",
-    "10.0.0.0/8",
-    "172.16.0.0/12",
-    "192.168.0.0/16",
-    "100.64.0.0/10",
-    "::1/128",
-    "fc00::/7",
-    "fe80::/10",
-];
+/// The `allowed_networks` entry for the host's own subnets (dnsmasq's `local-service`).
+pub const LOCAL: &str = "local";
 
 /// Largest accepted `cache_size`.
 pub const MAX_CACHE_SIZE: usize = 1_000_000;
@@ -165,6 +158,19 @@ impl Dns {
     /// `address = "auto"`: answer with the address of the interface the query came in on.
     pub fn auto_address(&self) -> bool {
         self.address.contains(&AnswerAddr::Auto)
+    }
+
+    /// `allowed_networks` names `local`.
+    pub fn local_service(&self) -> bool {
+        self.allowed_networks.iter().any(|n| n == LOCAL)
+    }
+
+    /// `allowed_networks` without `local`: the IPs and CIDRs.
+    pub fn allowed_cidrs(&self) -> Vec<String> {
+        (self.allowed_networks.iter())
+            .filter(|n| *n != LOCAL)
+            .cloned()
+            .collect()
     }
 
     /// The addresses local names answer with: `address`, or else the specific listen IPs.
@@ -299,11 +305,11 @@ impl Check<'_> {
             );
         }
         for (i, net) in dns.allowed_networks.iter().enumerate() {
-            if !is_ip_or_cidr(net) {
+            if net != LOCAL && !is_ip_or_cidr(net) {
                 let index = i.to_string();
                 self.value(
                     &["dns", "allowed_networks", &index],
-                    format!("`{net}` is not an IP address or CIDR range"),
+                    format!("`{net}` is not `local`, an IP address or a CIDR range"),
                 );
             }
         }
@@ -389,7 +395,8 @@ mod tests {
         assert_eq!(d.cache_size, 1000);
         assert_eq!(d.local_ttl, Duration::from_secs(60));
         assert_eq!(d.answer_addresses(), [IpAddr::from([192, 168, 1, 1])]);
-        assert!(d.allowed_networks.iter().all(|n| is_ip_or_cidr(n)));
+        assert_eq!(d.allowed_networks, ["local"]);
+        assert!(d.local_service() && d.allowed_cidrs().is_empty());
         assert!(parse("", Path::new("b.toml")).unwrap().dns.is_none());
     }
 
@@ -495,7 +502,7 @@ query_log_file = "q.log"
             "2:10: `listen` needs at least one address",
             "3:8: `bad zone` is not a domain name",
             "4:25: `nope` is not an IP address",
-            "5:21: `10.0.0.0/33` is not an IP address or CIDR",
+            "5:21: `10.0.0.0/33` is not `local`, an IP address or a CIDR range",
             "6:17: `-x-` is not a domain name",
             "7:17: `max_in_flight` must be at least 1",
             "8:20: `upstream_timeout` must be greater than zero",

@@ -1,7 +1,9 @@
 //! The query path, in phases, the same for UDP and TCP:
 //!
 //! 1. **parse** the packet ([`wire::parse`]); a malformed one is dropped and counted;
-//! 2. **admit** the client: outside `allowed_networks` → REFUSED;
+//! 2. **admit** the client: a source no client can have (port 0, broadcast, multicast,
+//!    unspecified) is dropped and counted; outside `allowed_networks` (and, with `local`, off
+//!    the host's non-WAN subnets) → REFUSED;
 //! 3. **local**: the zone (read through ArcSwap, no lock) answers every local name, so a local
 //!    name is never forwarded;
 //! 4. **policy**: `domain_needed` (plain names) and `bogus_priv` (private reverse names) →
@@ -15,7 +17,7 @@
 //! question for phase 6, which the server runs in a task it owns. This module does no socket I/O
 //! itself except through [`Upstreams`].
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -45,6 +47,10 @@ pub const MAX_TTL: u32 = 86_400;
 #[derive(Debug, Clone)]
 pub struct Policy {
     pub allowed: IpSet,
+    /// Also admit loopback, IPv6 link-local and the interface subnets ([`Resolver::set_interfaces`]).
+    pub local: bool,
+    /// Local names answer with the address of the client's interface (`address = "auto"`).
+    pub auto_address: bool,
     pub domain_needed: bool,
     pub bogus_priv: bool,
     pub rebind_protection: bool,
@@ -68,6 +74,8 @@ pub struct Stats {
     pub rebind_dropped: AtomicU64,
     pub overloaded: AtomicU64,
     pub tcp_rejected: AtomicU64,
+    /// Packets from a source no client can have (port 0, broadcast, multicast), dropped.
+    pub bad_source: AtomicU64,
 }
 
 fn bump(counter: &AtomicU64) -> u64 {
@@ -104,8 +112,8 @@ pub struct Resolver {
     policy: Policy,
     log: Option<QueryLog>,
     in_flight: Arc<Semaphore>,
-    /// Interface subnets for `address = "auto"`; `None` when answers use the configured
-    /// addresses.
+    /// The host's (non-WAN) interface subnets, for `address = "auto"` and `local`; `None` until
+    /// first known.
     interfaces: ArcSwap<Option<Vec<Ipv4Cidr>>>,
     pub stats: Stats,
 }
@@ -157,6 +165,9 @@ impl Resolver {
     /// The gateway's address for a client with `auto`: the address of the interface whose
     /// subnet holds the client (the interface the query came in on), loopback for loopback.
     fn gateway_for(&self, client: std::net::IpAddr) -> Option<Vec<std::net::IpAddr>> {
+        if !self.policy.auto_address {
+            return None;
+        }
         let guard = self.interfaces.load();
         let subnets = guard.as_ref().as_ref()?;
         let client = match client {
@@ -170,10 +181,56 @@ impl Resolver {
         Some(vec![subnet.addr.into()])
     }
 
+    /// Whether `ip` may query: `allowed_networks`, or with `local` loopback, IPv6 link-local
+    /// and the interface subnets.
+    fn admits(&self, ip: IpAddr) -> bool {
+        if self.policy.allowed.contains(ip) {
+            return true;
+        }
+        if !self.policy.local {
+            return false;
+        }
+        let v4 = match ip.to_canonical() {
+            IpAddr::V4(v4) => v4,
+            IpAddr::V6(v6) => return v6.is_loopback() || v6.is_unicast_link_local(),
+        };
+        if v4.is_loopback() {
+            return true;
+        }
+        let guard = self.interfaces.load();
+        (guard.as_ref().as_ref()).is_some_and(|subnets| subnets.iter().any(|s| s.contains(v4)))
+    }
+
+    /// A source address no client can have: port 0, unspecified, broadcast (also a subnet's),
+    /// multicast. Answering would reflect to a whole network or to nobody.
+    fn bad_source(&self, client: SocketAddr) -> bool {
+        if client.port() == 0 {
+            return true;
+        }
+        match client.ip().to_canonical() {
+            IpAddr::V4(v4) => {
+                v4.is_unspecified()
+                    || v4.is_broadcast()
+                    || v4.is_multicast()
+                    || (self.interfaces.load().as_ref().as_ref()).is_some_and(|subnets| {
+                        subnets.iter().any(|s| s.prefix < 31 && s.broadcast() == v4)
+                    })
+            }
+            IpAddr::V6(v6) => v6.is_unspecified() || v6.is_multicast(),
+        }
+    }
+
     /// Phases 1–5 for one packet received at `now`.
     pub fn handle(&self, packet: &[u8], client: SocketAddr, t: Transport, now: Instant) -> Step {
         bump(&self.stats.queries);
-        let allowed = self.policy.allowed.contains(client.ip());
+        if self.bad_source(client) {
+            let n = bump(&self.stats.bad_source);
+            if n.is_power_of_two() {
+                tracing::info!(%client, total = n, "dropped DNS packets from an impossible source");
+            }
+            return Step::Drop;
+        }
+        let allowed = self.admits(client.ip());
         let q = match wire::parse(packet) {
             Ok(q) => q,
             Err(Reject::Malformed) => {

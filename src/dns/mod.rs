@@ -193,7 +193,7 @@ pub fn start(
     tasks: &mut JoinSet<()>,
 ) -> Result<Started, DnsError> {
     let spec = zone_spec(cfg)?;
-    let allowed = crate::ipnet::IpSet::parse(&cfg.allowed_networks)
+    let allowed = crate::ipnet::IpSet::parse(&cfg.allowed_cidrs())
         .map_err(|e| DnsError::Config(format!("allowed_networks: {e}")))?;
     let rebind_allow: Vec<Name> = cfg
         .rebind_allow
@@ -224,6 +224,8 @@ pub fn start(
         upstream::Upstreams::new(&upstreams, cfg.strict_order, cfg.upstream_timeout.to_std()),
         handler::Policy {
             allowed,
+            local: cfg.local_service(),
+            auto_address: cfg.auto_address(),
             domain_needed: cfg.domain_needed,
             bogus_priv: cfg.bogus_priv,
             rebind_protection: cfg.rebind_protection,
@@ -325,6 +327,8 @@ pub fn fuzz_packet(packet: &[u8]) {
             upstream::Upstreams::new(&[], false, Duration::from_secs(1)),
             handler::Policy {
                 allowed,
+                local: false,
+                auto_address: false,
                 domain_needed: true,
                 bogus_priv: true,
                 rebind_protection: true,

@@ -41,6 +41,8 @@ fn resolver(upstreams: &[SocketAddr]) -> Resolver {
         Upstreams::new(upstreams, true, Duration::from_millis(500)),
         Policy {
             allowed: IpSet::parse(&["127.0.0.0/8"]).expect("nets"),
+            local: false,
+            auto_address: false,
             domain_needed: true,
             bogus_priv: true,
             rebind_protection: true,
@@ -124,6 +126,85 @@ fn clients_outside_the_allowed_networks_are_refused() {
     let mapped = client("[::ffff:127.0.0.1]:40000");
     let m = reply(r.handle(&q, mapped, Transport::Udp, Instant::now()));
     assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+}
+
+/// A resolver admitting `local` only (no CIDR), on a host with a LAN of 10.66.0.1/24.
+fn local_only() -> Resolver {
+    let r = Resolver::new(
+        LocalZone::build(&spec(), &BTreeSet::new(), &[], 1),
+        Cache::new(100, Duration::from_secs(3600)),
+        100,
+        Upstreams::new(&[], false, Duration::from_millis(200)),
+        Policy {
+            allowed: IpSet::default(),
+            local: true,
+            auto_address: false,
+            domain_needed: true,
+            bogus_priv: true,
+            rebind_protection: true,
+            rebind_allow: Vec::new(),
+            serve_stale: true,
+        },
+        8,
+        None,
+    );
+    r.set_interfaces(vec![crate::config::Ipv4Cidr {
+        addr: [10, 66, 0, 1].into(),
+        prefix: 24,
+    }]);
+    r
+}
+
+#[test]
+fn local_service_admits_loopback_link_local_and_interface_subnets_only() {
+    let r = local_only();
+    let q = query("x.village.lan.", RecordType::A);
+    let code = |from: &str| {
+        let m = reply(r.handle(&q, client(from), Transport::Udp, Instant::now()));
+        m.metadata.response_code
+    };
+    for inside in [
+        "127.0.0.1:5000",
+        "10.66.0.77:5000",
+        "[::1]:5000",
+        "[fe80::1]:5000",
+    ] {
+        assert_eq!(code(inside), ResponseCode::NoError, "{inside}");
+    }
+    for outside in ["10.67.0.1:5000", "192.0.2.9:5000", "[2001:db8::1]:5000"] {
+        assert_eq!(code(outside), ResponseCode::Refused, "{outside}");
+    }
+    // The answers do not follow the interface unless `address = "auto"` says so.
+    let m = reply(r.handle(
+        &q,
+        client("10.66.0.77:5000"),
+        Transport::Udp,
+        Instant::now(),
+    ));
+    assert_eq!(m.answers[0].data, RData::A(A([10, 0, 0, 1].into())));
+}
+
+#[test]
+fn impossible_sources_are_dropped_and_counted() {
+    let r = local_only();
+    let q = query("x.village.lan.", RecordType::A);
+    for from in [
+        "10.66.0.77:0",
+        "0.0.0.0:5000",
+        "255.255.255.255:5000",
+        "10.66.0.255:5000",
+        "224.0.0.1:5000",
+        "[ff02::1]:5000",
+    ] {
+        assert!(
+            matches!(
+                r.handle(&q, client(from), Transport::Udp, Instant::now()),
+                Step::Drop
+            ),
+            "{from} was answered"
+        );
+    }
+    assert_eq!(r.stats.bad_source.load(Ordering::Relaxed), 6);
 }
 
 #[test]

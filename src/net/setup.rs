@@ -193,11 +193,13 @@ pub fn spawn_wan_dhcp(cfg: &Config, tasks: &mut JoinSet<()>, stop: watch::Receiv
     });
 }
 
-/// With `[dns] address = "auto"`: follow the host's IPv4 addresses and hand their subnets to
-/// `set` whenever they change, until `stop`.
+/// Follow the host's IPv4 addresses and hand their subnets (but those of interface `exclude`,
+/// the WAN) to `set` whenever they change, until `stop`. For DNS's `address = "auto"` and
+/// `allowed_networks = ["local"]`.
 pub fn follow_addresses(
     tasks: &mut JoinSet<()>,
     stop: watch::Receiver<bool>,
+    exclude: Option<String>,
     set: impl Fn(Vec<crate::config::Ipv4Cidr>) + Send + 'static,
 ) {
     let (tx, mut rx) = watch::channel(std::sync::Arc::new(Vec::new()));
@@ -206,6 +208,7 @@ pub fn follow_addresses(
     tasks.spawn(async move {
         loop {
             let list = (rx.borrow_and_update().iter())
+                .filter(|a| exclude.as_deref() != Some(a.name.as_str()))
                 .map(|a| crate::config::Ipv4Cidr {
                     addr: a.addr,
                     prefix: a.prefix,
