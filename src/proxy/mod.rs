@@ -35,11 +35,11 @@ use std::time::{Instant, SystemTime};
 
 use arc_swap::ArcSwap;
 use http::header::{self, HeaderValue};
-use http::{Request, Response, StatusCode, Version};
+use http::{Request, Response, StatusCode, Version, request};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
-use crate::dynamic::Snapshot;
+use crate::dynamic::{self, Snapshot};
 use crate::rule;
 use crate::runtime::balance::Service;
 use crate::runtime::middlewares::{self, Flow, Middleware};
@@ -136,31 +136,7 @@ impl Proxy {
             Some(a) => a.as_str().to_string(),
             None => header_str(&parts.headers, header::HOST),
         };
-        let mut record = self.access_log.as_ref().map(|_| Record {
-            client: client_ip,
-            method: parts.method.to_string(),
-            path: parts
-                .uri
-                .path_and_query()
-                .map_or("/", |p| p.as_str())
-                .to_string(),
-            proto: proto_name(parts.version),
-            status: 0,
-            size: 0,
-            referer: header_str(&parts.headers, header::REFERER),
-            user_agent: header_str(&parts.headers, header::USER_AGENT),
-            router: String::new(),
-            server_url: String::new(),
-            started,
-            started_wall: SystemTime::now(),
-            entrypoint: ep.name.clone(),
-            attempts: 0,
-            headers: self
-                .access_log
-                .as_ref()
-                .map(|log| log.capture_headers(&parts.headers))
-                .unwrap_or_default(),
-        });
+        let mut record = self.start_record(ep, client_ip, started, &parts);
         let mut mw_ctx = middlewares::Ctx::new(client_ip, ep.scheme, started);
 
         // Phase 2: entrypoint redirection.
@@ -172,27 +148,12 @@ impl Proxy {
 
         // Phase 3: route, on the sanitized path (the backend sees the same path).
         sanitize::clean_uri(&mut parts.uri);
-        let host = rule::canonical_host(&raw_host);
-        let snapshot = self.snapshot.load();
-        let route = snapshot.table(&ep.name).and_then(|t| {
-            t.find(&rule::Request {
-                host: &host,
-                path: parts.uri.path(),
-                query: parts.uri.query(),
-                method: &parts.method,
-                headers: &parts.headers,
-                client_ip,
-            })
-            .cloned()
-        });
-        drop(snapshot);
-        let Some(route) = route else {
+        let Some(route) = self.route(ep, &parts, &raw_host, client_ip) else {
             return self.finish_local(ProxyError::NoRoute.response(), record, Vec::new());
         };
         if let Some(r) = record.as_mut() {
             r.router = route.name.clone();
         }
-
         // Forwarded headers are the entrypoint's business: set before the router's middlewares,
         // which may override them (customRequestHeaders).
         let upgrade = forward::upgrade_requested(&parts.headers);
@@ -205,47 +166,11 @@ impl Proxy {
         };
         forward::set_forwarded(&mut parts.headers, &raw_host, &down, upgrade);
 
-        // Phase 4: middlewares, request side.
-        for (i, mw) in route.middlewares.iter().enumerate() {
-            let mut flow = mw.on_request(&mut parts, &mut mw_ctx);
-            if let Flow::Verify(check) = flow {
-                // bcrypt: on the blocking pool, never on this worker's event loop.
-                flow = mw.verified(check.run().await, &mut parts, &mut mw_ctx);
-            }
-            if let Flow::Respond(resp) = flow {
-                let (mut rparts, rbody) = resp.into_parts();
-                for earlier in route.middlewares[..i].iter().rev() {
-                    earlier.on_response(&mw_ctx, &mut rparts);
-                }
-                let guards = std::mem::take(&mut mw_ctx.guards);
-                return self.finish_local(Response::from_parts(rparts, rbody), record, guards);
-            }
-        }
-        if !mw_ctx.delay.is_zero() {
-            tokio::time::sleep(mw_ctx.delay).await;
-        }
-        if let Service::Internal(which) = &*route.service {
-            let snapshot = self.snapshot.load();
-            let resp = crate::admin::respond(
-                *which,
-                &parts.method,
-                parts.uri.path(),
-                &snapshot,
-                &self.admin,
-            );
-            let (mut rparts, rbody) = resp.into_parts();
-            for mw in route.middlewares.iter().rev() {
-                mw.on_response(&mw_ctx, &mut rparts);
-            }
+        // Phase 4: middlewares, request side (and internal services, answered here).
+        if let Some(resp) = self.request_side(&route, &mut parts, &mut mw_ctx).await {
             let guards = std::mem::take(&mut mw_ctx.guards);
-            return self.finish_local(Response::from_parts(rparts, rbody), record, guards);
+            return self.finish_local(resp, record, guards);
         }
-        let retry = route.middlewares.iter().find_map(|m| {
-            m.retry().map(|(attempts, initial_interval)| RetryPolicy {
-                attempts,
-                initial_interval,
-            })
-        });
 
         // Phase 5: upstream request.
         let on_upgrade = if upgrade {
@@ -257,6 +182,12 @@ impl Proxy {
         if !mw_ctx.drop_x_forwarded_for {
             forward::append_forwarded_for(&mut parts.headers, &conn.ip_header);
         }
+        let retry = route.middlewares.iter().find_map(|m| {
+            m.retry().map(|(attempts, initial_interval)| RetryPolicy {
+                attempts,
+                initial_interval,
+            })
+        });
         // The Host sent upstream is the request's as the middlewares left it.
         let result = forward::forward(&self.upstream, &route.service, parts, body, retry).await;
         let mut fwd = match result {
@@ -272,7 +203,7 @@ impl Proxy {
             r.attempts = fwd.attempts;
         }
 
-        // Phase 6: response.
+        // Phase 6: response. A 101 hands both connections to the entrypoint to splice.
         let switching = fwd.response.status() == StatusCode::SWITCHING_PROTOCOLS;
         match (switching, on_upgrade) {
             (true, Some(client)) => {
@@ -284,24 +215,126 @@ impl Proxy {
             }
             _ => forward::strip_hop_by_hop(fwd.response.headers_mut(), false),
         }
+        self.response_side(ep, &route, fwd, mw_ctx, record)
+    }
+
+    /// The access-log record of a request, when there is an access log.
+    fn start_record(
+        &self,
+        ep: &EntryPoint,
+        client: IpAddr,
+        started: Instant,
+        parts: &request::Parts,
+    ) -> Option<Record> {
+        let log = self.access_log.as_ref()?;
+        Some(Record {
+            client,
+            method: parts.method.to_string(),
+            path: (parts.uri.path_and_query())
+                .map_or("/", |p| p.as_str())
+                .to_string(),
+            proto: proto_name(parts.version),
+            status: 0,
+            size: 0,
+            referer: header_str(&parts.headers, header::REFERER),
+            user_agent: header_str(&parts.headers, header::USER_AGENT),
+            router: String::new(),
+            server_url: String::new(),
+            started,
+            started_wall: SystemTime::now(),
+            entrypoint: ep.name.clone(),
+            attempts: 0,
+            headers: log.capture_headers(&parts.headers),
+        })
+    }
+
+    /// Phase 3: the route of the current snapshot for this request, if any.
+    fn route(
+        &self,
+        ep: &EntryPoint,
+        parts: &request::Parts,
+        raw_host: &str,
+        client_ip: IpAddr,
+    ) -> Option<Arc<dynamic::table::Route>> {
+        let host = rule::canonical_host(raw_host);
+        let snapshot = self.snapshot.load();
+        let table = snapshot.table(&ep.name)?;
+        let found = table.find(&rule::Request {
+            host: &host,
+            path: parts.uri.path(),
+            query: parts.uri.query(),
+            method: &parts.method,
+            headers: &parts.headers,
+            client_ip,
+        });
+        found.cloned()
+    }
+
+    /// Phase 4: the route's middlewares in order, then an internal service. `Some`: the answer
+    /// (the response side of the middlewares that ran is applied already).
+    async fn request_side(
+        &self,
+        route: &dynamic::table::Route,
+        parts: &mut request::Parts,
+        ctx: &mut middlewares::Ctx,
+    ) -> Option<Response<bytes::Bytes>> {
+        for (i, mw) in route.middlewares.iter().enumerate() {
+            let mut flow = mw.on_request(parts, ctx);
+            if let Flow::Verify(check) = flow {
+                // bcrypt: on the blocking pool, never on this worker's event loop.
+                flow = mw.verified(check.run().await, parts, ctx);
+            }
+            if let Flow::Respond(resp) = flow {
+                let (mut rparts, rbody) = resp.into_parts();
+                for earlier in route.middlewares[..i].iter().rev() {
+                    earlier.on_response(ctx, &mut rparts);
+                }
+                return Some(Response::from_parts(rparts, rbody));
+            }
+        }
+        if !ctx.delay.is_zero() {
+            tokio::time::sleep(ctx.delay).await;
+        }
+        let Service::Internal(which) = &*route.service else {
+            return None;
+        };
+        let snapshot = self.snapshot.load();
+        let path = parts.uri.path();
+        let resp = crate::admin::respond(*which, &parts.method, path, &snapshot, &self.admin);
+        let (mut rparts, rbody) = resp.into_parts();
+        for mw in route.middlewares.iter().rev() {
+            mw.on_response(ctx, &mut rparts);
+        }
+        Some(Response::from_parts(rparts, rbody))
+    }
+
+    /// Phase 6: the upstream's answer through the middlewares' response side, streamed back
+    /// with the access log written when it ends.
+    fn response_side(
+        &self,
+        ep: &EntryPoint,
+        route: &dynamic::table::Route,
+        fwd: forward::Forwarded,
+        mut ctx: middlewares::Ctx,
+        mut record: Option<Record>,
+    ) -> Response<Body> {
         let (mut rparts, rbody) = fwd.response.into_parts();
         if let Some(cookie) = fwd.set_cookie {
             rparts.headers.append(header::SET_COOKIE, cookie);
         }
         for mw in route.middlewares.iter().rev() {
-            mw.on_response(&mw_ctx, &mut rparts);
+            mw.on_response(&ctx, &mut rparts);
         }
         if let Some(r) = record.as_mut() {
             r.status = rparts.status.as_u16();
         }
         let fin = Finisher {
-            guards: std::mem::take(&mut mw_ctx.guards),
+            guards: std::mem::take(&mut ctx.guards),
             log: self.access_log.clone().zip(record),
             bytes: 0,
         };
-        let deadline = ep
-            .write_timeout
-            .map(|t| tokio::time::Instant::from_std(started) + t);
+        // The write timeout counts from the request's arrival (`ctx.now`).
+        let deadline = (ep.write_timeout).map(|t| tokio::time::Instant::from_std(ctx.now) + t);
         let body = Tracked::new(rbody, fin, deadline).boxed();
         Response::from_parts(rparts, body)
     }
