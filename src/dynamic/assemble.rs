@@ -10,16 +10,12 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
-use http::uri::{Authority, Scheme};
-
 use super::schema;
+use super::services::build_load_balancer;
 use super::table::{Route, RouteTable};
 use super::{Fragment, Problem, RouterStatus, Snapshot};
 use crate::rule::{self, Rule};
-use crate::runtime::balance::{
-    Failover, HealthCheck, Internal, LoadBalancer, Protocol, Server, Service, StickyCookie,
-    Weighted,
-};
+use crate::runtime::balance::{Failover, Internal, Service, Weighted};
 use crate::runtime::middlewares::{self, Compiled, Middleware};
 
 /// An entrypoint as assemble needs to know it.
@@ -85,144 +81,19 @@ pub fn assemble(
         compiled_mws: BTreeMap::new(),
         problems: Vec::new(),
     };
-    let mut routers: BTreeMap<String, (&str, &schema::Router)> = BTreeMap::new();
-    for (ns, frag) in fragments {
-        b.problems.extend(frag.problems.iter().cloned());
-        for kind in frag.config.unsupported_sections() {
-            b.problems.push(Problem::new(
-                format!("provider {ns}"),
-                format!("{kind} configuration is not supported yet and was ignored"),
-            ));
-        }
-        let Some(http) = &frag.config.http else {
-            continue;
-        };
-        for (name, r) in &http.routers {
-            routers.insert(qualify(name, ns), (ns.as_str(), r));
-        }
-        for (name, s) in &http.services {
-            b.service_cfgs.insert(qualify(name, ns), (ns.as_str(), s));
-        }
-        for (name, m) in &http.middlewares {
-            b.mw_cfgs.insert(qualify(name, ns), (ns.as_str(), m));
-        }
-    }
+    let routers = b.collect(fragments);
     let names: Vec<String> = b.service_cfgs.keys().cloned().collect();
     for name in &names {
         let _ = b.service(name, &mut Vec::new());
     }
-
-    let default_eps: Vec<&str> = {
-        let marked: Vec<&str> = ctx
-            .entrypoints
-            .iter()
-            .filter(|e| e.as_default)
-            .map(|e| e.name.as_str())
-            .collect();
-        if marked.is_empty() {
-            ctx.entrypoints.iter().map(|e| e.name.as_str()).collect()
-        } else {
-            marked
-        }
-    };
-    let mut per_ep: HashMap<String, Vec<Arc<Route>>> = HashMap::new();
-    let mut statuses = BTreeMap::new();
-    let mut hosts = BTreeSet::new();
-    let mut route_count = 0usize;
+    let default_eps = default_entrypoints(ctx);
+    let mut placed = Placed::default();
     for (name, (ns, r)) in &routers {
-        let eps: Vec<String> = if r.entry_points.is_empty() {
-            default_eps.iter().map(|s| s.to_string()).collect()
-        } else {
-            r.entry_points.clone()
-        };
-        let service_name = qualify(&r.service, ns);
-        let mut status = RouterStatus {
-            rule: r.rule.clone(),
-            service: service_name.clone(),
-            entry_points: eps.clone(),
-            middlewares: r.middlewares.iter().map(|m| qualify(m, ns)).collect(),
-            priority: 0,
-            status: "enabled",
-            error: None,
-        };
-        match b.router(ns, r, &service_name) {
-            Err(why) => {
-                b.problems
-                    .push(Problem::new(format!("router {name}"), why.clone()));
-                status.status = "disabled";
-                status.error = Some(why);
-            }
-            Ok(BuiltRouter {
-                rule: rule_,
-                service,
-                middlewares: own_mws,
-            }) => {
-                let priority = r
-                    .priority
-                    .filter(|&p| p != 0)
-                    .unwrap_or_else(|| rule::default_priority(&r.rule));
-                status.priority = priority;
-                hosts.extend(rule_.mentioned_hosts());
-                let rule_ = Arc::new(rule_);
-                let mut served = false;
-                for ep in &eps {
-                    let Some(spec) = ctx.entrypoints.iter().find(|e| &e.name == ep) else {
-                        b.problems.push(Problem::new(
-                            format!("router {name}"),
-                            format!("entrypoint `{ep}` does not exist"),
-                        ));
-                        continue;
-                    };
-                    let mut chain = Vec::new();
-                    let mut ok = true;
-                    for m in &spec.middlewares {
-                        match b.middleware(&qualify(m, "file"), &mut Vec::new()) {
-                            Ok(ms) => chain.extend(ms),
-                            Err(why) => {
-                                b.problems.push(Problem::new(
-                                    format!("entrypoint {ep}"),
-                                    format!("middleware {m}: {why}"),
-                                ));
-                                ok = false;
-                            }
-                        }
-                    }
-                    if !ok {
-                        continue;
-                    }
-                    if route_count >= ctx.max_routes {
-                        b.problems.push(Problem::new(
-                            format!("router {name}"),
-                            format!(
-                                "route limit of {} reached (limits.max_routes)",
-                                ctx.max_routes
-                            ),
-                        ));
-                        break;
-                    }
-                    route_count += 1;
-                    chain.extend(own_mws.iter().cloned());
-                    per_ep.entry(ep.clone()).or_default().push(Arc::new(Route {
-                        name: name.clone(),
-                        rule: Arc::clone(&rule_),
-                        priority,
-                        service_name: service_name.clone(),
-                        service: Arc::clone(&service),
-                        middlewares: chain,
-                    }));
-                    served = true;
-                }
-                if !served {
-                    status.status = "disabled";
-                    status.error = Some("not attached to any entrypoint".into());
-                }
-            }
-        }
-        statuses.insert(name.clone(), status);
+        let status = b.place_router(ctx, &default_eps, name, ns, r, &mut placed);
+        placed.statuses.insert(name.clone(), status);
     }
 
-    let tables = per_ep
-        .into_iter()
+    let tables = (placed.per_ep.into_iter())
         .map(|(ep, routes)| (ep, RouteTable::new(routes)))
         .collect();
     let mut services = BTreeMap::new();
@@ -238,18 +109,39 @@ pub fn assemble(
     let mut problems = b.problems;
     problems.sort();
     problems.dedup();
-    let leases = merged_leases(fragments, prev);
     Snapshot {
         generation,
         tables,
         services,
         service_configs,
         middlewares: b.compiled_mws,
-        routers: statuses,
+        routers: placed.statuses,
         problems,
-        hosts,
-        leases,
+        hosts: placed.hosts,
+        leases: merged_leases(fragments, prev),
     }
+}
+
+/// The entrypoints of routers that name none: those marked `asDefault`, or else all.
+fn default_entrypoints(ctx: &AssembleCtx) -> Vec<String> {
+    let marked: Vec<String> = (ctx.entrypoints.iter())
+        .filter(|e| e.as_default)
+        .map(|e| e.name.clone())
+        .collect();
+    if marked.is_empty() {
+        ctx.entrypoints.iter().map(|e| e.name.clone()).collect()
+    } else {
+        marked
+    }
+}
+
+/// What the routers placed so far add up to.
+#[derive(Default)]
+struct Placed {
+    per_ep: HashMap<String, Vec<Arc<Route>>>,
+    statuses: BTreeMap<String, RouterStatus>,
+    hosts: BTreeSet<String>,
+    routes: usize,
 }
 
 /// All fragments' leases in address order; the previous snapshot's list when equal.
@@ -269,6 +161,149 @@ fn merged_leases(
 }
 
 impl<'a> Builder<'a> {
+    /// Every fragment's problems and unsupported sections, and its routers, services and
+    /// middlewares by qualified name (routers returned, the others kept for building).
+    fn collect(
+        &mut self,
+        fragments: &'a BTreeMap<String, Fragment>,
+    ) -> BTreeMap<String, (&'a str, &'a schema::Router)> {
+        let mut routers = BTreeMap::new();
+        for (ns, frag) in fragments {
+            self.problems.extend(frag.problems.iter().cloned());
+            for kind in frag.config.unsupported_sections() {
+                self.problems.push(Problem::new(
+                    format!("provider {ns}"),
+                    format!("{kind} configuration is not supported yet and was ignored"),
+                ));
+            }
+            let Some(http) = &frag.config.http else {
+                continue;
+            };
+            for (name, r) in &http.routers {
+                routers.insert(qualify(name, ns), (ns.as_str(), r));
+            }
+            for (name, s) in &http.services {
+                self.service_cfgs
+                    .insert(qualify(name, ns), (ns.as_str(), s));
+            }
+            for (name, m) in &http.middlewares {
+                self.mw_cfgs.insert(qualify(name, ns), (ns.as_str(), m));
+            }
+        }
+        routers
+    }
+
+    /// Compile router `name` and add a route for it on each of its entrypoints (up to
+    /// `max_routes` in all); its status for the API.
+    fn place_router(
+        &mut self,
+        ctx: &AssembleCtx,
+        default_eps: &[String],
+        name: &str,
+        ns: &str,
+        r: &schema::Router,
+        placed: &mut Placed,
+    ) -> RouterStatus {
+        let eps: Vec<String> = if r.entry_points.is_empty() {
+            default_eps.to_vec()
+        } else {
+            r.entry_points.clone()
+        };
+        let service_name = qualify(&r.service, ns);
+        let mut status = RouterStatus {
+            rule: r.rule.clone(),
+            service: service_name.clone(),
+            entry_points: eps.clone(),
+            middlewares: r.middlewares.iter().map(|m| qualify(m, ns)).collect(),
+            priority: 0,
+            status: "enabled",
+            error: None,
+        };
+        let built = match self.router(ns, r, &service_name) {
+            Ok(built) => built,
+            Err(why) => {
+                self.problems
+                    .push(Problem::new(format!("router {name}"), why.clone()));
+                status.status = "disabled";
+                status.error = Some(why);
+                return status;
+            }
+        };
+        let priority = (r.priority)
+            .filter(|&p| p != 0)
+            .unwrap_or_else(|| rule::default_priority(&r.rule));
+        status.priority = priority;
+        placed.hosts.extend(built.rule.mentioned_hosts());
+        let rule_ = Arc::new(built.rule);
+        let mut served = false;
+        for ep in &eps {
+            let Some(mut chain) = self.entrypoint_chain(ctx, name, ep) else {
+                continue;
+            };
+            if placed.routes >= ctx.max_routes {
+                let why = format!(
+                    "route limit of {} reached (limits.max_routes)",
+                    ctx.max_routes
+                );
+                self.problems
+                    .push(Problem::new(format!("router {name}"), why));
+                break;
+            }
+            placed.routes += 1;
+            chain.extend(built.middlewares.iter().cloned());
+            placed
+                .per_ep
+                .entry(ep.clone())
+                .or_default()
+                .push(Arc::new(Route {
+                    name: name.to_string(),
+                    rule: Arc::clone(&rule_),
+                    priority,
+                    service_name: service_name.clone(),
+                    service: Arc::clone(&built.service),
+                    middlewares: chain,
+                }));
+            served = true;
+        }
+        if !served {
+            status.status = "disabled";
+            status.error = Some("not attached to any entrypoint".into());
+        }
+        status
+    }
+
+    /// The middlewares entrypoint `ep` puts before every router's own; `None` (with a problem
+    /// recorded) when the entrypoint does not exist or one of them cannot be built.
+    fn entrypoint_chain(
+        &mut self,
+        ctx: &AssembleCtx,
+        router: &str,
+        ep: &str,
+    ) -> Option<Vec<Arc<Middleware>>> {
+        let Some(spec) = ctx.entrypoints.iter().find(|e| e.name == ep) else {
+            self.problems.push(Problem::new(
+                format!("router {router}"),
+                format!("entrypoint `{ep}` does not exist"),
+            ));
+            return None;
+        };
+        let mut chain = Vec::new();
+        let mut ok = true;
+        for m in &spec.middlewares {
+            match self.middleware(&qualify(m, "file"), &mut Vec::new()) {
+                Ok(ms) => chain.extend(ms),
+                Err(why) => {
+                    self.problems.push(Problem::new(
+                        format!("entrypoint {ep}"),
+                        format!("middleware {m}: {why}"),
+                    ));
+                    ok = false;
+                }
+            }
+        }
+        ok.then_some(chain)
+    }
+
     /// Compile one router: its rule, its service and its own middlewares.
     fn router(
         &mut self,
@@ -482,117 +517,4 @@ impl<'a> Builder<'a> {
             Err(e) => Err(e.to_string()),
         }
     }
-}
-
-/// Parse a server URL into a [`Server`].
-fn build_server(s: &schema::Server) -> Result<Server, String> {
-    let uri: http::Uri = s
-        .url
-        .parse()
-        .map_err(|e| format!("server url `{}`: {e}", s.url))?;
-    let (scheme, protocol) = match uri.scheme_str() {
-        Some("http") => (Scheme::HTTP, Protocol::Http1),
-        Some("h2c") => (Scheme::HTTP, Protocol::H2c),
-        Some("https") => (Scheme::HTTPS, Protocol::Http1),
-        _ => {
-            return Err(format!(
-                "server url `{}`: scheme must be http, https or h2c",
-                s.url
-            ));
-        }
-    };
-    let authority: Authority = uri
-        .authority()
-        .cloned()
-        .ok_or_else(|| format!("server url `{}` has no host", s.url))?;
-    let authority = if authority.port().is_some() {
-        authority
-    } else {
-        let port = if scheme == Scheme::HTTPS { 443 } else { 80 };
-        format!("{}:{port}", authority.as_str())
-            .parse()
-            .map_err(|e| format!("server url `{}`: {e}", s.url))?
-    };
-    let path_prefix = if s.preserve_path {
-        uri.path().trim_end_matches('/').to_string()
-    } else {
-        String::new()
-    };
-    Ok(Server::new(
-        s.url.clone(),
-        scheme,
-        authority,
-        protocol,
-        path_prefix,
-        s.effective_weight(),
-    ))
-}
-
-fn build_load_balancer(name: &str, cfg: &schema::LoadBalancer) -> Result<LoadBalancer, String> {
-    if cfg.servers.is_empty() {
-        return Err("load balancer has no servers".into());
-    }
-    let servers = cfg
-        .servers
-        .iter()
-        .map(|s| build_server(s).map(Arc::new))
-        .collect::<Result<Vec<_>, _>>()?;
-    let health = match &cfg.health_check {
-        Some(h) => Some(Arc::new(build_health(h)?)),
-        None => None,
-    };
-    let sticky = cfg
-        .sticky
-        .as_ref()
-        .and_then(|s| s.cookie.as_ref())
-        .map(|c| StickyCookie {
-            name: c
-                .name
-                .clone()
-                .filter(|n| !n.is_empty())
-                .unwrap_or_else(|| crate::runtime::balance::default_cookie_name(name)),
-            secure: c.secure,
-            http_only: c.http_only,
-            same_site: c.same_site.clone().unwrap_or_default(),
-            max_age: c.max_age,
-            path: c.path.clone(),
-        });
-    Ok(LoadBalancer::new(
-        servers,
-        cfg.pass_host_header,
-        sticky,
-        health,
-    ))
-}
-
-fn build_health(h: &schema::HealthCheck) -> Result<HealthCheck, String> {
-    if h.mode != schema::HealthCheckMode::Http {
-        return Err("health check mode grpc is not supported (only http)".into());
-    }
-    let method = match &h.method {
-        Some(m) => http::Method::from_bytes(m.as_bytes())
-            .map_err(|_| format!("health check method `{m}` is invalid"))?,
-        None => http::Method::GET,
-    };
-    let mut headers = http::HeaderMap::new();
-    for (k, v) in &h.headers {
-        let name = http::HeaderName::from_bytes(k.as_bytes())
-            .map_err(|_| format!("health check header name `{k}` is invalid"))?;
-        let value = http::HeaderValue::from_str(v)
-            .map_err(|_| format!("health check header `{k}` has an invalid value"))?;
-        headers.insert(name, value);
-    }
-    let interval = h.interval.to_std();
-    Ok(HealthCheck {
-        path: h.path.clone().unwrap_or_else(|| "/".into()),
-        method,
-        scheme: h.scheme.clone(),
-        port: h.port,
-        hostname: h.hostname.clone(),
-        headers,
-        interval,
-        unhealthy_interval: h.unhealthy_interval.map_or(interval, |d| d.to_std()),
-        timeout: h.timeout.to_std(),
-        status: h.status,
-    })
 }

@@ -9,6 +9,7 @@
 mod assemble;
 pub mod run;
 pub mod schema;
+mod services;
 pub mod table;
 #[cfg(test)]
 mod tests;
