@@ -363,12 +363,10 @@ pub async fn forward(
             tokio::time::sleep(retry.initial_interval.saturating_mul(factor)).await;
         }
         let now = Instant::now();
-        let idx = match sticky_pick.filter(|_| attempt == 0) {
-            Some(i) => i,
-            None => match lb.pick(now, &failed).or_else(|| lb.fallback(&failed)) {
-                Some(i) => i,
-                None => return Err(last_err),
-            },
+        let sticky = sticky_pick.filter(|_| attempt == 0);
+        let picked = sticky.or_else(|| lb.pick(now, &failed).or_else(|| lb.fallback(&failed)));
+        let Some(idx) = picked else {
+            return Err(last_err);
         };
         let server = &lb.servers[idx];
         // Clone the head only when another attempt may need it.
@@ -381,18 +379,12 @@ pub async fn forward(
             Some(p) => p,
             None => return Err(last_err),
         };
-        head.uri = upstream_uri(server, &head.uri)?;
-        head.version = match server.protocol {
-            Protocol::Http1 => Version::HTTP_11,
-            Protocol::H2c => Version::HTTP_2,
-        };
-        if !lb.pass_host_header {
-            head.headers
-                .insert(header::HOST, server.host_header.clone());
-        } else if let Some(v) = &host_from_uri {
-            // HTTP/2 and absolute-form requests carry the host in the URI, not in Host.
-            head.headers.insert(header::HOST, v.clone());
-        }
+        address(
+            &mut head,
+            server,
+            lb.pass_host_header,
+            host_from_uri.as_ref(),
+        )?;
         // The body goes with the first attempt; retries only happen when it was empty.
         let req_body: UpBody = match body.take() {
             Some(b) => b.boxed(),
@@ -415,23 +407,52 @@ pub async fn forward(
                     },
                 });
             }
-            Err(SendError::Connect(msg)) => {
-                server.mark_failed(now, upstream.limits.passive_cooldown);
-                tracing::debug!(server = %server.url, error = %msg, "connect failed");
-                last_err = ProxyError::Upstream(msg);
-            }
-            Err(SendError::Timeout) => {
-                server.mark_failed(now, upstream.limits.passive_cooldown);
-                last_err = ProxyError::Timeout(server.url.clone());
-            }
-            Err(SendError::Other(msg)) => {
-                tracing::debug!(server = %server.url, error = %msg, "upstream failed");
-                last_err = ProxyError::Upstream(msg);
-            }
+            Err(e) => last_err = failure(server, e, now, upstream.limits.passive_cooldown),
         }
         failed.push(idx);
     }
     Err(last_err)
+}
+
+/// Point the request head at `server`: its URI, protocol version and `Host`.
+fn address(
+    head: &mut request::Parts,
+    server: &Server,
+    pass_host_header: bool,
+    host_from_uri: Option<&HeaderValue>,
+) -> Result<(), ProxyError> {
+    head.uri = upstream_uri(server, &head.uri)?;
+    head.version = match server.protocol {
+        Protocol::Http1 => Version::HTTP_11,
+        Protocol::H2c => Version::HTTP_2,
+    };
+    if !pass_host_header {
+        (head.headers).insert(header::HOST, server.host_header.clone());
+    } else if let Some(v) = host_from_uri {
+        // HTTP/2 and absolute-form requests carry the host in the URI, not in Host.
+        head.headers.insert(header::HOST, v.clone());
+    }
+    Ok(())
+}
+
+/// A failed exchange with `server`: the error to answer with, and the passive mark when the
+/// server could not be reached or did not answer in time.
+fn failure(server: &Server, e: SendError, now: Instant, cooldown: Duration) -> ProxyError {
+    match e {
+        SendError::Connect(msg) => {
+            server.mark_failed(now, cooldown);
+            tracing::debug!(server = %server.url, error = %msg, "connect failed");
+            ProxyError::Upstream(msg)
+        }
+        SendError::Timeout => {
+            server.mark_failed(now, cooldown);
+            ProxyError::Timeout(server.url.clone())
+        }
+        SendError::Other(msg) => {
+            tracing::debug!(server = %server.url, error = %msg, "upstream failed");
+            ProxyError::Upstream(msg)
+        }
+    }
 }
 
 /// Sticky session: the server named by the request's cookie, when it is available.

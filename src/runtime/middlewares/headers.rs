@@ -186,116 +186,130 @@ fn deprecated(option: &'static str, replacement: &'static str) -> MiddlewareErro
     }
 }
 
+/// Options Traefik v3 removed: refused with what replaces them.
+fn refuse_deprecated(c: &HeadersConfig) -> Result<(), MiddlewareError> {
+    let redirect = "a redirectScheme middleware (or an entrypoint redirection)";
+    if c.ssl_redirect == Some(true) {
+        return Err(deprecated("sslRedirect", redirect));
+    }
+    if c.ssl_temporary_redirect == Some(true) {
+        return Err(deprecated("sslTemporaryRedirect", redirect));
+    }
+    if c.ssl_host.as_deref().is_some_and(|s| !s.is_empty()) {
+        return Err(deprecated("sslHost", "a redirectRegex middleware"));
+    }
+    if c.ssl_force_host == Some(true) {
+        return Err(deprecated("sslForceHost", "a redirectRegex middleware"));
+    }
+    if c.feature_policy.as_deref().is_some_and(|s| !s.is_empty()) {
+        return Err(deprecated("featurePolicy", "permissionsPolicy"));
+    }
+    if (c.access_control_allow_origin.as_deref()).is_some_and(|s| !s.is_empty()) {
+        return Err(deprecated(
+            "accessControlAllowOrigin",
+            "accessControlAllowOriginList",
+        ));
+    }
+    Ok(())
+}
+
+/// Which of Traefik's three parts are configured: custom headers, CORS, security.
+fn sections_set(c: &HeadersConfig) -> (bool, bool, bool) {
+    let has_custom = !c.custom_request_headers.is_empty() || !c.custom_response_headers.is_empty();
+    let has_cors = c.access_control_allow_credentials
+        || !c.access_control_allow_headers.is_empty()
+        || !c.access_control_allow_methods.is_empty()
+        || !c.access_control_allow_origin_list.is_empty()
+        || !c.access_control_allow_origin_list_regex.is_empty()
+        || !c.access_control_expose_headers.is_empty()
+        || c.access_control_max_age != 0
+        || c.add_vary_header;
+    let has_secure = !c.allowed_hosts.is_empty()
+        || !c.hosts_proxy_headers.is_empty()
+        || !c.ssl_proxy_headers.is_empty()
+        || c.sts_seconds != 0
+        || c.sts_include_subdomains
+        || c.sts_preload
+        || c.force_sts_header
+        || c.frame_deny
+        || !c.custom_frame_options_value.is_empty()
+        || c.content_type_nosniff
+        || c.browser_xss_filter
+        || !c.custom_browser_xss_value.is_empty()
+        || !c.content_security_policy.is_empty()
+        || !c.content_security_policy_report_only.is_empty()
+        || !c.public_key.is_empty()
+        || !c.referrer_policy.is_empty()
+        || !c.permissions_policy.is_empty()
+        || c.is_development;
+    (has_custom, has_cors, has_secure)
+}
+
+/// The security headers whose value does not depend on the request.
+fn fixed_security_headers(
+    c: &HeadersConfig,
+) -> Result<Vec<(HeaderName, HeaderValue)>, MiddlewareError> {
+    let mut fixed = Vec::new();
+    let mut push = |n: &'static str, v: &str| -> Result<(), MiddlewareError> {
+        fixed.push((HeaderName::from_static(n), value(v)?));
+        Ok(())
+    };
+    if !c.custom_frame_options_value.is_empty() {
+        push("x-frame-options", &c.custom_frame_options_value)?;
+    } else if c.frame_deny {
+        push("x-frame-options", "DENY")?;
+    }
+    if c.content_type_nosniff {
+        push("x-content-type-options", "nosniff")?;
+    }
+    if !c.custom_browser_xss_value.is_empty() {
+        push("x-xss-protection", &c.custom_browser_xss_value)?;
+    } else if c.browser_xss_filter {
+        push("x-xss-protection", "1; mode=block")?;
+    }
+    if !c.content_security_policy.is_empty() {
+        push("content-security-policy", &c.content_security_policy)?;
+    }
+    if !c.content_security_policy_report_only.is_empty() {
+        push(
+            "content-security-policy-report-only",
+            &c.content_security_policy_report_only,
+        )?;
+    }
+    if !c.referrer_policy.is_empty() {
+        push("referrer-policy", &c.referrer_policy)?;
+    }
+    if !c.permissions_policy.is_empty() {
+        push("permissions-policy", &c.permissions_policy)?;
+    }
+    Ok(fixed)
+}
+
+/// `Strict-Transport-Security` from `stsSeconds` and its flags.
+fn sts_value(c: &HeadersConfig) -> Result<Option<HeaderValue>, MiddlewareError> {
+    if c.sts_seconds == 0 {
+        return Ok(None);
+    }
+    let mut s = format!("max-age={}", c.sts_seconds);
+    if c.sts_include_subdomains {
+        s.push_str("; includeSubDomains");
+    }
+    if c.sts_preload {
+        s.push_str("; preload");
+    }
+    value(&s).map(Some)
+}
+
 impl Headers {
     pub(crate) fn compile(c: &HeadersConfig) -> Result<Self, MiddlewareError> {
-        let redirect = "a redirectScheme middleware (or an entrypoint redirection)";
-        if c.ssl_redirect == Some(true) {
-            return Err(deprecated("sslRedirect", redirect));
-        }
-        if c.ssl_temporary_redirect == Some(true) {
-            return Err(deprecated("sslTemporaryRedirect", redirect));
-        }
-        if c.ssl_host.as_deref().is_some_and(|s| !s.is_empty()) {
-            return Err(deprecated("sslHost", "a redirectRegex middleware"));
-        }
-        if c.ssl_force_host == Some(true) {
-            return Err(deprecated("sslForceHost", "a redirectRegex middleware"));
-        }
-        if c.feature_policy.as_deref().is_some_and(|s| !s.is_empty()) {
-            return Err(deprecated("featurePolicy", "permissionsPolicy"));
-        }
-        if c.access_control_allow_origin
-            .as_deref()
-            .is_some_and(|s| !s.is_empty())
-        {
-            return Err(deprecated(
-                "accessControlAllowOrigin",
-                "accessControlAllowOriginList",
-            ));
-        }
-
-        let has_custom =
-            !c.custom_request_headers.is_empty() || !c.custom_response_headers.is_empty();
-        let has_cors = c.access_control_allow_credentials
-            || !c.access_control_allow_headers.is_empty()
-            || !c.access_control_allow_methods.is_empty()
-            || !c.access_control_allow_origin_list.is_empty()
-            || !c.access_control_allow_origin_list_regex.is_empty()
-            || !c.access_control_expose_headers.is_empty()
-            || c.access_control_max_age != 0
-            || c.add_vary_header;
-        let has_secure = !c.allowed_hosts.is_empty()
-            || !c.hosts_proxy_headers.is_empty()
-            || !c.ssl_proxy_headers.is_empty()
-            || c.sts_seconds != 0
-            || c.sts_include_subdomains
-            || c.sts_preload
-            || c.force_sts_header
-            || c.frame_deny
-            || !c.custom_frame_options_value.is_empty()
-            || c.content_type_nosniff
-            || c.browser_xss_filter
-            || !c.custom_browser_xss_value.is_empty()
-            || !c.content_security_policy.is_empty()
-            || !c.content_security_policy_report_only.is_empty()
-            || !c.public_key.is_empty()
-            || !c.referrer_policy.is_empty()
-            || !c.permissions_policy.is_empty()
-            || c.is_development;
+        refuse_deprecated(c)?;
+        let (has_custom, has_cors, has_secure) = sections_set(c);
         if !has_custom && !has_cors && !has_secure {
             return Err(MiddlewareError::invalid(
                 KIND,
                 "headers configuration not valid (nothing set)",
             ));
         }
-
-        let mut fixed = Vec::new();
-        let mut push = |n: &'static str, v: &str| -> Result<(), MiddlewareError> {
-            fixed.push((HeaderName::from_static(n), value(v)?));
-            Ok(())
-        };
-        if !c.custom_frame_options_value.is_empty() {
-            push("x-frame-options", &c.custom_frame_options_value)?;
-        } else if c.frame_deny {
-            push("x-frame-options", "DENY")?;
-        }
-        if c.content_type_nosniff {
-            push("x-content-type-options", "nosniff")?;
-        }
-        if !c.custom_browser_xss_value.is_empty() {
-            push("x-xss-protection", &c.custom_browser_xss_value)?;
-        } else if c.browser_xss_filter {
-            push("x-xss-protection", "1; mode=block")?;
-        }
-        if !c.content_security_policy.is_empty() {
-            push("content-security-policy", &c.content_security_policy)?;
-        }
-        if !c.content_security_policy_report_only.is_empty() {
-            push(
-                "content-security-policy-report-only",
-                &c.content_security_policy_report_only,
-            )?;
-        }
-        if !c.referrer_policy.is_empty() {
-            push("referrer-policy", &c.referrer_policy)?;
-        }
-        if !c.permissions_policy.is_empty() {
-            push("permissions-policy", &c.permissions_policy)?;
-        }
-
-        let sts = if c.sts_seconds != 0 {
-            let mut s = format!("max-age={}", c.sts_seconds);
-            if c.sts_include_subdomains {
-                s.push_str("; includeSubDomains");
-            }
-            if c.sts_preload {
-                s.push_str("; preload");
-            }
-            Some(value(&s)?)
-        } else {
-            None
-        };
-
         let request_headers = custom(&c.custom_request_headers)?;
         let drops_forwarded_for = request_headers
             .iter()
@@ -335,14 +349,14 @@ impl Headers {
                 .map(|(k, v)| Ok((name(k)?, v.clone())))
                 .collect::<Result<_, MiddlewareError>>()?,
             is_development: c.is_development,
-            sts,
+            sts: sts_value(c)?,
             force_sts: c.force_sts_header,
             public_key: if c.public_key.is_empty() {
                 None
             } else {
                 Some(value(&c.public_key)?)
             },
-            fixed,
+            fixed: fixed_security_headers(c)?,
         })
     }
 
