@@ -15,28 +15,24 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use super::labels::{self, Node};
-use super::{Container, Settings};
+use super::address::{address, network_missing, server};
+use super::labels::{self, Node, label_tree};
+use super::{COMPOSE_PROJECT, COMPOSE_SERVICE, Container, Settings};
 use crate::dynamic::Problem;
-use crate::dynamic::schema::{Http, Router, Server, Service};
+use crate::dynamic::schema::{Http, Router, Service};
 use crate::rule::template::{Model, normalize};
 use crate::runtime::middlewares::MiddlewareConfig;
-
-const COMPOSE_PROJECT: &str = "com.docker.compose.project";
-const COMPOSE_SERVICE: &str = "com.docker.compose.service";
-/// Longest chain of `network_mode: container:X` followed.
-const MAX_NETWORK_HOPS: usize = 4;
 
 /// `...loadbalancer.server.*`: the container's own server in a service.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct ServerLabels {
-    port: Option<String>,
-    scheme: Option<String>,
-    url: Option<String>,
-    weight: Option<u32>,
+pub(super) struct ServerLabels {
+    pub port: Option<String>,
+    pub scheme: Option<String>,
+    pub url: Option<String>,
+    pub weight: Option<u32>,
     #[serde(rename = "preservePath", default)]
-    preserve_path: bool,
+    pub preserve_path: bool,
 }
 
 /// `traefik.docker.*`.
@@ -80,32 +76,6 @@ pub(super) fn go_bool(s: &str) -> Option<bool> {
     }
 }
 
-/// Both label trees, `boma.*` laid over `traefik.*`, and the keys that could not be read.
-fn label_tree(c: &Container) -> (Node, Vec<labels::BadLabel>) {
-    let (mut tree, mut bad) = labels::parse(&c.labels, "traefik");
-    let (boma, bad_boma) = labels::parse(&c.labels, "boma");
-    bad.extend(bad_boma);
-    overlay(&mut tree, boma);
-    (tree, bad)
-}
-
-fn overlay(dst: &mut Node, src: Node) {
-    if src.value.is_some() {
-        dst.value = src.value;
-        dst.key = src.key;
-    }
-    for child in src.children {
-        match dst
-            .children
-            .iter_mut()
-            .find(|d| d.name.eq_ignore_ascii_case(&child.name))
-        {
-            Some(d) => overlay(d, child),
-            None => dst.children.push(child),
-        }
-    }
-}
-
 /// The part of the configuration `c` contributes, or `None` when it is not routed at all
 /// (disabled, filtered out by constraints, not running, not healthy).
 pub(super) fn decode(
@@ -114,193 +84,280 @@ pub(super) fn decode(
     s: &Settings,
 ) -> Option<Decoded> {
     let origin = format!("{}@{}", c.name, s.namespace);
-    let mut d = Decoded {
-        key: format!("{}-{}", service_name(c), c.id),
-        origin: origin.clone(),
-        ..Decoded::default()
-    };
-    let source = format!("container {origin}");
-    let (mut tree, bad) = label_tree(c);
-
-    let enable = match tree.take("enable") {
-        None => s.exposed_by_default,
-        Some(n) => match n.value.as_deref().and_then(go_bool) {
-            Some(b) if n.children.is_empty() => b,
-            _ => {
-                // A container that meant to say "off" must not be exposed by a typo.
-                d.problems.push(Problem::new(
-                    source,
-                    format!(
-                        "label {}: not a boolean; the container is not exposed",
-                        n.key.as_deref().unwrap_or("traefik.enable")
-                    ),
-                ));
-                return Some(d);
-            }
+    let mut x = Decoder {
+        c,
+        s,
+        source: format!("container {origin}"),
+        d: Decoded {
+            key: format!("{}-{}", service_name(c), c.id),
+            origin,
+            ..Decoded::default()
         },
+        broken: Vec::new(),
     };
-    if !enable {
-        return None;
-    }
-    if s.constraints
-        .as_ref()
-        .is_some_and(|k| !k.matches(&c.labels))
-    {
-        return None;
-    }
-    if !c.running {
-        return None;
-    }
-    let healthy = c.health.as_deref().is_none_or(|h| h == "healthy");
-    if !healthy && !s.allow_empty_services {
-        return None;
-    }
-    let mut problem = |msg: String| d.problems.push(Problem::new(source.clone(), msg));
-    // A malformed label must not leave its object half-configured (a router without the
-    // middleware it names would serve unprotected): the object goes, or the whole container
-    // when the label cannot be tied to one object.
-    let mut broken: Vec<(String, String)> = Vec::new();
-    let mut container_broken = false;
-    for b in bad {
-        problem(format!("label {}: {}", b.key, b.why));
-        let p: Vec<String> = b.prefix.iter().map(|s| s.to_ascii_lowercase()).collect();
-        match p.as_slice() {
-            [http, kind, name, ..]
-                if http == "http"
-                    && ["routers", "services", "middlewares"].contains(&kind.as_str()) =>
-            {
-                broken.push((kind.clone(), name.clone()));
-            }
-            [root, ..]
-                if !(["enable", "docker", "http"].contains(&root.as_str())
-                    || s.swarm && root == "swarm") => {}
-            _ => container_broken = true,
-        }
-    }
-    if container_broken {
-        problem("a malformed label cannot be tied to one router, service or middleware; the container is not routed".into());
-        return Some(d);
-    }
-    let is_broken = |kind: &str, name: &str| {
-        broken
-            .iter()
-            .any(|(k, n)| k == kind && n.eq_ignore_ascii_case(name))
+    let (mut tree, bad) = label_tree(c);
+    let healthy = match x.admit(&mut tree) {
+        Admission::Skip => return None,
+        Admission::Refused => return Some(x.d),
+        Admission::Routed { healthy } => healthy,
     };
-
-    // Provider-specific labels: `traefik.docker.*`, and on a swarm also `traefik.swarm.*`
-    // (Traefik 3's spelling; swarm services written for Traefik 2 use `docker`).
-    let mut docker = DockerLabels::default();
-    for section in ["docker", "swarm"] {
-        let Some(n) = tree.take(section) else {
-            continue;
-        };
-        if section == "swarm" && !s.swarm {
-            problem(format!(
-                "label {}: Swarm labels on a plain container; ignored",
-                n.keys().join(", ")
-            ));
-            continue;
-        }
-        match labels::deserialize::<DockerLabels>(&n, &format!("traefik.{section}")) {
-            Ok(v) => {
-                docker.network = v.network.or(docker.network);
-                docker.lb_swarm = v.lb_swarm.or(docker.lb_swarm);
-                docker.allow_non_running = v.allow_non_running.or(docker.allow_non_running);
-            }
-            Err(errs) => errs.into_iter().for_each(&mut problem),
-        }
+    if !x.sort_bad_labels(bad) {
+        return Some(x.d);
     }
-    if docker.allow_non_running == Some(true) {
-        problem("label traefik.docker.allownonrunning: not supported; only running containers are routed".into());
-    }
-    if docker.lb_swarm.is_some() && !s.swarm {
-        problem("label traefik.docker.lbswarm: only meaningful for Swarm services; ignored".into());
-    }
-    let mut tcp_udp = false;
-    for (kind, what) in [
-        ("tcp", "TCP routing"),
-        ("udp", "UDP routing"),
-        ("tls", "TLS options"),
-    ] {
-        if let Some(n) = tree.take(kind) {
-            tcp_udp |= kind != "tls";
-            problem(format!(
-                "{what} from labels is not supported yet; ignored: {}",
-                n.keys().join(", ")
-            ));
-        }
-    }
-    let mut http = tree.take("http").unwrap_or_default();
-    for n in tree.children.drain(..) {
-        problem(format!(
-            "label {}: unknown label; ignored",
-            n.keys().join(", ")
-        ));
-    }
-    let mut routers = http.take("routers").unwrap_or_default();
-    let mut services = http.take("services").unwrap_or_default();
-    let mut middlewares = http.take("middlewares").unwrap_or_default();
-    for n in http.children.drain(..) {
-        let what = if n.name.eq_ignore_ascii_case("serverstransports") {
-            "servers transports are not supported yet"
-        } else {
-            "unknown label"
-        };
-        problem(format!("label {}: {what}; ignored", n.keys().join(", ")));
-    }
-    // Objects whose only labels are malformed still exist (and are then left out): a broken
-    // router label must not turn into a default router.
-    for (kind, name) in &broken {
-        let list = match kind.as_str() {
-            "routers" => &mut routers,
-            "services" => &mut services,
-            _ => &mut middlewares,
-        };
-        if list.child(name).is_none() {
-            list.children.push(Node {
-                name: name.clone(),
-                ..Node::default()
-            });
-        }
-    }
-    if tcp_udp
-        && routers.children.is_empty()
-        && services.children.is_empty()
-        && middlewares.children.is_empty()
-    {
-        return Some(d);
-    }
-
-    // Services, each with this container's server.
+    let docker = x.provider_labels(&mut tree);
+    let Some(mut parts) = x.http_parts(tree) else {
+        return Some(x.d);
+    };
     let name = service_name(c);
-    if services.children.is_empty() {
-        services.children.push(Node {
-            name: name.clone(),
-            children: vec![Node {
-                name: "loadBalancer".into(),
-                value: Some("true".into()),
-                ..Node::default()
-            }],
-            ..Node::default()
-        });
-    }
-    let service_count = services.children.len();
-    let only_service = (service_count == 1).then(|| services.children[0].name.clone());
     let network = docker.network.as_deref().or(s.network.as_deref());
     if let Some(net) = network
         && network_missing(c, net)
     {
-        problem(format!(
+        x.problem(format!(
             "network `{net}` is not one of the container's networks ({}); using another",
             c.networks.keys().cloned().collect::<Vec<_>>().join(", ")
         ));
     }
     let address = address(c, all, network, s, 0);
-    for mut node in services.children.drain(..) {
+    let service_count = parts.services.children.len().max(1);
+    let Ok(only_service) = x.services(&mut parts.services, &name, healthy, &address) else {
+        // Its server address cannot be made: Traefik leaves the whole container out.
+        x.d.http = Http::default();
+        return Some(x.d);
+    };
+    x.middlewares(&mut parts.middlewares);
+    x.routers(&mut parts.routers, &name, only_service, service_count);
+    Some(x.d)
+}
+
+/// Whether a container is routed at all.
+enum Admission {
+    /// Not routed, nothing to say (disabled, filtered, not running, unhealthy).
+    Skip,
+    /// Not routed, with the reason in the problems.
+    Refused,
+    Routed {
+        healthy: bool,
+    },
+}
+
+/// A container's labels split by kind, after the provider's own labels were taken.
+struct HttpParts {
+    routers: Node,
+    services: Node,
+    middlewares: Node,
+}
+
+/// One container being decoded: what it contributes so far and its malformed objects.
+struct Decoder<'a> {
+    c: &'a Container,
+    s: &'a Settings,
+    /// `container name@namespace`, for problems.
+    source: String,
+    d: Decoded,
+    /// `(kind, name)` of the objects with a malformed label (left out whole).
+    broken: Vec<(String, String)>,
+}
+
+impl Decoder<'_> {
+    fn problem(&mut self, msg: String) {
+        (self.d.problems).push(Problem::new(self.source.clone(), msg));
+    }
+
+    fn problems(&mut self, msgs: Vec<String>) {
+        for m in msgs {
+            self.problem(m);
+        }
+    }
+
+    fn is_broken(&self, kind: &str, name: &str) -> bool {
+        (self.broken.iter()).any(|(k, n)| k == kind && n.eq_ignore_ascii_case(name))
+    }
+
+    /// `traefik.enable` against `exposedByDefault`, the constraints, running and health.
+    fn admit(&mut self, tree: &mut Node) -> Admission {
+        let enable = match tree.take("enable") {
+            None => self.s.exposed_by_default,
+            Some(n) => match n.value.as_deref().and_then(go_bool) {
+                Some(b) if n.children.is_empty() => b,
+                _ => {
+                    // A container that meant to say "off" must not be exposed by a typo.
+                    let key = n.key.as_deref().unwrap_or("traefik.enable");
+                    self.problem(format!(
+                        "label {key}: not a boolean; the container is not exposed"
+                    ));
+                    return Admission::Refused;
+                }
+            },
+        };
+        let (c, s) = (self.c, self.s);
+        let filtered = (s.constraints.as_ref()).is_some_and(|k| !k.matches(&c.labels));
+        if !enable || filtered || !c.running {
+            return Admission::Skip;
+        }
+        let healthy = c.health.as_deref().is_none_or(|h| h == "healthy");
+        if !healthy && !s.allow_empty_services {
+            return Admission::Skip;
+        }
+        Admission::Routed { healthy }
+    }
+
+    /// Report every malformed label and note the object it belongs to (that object is left
+    /// out: a router without the middleware it names would serve unprotected). False when a
+    /// label cannot be tied to one object: the whole container is left out.
+    fn sort_bad_labels(&mut self, bad: Vec<labels::BadLabel>) -> bool {
+        let mut container_broken = false;
+        for b in bad {
+            self.problem(format!("label {}: {}", b.key, b.why));
+            let p: Vec<String> = b.prefix.iter().map(|s| s.to_ascii_lowercase()).collect();
+            match p.as_slice() {
+                [http, kind, name, ..]
+                    if http == "http"
+                        && ["routers", "services", "middlewares"].contains(&kind.as_str()) =>
+                {
+                    self.broken.push((kind.clone(), name.clone()));
+                }
+                [root, ..]
+                    if !(["enable", "docker", "http"].contains(&root.as_str())
+                        || self.s.swarm && root == "swarm") => {}
+                _ => container_broken = true,
+            }
+        }
+        if container_broken {
+            self.problem("a malformed label cannot be tied to one router, service or middleware; the container is not routed".into());
+        }
+        !container_broken
+    }
+
+    /// Provider-specific labels: `traefik.docker.*`, and on a swarm also `traefik.swarm.*`
+    /// (Traefik 3's spelling; swarm services written for Traefik 2 use `docker`).
+    fn provider_labels(&mut self, tree: &mut Node) -> DockerLabels {
+        let mut docker = DockerLabels::default();
+        for section in ["docker", "swarm"] {
+            let Some(n) = tree.take(section) else {
+                continue;
+            };
+            if section == "swarm" && !self.s.swarm {
+                self.problem(format!(
+                    "label {}: Swarm labels on a plain container; ignored",
+                    n.keys().join(", ")
+                ));
+                continue;
+            }
+            match labels::deserialize::<DockerLabels>(&n, &format!("traefik.{section}")) {
+                Ok(v) => {
+                    docker.network = v.network.or(docker.network);
+                    docker.lb_swarm = v.lb_swarm.or(docker.lb_swarm);
+                    docker.allow_non_running = v.allow_non_running.or(docker.allow_non_running);
+                }
+                Err(errs) => self.problems(errs),
+            }
+        }
+        if docker.allow_non_running == Some(true) {
+            self.problem("label traefik.docker.allownonrunning: not supported; only running containers are routed".into());
+        }
+        if docker.lb_swarm.is_some() && !self.s.swarm {
+            self.problem(
+                "label traefik.docker.lbswarm: only meaningful for Swarm services; ignored".into(),
+            );
+        }
+        docker
+    }
+
+    /// The routers, services and middlewares labels, every other label reported. `None`: the
+    /// container has TCP/UDP labels only (nothing HTTP to route).
+    fn http_parts(&mut self, mut tree: Node) -> Option<HttpParts> {
+        let mut tcp_udp = false;
+        for (kind, what) in [
+            ("tcp", "TCP routing"),
+            ("udp", "UDP routing"),
+            ("tls", "TLS options"),
+        ] {
+            if let Some(n) = tree.take(kind) {
+                tcp_udp |= kind != "tls";
+                self.problem(format!(
+                    "{what} from labels is not supported yet; ignored: {}",
+                    n.keys().join(", ")
+                ));
+            }
+        }
+        let mut http = tree.take("http").unwrap_or_default();
+        for n in tree.children.drain(..) {
+            let keys = n.keys().join(", ");
+            self.problem(format!("label {keys}: unknown label; ignored"));
+        }
+        let mut parts = HttpParts {
+            routers: http.take("routers").unwrap_or_default(),
+            services: http.take("services").unwrap_or_default(),
+            middlewares: http.take("middlewares").unwrap_or_default(),
+        };
+        for n in http.children.drain(..) {
+            let what = if n.name.eq_ignore_ascii_case("serverstransports") {
+                "servers transports are not supported yet"
+            } else {
+                "unknown label"
+            };
+            self.problem(format!("label {}: {what}; ignored", n.keys().join(", ")));
+        }
+        // Objects whose only labels are malformed still exist (and are then left out): a
+        // broken router label must not turn into a default router.
+        for (kind, name) in &self.broken {
+            let list = match kind.as_str() {
+                "routers" => &mut parts.routers,
+                "services" => &mut parts.services,
+                _ => &mut parts.middlewares,
+            };
+            if list.child(name).is_none() {
+                list.children.push(Node {
+                    name: name.clone(),
+                    ..Node::default()
+                });
+            }
+        }
+        let nothing_http = parts.routers.children.is_empty()
+            && parts.services.children.is_empty()
+            && parts.middlewares.children.is_empty();
+        (!(tcp_udp && nothing_http)).then_some(parts)
+    }
+
+    /// Every service (one named after the container when no label names one), each with this
+    /// container's server when healthy. Returns the name of the only service, if there is one;
+    /// `Err` when the container must be left out whole (its server address cannot be made; the
+    /// problem is recorded).
+    fn services(
+        &mut self,
+        services: &mut Node,
+        name: &str,
+        healthy: bool,
+        address: &Result<String, String>,
+    ) -> Result<Option<String>, ()> {
+        if services.children.is_empty() {
+            services.children.push(Node {
+                name: name.to_string(),
+                children: vec![Node {
+                    name: "loadBalancer".into(),
+                    value: Some("true".into()),
+                    ..Node::default()
+                }],
+                ..Node::default()
+            });
+        }
+        let only = (services.children.len() == 1).then(|| services.children[0].name.clone());
+        for node in services.children.drain(..) {
+            if !self.service(node, healthy, address) {
+                return Err(());
+            }
+        }
+        Ok(only)
+    }
+
+    /// One service node; false when the container must be left out whole.
+    fn service(&mut self, mut node: Node, healthy: bool, address: &Result<String, String>) -> bool {
         let what = format!("service {}", node.name);
-        if let Some(why) = unusable(&what, &node, is_broken("services", &node.name)) {
-            problem(why);
-            continue;
+        let broken = self.is_broken("services", &node.name);
+        if let Some(why) = unusable(&what, &node, broken) {
+            self.problem(why);
+            return true;
         }
         let mut server_node = None;
         if let Some(lb) =
@@ -308,7 +365,7 @@ pub(super) fn decode(
         {
             server_node = lb.take("server");
             if let Some(servers) = lb.take("servers") {
-                problem(format!(
+                self.problem(format!(
                     "label {}: use `server.*` labels (one server per container); ignored",
                     servers.keys().join(", ")
                 ));
@@ -321,8 +378,8 @@ pub(super) fn decode(
             Some(n) => match labels::deserialize::<ServerLabels>(n, &what) {
                 Ok(v) => v,
                 Err(errs) => {
-                    errs.into_iter().for_each(&mut problem);
-                    continue;
+                    self.problems(errs);
+                    return true;
                 }
             },
             None => ServerLabels::default(),
@@ -330,111 +387,136 @@ pub(super) fn decode(
         let mut service = match labels::deserialize::<Service>(&node, &what) {
             Ok(v) => v,
             Err(errs) => {
-                errs.into_iter().for_each(&mut problem);
-                continue;
+                self.problems(errs);
+                return true;
             }
         };
         let Service::LoadBalancer(lb) = &mut service else {
             if server_node.is_some() {
-                problem(format!(
+                self.problem(format!(
                     "{what}: server labels need a loadBalancer service; ignored"
                 ));
             }
-            d.http.services.insert(node.name.clone(), service);
-            continue;
+            self.d.http.services.insert(node.name.clone(), service);
+            return true;
         };
         if healthy {
-            match server(c, &server_labels, &address) {
+            match server(self.c, &server_labels, address) {
                 Ok(srv) => lb.servers.push(srv),
                 Err(why) => {
                     // Traefik leaves the whole container out in this case.
-                    problem(format!("{what}: {why}; the container is not routed"));
-                    d.http = Http::default();
-                    return Some(d);
+                    self.problem(format!("{what}: {why}; the container is not routed"));
+                    return false;
                 }
             }
         }
-        d.http.services.insert(node.name.clone(), service);
+        self.d.http.services.insert(node.name.clone(), service);
+        true
     }
 
-    for node in middlewares.children.drain(..) {
-        let what = format!("middleware {}", node.name);
-        if let Some(why) = unusable(&what, &node, is_broken("middlewares", &node.name)) {
-            problem(why);
-            continue;
-        }
-        match labels::deserialize::<MiddlewareConfig>(&node, &what) {
-            Ok(m) => {
-                d.http.middlewares.insert(node.name.clone(), m);
+    fn middlewares(&mut self, middlewares: &mut Node) {
+        for node in middlewares.children.drain(..) {
+            let what = format!("middleware {}", node.name);
+            let broken = self.is_broken("middlewares", &node.name);
+            if let Some(why) = unusable(&what, &node, broken) {
+                self.problem(why);
+                continue;
             }
-            Err(errs) => errs.into_iter().for_each(&mut problem),
+            match labels::deserialize::<MiddlewareConfig>(&node, &what) {
+                Ok(m) => {
+                    self.d.http.middlewares.insert(node.name.clone(), m);
+                }
+                Err(errs) => self.problems(errs),
+            }
         }
     }
 
-    if routers.children.is_empty() {
-        if service_count > 1 {
-            problem(format!(
-                "no router label and {service_count} services: no router is made (name the service of each router)"
-            ));
-        } else {
-            routers.children.push(Node {
-                name: name.clone(),
-                ..Node::default()
-            });
+    /// Every router (one named after the container when no label names one), with the
+    /// default rule and the only service filled in where missing.
+    fn routers(
+        &mut self,
+        routers: &mut Node,
+        name: &str,
+        only_service: Option<String>,
+        service_count: usize,
+    ) {
+        if routers.children.is_empty() {
+            if service_count > 1 {
+                self.problem(format!(
+                    "no router label and {service_count} services: no router is made (name the service of each router)"
+                ));
+            } else {
+                routers.children.push(Node {
+                    name: name.to_string(),
+                    ..Node::default()
+                });
+            }
+        }
+        for node in routers.children.drain(..) {
+            if let Some((router_name, r)) = self.router(node, name, &only_service, service_count) {
+                self.d.http.routers.insert(router_name, r);
+            }
         }
     }
-    let model = Model {
-        name: &name,
-        container_name: &c.name,
-        labels: &c.labels,
-    };
-    for mut node in routers.children.drain(..) {
+
+    fn router(
+        &mut self,
+        mut node: Node,
+        name: &str,
+        only_service: &Option<String>,
+        service_count: usize,
+    ) -> Option<(String, Router)> {
         let what = format!("router {}", node.name);
-        if is_broken("routers", &node.name) {
-            problem(format!("{what}: left out because of its malformed label"));
-            continue;
+        if self.is_broken("routers", &node.name) {
+            self.problem(format!("{what}: left out because of its malformed label"));
+            return None;
         }
         if node.children.is_empty() && node.key.is_some() {
-            problem(format!(
+            self.problem(format!(
                 "label {}: {what} needs sub-keys (rule, service, ...); ignored",
                 node.keys().join(", ")
             ));
-            continue;
+            return None;
         }
         if node.leaf("rule").is_none() {
-            match s.default_rule.render(&model) {
+            let model = Model {
+                name,
+                container_name: &self.c.name,
+                labels: &self.c.labels,
+            };
+            match self.s.default_rule.render(&model) {
                 Ok(rule) if !rule.trim().is_empty() => node.set(&["rule"], &rule),
                 Ok(_) => {
-                    problem(format!(
+                    self.problem(format!(
                         "{what}: no rule label and the default rule is empty"
                     ));
-                    continue;
+                    return None;
                 }
                 Err(e) => {
-                    problem(format!("{what}: {e}"));
-                    continue;
+                    self.problem(format!("{what}: {e}"));
+                    return None;
                 }
             }
         }
         if node.leaf("service").is_none() {
-            match &only_service {
+            match only_service {
                 Some(svc) => node.set(&["service"], svc),
                 None => {
-                    problem(format!(
+                    self.problem(format!(
                         "{what}: no service label and the container defines {service_count} services"
                     ));
-                    continue;
+                    return None;
                 }
             }
         }
         match labels::deserialize::<Router>(&node, &what) {
-            Ok(r) => {
-                d.http.routers.insert(node.name.clone(), r);
+            Ok(r) => Some((node.name.clone(), r)),
+            Err(errs) => {
+                self.problems(errs);
+                None
             }
-            Err(errs) => errs.into_iter().for_each(&mut problem),
         }
     }
-    Some(d)
 }
 
 /// Why a service or middleware node cannot be read (`None`: it can): a malformed label of its
@@ -449,98 +531,4 @@ fn unusable(what: &str, node: &Node, broken: bool) -> Option<String> {
             node.keys().join(", ")
         )
     })
-}
-
-/// This container's server in a load balancer.
-fn server(
-    c: &Container,
-    l: &ServerLabels,
-    address: &Result<String, String>,
-) -> Result<Server, String> {
-    let url = match &l.url {
-        Some(url) if !url.is_empty() => url.clone(),
-        _ => {
-            let ip = address.as_ref().map_err(Clone::clone)?;
-            let port = match l.port.as_deref().filter(|p| !p.is_empty()) {
-                Some(p) => p
-                    .trim()
-                    .parse::<u16>()
-                    .map_err(|_| format!("server.port `{p}` is not a port number"))?,
-                None => lowest_port(c).ok_or("no exposed port and no server.port label")?,
-            };
-            let scheme = l
-                .scheme
-                .as_deref()
-                .filter(|s| !s.is_empty())
-                .unwrap_or("http");
-            if ip.contains(':') {
-                format!("{scheme}://[{ip}]:{port}")
-            } else {
-                format!("{scheme}://{ip}:{port}")
-            }
-        }
-    };
-    Ok(Server {
-        url,
-        weight: l.weight,
-        preserve_path: l.preserve_path,
-    })
-}
-
-/// The lowest exposed port (Traefik's choice when there is no port label).
-fn lowest_port(c: &Container) -> Option<u16> {
-    c.ports.iter().map(|(p, _)| *p).min()
-}
-
-/// The address boma reaches `c` at: on `network` when given and joined, in host mode the
-/// engine's host, through the container whose network it shares, else its first network (by
-/// name; Traefik takes any).
-fn address(
-    c: &Container,
-    all: &BTreeMap<String, Container>,
-    network: Option<&str>,
-    s: &Settings,
-    hops: usize,
-) -> Result<String, String> {
-    if let Some(ip) = network.and_then(|net| on_network(c, net)) {
-        return Ok(ip);
-    }
-    if c.network_mode == "host" {
-        return Ok(s.host_address.clone());
-    }
-    if let Some(target) = c.network_mode.strip_prefix("container:") {
-        if hops >= MAX_NETWORK_HOPS {
-            return Err("too many `network_mode: container:` hops".into());
-        }
-        let other = (all.get(target))
-            .or_else(|| (all.values()).find(|o| o.name == target || o.id.starts_with(target)))
-            .ok_or_else(|| {
-                format!("it shares the network of container {target}, which is not running")
-            })?;
-        let (tree, _) = label_tree(other);
-        let own = (tree.child("docker"))
-            .and_then(|d| d.leaf("network"))
-            .map(str::to_string);
-        return address(other, all, own.as_deref().or(network), s, hops + 1);
-    }
-    first_address(c).ok_or_else(|| "it has no IP address on any network".to_string())
-}
-
-/// `c`'s address on `network`, also found under compose's `<project>_<network>` name.
-fn on_network(c: &Container, network: &str) -> Option<String> {
-    let project = c.labels.get(COMPOSE_PROJECT);
-    (c.networks.get(network))
-        .or_else(|| project.and_then(|p| c.networks.get(&format!("{p}_{network}"))))
-        .filter(|ip| !ip.is_empty())
-        .cloned()
-}
-
-fn first_address(c: &Container) -> Option<String> {
-    c.networks.values().find(|ip| !ip.is_empty()).cloned()
-}
-
-/// Is `network` missing from `c` (which then falls back to another one)?
-fn network_missing(c: &Container, network: &str) -> bool {
-    let shared = c.network_mode == "host" || c.network_mode.starts_with("container:");
-    !shared && on_network(c, network).is_none()
 }

@@ -17,6 +17,7 @@ use std::path::Path;
 
 use serde::de::DeserializeOwned;
 
+use super::Container;
 use crate::config::nocase;
 
 /// Most labels read from one container (Docker itself allows far more; gateways do not need it).
@@ -388,4 +389,30 @@ pub fn deserialize<T: DeserializeOwned>(node: &Node, fallback: &str) -> Result<T
                 })
                 .collect()
         })
+}
+
+/// Both label trees, `boma.*` laid over `traefik.*`, and the keys that could not be read.
+pub(super) fn label_tree(c: &Container) -> (Node, Vec<BadLabel>) {
+    let (mut tree, mut bad) = parse(&c.labels, "traefik");
+    let (boma, bad_boma) = parse(&c.labels, "boma");
+    bad.extend(bad_boma);
+    overlay(&mut tree, boma);
+    (tree, bad)
+}
+
+fn overlay(dst: &mut Node, src: Node) {
+    if src.value.is_some() {
+        dst.value = src.value;
+        dst.key = src.key;
+    }
+    for child in src.children {
+        match dst
+            .children
+            .iter_mut()
+            .find(|d| d.name.eq_ignore_ascii_case(&child.name))
+        {
+            Some(d) => overlay(d, child),
+            None => dst.children.push(child),
+        }
+    }
 }

@@ -15,6 +15,7 @@
 //! Everything but `engine` and `watch` is pure and tested from fixtures. Nothing here writes to
 //! an engine, and a bad label is a [`Problem`], never a crash and never silently dropped.
 
+mod address;
 mod build;
 mod client;
 mod decode;
@@ -41,6 +42,10 @@ pub use watch::{DockerSource, Kind, run};
 
 #[cfg(doc)]
 use crate::dynamic::{Fragment, Problem};
+
+/// Compose's labels naming a container's project and service (`<service>-<project>` names).
+const COMPOSE_PROJECT: &str = "com.docker.compose.project";
+const COMPOSE_SERVICE: &str = "com.docker.compose.service";
 
 /// The namespace of the first (or only) engine: `name@docker`.
 pub const NAMESPACE: &str = "docker";
