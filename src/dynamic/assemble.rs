@@ -5,7 +5,8 @@
 //!
 //! Services and middlewares whose configuration did not change keep their previous `Arc`, so
 //! balancer position, health, rate-limit buckets, in-flight counts and the basicAuth cache
-//! survive a reload. It must not do I/O or read the clock.
+//! survive a reload. It reads no clock; its only I/O is a basicAuth `usersFile` (at most 1 MiB),
+//! read when that middleware is compiled, i.e. when its configuration is new or changed.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;

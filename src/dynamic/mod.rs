@@ -1,10 +1,13 @@
 //! The dynamic model every part reads: providers send whole [`Fragment`]s (one per provider
-//! namespace), [`assemble`] turns all current fragments into one immutable [`Snapshot`], and the
-//! [`Store`] publishes it to consumers (lock-free for the proxy, a watch channel for tasks that
-//! react to changes).
+//! namespace), [`assemble`] turns all current fragments into one [`Snapshot`], and the [`Store`]
+//! publishes it to consumers (an ArcSwap load for the proxy, a watch channel for tasks that react
+//! to changes). A snapshot is swapped whole and never changed; its configuration data is plain,
+//! and the live state it points to (servers' health, rate-limit buckets, the basicAuth cache:
+//! `runtime`) is shared by `Arc` with the previous snapshot while its part is unchanged.
 //!
-//! Nothing here does I/O, and a bad fragment never stops a snapshot from being built: its faults
-//! become [`Problem`]s and the rest keeps serving.
+//! The only I/O is in [`run`] (logging) and in compiling a basicAuth `usersFile` (read when that
+//! middleware's configuration changes); a bad fragment never stops a snapshot from being built:
+//! its faults become [`Problem`]s and the rest keeps serving.
 
 mod assemble;
 pub mod run;

@@ -242,7 +242,9 @@ impl Ctx {
     }
 }
 
-/// A compiled middleware: immutable, `Send + Sync`, shared by all requests of a snapshot.
+/// A compiled middleware: its configuration fixed, its live state (rate-limit buckets,
+/// in-flight counts, the basicAuth cache) inside behind short locks; `Send + Sync`, shared by all
+/// requests of the snapshots that keep it.
 pub struct Middleware {
     id: u64,
     kind: Kind,
