@@ -268,7 +268,7 @@ const DELIBERATE: &[(&str, &str)] = &[
     (
         "v2 form without ruleSyntax v2",
         "boma accepts v2's multi-argument forms in any router where their meaning is unambiguous \
-         (docs/labels.md); Traefik 3 accepts them only under ruleSyntax v2",
+         (src/rule/mod.rs); Traefik 3 accepts them only under ruleSyntax v2",
     ),
     (
         "HostRegexp: $ and a trailing dot on the request",
