@@ -330,8 +330,9 @@ impl TlsFiles {
             _ => return Err("tls: `cert` and `key` go together".into()),
         };
         let mut config = crate::tlsclient::config(roots, client)?;
-        // A full handshake per call costs nothing at a few calls a minute, and OpenSSL-based
-        // TLS fronts (socat, stunnel) that verify client certificates often refuse resumption.
+        // A full handshake per connection costs nothing (the short calls to an engine share a
+        // kept connection, the event stream has one of its own), and OpenSSL-based TLS fronts
+        // (socat, stunnel) that verify client certificates often refuse resumption.
         config.resumption = rustls::client::Resumption::disabled();
         Ok(Arc::new(config))
     }

@@ -326,6 +326,71 @@ impl Drop for EngineProxy {
     }
 }
 
+/// A TCP front for the local engine's socket that can drop traffic without a word, as a
+/// broken path to a remote engine does: in [`EngineFront::black_hole`] mode every connection,
+/// open or new, stays open and carries nothing either way; [`EngineFront::forward`] relays new
+/// connections again while the black-holed ones stay dead. Everything closes when it is dropped.
+pub struct EngineFront {
+    pub port: u16,
+    holed: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl EngineFront {
+    pub async fn start() -> EngineFront {
+        require_engine();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (holed, rx) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(async move {
+            let mut conns = tokio::task::JoinSet::new();
+            loop {
+                if let Ok((tcp, _)) = listener.accept().await {
+                    conns.spawn(relay(tcp, rx.clone()));
+                }
+            }
+        });
+        EngineFront { port, holed, task }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("tcp://127.0.0.1:{}", self.port)
+    }
+
+    /// Stop moving bytes on every connection, closing none.
+    pub fn black_hole(&self) {
+        self.holed.send_replace(true);
+    }
+
+    /// Relay new connections again.
+    pub fn forward(&self) {
+        self.holed.send_replace(false);
+    }
+}
+
+impl Drop for EngineFront {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// One connection of an [`EngineFront`]: relayed until the front black-holes, then held.
+async fn relay(mut tcp: tokio::net::TcpStream, mut holed: tokio::sync::watch::Receiver<bool>) {
+    if !*holed.borrow_and_update() {
+        let Ok(mut unix) = tokio::net::UnixStream::connect("/var/run/docker.sock").await else {
+            return;
+        };
+        tokio::select! {
+            _ = tokio::io::copy_bidirectional(&mut tcp, &mut unix) => return,
+            _ = holed.wait_for(|h| *h) => {}
+        }
+        // Hold both ends: the engine's side stays open as well.
+        let _unix = unix;
+        std::future::pending::<()>().await
+    }
+    std::future::pending::<()>().await
+}
+
 /// The local engine behind a TLS listener that demands a client certificate, as a remote
 /// engine run with `--tlsverify` is: socat with OpenSSL (a TLS stack other than boma's)
 /// terminates TLS on `127.0.0.1:<port>` and forwards to the engine's socket. Certificates are

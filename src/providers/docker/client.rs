@@ -4,12 +4,22 @@
 //! endpoints and a few fields of each, so this file plus the serde structs of `engine` and
 //! `swarm` are all it takes, and the binary stays small enough for a 512 MiB board's budget.
 //!
-//! Every call opens its own connection (cheap on the socket; a remote engine sees a few calls a
-//! minute), has a timeout and a body size limit, and turns any failure into an [`ApiError`]:
+//! Connections: the short calls (version, list, inspect, ping) of one [`Client`] share one
+//! kept-alive connection, taken for a call and put back once its answer is read whole; a call
+//! made while it is taken (the inspections of a list run side by side) opens another, kept in
+//! turn if no connection is kept when it is done and closed otherwise, so at most one idle
+//! connection per engine stays open. A kept connection found closed is replaced, and a call that fails on it for a
+//! transport reason is tried once more on a fresh one (every call is a `GET`). The event
+//! stream ([`Client::lines`]) always has a connection of its own. Every `tcp://` connection
+//! has TCP keepalive ([`keepalive`]), so the kernel notices a peer that vanished under the
+//! long-lived event stream; a peer that still acknowledges but no longer answers is the
+//! watchdog's business (`watch`, with [`Client::ping`]).
+//!
+//! Every call has a timeout and a body size limit and turns any failure into an [`ApiError`]:
 //! an engine that answers garbage is an error, never a panic. There is no method other than
 //! `GET` in this file, so boma cannot change an engine.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -23,18 +33,25 @@ use serde::de::DeserializeOwned;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpStream, UnixStream};
 
+use super::lines::Lines;
 pub use crate::config::docker::{Endpoint, TlsFiles};
 
 /// Time allowed for one API call (for the event stream, only for its response head).
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time allowed for the engine to answer `/_ping`.
+pub const PING_TIMEOUT: Duration = Duration::from_secs(5);
 /// Largest response body read (a list of every container of a busy engine fits easily).
 const MAX_BODY: usize = 32 << 20;
-/// Longest line of the event stream; a longer one ends the stream with an error.
-const MAX_LINE: usize = 1 << 20;
 /// The oldest API boma reads (Docker 1.12); every field used exists since.
-const MIN_API: (u32, u32) = (1, 24);
+pub(super) const MIN_API: (u32, u32) = (1, 24);
 /// The newest API boma asks for; a newer engine is spoken to in this version.
-const MAX_API: (u32, u32) = (1, 45);
+pub(super) const MAX_API: (u32, u32) = (1, 45);
+/// TCP keepalive of engine connections: first probe after this long without traffic...
+pub(super) const KEEPALIVE_IDLE: Duration = Duration::from_secs(30);
+/// ...then one probe this often...
+pub(super) const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+/// ...and the connection is dead after this many unanswered probes.
+pub(super) const KEEPALIVE_PROBES: u32 = 3;
 
 /// A failed API call.
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +74,8 @@ pub enum ApiError {
     Timeout(Duration),
     #[error("the engine speaks API {0}; boma needs at least {maj}.{min}", maj = MIN_API.0, min = MIN_API.1)]
     TooOld(String),
+    #[error("the engine reports API version `{0}`, which is not a version")]
+    BadVersion(String),
 }
 
 impl ApiError {
@@ -69,7 +88,10 @@ impl ApiError {
 trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
-/// How to reach one engine; cheap to clone.
+/// The sending half of one HTTP/1.1 connection to the engine.
+type Sender = hyper::client::conn::http1::SendRequest<Empty<Bytes>>;
+
+/// How to reach one engine; clones share the kept connection.
 #[derive(Clone)]
 pub struct Client {
     endpoint: Endpoint,
@@ -78,6 +100,8 @@ pub struct Client {
     prefix: String,
     /// Negotiated API version, e.g. `1.41`.
     version: String,
+    /// The idle connection kept for the next short call.
+    idle: Arc<Mutex<Option<Sender>>>,
 }
 
 #[derive(Deserialize)]
@@ -86,14 +110,42 @@ struct VersionInfo {
     api_version: String,
 }
 
-fn parse_version(v: &str) -> Option<(u32, u32)> {
+/// `major.minor`, both plain decimal numbers.
+pub(super) fn parse_version(v: &str) -> Option<(u32, u32)> {
     let (major, minor) = v.trim().split_once('.')?;
-    Some((major.parse().ok()?, minor.parse().ok()?))
+    let num = |s: &str| {
+        (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| s.parse().ok())
+            .flatten()
+    };
+    Some((num(major)?, num(minor)?))
+}
+
+/// The API version to speak with an engine whose newest is `theirs`: its own, capped at the
+/// newest boma knows; an engine older than boma needs is refused.
+pub(super) fn negotiate(theirs: &str) -> Result<(u32, u32), ApiError> {
+    let version = parse_version(theirs).ok_or_else(|| ApiError::BadVersion(theirs.to_string()))?;
+    if version < MIN_API {
+        return Err(ApiError::TooOld(theirs.to_string()));
+    }
+    Ok(version.min(MAX_API))
+}
+
+/// Turn on TCP keepalive ([`KEEPALIVE_IDLE`], [`KEEPALIVE_INTERVAL`], [`KEEPALIVE_PROBES`]):
+/// a connection whose peer vanished without a word then fails about a minute after it fell
+/// silent instead of never. A socket that refuses is only logged.
+pub(super) fn keepalive(tcp: &TcpStream) {
+    let params = socket2::TcpKeepalive::new()
+        .with_time(KEEPALIVE_IDLE)
+        .with_interval(KEEPALIVE_INTERVAL)
+        .with_retries(KEEPALIVE_PROBES);
+    if let Err(e) = socket2::SockRef::from(tcp).set_tcp_keepalive(&params) {
+        tracing::debug!(error = %e, "docker: cannot set TCP keepalive");
+    }
 }
 
 impl Client {
-    /// Connect to the engine and agree on an API version: the engine's own, capped at the
-    /// newest boma knows.
+    /// Connect to the engine and agree on an API version ([`negotiate`]).
     pub async fn connect(
         endpoint: &Endpoint,
         tls: Option<Arc<rustls::ClientConfig>>,
@@ -103,14 +155,10 @@ impl Client {
             tls,
             prefix: String::new(),
             version: String::new(),
+            idle: Arc::new(Mutex::new(None)),
         };
         let info: VersionInfo = client.get("/version").await?;
-        let theirs = parse_version(&info.api_version)
-            .ok_or_else(|| ApiError::TooOld(info.api_version.clone()))?;
-        if theirs < MIN_API {
-            return Err(ApiError::TooOld(info.api_version));
-        }
-        let (major, minor) = theirs.min(MAX_API);
+        let (major, minor) = negotiate(&info.api_version)?;
         client.version = format!("{major}.{minor}");
         client.prefix = format!("/v{}", client.version);
         Ok(client)
@@ -131,6 +179,7 @@ impl Client {
                     .await
                     .map_err(ApiError::Connect)?;
                 let _ = tcp.set_nodelay(true);
+                keepalive(&tcp);
                 let Some(config) = &self.tls else {
                     return Ok(Box::new(tcp));
                 };
@@ -146,15 +195,50 @@ impl Client {
         }
     }
 
-    /// The response head of `GET {prefix}{path}` (2xx only; anything else is an error carrying
-    /// the engine's message).
-    async fn send(&self, path: &str) -> Result<hyper::Response<Incoming>, ApiError> {
+    /// A new connection; its task ends when the connection closes, or once the sender is
+    /// dropped and no response body is being read.
+    async fn open(&self) -> Result<Sender, ApiError> {
         let io = self.stream().await?;
-        let (mut tx, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io)).await?;
-        // The connection task ends with the exchange (or when the response body is dropped).
+        let (tx, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io)).await?;
         tokio::spawn(async move {
             let _ = conn.await;
         });
+        Ok(tx)
+    }
+
+    /// The kept connection if it is still usable (`true`), else a new one (`false`).
+    async fn acquire(&self) -> Result<(Sender, bool), ApiError> {
+        let kept = self
+            .idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(mut tx) = kept
+            && tx.ready().await.is_ok()
+        {
+            return Ok((tx, true));
+        }
+        Ok((self.open().await?, false))
+    }
+
+    /// Keep `tx` for the next call, unless another connection is kept already.
+    fn release(&self, tx: Sender) {
+        if tx.is_closed() {
+            return;
+        }
+        let mut slot = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        if slot.is_none() {
+            *slot = Some(tx);
+        }
+    }
+
+    /// The response head of `GET {prefix}{path}` on `tx` (2xx only; anything else is an error
+    /// carrying the engine's message, its body read).
+    async fn head(
+        &self,
+        tx: &mut Sender,
+        path: &str,
+    ) -> Result<hyper::Response<Incoming>, ApiError> {
         let host = match &self.endpoint {
             Endpoint::Unix(_) => "docker".to_string(),
             Endpoint::Tcp { .. } => self.endpoint.to_string()["tcp://".len()..].to_string(),
@@ -171,6 +255,7 @@ impl Client {
                 path: uri.clone(),
                 why: e.to_string(),
             })?;
+        tx.ready().await?;
         let resp = tx.send_request(req).await?;
         let status = resp.status();
         if status.is_success() {
@@ -192,75 +277,64 @@ impl Client {
         })
     }
 
+    /// The whole body of `GET path` on `tx`.
+    async fn body(&self, tx: &mut Sender, path: &str) -> Result<Bytes, ApiError> {
+        let resp = self.head(tx, path).await?;
+        let body = Limited::new(resp.into_body(), MAX_BODY)
+            .collect()
+            .await
+            .map_err(|e| ApiError::Body {
+                path: path.to_string(),
+                why: e.to_string(),
+            })?;
+        Ok(body.to_bytes())
+    }
+
+    /// The whole body of `GET path`, on the kept connection when there is one, within `limit`.
+    pub(super) async fn call(&self, path: &str, limit: Duration) -> Result<Bytes, ApiError> {
+        let call = async {
+            let (mut tx, kept) = self.acquire().await?;
+            let mut result = self.body(&mut tx, path).await;
+            if kept && matches!(result, Err(ApiError::Http(_))) {
+                // The engine may have closed the kept connection just as it was used.
+                tx = self.open().await?;
+                result = self.body(&mut tx, path).await;
+            }
+            // Read whole, the exchange leaves the connection ready for the next call.
+            if matches!(result, Ok(_) | Err(ApiError::Status { .. })) {
+                self.release(tx);
+            }
+            result
+        };
+        tokio::time::timeout(limit, call)
+            .await
+            .map_err(|_| ApiError::Timeout(limit))?
+    }
+
     /// `GET path` and decode its JSON body.
     pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ApiError> {
-        let call = async {
-            let resp = self.send(path).await?;
-            let body = Limited::new(resp.into_body(), MAX_BODY)
-                .collect()
-                .await
-                .map_err(|e| ApiError::Body {
-                    path: path.to_string(),
-                    why: e.to_string(),
-                })?
-                .to_bytes();
-            serde_json::from_slice(&body).map_err(|e| ApiError::Body {
-                path: path.to_string(),
-                why: format!("not the JSON expected: {e}"),
-            })
-        };
-        tokio::time::timeout(CALL_TIMEOUT, call)
-            .await
-            .map_err(|_| ApiError::Timeout(CALL_TIMEOUT))?
-    }
-
-    /// `GET path` as a stream of JSON lines (the event stream).
-    pub async fn lines(&self, path: &str) -> Result<Lines, ApiError> {
-        let resp = tokio::time::timeout(CALL_TIMEOUT, self.send(path))
-            .await
-            .map_err(|_| ApiError::Timeout(CALL_TIMEOUT))??;
-        Ok(Lines {
-            body: resp.into_body(),
-            buf: Vec::new(),
+        let body = self.call(path, CALL_TIMEOUT).await?;
+        serde_json::from_slice(&body).map_err(|e| ApiError::Body {
             path: path.to_string(),
+            why: format!("not the JSON expected: {e}"),
         })
     }
-}
 
-/// A response body read line by line. [`Lines::next`] is cancel-safe: what was read before a
-/// cancelled call is kept for the next one.
-pub struct Lines {
-    body: Incoming,
-    buf: Vec<u8>,
-    path: String,
-}
+    /// `GET /_ping`: the engine answers within [`PING_TIMEOUT`].
+    pub async fn ping(&self) -> Result<(), ApiError> {
+        self.call("/_ping", PING_TIMEOUT).await.map(drop)
+    }
 
-impl Lines {
-    /// The next non-empty line, an error, or `None` at the end of the stream.
-    pub async fn next(&mut self) -> Option<Result<Vec<u8>, ApiError>> {
-        loop {
-            if let Some(end) = self.buf.iter().position(|&b| b == b'\n') {
-                let line: Vec<u8> = self.buf.drain(..=end).take(end).collect();
-                if line.iter().all(u8::is_ascii_whitespace) {
-                    continue;
-                }
-                return Some(Ok(line));
-            }
-            if self.buf.len() > MAX_LINE {
-                return Some(Err(ApiError::Body {
-                    path: self.path.clone(),
-                    why: format!("a line longer than {MAX_LINE} bytes"),
-                }));
-            }
-            match self.body.frame().await? {
-                Ok(frame) => {
-                    if let Ok(data) = frame.into_data() {
-                        self.buf.extend_from_slice(&data);
-                    }
-                }
-                Err(e) => return Some(Err(ApiError::Http(e))),
-            }
-        }
+    /// `GET path` as a stream of JSON lines (the event stream), on a connection of its own.
+    pub async fn lines(&self, path: &str) -> Result<Lines, ApiError> {
+        let head = async {
+            let mut tx = self.open().await?;
+            self.head(&mut tx, path).await
+        };
+        let resp = tokio::time::timeout(CALL_TIMEOUT, head)
+            .await
+            .map_err(|_| ApiError::Timeout(CALL_TIMEOUT))??;
+        Ok(Lines::new(resp.into_body(), path))
     }
 }
 

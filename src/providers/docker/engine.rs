@@ -4,7 +4,7 @@
 //! depends on the API's JSON or its version. The transport is `client`.
 //!
 //! Only `GET` endpoints are used: `/version`, `/info`, `/containers/json`,
-//! `/containers/{id}/json`, `/events`.
+//! `/containers/{id}/json`, `/events`, and `/_ping` for the watchdog.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -14,7 +14,8 @@ use serde::Deserialize;
 use serde::de::IgnoredAny;
 
 use super::Container;
-use super::client::{ApiError, Client, Endpoint, Lines, query_value};
+use super::client::{ApiError, Client, Endpoint, query_value};
+use super::lines::Lines;
 
 /// Inspections run at once during a full list.
 const INSPECT_CONCURRENCY: usize = 8;
@@ -169,6 +170,11 @@ impl Engine {
     /// The API version in use, e.g. `1.41`.
     pub fn api_version(&self) -> &str {
         self.client.version()
+    }
+
+    /// The engine still answers: `/_ping` within `client::PING_TIMEOUT`.
+    pub async fn ping(&self) -> Result<(), ApiError> {
+        self.client.ping().await
     }
 
     /// The engine's clock, in Unix seconds (for replaying events from just before a list).

@@ -8,11 +8,17 @@
 //!   lenient reader as the file provider.
 //! - `decode`: one container → its routers, services (with its server address) and middlewares.
 //! - `build`: every container of an engine → one fragment (same-service merge, conflicts).
-//! - `engine`: the Docker API (read-only: version, info, list, inspect, events) → [`Container`].
-//! - `watch`: the task: initial list, then events, inspecting only the container concerned;
-//!   retries with backoff while the engine is away and keeps the last routes until a fresh list.
+//! - `client`: the transport: HTTP/1.1 `GET`s on the unix socket, TCP or TLS, the short calls
+//!   of an engine sharing one kept connection, TCP keepalive, API version negotiation.
+//! - `lines`: the event stream cut into lines.
+//! - `engine`: the Docker API (read-only: version, info, list, inspect, events, ping) →
+//!   [`Container`].
+//! - `watch`: the task: initial list, then events, inspecting only the container concerned,
+//!   with a watchdog pinging an engine whose stream is silent; retries with backoff while the
+//!   engine is away and keeps the last routes until a fresh list.
 //!
-//! Everything but `engine` and `watch` is pure and tested from fixtures. Nothing here writes to
+//! Everything but `client`, `engine` and `watch` is pure and tested from fixtures (the version
+//! negotiation and line splitting too). Nothing here writes to
 //! an engine, and a bad label is a [`Problem`], never a crash and never silently dropped.
 
 mod address;
@@ -21,6 +27,7 @@ mod client;
 mod decode;
 mod engine;
 mod labels;
+mod lines;
 mod swarm;
 mod watch;
 
@@ -28,6 +35,8 @@ mod watch;
 mod tests;
 #[cfg(test)]
 mod tests_build;
+#[cfg(test)]
+mod tests_client;
 #[cfg(test)]
 mod tests_swarm;
 

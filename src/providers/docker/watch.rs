@@ -9,8 +9,12 @@
 //! 3. Follow the event stream from just before the list (events replayed twice only cause a
 //!    second inspection). Each event names one container, which alone is inspected again (or
 //!    dropped when it stopped). Events already waiting are taken together, so a burst costs one
-//!    build and one send.
-//! 4. When the stream breaks (engine restart, network), go back to 1 keeping the last routes.
+//!    build and one send. After 15 s without an event the engine is pinged (`/_ping`, 5 s to
+//!    answer): a stream that is silent because the engine or the way to it died without closing
+//!    anything (traffic dropped, a half-open TCP connection) would otherwise freeze the routes
+//!    for good. TCP keepalive on the connections (`client`) catches a vanished peer too.
+//! 4. When the stream breaks (engine restart, network) or the ping fails, go back to 1 keeping
+//!    the last routes and reporting the engine unreachable.
 //!
 //! A swarm (Traefik's swarm provider) is read whole instead: networks, services and tasks are
 //! listed again when a service or task container event says something changed, every
@@ -21,13 +25,14 @@
 //! gateway's stop signal changes or the assembler is gone.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
-
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures_util::FutureExt;
 use tokio::sync::{mpsc, watch};
+use tokio::time::{Instant, MissedTickBehavior};
 
+use super::client::ApiError;
 use super::engine::{Engine, Event, Events};
 use super::{Container, Endpoint, Settings, build, swarm};
 use crate::dynamic::{Fragment, Problem};
@@ -42,6 +47,9 @@ const MAX_PENDING: usize = 1024;
 const SETTLE: Duration = Duration::from_millis(200);
 /// ...this many times in a row at most, then at the refresh interval.
 const MAX_SETTLE_ROUNDS: u32 = 50;
+/// A container engine whose event stream was silent this long is pinged (the swarm provider
+/// lists at least every `refreshSeconds`, which serves the same end).
+const WATCHDOG: Duration = Duration::from_secs(15);
 
 /// What the engine is read for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -160,53 +168,77 @@ impl Task {
         if !self.publish().await {
             return End::Stop;
         }
-        let Some(events) = events.as_mut() else {
+        let Some(events) = events else {
             return End::Stop;
         };
+        self.follow(&engine, events).await
+    }
+
+    /// Follow the event stream until it breaks, inspecting the containers it names. After
+    /// [`WATCHDOG`] without an event the engine is pinged: an engine that no longer answers
+    /// (a half-open connection, traffic dropped on the way) ends the session as a broken
+    /// stream does, instead of leaving the routes frozen for ever.
+    async fn follow(&mut self, engine: &Engine, mut events: Events) -> End {
+        let mut watchdog = tokio::time::interval_at(Instant::now() + WATCHDOG, WATCHDOG);
+        watchdog.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
+            let first = tokio::select! {
+                ev = events.next() => ev,
+                _ = watchdog.tick() => {
+                    if let Err(e) = engine.ping().await {
+                        return End::Lost(format!("watchdog: no answer to /_ping ({e})"));
+                    }
+                    continue;
+                }
+            };
             let mut pending: BTreeMap<String, bool> = BTreeMap::new();
-            match events.next().await {
-                Some(Ok(ev)) => note(&mut pending, ev),
-                Some(Err(e)) => return End::Lost(format!("event stream: {e}")),
-                None => return End::Lost("event stream closed".into()),
+            if let Err(end) = note(&mut pending, first) {
+                return end;
             }
             // Take every event already waiting: a burst is one build.
             while let Some(next) = events.next().now_or_never() {
-                match next {
-                    Some(Ok(ev)) => note(&mut pending, ev),
-                    Some(Err(e)) => return End::Lost(format!("event stream: {e}")),
-                    None => return End::Lost("event stream closed".into()),
+                if let Err(end) = note(&mut pending, next) {
+                    return end;
                 }
                 if pending.len() >= MAX_PENDING {
                     break;
                 }
             }
-            if pending.len() >= MAX_PENDING {
-                match engine.all().await {
-                    Ok(all) => self.containers = all,
-                    Err(e) => return End::Lost(e.to_string()),
-                }
-            } else {
-                for (id, refresh) in pending {
-                    if !refresh {
-                        self.containers.remove(&id);
-                        continue;
-                    }
-                    match engine.inspect(&id).await {
-                        Ok(Some(c)) if c.running => {
-                            self.containers.insert(id, c);
-                        }
-                        Ok(_) => {
-                            self.containers.remove(&id);
-                        }
-                        Err(e) => return End::Lost(e.to_string()),
-                    }
-                }
+            if let Err(e) = self.apply(engine, pending).await {
+                return End::Lost(e.to_string());
             }
             if !self.publish().await {
                 return End::Stop;
             }
+            watchdog.reset();
         }
+    }
+
+    /// Inspect again what the events named (or list everything again after too many).
+    async fn apply(
+        &mut self,
+        engine: &Engine,
+        pending: BTreeMap<String, bool>,
+    ) -> Result<(), ApiError> {
+        if pending.len() >= MAX_PENDING {
+            self.containers = engine.all().await?;
+            return Ok(());
+        }
+        for (id, refresh) in pending {
+            if !refresh {
+                self.containers.remove(&id);
+                continue;
+            }
+            match engine.inspect(&id).await? {
+                Some(c) if c.running => {
+                    self.containers.insert(id, c);
+                }
+                _ => {
+                    self.containers.remove(&id);
+                }
+            }
+        }
+        Ok(())
     }
 
     /// A swarm manager: list, then list again on relevant events, while tasks start, and
@@ -305,12 +337,19 @@ impl Task {
     }
 }
 
-/// Record what an event asks for; a later event about the same container wins.
-fn note(pending: &mut BTreeMap<String, bool>, ev: Event) {
-    match ev {
-        Event::Refresh(id) => pending.insert(id, true),
-        Event::Gone(id) => pending.insert(id, false),
+/// Record what the stream gave (a later event about the same container wins), or how the
+/// session ends when it broke.
+fn note(
+    pending: &mut BTreeMap<String, bool>,
+    next: Option<Result<Event, ApiError>>,
+) -> Result<(), End> {
+    match next {
+        Some(Ok(Event::Refresh(id))) => pending.insert(id, true),
+        Some(Ok(Event::Gone(id))) => pending.insert(id, false),
+        Some(Err(e)) => return Err(End::Lost(format!("event stream: {e}"))),
+        None => return Err(End::Lost("event stream closed".into())),
     };
+    Ok(())
 }
 
 fn wall_clock() -> i64 {
