@@ -4,10 +4,23 @@
 
 use std::collections::BTreeMap;
 
-use super::decode::ServerLabels;
+use serde::Deserialize;
+
 use super::labels::label_tree;
 use super::{COMPOSE_PROJECT, Container, Settings};
 use crate::dynamic::schema::Server;
+
+/// `...loadbalancer.server.*`: the container's own server in a service.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ServerLabels {
+    pub port: Option<String>,
+    pub scheme: Option<String>,
+    pub url: Option<String>,
+    pub weight: Option<u32>,
+    #[serde(rename = "preservePath", default)]
+    pub preserve_path: bool,
+}
 
 /// Longest chain of `network_mode: container:X` followed.
 const MAX_NETWORK_HOPS: usize = 4;

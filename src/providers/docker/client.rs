@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Request, StatusCode, header};
+use http::{Request, header};
 use http_body_util::{BodyExt, Empty, Limited};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
@@ -33,6 +33,7 @@ use serde::de::DeserializeOwned;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpStream, UnixStream};
 
+pub(super) use super::error::{ApiError, MIN_API};
 use super::lines::Lines;
 pub use crate::config::docker::{Endpoint, TlsFiles};
 
@@ -42,8 +43,6 @@ pub const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 pub const PING_TIMEOUT: Duration = Duration::from_secs(5);
 /// Largest response body read (a list of every container of a busy engine fits easily).
 const MAX_BODY: usize = 32 << 20;
-/// The oldest API boma reads (Docker 1.12); every field used exists since.
-pub(super) const MIN_API: (u32, u32) = (1, 24);
 /// The newest API boma asks for; a newer engine is spoken to in this version.
 pub(super) const MAX_API: (u32, u32) = (1, 45);
 /// TCP keepalive of engine connections: first probe after this long without traffic...
@@ -52,38 +51,6 @@ pub(super) const KEEPALIVE_IDLE: Duration = Duration::from_secs(30);
 pub(super) const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
 /// ...and the connection is dead after this many unanswered probes.
 pub(super) const KEEPALIVE_PROBES: u32 = 3;
-
-/// A failed API call.
-#[derive(Debug, thiserror::Error)]
-pub enum ApiError {
-    #[error("cannot connect: {0}")]
-    Connect(std::io::Error),
-    #[error("TLS: {0}")]
-    Tls(std::io::Error),
-    #[error("HTTP: {0}")]
-    Http(#[from] hyper::Error),
-    #[error("GET {path}: the engine answered {status}: {message}")]
-    Status {
-        path: String,
-        status: StatusCode,
-        message: String,
-    },
-    #[error("GET {path}: {why}")]
-    Body { path: String, why: String },
-    #[error("no answer within {0:?}")]
-    Timeout(Duration),
-    #[error("the engine speaks API {0}; boma needs at least {maj}.{min}", maj = MIN_API.0, min = MIN_API.1)]
-    TooOld(String),
-    #[error("the engine reports API version `{0}`, which is not a version")]
-    BadVersion(String),
-}
-
-impl ApiError {
-    /// The engine answered 404 (the object is gone).
-    pub fn is_not_found(&self) -> bool {
-        matches!(self, ApiError::Status { status, .. } if *status == StatusCode::NOT_FOUND)
-    }
-}
 
 trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}

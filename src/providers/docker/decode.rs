@@ -15,25 +15,13 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use super::address::{address, network_missing, server};
+use super::address::{ServerLabels, address, network_missing, server};
 use super::labels::{self, Node, label_tree};
 use super::{COMPOSE_PROJECT, COMPOSE_SERVICE, Container, Settings};
 use crate::dynamic::Problem;
 use crate::dynamic::schema::{Http, Router, Service};
 use crate::rule::template::{Model, normalize};
 use crate::runtime::middlewares::MiddlewareConfig;
-
-/// `...loadbalancer.server.*`: the container's own server in a service.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct ServerLabels {
-    pub port: Option<String>,
-    pub scheme: Option<String>,
-    pub url: Option<String>,
-    pub weight: Option<u32>,
-    #[serde(rename = "preservePath", default)]
-    pub preserve_path: bool,
-}
 
 /// `traefik.docker.*`.
 #[derive(Debug, Default, Deserialize)]

@@ -10,7 +10,7 @@ use http_body::Body;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
-use super::client::ApiError;
+use super::error::ApiError;
 
 /// Longest line of the event stream; a longer one ends the stream with an error.
 pub const MAX_LINE: usize = 1 << 20;

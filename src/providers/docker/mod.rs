@@ -26,6 +26,7 @@ mod build;
 mod client;
 mod decode;
 mod engine;
+mod error;
 mod labels;
 mod lines;
 mod swarm;
