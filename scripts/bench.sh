@@ -6,7 +6,7 @@
 # Traefik (scripts/bench-docker.py). Size: the static aarch64 binary, its sections and largest
 # crates (cargo bloat). DHCP: perfdhcp against dnsmasq and boma in network namespaces
 # (scripts/bench-dhcp.sh, needs root). Writes docs/benchmarks.md; SECTIONS="dns" (or any subset
-# of "proxy dns docker dhcp size") runs those parts and keeps the others as they were.
+# of "proxy dns docker dhcp memory size") runs those parts and keeps the others as they were.
 # Bounded: each load run lasts DURATION (DNS_DURATION) seconds; every process started here is
 # stopped on exit.
 set -euo pipefail
@@ -19,7 +19,7 @@ BOMA=${BOMA:-target/release/boma}
 OUT=${OUT:-docs/benchmarks.md}
 BASE=${BASE_PORT:-18080}
 BACKEND_PORT=$((BASE + 1)); NGINX_PORT=$((BASE + 2)); TRAEFIK_PORT=$((BASE + 3)); BOMA_PORT=$((BASE + 4))
-SECTIONS=${SECTIONS:-proxy dns docker dhcp size}
+SECTIONS=${SECTIONS:-proxy dns docker dhcp memory size}
 # The x86 release code built with the Pi binary's size setting (opt-level s), for one more row.
 BOMA_SMALL=${BOMA_SMALL:-target/opt-s/release/boma}
 DNS_DURATION=${DNS_DURATION:-10}
@@ -373,6 +373,9 @@ fi
 if want dhcp; then
   DHCP_SECTION=$(scripts/bench-dhcp.sh "$BOMA")
 fi
+if want memory; then
+  MEMORY_SECTION=$(scripts/bench-memory.sh "$BOMA")
+fi
 
 cpu=$(awk -F: '/model name/{print $2; exit}' /proc/cpuinfo | sed 's/^ *//')
 {
@@ -389,6 +392,8 @@ cpu=$(awk -F: '/model name/{print $2; exit}' /proc/cpuinfo | sed 's/^ *//')
   if want docker; then echo "$DOCKER_SECTION"; else kept_section "## Container discovery"; fi
   echo
   if want dhcp; then echo "$DHCP_SECTION"; else kept_section "## DHCP"; fi
+  echo
+  if want memory; then echo "$MEMORY_SECTION"; else kept_section "## Memory per route"; fi
   echo
   if want size; then size_section; else kept_section "## Binary size"; fi
 } | cat -s > "$OUT.new"

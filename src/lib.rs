@@ -113,7 +113,13 @@ impl Gateway {
         let dhcp_server = net::dhcp::ServerConfig::from_config(cfg);
         let dhcp_channels = dhcp_server.as_ref().map(|_| net::dhcp::Channels::new());
         let admin_info = admin::Info {
-            entrypoints: listening.iter().map(|l| (l.name.clone(), l.addr)).collect(),
+            entrypoints: (listening.iter())
+                .map(|l| admin::EntryPointInfo {
+                    name: l.name.clone(),
+                    address: l.addr,
+                    connections: Arc::default(),
+                })
+                .collect(),
             started: std::time::Instant::now(),
             dhcp: dhcp_channels.as_ref().map(|(_, h)| h.clone()),
         };
@@ -354,10 +360,16 @@ fn start_workers(
     let mut grace = Duration::from_secs(1);
     for (name, (sockets, _)) in bound {
         let ep = &cfg.entry_points[&name];
-        let (info, mut conn_limits, spec) = proxy::setup::entrypoint_parts(cfg, &name, ep, &ports)
-            .map_err(|message| StartError::EntryPoint {
-                name: name.clone(),
-                message,
+        let stats = (shared.admin.entrypoints.iter())
+            .find(|e| e.name == name)
+            .map(|e| Arc::clone(&e.connections))
+            .unwrap_or_default();
+        let (info, mut conn_limits, spec) =
+            proxy::setup::entrypoint_parts(cfg, &name, ep, &ports, stats).map_err(|message| {
+                StartError::EntryPoint {
+                    name: name.clone(),
+                    message,
+                }
             })?;
         conn_limits.max_connections = conn_limits.max_connections.div_ceil(workers);
         grace = grace.max(conn_limits.grace);

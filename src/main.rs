@@ -118,6 +118,7 @@ fn run(path: Option<PathBuf>) -> anyhow::Result<()> {
         }
     };
     init_logging(&cfg);
+    raise_open_files_limit();
     // The control runtime (providers, assembler, health checks); connections are served by the
     // gateway's own worker threads.
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -221,5 +222,25 @@ fn init_logging(cfg: &boma::config::Config) {
         registry.with(layer.json()).init();
     } else {
         registry.with(layer.compact()).init();
+    }
+}
+
+/// Every connection and socket is a file: raise the soft open-files limit to the hard one (as Go
+/// programs, Traefik included, do), so `max_connections` is not cut short by the 1024 a service
+/// manager or init usually leaves as the soft limit.
+fn raise_open_files_limit() {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if limit.current.is_some() && limit.current != limit.maximum {
+        let raised = Rlimit {
+            current: limit.maximum,
+            maximum: limit.maximum,
+        };
+        match setrlimit(Resource::Nofile, raised) {
+            Ok(()) => {
+                tracing::debug!(from = ?limit.current, to = ?limit.maximum, "open-files limit raised")
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot raise the open-files limit"),
+        }
     }
 }

@@ -8,6 +8,8 @@
 //! entrypoint, otherwise an operator routes to `api@internal` behind `basicAuth`.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -19,10 +21,41 @@ use crate::runtime::balance::{Internal, Service};
 
 const DASHBOARD: &str = include_str!("dashboard.html");
 
+/// Connection counters of one entrypoint (all workers), written by the proxy's accept loop.
+#[derive(Debug, Default)]
+pub struct ConnStats {
+    /// Connections open now.
+    pub open: AtomicU64,
+    /// Connections accepted since start.
+    pub accepted: AtomicU64,
+    /// Connections closed at once because their source already had
+    /// `limits.max_connections_per_ip` open.
+    pub refused_per_ip: AtomicU64,
+}
+
+impl ConnStats {
+    fn json(&self) -> Value {
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        json!({
+            "open": get(&self.open),
+            "accepted": get(&self.accepted),
+            "refusedPerIP": get(&self.refused_per_ip),
+        })
+    }
+}
+
+/// One entrypoint as the API lists it.
+#[derive(Debug, Clone)]
+pub struct EntryPointInfo {
+    pub name: String,
+    pub address: SocketAddr,
+    pub connections: Arc<ConnStats>,
+}
+
 /// Static facts the API reports.
 #[derive(Debug, Clone)]
 pub struct Info {
-    pub entrypoints: Vec<(String, SocketAddr)>,
+    pub entrypoints: Vec<EntryPointInfo>,
     pub started: Instant,
     /// The DHCP server's state and counters (`/api/dhcp`), when it runs.
     pub dhcp: Option<crate::net::dhcp::Handle>,
@@ -176,9 +209,12 @@ fn api(path: &str, s: &Snapshot, info: &Info) -> Option<Value> {
             })
         }
         "/api/entrypoints" => json!(
-            info.entrypoints
-                .iter()
-                .map(|(n, a)| json!({"name": n, "address": a.to_string()}))
+            (info.entrypoints.iter())
+                .map(|e| json!({
+                    "name": e.name,
+                    "address": e.address.to_string(),
+                    "connections": e.connections.json(),
+                }))
                 .collect::<Vec<_>>()
         ),
         "/api/http/routers" => json!(routers(s)),

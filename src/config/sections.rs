@@ -242,6 +242,10 @@ pub enum FieldMode {
 pub struct Limits {
     /// Open client connections per entry point; more wait to be accepted (default 4096).
     pub max_connections: usize,
+    /// Open client connections from one IP address per entry point; more are closed at once
+    /// and counted (`/api/entrypoints`), so one client cannot hold every connection (default
+    /// 512).
+    pub max_connections_per_ip: usize,
     /// Size of a request's head (request line and headers), 8 KiB to 1 MiB (default 16384).
     pub max_header_bytes: usize,
     /// Idle keep-alive connections kept per upstream server (default 32).
@@ -283,6 +287,7 @@ impl Default for Limits {
     fn default() -> Self {
         Self {
             max_connections: 4096,
+            max_connections_per_ip: 512,
             max_header_bytes: 16 * 1024,
             upstream_idle_per_host: 32,
             upstream_idle_timeout: Duration::from_secs(90),

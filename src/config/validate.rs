@@ -246,6 +246,7 @@ impl Check<'_> {
     fn limits(&mut self, limits: &Limits) {
         let counts = [
             ("max_connections", limits.max_connections),
+            ("max_connections_per_ip", limits.max_connections_per_ip),
             ("max_routes", limits.max_routes),
             ("rate_limit_sources", limits.rate_limit_sources),
         ];

@@ -3,7 +3,9 @@
 //! may still be served stale (`max_stale`); after that a lookup drops them.
 //!
 //! The table is [`crate::lru::Lru`]: O(1) get, insert and eviction, no allocation per hit beyond
-//! the `Arc` clone. Time is passed in, never read here, so behaviour is tested
+//! the `Arc` clone. Entries are kept small, about 250 bytes for a one-address answer: the key is
+//! the name in wire form, the records are kept in wire form too (one allocation) and decoded
+//! only when served. Time is passed in, never read here, so behaviour is tested
 //! deterministically. Not synchronised: the caller owns it (behind a short mutex that is never
 //! held across an await).
 
@@ -11,29 +13,83 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hickory_proto::op::ResponseCode;
-use hickory_proto::rr::{DNSClass, Name, Record, RecordType};
+use hickory_proto::rr::{Name, Record, RecordType};
+use hickory_proto::serialize::binary::{BinDecodable, BinDecoder, BinEncodable, BinEncoder};
 
-/// A question, the cache key. The name is lower case.
+/// A question of class IN, the cache key: the lower-case name in wire form and the type.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Key {
-    pub name: Name,
-    pub qtype: RecordType,
-    pub qclass: DNSClass,
+    name: Box<[u8]>,
+    qtype: u16,
 }
 
-/// One cached answer.
+impl Key {
+    /// The key of `name` (lower case) and `qtype`; `None` for a name that does not encode.
+    pub fn new(name: &Name, qtype: RecordType) -> Option<Key> {
+        Some(Key {
+            name: name.to_bytes().ok()?.into_boxed_slice(),
+            qtype: qtype.into(),
+        })
+    }
+}
+
+/// One cached answer: its records in wire form (answers first, then authority), TTLs as
+/// received.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Entry {
     pub rcode: ResponseCode,
-    pub answers: Vec<Record>,
-    pub authority: Vec<Record>,
     /// When it was stored.
     pub stored: Instant,
     /// Seconds it is fresh for, from `stored`.
     pub ttl: u32,
+    answers: u16,
+    records: Box<[u8]>,
 }
 
 impl Entry {
+    /// An entry for these records; `None` when they do not encode (they are then not cached).
+    pub fn new(
+        rcode: ResponseCode,
+        answers: &[Record],
+        authority: &[Record],
+        stored: Instant,
+        ttl: u32,
+    ) -> Option<Entry> {
+        let mut buf = Vec::with_capacity(64);
+        let mut encoder = BinEncoder::new(&mut buf);
+        for r in answers.iter().chain(authority) {
+            r.emit(&mut encoder).ok()?;
+        }
+        Some(Entry {
+            rcode,
+            stored,
+            ttl,
+            answers: u16::try_from(answers.len()).ok()?,
+            records: buf.into_boxed_slice(),
+        })
+    }
+
+    /// The answer and authority records, each TTL mapped by `ttl`.
+    pub fn records(&self, ttl: impl Fn(u32) -> u32) -> (Vec<Record>, Vec<Record>) {
+        let mut decoder = BinDecoder::new(&self.records);
+        let mut answers = Vec::with_capacity(usize::from(self.answers));
+        let mut authority = Vec::new();
+        while !decoder.is_empty() {
+            // Encoded by `new` from records that decoded once already: a failure cannot
+            // happen, and would only shorten the reply.
+            let Ok(mut r) = Record::read(&mut decoder) else {
+                break;
+            };
+            r.ttl = ttl(r.ttl);
+            if answers.len() < usize::from(self.answers) {
+                answers.push(r);
+            } else {
+                authority.push(r);
+            }
+        }
+        (answers, authority)
+    }
+
     /// Seconds of freshness left at `now`, or `None` once expired.
     pub fn remaining(&self, now: Instant) -> Option<u32> {
         let age = now.saturating_duration_since(self.stored).as_secs();
@@ -94,21 +150,42 @@ mod tests {
     use super::*;
 
     fn key(n: &str) -> Key {
-        Key {
-            name: Name::from_ascii(format!("{n}.test.")).expect("name"),
-            qtype: RecordType::A,
-            qclass: DNSClass::IN,
-        }
+        let name = Name::from_ascii(format!("{n}.test.")).expect("name");
+        Key::new(&name, RecordType::A).expect("key")
     }
 
     fn entry(at: Instant, ttl: u32) -> Entry {
-        Entry {
-            rcode: ResponseCode::NoError,
-            answers: Vec::new(),
-            authority: Vec::new(),
-            stored: at,
-            ttl,
-        }
+        Entry::new(ResponseCode::NoError, &[], &[], at, ttl).expect("entry")
+    }
+
+    #[test]
+    fn records_come_back_with_mapped_ttls() {
+        use hickory_proto::rr::RData;
+        use hickory_proto::rr::rdata::{A, SOA};
+        let name = Name::from_ascii("www.example.test.").expect("name");
+        let zone = Name::from_ascii("example.test.").expect("name");
+        let a = |ip: [u8; 4], ttl| Record::from_rdata(name.clone(), ttl, RData::A(A(ip.into())));
+        let answers = [a([93, 184, 216, 34], 300), a([93, 184, 216, 35], 200)];
+        let soa = SOA::new(zone.clone(), zone.clone(), 1, 2, 3, 4, 5);
+        let authority = [Record::from_rdata(zone.clone(), 600, RData::SOA(soa))];
+        let e = Entry::new(
+            ResponseCode::NoError,
+            &answers,
+            &authority,
+            Instant::now(),
+            200,
+        )
+        .expect("entry");
+        let (got, auth) = e.records(|ttl| ttl - 50);
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0].data, answers[0].data);
+        assert_eq!(got[1].data, answers[1].data);
+        assert_eq!((got[0].ttl, got[1].ttl), (250, 150));
+        assert_eq!(got[0].name, name);
+        assert_eq!(auth.len(), 1);
+        assert_eq!((auth[0].ttl, &auth[0].name), (550, &zone));
+        // Compact: the records of a two-address answer with an SOA fit in well under 256 bytes.
+        assert!(e.records.len() < 128, "{} bytes", e.records.len());
     }
 
     #[test]

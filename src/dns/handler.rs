@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use hickory_proto::op::ResponseCode;
-use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
+use hickory_proto::rr::{Name, RData, Record, RecordType};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::cache::{Cache, Entry, Key};
@@ -95,7 +95,8 @@ pub enum Step {
 /// A question waiting for phase 6.
 pub struct Pending {
     q: Question,
-    key: Key,
+    /// `None`: a name that cannot be a cache key (it is not cached).
+    key: Option<Key>,
     stale: Option<Arc<Entry>>,
     client: SocketAddr,
     transport: Transport,
@@ -114,7 +115,7 @@ pub struct Resolver {
     in_flight: Arc<Semaphore>,
     /// The host's (non-WAN) interface subnets, for `address = "auto"` and `local`; `None` until
     /// first known.
-    interfaces: ArcSwap<Option<Vec<Ipv4Cidr>>>,
+    interfaces: ArcSwap<Option<Vec<(Ipv4Cidr, bool)>>>,
     pub stats: Stats,
 }
 
@@ -156,9 +157,10 @@ impl Resolver {
         self.upstreams.store(Arc::new(upstreams));
     }
 
-    /// With `[dns] address = "auto"`: the host's IPv4 interface subnets (address, prefix), kept
-    /// current by the gateway from netlink.
-    pub fn set_interfaces(&self, subnets: Vec<Ipv4Cidr>) {
+    /// The host's IPv4 interface subnets (address, prefix), each with whether it is the WAN's,
+    /// kept current by the gateway from netlink: `address = "auto"` answers from all of them,
+    /// `local` admits clients of the others.
+    pub fn set_interfaces(&self, subnets: Vec<(Ipv4Cidr, bool)>) {
         self.interfaces.store(Arc::new(Some(subnets)));
     }
 
@@ -177,7 +179,7 @@ impl Resolver {
         if client.is_loopback() {
             return Some(vec![std::net::Ipv4Addr::LOCALHOST.into()]);
         }
-        let subnet = subnets.iter().find(|s| s.contains(client))?;
+        let (subnet, _) = subnets.iter().find(|(s, _)| s.contains(client))?;
         Some(vec![subnet.addr.into()])
     }
 
@@ -198,7 +200,8 @@ impl Resolver {
             return true;
         }
         let guard = self.interfaces.load();
-        (guard.as_ref().as_ref()).is_some_and(|subnets| subnets.iter().any(|s| s.contains(v4)))
+        (guard.as_ref().as_ref())
+            .is_some_and(|subnets| subnets.iter().any(|(s, wan)| !wan && s.contains(v4)))
     }
 
     /// A source address no client can have: port 0, unspecified, broadcast (also a subnet's),
@@ -213,7 +216,9 @@ impl Resolver {
                     || v4.is_broadcast()
                     || v4.is_multicast()
                     || (self.interfaces.load().as_ref().as_ref()).is_some_and(|subnets| {
-                        subnets.iter().any(|s| s.prefix < 31 && s.broadcast() == v4)
+                        subnets
+                            .iter()
+                            .any(|(s, _)| s.prefix < 31 && s.broadcast() == v4)
                     })
             }
             IpAddr::V6(v6) => v6.is_unspecified() || v6.is_multicast(),
@@ -281,15 +286,11 @@ impl Resolver {
             };
             return self.reply(&q, client, t, now, Source::Policy, &reply);
         }
-        let key = Key {
-            name: q.lower.clone(),
-            qtype: q.qtype(),
-            qclass: DNSClass::IN,
-        };
-        let cached = if self.caching {
+        let key = Key::new(&q.lower, q.qtype());
+        let cached = if let (true, Some(key)) = (self.caching, &key) {
             self.cache
                 .lock()
-                .map(|mut c| c.get(&key, now))
+                .map(|mut c| c.get(key, now))
                 .unwrap_or(None)
         } else {
             None
@@ -299,8 +300,7 @@ impl Resolver {
         {
             bump(&self.stats.cache_hits);
             let age = entry.ttl - left;
-            let answers = aged(&entry.answers, |ttl| ttl.saturating_sub(age));
-            let authority = aged(&entry.authority, |ttl| ttl.saturating_sub(age));
+            let (answers, authority) = entry.records(|ttl| ttl.saturating_sub(age));
             let reply = Reply {
                 rcode: entry.rcode,
                 authoritative: false,
@@ -378,17 +378,12 @@ impl Resolver {
                 );
             }
         }
-        if let Some(ttl) = cache_ttl(rcode, &answers, &authority).filter(|_| self.caching) {
-            let entry = Entry {
-                rcode,
-                answers: answers.clone(),
-                authority: authority.clone(),
-                stored: p.started,
-                ttl,
-            };
-            if let Ok(mut cache) = self.cache.lock() {
-                cache.insert(p.key.clone(), entry);
-            }
+        if let Some(ttl) = cache_ttl(rcode, &answers, &authority).filter(|_| self.caching)
+            && let Some(key) = &p.key
+            && let Some(entry) = Entry::new(rcode, &answers, &authority, p.started, ttl)
+            && let Ok(mut cache) = self.cache.lock()
+        {
+            cache.insert(key.clone(), entry);
         }
         let reply = Reply {
             rcode,
@@ -403,8 +398,7 @@ impl Resolver {
     fn unanswered(&self, p: Pending, rcode: ResponseCode) -> Vec<u8> {
         if let Some(entry) = p.stale.as_ref().filter(|_| self.policy.serve_stale) {
             bump(&self.stats.stale);
-            let answers = aged(&entry.answers, |_| STALE_TTL);
-            let authority = aged(&entry.authority, |_| STALE_TTL);
+            let (answers, authority) = entry.records(|_| STALE_TTL);
             let reply = Reply {
                 rcode: entry.rcode,
                 authoritative: false,
@@ -460,18 +454,6 @@ fn rcode_name(rcode: ResponseCode) -> &'static str {
         ResponseCode::Refused => "REFUSED",
         _ => "OTHER",
     }
-}
-
-/// Copies of `records` with their TTL mapped.
-fn aged(records: &[Record], ttl: impl Fn(u32) -> u32) -> Vec<Record> {
-    records
-        .iter()
-        .map(|r| {
-            let mut r = r.clone();
-            r.ttl = ttl(r.ttl);
-            r
-        })
-        .collect()
 }
 
 /// How long an upstream answer may be cached: the smallest answer TTL, or for a negative answer

@@ -148,10 +148,15 @@ fn local_only() -> Resolver {
         8,
         None,
     );
-    r.set_interfaces(vec![crate::config::Ipv4Cidr {
+    let lan = crate::config::Ipv4Cidr {
         addr: [10, 66, 0, 1].into(),
         prefix: 24,
-    }]);
+    };
+    let wan = crate::config::Ipv4Cidr {
+        addr: [192, 168, 77, 1].into(),
+        prefix: 24,
+    };
+    r.set_interfaces(vec![(lan, false), (wan, true)]);
     r
 }
 
@@ -171,7 +176,12 @@ fn local_service_admits_loopback_link_local_and_interface_subnets_only() {
     ] {
         assert_eq!(code(inside), ResponseCode::NoError, "{inside}");
     }
-    for outside in ["10.67.0.1:5000", "192.0.2.9:5000", "[2001:db8::1]:5000"] {
+    for outside in [
+        "10.67.0.1:5000",
+        "192.168.77.5:5000",
+        "192.0.2.9:5000",
+        "[2001:db8::1]:5000",
+    ] {
         assert_eq!(code(outside), ResponseCode::Refused, "{outside}");
     }
     // The answers do not follow the interface unless `address = "auto"` says so.

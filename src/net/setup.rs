@@ -193,14 +193,14 @@ pub fn spawn_wan_dhcp(cfg: &Config, tasks: &mut JoinSet<()>, stop: watch::Receiv
     });
 }
 
-/// Follow the host's IPv4 addresses and hand their subnets (but those of interface `exclude`,
-/// the WAN) to `set` whenever they change, until `stop`. For DNS's `address = "auto"` and
-/// `allowed_networks = ["local"]`.
+/// Follow the host's IPv4 addresses and hand their subnets to `set` whenever they change, until
+/// `stop`, each with whether it is on interface `wan`. For DNS's `address = "auto"` (every
+/// subnet) and `allowed_networks = ["local"]` (all but the WAN's).
 pub fn follow_addresses(
     tasks: &mut JoinSet<()>,
     stop: watch::Receiver<bool>,
-    exclude: Option<String>,
-    set: impl Fn(Vec<crate::config::Ipv4Cidr>) + Send + 'static,
+    wan: Option<String>,
+    set: impl Fn(Vec<(crate::config::Ipv4Cidr, bool)>) + Send + 'static,
 ) {
     let (tx, mut rx) = watch::channel(std::sync::Arc::new(Vec::new()));
     tasks.spawn(links::watch_addresses(tx, stop.clone()));
@@ -208,10 +208,12 @@ pub fn follow_addresses(
     tasks.spawn(async move {
         loop {
             let list = (rx.borrow_and_update().iter())
-                .filter(|a| exclude.as_deref() != Some(a.name.as_str()))
-                .map(|a| crate::config::Ipv4Cidr {
-                    addr: a.addr,
-                    prefix: a.prefix,
+                .map(|a| {
+                    let cidr = crate::config::Ipv4Cidr {
+                        addr: a.addr,
+                        prefix: a.prefix,
+                    };
+                    (cidr, wan.as_deref() == Some(a.name.as_str()))
                 })
                 .collect();
             set(list);

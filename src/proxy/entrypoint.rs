@@ -3,11 +3,16 @@
 //! (WebSocket: the upgraded connection stays in the connection's task, holding its permit, timed
 //! out only when idle, closed on drain) and graceful draining on shutdown.
 //!
+//! Beyond the connection limit, one source may hold at most `max_connections_per_ip`: further
+//! connections from it are closed at once and counted, so a slowloris client cannot starve the
+//! others.
+//!
 //! This module owns connections, not requests: each request goes to [`super::Proxy::handle`].
 //! Every connection task is owned by the entrypoint's JoinSet and is aborted after the grace period.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -38,6 +43,56 @@ pub struct ConnLimits {
     /// An upgraded connection with no byte moved for this long is closed.
     pub upgraded_idle_timeout: Duration,
     pub grace: Duration,
+}
+
+/// Open connections per source address, against a limit; shared by the workers of an
+/// entrypoint (touched once per accepted and once per closed connection, never per request).
+#[derive(Debug)]
+pub struct PerSource {
+    limit: usize,
+    open: Arc<std::sync::Mutex<HashMap<IpAddr, usize>>>,
+}
+
+/// A connection's place in [`PerSource`]; given back when dropped.
+pub struct Slot {
+    ip: IpAddr,
+    open: Arc<std::sync::Mutex<HashMap<IpAddr, usize>>>,
+}
+
+impl PerSource {
+    pub fn new(limit: usize) -> Self {
+        PerSource {
+            limit: limit.max(1),
+            open: Arc::default(),
+        }
+    }
+
+    /// A slot for one more connection from `ip`, unless it has `limit` open already.
+    pub fn enter(&self, ip: IpAddr) -> Option<Slot> {
+        let ip = ip.to_canonical();
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        let n = open.entry(ip).or_insert(0);
+        if *n >= self.limit {
+            return None;
+        }
+        *n += 1;
+        Some(Slot {
+            ip,
+            open: Arc::clone(&self.open),
+        })
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = open.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.ip);
+            }
+        }
+    }
 }
 
 /// Bind `count` listening sockets on `addr` with SO_REUSEPORT, one per worker, so the kernel
@@ -122,6 +177,16 @@ pub async fn serve(
                 }
             },
         };
+        let Some(slot) = ep.per_source.enter(peer.ip()) else {
+            // Closed at once: one source must not hold every connection (slowloris).
+            let n = ep.stats.refused_per_ip.fetch_add(1, Ordering::Relaxed) + 1;
+            if n.is_power_of_two() {
+                tracing::info!(entrypoint = %ep.name, %peer, total = n, "connections refused: too many from one address");
+            }
+            continue;
+        };
+        ep.stats.accepted.fetch_add(1, Ordering::Relaxed);
+        ep.stats.open.fetch_add(1, Ordering::Relaxed);
         let _ = stream.set_nodelay(true);
         let proxy = Arc::clone(&proxy);
         let ep = Arc::clone(&ep);
@@ -130,8 +195,10 @@ pub async fn serve(
         let idle = (limits.idle_timeout, limits.upgraded_idle_timeout);
         conns.spawn(async move {
             // The permit lives as long as the connection, upgraded or not.
+            let stats = Arc::clone(&ep.stats);
             serve_conn(stream, peer, proxy, ep, &builder, idle, stop).await;
-            drop(permit);
+            stats.open.fetch_sub(1, Ordering::Relaxed);
+            drop((permit, slot));
         });
     }
     drop(listener);

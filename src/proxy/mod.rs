@@ -62,6 +62,10 @@ pub struct EntryPoint {
     /// `writeTimeout`: the whole response must be sent within this time of the request's
     /// arrival (None: no limit, Traefik's default).
     pub write_timeout: Option<std::time::Duration>,
+    /// Open connections by source address, shared by the workers (`max_connections_per_ip`).
+    pub per_source: entrypoint::PerSource,
+    /// Counters the API shows.
+    pub stats: Arc<crate::admin::ConnStats>,
 }
 
 /// Facts about one client connection, computed once when it is accepted.

@@ -19,6 +19,7 @@ pub fn entrypoint_parts(
     name: &str,
     ep: &config::EntryPoint,
     ports: &BTreeMap<String, u16>,
+    stats: Arc<crate::admin::ConnStats>,
 ) -> Result<(EntryPoint, ConnLimits, EntryPointSpec), String> {
     if ep.http.tls.is_some() {
         return Err(
@@ -63,6 +64,8 @@ pub fn entrypoint_parts(
         trust_all: ep.forwarded_headers.insecure,
         idle_timeout: idle,
         write_timeout: timeouts.write_timeout.as_timeout(),
+        per_source: super::entrypoint::PerSource::new(cfg.limits.max_connections_per_ip),
+        stats,
     };
     let limits = ConnLimits {
         max_connections: cfg.limits.max_connections,

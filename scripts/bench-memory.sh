@@ -1,0 +1,157 @@
+#!/usr/bin/env bash
+# Memory per route and per cached name, side by side, in one run.
+#
+# Routes: boma and Traefik read the same dynamic file with 20, then 1,000 routers (one Host rule
+# and one single-server service each, all to one nginx backend); RSS after a warm-up request to
+# every host, and wrk's requests/s on the last route (boma also runs its DNS, as on the box).
+# Cached names: boma and dnsmasq forward 10,000 distinct names to the same upstream (a third
+# dnsmasq, authority of bench.test) with a 10,000-entry cache; RSS before and after, per name.
+# Prints a Markdown section on stdout. Bounded: every load is a fixed count or a few seconds;
+# every process made here is stopped on exit. Loopback only.
+# usage: scripts/bench-memory.sh target/release/boma
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BOMA=$1
+BASE=${BASE_PORT:-18180}
+BACKEND=$((BASE + 1)); TRAEFIK=$((BASE + 2)); WEB=$((BASE + 3)); DNS=$((BASE + 4))
+UPSTREAM=$((BASE + 5)); DNSMASQ_PORT=$((BASE + 6))
+NAMES=${MEMORY_NAMES:-10000}
+DNSMASQ=$(command -v dnsmasq || echo /usr/sbin/dnsmasq)
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+rss_kib() { awk '/^VmRSS:/{print $2}' "/proc/$1/status"; }
+wait_http() { # port host
+  for _ in $(seq 1 200); do
+    curl -fs -o /dev/null -H "Host: $2" "http://127.0.0.1:$1/" && return 0
+    sleep 0.1
+  done
+  echo "bench-memory: port $1 (Host $2) never answered" >&2; exit 1
+}
+stop() { kill "$1"; wait "$1" 2>/dev/null || true; }
+
+cat > "$work/backend.conf" <<EOF
+worker_processes 1; daemon off; pid $work/backend.pid; error_log $work/backend.err;
+events { worker_connections 1024; }
+http { access_log off; server { listen 127.0.0.1:$BACKEND; location / { return 200 "ok\n"; } } }
+EOF
+nginx -c "$work/backend.conf" & pids+=($!)
+
+routes_file() { # count
+  for i in $(seq 1 "$1"); do
+    printf '[http.routers.r%d]\nrule = "Host(`app%d.bench.local`)"\nservice = "s%d"\n' "$i" "$i" "$i"
+    printf '[http.services.s%d.loadBalancer]\n[[http.services.s%d.loadBalancer.servers]]\nurl = "http://127.0.0.1:%d"\n' "$i" "$i" "$BACKEND"
+  done
+}
+
+declare -A RSS RPS
+measure_routes() { # name pid port count
+  local name=$1 pid=$2 port=$3 n=$4
+  wait_http "$port" "app$n.bench.local"
+  for i in $(seq 1 "$n"); do curl -fs -o /dev/null -H "Host: app$i.bench.local" "http://127.0.0.1:$port/"; done
+  sleep 1
+  RSS[$name/$n]=$(rss_kib "$pid")
+  RPS[$name/$n]=$(wrk -t2 -c32 -d4s -H "Host: app$n.bench.local" "http://127.0.0.1:$port/" | awk '/^Requests\/sec:/{printf "%.0f", $2}')
+  echo "bench-memory: $name, $n routes: RSS ${RSS[$name/$n]} KiB, ${RPS[$name/$n]} req/s" >&2
+}
+
+for n in 20 1000; do
+  routes_file "$n" > "$work/dynamic-$n.toml"
+  cat > "$work/boma-$n.toml" <<EOF
+[entryPoints.web]
+address = "127.0.0.1:$WEB"
+[providers.file]
+filename = "$work/dynamic-$n.toml"
+[dns]
+listen = ["127.0.0.1:$DNS"]
+zone = "bench.local"
+address = "127.0.0.1"
+upstreams = []
+[log]
+level = "warn"
+EOF
+  "$BOMA" run --config "$work/boma-$n.toml" > "$work/boma-$n.log" 2>&1 & b=$!; pids+=($b)
+  measure_routes boma "$b" "$WEB" "$n"
+  stop "$b"
+  cat > "$work/traefik-$n.toml" <<EOF
+[entryPoints.web]
+address = "127.0.0.1:$TRAEFIK"
+[providers.file]
+filename = "$work/dynamic-$n.toml"
+[log]
+level = "ERROR"
+[global]
+sendAnonymousUsage = false
+checkNewVersion = false
+EOF
+  traefik --configFile="$work/traefik-$n.toml" > "$work/traefik-$n.log" 2>&1 & t=$!; pids+=($t)
+  measure_routes traefik "$t" "$TRAEFIK" "$n"
+  stop "$t"
+done
+
+# --- cached names -------------------------------------------------------------------------
+for i in $(seq 1 "$NAMES"); do echo "name$i.bench.test A"; done > "$work/names.txt"
+common=(--keep-in-foreground --no-resolv --no-hosts --bind-interfaces --listen-address=127.0.0.1 --pid-file=)
+"$DNSMASQ" "${common[@]}" --port="$UPSTREAM" --address=/bench.test/93.184.216.34 --local-ttl=3600 & pids+=($!)
+declare -A NAME_IDLE NAME_FULL
+measure_names() { # name pid port
+  local name=$1 pid=$2 port=$3
+  for _ in $(seq 1 100); do kdig @127.0.0.1 -p "$port" +short +timeout=1 warm.bench.test >/dev/null 2>&1 && break; sleep 0.1; done
+  sleep 1
+  NAME_IDLE[$name]=$(rss_kib "$pid")
+  dnsperf -s 127.0.0.1 -p "$port" -d "$work/names.txt" -n 1 -c 4 -q 100 > "$work/$name.dnsperf"
+  sleep 1
+  NAME_FULL[$name]=$(rss_kib "$pid")
+  echo "bench-memory: $name, $NAMES names cached: RSS ${NAME_IDLE[$name]} -> ${NAME_FULL[$name]} KiB" >&2
+}
+"$DNSMASQ" "${common[@]}" --port="$DNSMASQ_PORT" --server="127.0.0.1#$UPSTREAM" \
+  --cache-size=10000 & d=$!; pids+=($d)
+measure_names dnsmasq "$d" "$DNSMASQ_PORT"
+stop "$d"
+cat > "$work/boma-dns.toml" <<EOF
+[dns]
+listen = ["127.0.0.1:$DNS"]
+zone = "village.lan"
+address = "127.0.0.1"
+upstreams = ["127.0.0.1:$UPSTREAM"]
+cache_size = 10000
+[log]
+level = "warn"
+EOF
+"$BOMA" run --config "$work/boma-dns.toml" > "$work/boma-dns.log" 2>&1 & b=$!; pids+=($b)
+measure_names boma "$b" "$DNS"
+stop "$b"
+
+# --- report ---------------------------------------------------------------------------------
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b == 0) print "n/a"; else printf "%.2f", a / b }'; }
+grow_kib() { echo $(( $2 - $1 )); }
+per_item() { awk -v a="$1" -v b="$2" -v n="$3" 'BEGIN { printf "%.0f", (b - a) * 1024 / n }'; }
+echo "## Memory per route and per cached name"
+echo
+echo "Command: \`scripts/bench-memory.sh\` (\`SECTIONS=memory make bench\`). Routes: the same file"
+echo "of 20, then 1,000 routers (one \`Host\` rule and one single-server service each) read by boma"
+echo "(with its DNS on) and Traefik; RSS after one request to every host, then \`wrk -t2 -c32 -d4s\`"
+echo "on the last route. Names: $NAMES distinct forwarded names through a 10,000-entry cache,"
+echo "boma and dnsmasq forwarding to the same upstream; RSS before and after."
+echo
+echo "| | RSS, 20 routes (KiB) | RSS, 1,000 routes (KiB) | growth (KiB) | per route (bytes) | req/s 1,000 / 20 routes |"
+echo "|---|---:|---:|---:|---:|---:|"
+for n in boma traefik; do
+  a=${RSS[$n/20]}; b=${RSS[$n/1000]}
+  echo "| $n | $a | $b | $(grow_kib "$a" "$b") | $(per_item "$a" "$b" 980) | $(ratio "${RPS[$n/1000]}" "${RPS[$n/20]}") |"
+done
+echo
+echo "| | RSS idle (KiB) | RSS, $NAMES names cached (KiB) | per name (bytes) |"
+echo "|---|---:|---:|---:|"
+for n in dnsmasq boma; do
+  echo "| $n | ${NAME_IDLE[$n]} | ${NAME_FULL[$n]} | $(per_item "${NAME_IDLE[$n]}" "${NAME_FULL[$n]}" "$NAMES") |"
+done
+echo
+echo "Budgets (issue 10): 1,000 routes add at most 2,048 KiB over 20 routes; requests/s with"
+echo "1,000 routes at least 0.9 of 20; at most 256 bytes per cached name."
