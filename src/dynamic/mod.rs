@@ -35,7 +35,9 @@ use table::RouteTable;
 /// What one provider currently says, whole.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Fragment {
-    pub config: schema::DynamicConfig,
+    /// Shared, not copied, between the provider that keeps it for comparison and the assembler
+    /// (a thousand routers are megabytes of configuration).
+    pub config: Arc<schema::DynamicConfig>,
     /// Faults the provider found itself (a file that does not parse, a bad label...).
     pub problems: Vec<Problem>,
     /// DHCP leases (the dhcp provider): their names join the local zone.

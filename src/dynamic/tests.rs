@@ -31,7 +31,7 @@ fn frags(list: &[(&str, &str)]) -> BTreeMap<String, Fragment> {
             (
                 ns.to_string(),
                 Fragment {
-                    config,
+                    config: Arc::new(config),
                     problems: Vec::new(),
                     leases: Vec::new(),
                 },

@@ -9,6 +9,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use tokio::sync::{mpsc, watch};
@@ -36,9 +37,10 @@ pub struct FileSource {
 struct Seen {
     modified: Option<SystemTime>,
     len: u64,
-    bytes: Vec<u8>,
+    /// SHA-256 of the content last read (the content itself is not kept).
+    digest: [u8; 32],
     /// Last content that parsed.
-    good: Option<DynamicConfig>,
+    good: Option<Arc<DynamicConfig>>,
     error: Option<Vec<Problem>>,
 }
 
@@ -70,17 +72,27 @@ impl FileState {
         for path in &paths {
             self.refresh(path);
         }
-        let mut merged = DynamicConfig::default();
-        for (path, seen) in &self.seen {
+        let good: Vec<(&PathBuf, &Arc<DynamicConfig>)> = (self.seen.iter())
+            .filter_map(|(path, seen)| Some((path, seen.good.as_ref()?)))
+            .collect();
+        for seen in self.seen.values() {
             if let Some(errs) = &seen.error {
                 problems.extend(errs.iter().cloned());
             }
-            if let Some(good) = &seen.good {
-                merge(&mut merged, good, path, &mut problems);
-            }
         }
+        // One file (the usual case): its configuration is the fragment's, shared, not copied.
+        let config = match good.as_slice() {
+            [(_, only)] => Arc::clone(only),
+            _ => {
+                let mut merged = DynamicConfig::default();
+                for (path, cfg) in good {
+                    merge(&mut merged, cfg, path, &mut problems);
+                }
+                Arc::new(merged)
+            }
+        };
         Fragment {
-            config: merged,
+            config,
             problems,
             leases: Vec::new(),
         }
@@ -94,7 +106,7 @@ impl FileState {
                 let entry = self.seen.entry(path.to_path_buf()).or_insert(Seen {
                     modified: None,
                     len: 0,
-                    bytes: Vec::new(),
+                    digest: [0; 32],
                     good: None,
                     error: None,
                 });
@@ -133,7 +145,8 @@ impl FileState {
         let entry = self.entry(path);
         entry.modified = modified;
         entry.len = meta.len();
-        if entry.bytes == bytes && (entry.good.is_some() || entry.error.is_some()) {
+        let digest = content_digest(&bytes);
+        if entry.digest == digest && (entry.good.is_some() || entry.error.is_some()) {
             return;
         }
         let parsed = match std::str::from_utf8(&bytes) {
@@ -148,10 +161,10 @@ impl FileState {
                 format!("not UTF-8: {e}"),
             )]),
         };
-        entry.bytes = bytes;
+        entry.digest = digest;
         match parsed {
             Ok(cfg) => {
-                entry.good = Some(cfg);
+                entry.good = Some(Arc::new(cfg));
                 entry.error = None;
             }
             Err(problems) => {
@@ -167,7 +180,7 @@ impl FileState {
         self.seen.entry(path.to_path_buf()).or_insert(Seen {
             modified: None,
             len: 0,
-            bytes: Vec::new(),
+            digest: [0; 32],
             good: None,
             error: None,
         })
@@ -205,6 +218,13 @@ fn collect_toml(dir: &Path, out: &mut Vec<PathBuf>, problems: &mut Vec<Problem>,
 
 /// Merge `add` (from `path`) into `into`; a name defined twice with different content keeps the
 /// first definition and records a problem.
+fn content_digest(bytes: &[u8]) -> [u8; 32] {
+    let d = ring::digest::digest(&ring::digest::SHA256, bytes);
+    let mut out = [0; 32];
+    out.copy_from_slice(d.as_ref());
+    out
+}
+
 fn merge(into: &mut DynamicConfig, add: &DynamicConfig, path: &Path, problems: &mut Vec<Problem>) {
     into.merge_from(add, &mut |kind, name| {
         problems.push(Problem::new(

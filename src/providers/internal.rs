@@ -55,6 +55,9 @@ pub fn fragment(
             ),
         );
     }
-    fragment.config.http = Some(http);
+    fragment.config = std::sync::Arc::new(crate::dynamic::schema::DynamicConfig {
+        http: Some(http),
+        ..Default::default()
+    });
     Ok(fragment)
 }

@@ -110,10 +110,10 @@ pub fn build(containers: &BTreeMap<String, Container>, s: &Settings) -> Fragment
     problems.dedup();
     let empty = http.routers.is_empty() && http.services.is_empty() && http.middlewares.is_empty();
     Fragment {
-        config: DynamicConfig {
+        config: std::sync::Arc::new(DynamicConfig {
             http: (!empty).then_some(http),
             ..DynamicConfig::default()
-        },
+        }),
         problems,
         leases: Vec::new(),
     }

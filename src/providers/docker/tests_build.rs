@@ -126,7 +126,7 @@ fn fixtures() {
             schema::parse_dynamic(&case.expect, Path::new(&case.name))
                 .unwrap_or_else(|e| panic!("case {}: expected config: {e}", case.name))
         };
-        if fragment.config != want {
+        if *fragment.config != want {
             failures.push(format!(
                 "case `{}`: config\n got: {:#?}\nwant: {:#?}",
                 case.name, fragment.config.http, want.http
@@ -181,7 +181,7 @@ fn oversized_value_leaves_its_middleware_out() {
         ..Container::default()
     };
     let f = build(&BTreeMap::from([("1".into(), c)]), &Settings::new("docker"));
-    let http = f.config.http.expect("router and service kept");
+    let http = f.config.http.clone().expect("router and service kept");
     assert!(http.middlewares.is_empty());
     assert_eq!(http.routers["r"].middlewares, ["hdr"]);
     let text: Vec<String> = f.problems.iter().map(|p| p.to_string()).collect();

@@ -105,7 +105,11 @@ fn a_service_without_running_tasks_is_kept_only_for_allow_empty_services() {
         [("svcidle".to_string(), idle.clone())].into();
     assert!(super::build(&only_idle, &s).config.http.is_none());
     s.allow_empty_services = true;
-    let http = super::build(&only_idle, &s).config.http.expect("kept");
+    let http = super::build(&only_idle, &s)
+        .config
+        .http
+        .clone()
+        .expect("kept");
     let crate::dynamic::schema::Service::LoadBalancer(lb) = &http.services["idle"] else {
         panic!("a load balancer");
     };
