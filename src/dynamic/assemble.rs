@@ -46,6 +46,10 @@ fn qualify(name: &str, ns: &str) -> String {
     }
 }
 
+/// Where a service or middleware comes from: its provider's namespace, its name in that
+/// fragment, and its configuration (compared with the previous snapshot's for reuse).
+type Src<'a, T> = (&'a str, &'a str, &'a T);
+
 /// A router's parts once compiled.
 struct BuiltRouter {
     rule: Rule,
@@ -56,12 +60,13 @@ struct BuiltRouter {
 struct Builder<'a> {
     prev: Option<&'a Snapshot>,
     bounds: middlewares::Bounds,
-    service_cfgs: BTreeMap<String, (&'a str, &'a schema::Service)>,
-    mw_cfgs: BTreeMap<String, (&'a str, &'a middlewares::MiddlewareConfig)>,
+    /// By qualified name: (namespace, name in the fragment, configuration).
+    service_cfgs: BTreeMap<String, Src<'a, schema::Service>>,
+    mw_cfgs: BTreeMap<String, Src<'a, middlewares::MiddlewareConfig>>,
     services: BTreeMap<String, Result<Arc<Service>, String>>,
     mws: HashMap<String, Result<Vec<Arc<Middleware>>, String>>,
-    /// Every single (non-chain) middleware built, with its configuration, for the next reuse.
-    compiled_mws: BTreeMap<String, (middlewares::MiddlewareConfig, Arc<Middleware>)>,
+    /// Every single (non-chain) middleware built, for the next reuse.
+    compiled_mws: BTreeMap<String, Arc<Middleware>>,
     problems: Vec<Problem>,
 }
 
@@ -97,16 +102,9 @@ pub fn assemble(
     let tables = (placed.per_ep.into_iter())
         .map(|(ep, routes)| (ep, RouteTable::new(routes)))
         .collect();
-    let mut services = BTreeMap::new();
-    let mut service_configs = BTreeMap::new();
-    for (name, built) in b.services {
-        if let Ok(svc) = built {
-            services.insert(name.clone(), svc);
-            if let Some((_, cfg)) = b.service_cfgs.get(&name) {
-                service_configs.insert(name, (*cfg).clone());
-            }
-        }
-    }
+    let services = (b.services.into_iter())
+        .filter_map(|(name, built)| Some((name, built.ok()?)))
+        .collect();
     let mut problems = b.problems;
     problems.sort();
     problems.dedup();
@@ -114,8 +112,10 @@ pub fn assemble(
         generation,
         tables,
         services,
-        service_configs,
         middlewares: b.compiled_mws,
+        configs: (fragments.iter())
+            .map(|(ns, f)| (ns.clone(), Arc::clone(&f.config)))
+            .collect(),
         routers: placed.statuses,
         problems,
         hosts: placed.hosts,
@@ -185,10 +185,10 @@ impl<'a> Builder<'a> {
             }
             for (name, s) in &http.services {
                 self.service_cfgs
-                    .insert(qualify(name, ns), (ns.as_str(), s));
+                    .insert(qualify(name, ns), (ns.as_str(), name.as_str(), s));
             }
             for (name, m) in &http.middlewares {
-                self.mw_cfgs.insert(qualify(name, ns), (ns.as_str(), m));
+                (self.mw_cfgs).insert(qualify(name, ns), (ns.as_str(), name.as_str(), m));
             }
         }
         routers
@@ -354,14 +354,14 @@ impl<'a> Builder<'a> {
         if stack.iter().any(|s| s == name) {
             return Err(format!("cycle: {} -> {name}", stack.join(" -> ")));
         }
-        let Some(&(ns, cfg)) = self.service_cfgs.get(name) else {
+        let Some(&(ns, key, cfg)) = self.service_cfgs.get(name) else {
             let internal = Internal::from_name(name).ok_or("does not exist")?;
             let built = Ok(Arc::new(Service::Internal(internal)));
             self.services.insert(name.to_string(), built.clone());
             return built;
         };
         stack.push(name.to_string());
-        let built = self.build_service(name, ns, cfg, stack);
+        let built = self.build_service(name, (ns, key, cfg), stack);
         stack.pop();
         if let Err(why) = &built {
             self.problems
@@ -374,13 +374,12 @@ impl<'a> Builder<'a> {
     fn build_service(
         &mut self,
         name: &str,
-        ns: &str,
-        cfg: &schema::Service,
+        (ns, key, cfg): Src<'a, schema::Service>,
         stack: &mut Vec<String>,
     ) -> Result<Arc<Service>, String> {
         let prev = self.prev.and_then(|p| {
-            let same = p.service_configs.get(name) == Some(cfg);
-            same.then(|| p.services.get(name)).flatten()
+            let was = p.configs.get(ns)?.http.as_ref()?.services.get(key)?;
+            (was == cfg).then(|| p.services.get(name)).flatten()
         });
         match cfg {
             schema::Service::LoadBalancer(lb) => {
@@ -451,14 +450,13 @@ impl<'a> Builder<'a> {
         if stack.iter().any(|s| s == name) {
             return Err(format!("chain cycle: {} -> {name}", stack.join(" -> ")));
         }
-        let Some(&(ns, cfg)) = self.mw_cfgs.get(name) else {
+        let Some(&(ns, key, cfg)) = self.mw_cfgs.get(name) else {
             return Err("does not exist".into());
         };
         stack.push(name.to_string());
-        let built = match self.reuse_middleware(name, cfg) {
+        let built = match self.reuse_middleware(name, (ns, key, cfg)) {
             Some(same) => {
-                let kept = (cfg.clone(), Arc::clone(&same));
-                self.compiled_mws.insert(name.to_string(), kept);
+                (self.compiled_mws).insert(name.to_string(), Arc::clone(&same));
                 Ok(vec![same])
             }
             None => self.compile_middleware(name, ns, cfg, stack),
@@ -477,14 +475,16 @@ impl<'a> Builder<'a> {
     fn reuse_middleware(
         &self,
         name: &str,
-        cfg: &middlewares::MiddlewareConfig,
+        (ns, key, cfg): Src<'a, middlewares::MiddlewareConfig>,
     ) -> Option<Arc<Middleware>> {
         let prev = self.prev?;
         if cfg.chain.is_some() {
             return None;
         }
-        let (was, built) = prev.middlewares.get(name)?;
-        (was == cfg).then(|| Arc::clone(built))
+        let was = prev.configs.get(ns)?.http.as_ref()?.middlewares.get(key)?;
+        (was == cfg)
+            .then(|| prev.middlewares.get(name).cloned())
+            .flatten()
     }
 
     fn compile_middleware(
@@ -497,8 +497,7 @@ impl<'a> Builder<'a> {
         match middlewares::compile_with(cfg, self.bounds) {
             Ok(Compiled::One(m)) => {
                 let m = Arc::new(m);
-                self.compiled_mws
-                    .insert(name.to_string(), (cfg.clone(), Arc::clone(&m)));
+                (self.compiled_mws).insert(name.to_string(), Arc::clone(&m));
                 Ok(vec![m])
             }
             Ok(Compiled::Chain(names)) => {

@@ -29,7 +29,7 @@ use tokio::sync::watch;
 pub use assemble::{AssembleCtx, EntryPointSpec, assemble};
 
 use crate::runtime::balance::Service;
-use crate::runtime::middlewares::{Middleware, MiddlewareConfig};
+use crate::runtime::middlewares::Middleware;
 use table::RouteTable;
 
 /// What one provider currently says, whole.
@@ -100,11 +100,11 @@ pub struct Snapshot {
     pub tables: HashMap<String, RouteTable>,
     /// Every built service by qualified name.
     pub services: BTreeMap<String, Arc<Service>>,
-    /// The configuration each service was built from (for reuse on the next assemble).
-    pub(crate) service_configs: BTreeMap<String, schema::Service>,
-    /// Every compiled single middleware by qualified name, with the configuration it was built
-    /// from (for reuse on the next assemble).
-    pub(crate) middlewares: BTreeMap<String, (MiddlewareConfig, Arc<Middleware>)>,
+    /// Every compiled single middleware by qualified name (for reuse on the next assemble).
+    pub(crate) middlewares: BTreeMap<String, Arc<Middleware>>,
+    /// The configuration of each provider namespace it was built from, shared with the
+    /// fragments: what the next assemble compares against to reuse services and middlewares.
+    pub(crate) configs: BTreeMap<String, Arc<schema::DynamicConfig>>,
     pub routers: BTreeMap<String, RouterStatus>,
     pub problems: Vec<Problem>,
     /// Host names that routers answer for (from non-negated `Host` matchers), for DNS.
