@@ -16,6 +16,8 @@ command -v pip3 >/dev/null || command -v pip >/dev/null || need_apt+=(python3-pi
 command -v kdig >/dev/null || need_apt+=(knot-dnsutils)
 command -v dnsmasq >/dev/null || [ -x /usr/sbin/dnsmasq ] || need_apt+=(dnsmasq-base)
 command -v dnsperf >/dev/null || need_apt+=(dnsperf)
+# The memory benchmark's live-heap figures (scripts/bench-memory.sh).
+command -v heaptrack >/dev/null || need_apt+=(heaptrack)
 command -v dockerd >/dev/null || need_apt+=(docker.io)
 # A TLS front for the engine (client certificates) in the remote-engine test.
 command -v socat >/dev/null || need_apt+=(socat)
