@@ -260,7 +260,9 @@ fi
 # Report: each section run now is written anew; a section not run is kept from the old file.
 kept_section() { # heading
   [ -f "$OUT" ] || return 0
-  awk -v h="$1" 'index($0, h) == 1 {f = 1; print; next} /^## / {f = 0} f' "$OUT"
+  # The first heading that starts with h, up to the next heading (a prefix such as "## Reverse
+  # proxy" must not also take "## Reverse proxy profile").
+  awk -v h="$1" '!f && index($0, h) == 1 {f = 1; print; next} f && /^## / {exit} f' "$OUT"
 }
 
 dns_section() {
@@ -386,6 +388,9 @@ cpu=$(awk -F: '/model name/{print $2; exit}' /proc/cpuinfo | sed 's/^ *//')
   echo "(\`SECTIONS=\"dns size\"\`, say, refreshes those sections and keeps the others)."
   echo
   if want proxy; then proxy_section; else kept_section "## Reverse proxy"; fi
+  # Written by hand (a perf profile needs a build with symbols), kept across runs.
+  echo
+  kept_section "## Reverse proxy profile"
   echo
   if want dns; then dns_section; else kept_section "## DNS"; fi
   echo

@@ -15,33 +15,10 @@ mod support;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use docker_support::{Container, EngineProxy, Network, Spec, TlsEngine, docker, unique};
+use docker_support::{
+    Container, EngineProxy, Network, Spec, TlsEngine, boma_watching as boma, docker, unique,
+};
 use support::{Boma, Client, eventually};
-
-/// A boma watching the engine at `endpoint` (the local socket when `None`), seeing only
-/// containers labelled `boma.test=<tag>`, with the API on entrypoint `traefik` and the file
-/// provider on `{dir}/dynamic.toml`. `extra` is appended to `[providers.docker]`.
-fn boma(tag: &str, endpoint: Option<&str>, extra: &str, dynamic: &str) -> Boma {
-    let endpoint = endpoint.map_or(String::new(), |e| format!("endpoint = \"{e}\"\n"));
-    let cfg = format!(
-        r#"
-[entryPoints.web]
-address = "127.0.0.1:0"
-[entryPoints.traefik]
-address = "127.0.0.1:0"
-[api]
-insecure = true
-[providers.file]
-filename = "{{dir}}/dynamic.toml"
-[providers.docker]
-{endpoint}constraints = "Label(`boma.test`, `{tag}`)"
-{extra}
-[log]
-level = "debug"
-"#
-    );
-    Boma::start(&cfg, Some(dynamic))
-}
 
 fn label(tag: &str) -> (&'static str, &str) {
     ("boma.test", tag)

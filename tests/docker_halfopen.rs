@@ -18,25 +18,9 @@ use support::{Boma, Client, eventually};
 /// Longest wait for anything the watchdog has to notice first.
 const BOUND: Duration = Duration::from_secs(60);
 
-/// A boma watching the engine at `endpoint`, seeing only containers labelled
-/// `boma.test=<tag>`, with the API on entrypoint `traefik`.
+/// A boma watching the engine at `endpoint` (only this test's containers).
 fn boma(tag: &str, endpoint: &str) -> Boma {
-    let cfg = format!(
-        r#"
-[entryPoints.web]
-address = "127.0.0.1:0"
-[entryPoints.traefik]
-address = "127.0.0.1:0"
-[api]
-insecure = true
-[providers.docker]
-endpoint = "{endpoint}"
-constraints = "Label(`boma.test`, `{tag}`)"
-[log]
-level = "debug"
-"#
-    );
-    Boma::start(&cfg, None)
+    docker_support::boma_watching(tag, Some(endpoint), "", "")
 }
 
 /// A whoami container routed on `Host(host)`, seen only by the boma of `tag`.

@@ -439,3 +439,33 @@ impl TlsEngine {
         )
     }
 }
+
+/// A boma watching the engine at `endpoint` (the local socket when `None`), seeing only
+/// containers labelled `boma.test=<tag>`, with the API on entrypoint `traefik` and the file
+/// provider on `{dir}/dynamic.toml`. `extra` is appended to `[providers.docker]`.
+pub fn boma_watching(
+    tag: &str,
+    endpoint: Option<&str>,
+    extra: &str,
+    dynamic: &str,
+) -> crate::support::Boma {
+    let endpoint = endpoint.map_or(String::new(), |e| format!("endpoint = \"{e}\"\n"));
+    let cfg = format!(
+        r#"
+[entryPoints.web]
+address = "127.0.0.1:0"
+[entryPoints.traefik]
+address = "127.0.0.1:0"
+[api]
+insecure = true
+[providers.file]
+filename = "{{dir}}/dynamic.toml"
+[providers.docker]
+{endpoint}constraints = "Label(`boma.test`, `{tag}`)"
+{extra}
+[log]
+level = "debug"
+"#
+    );
+    crate::support::Boma::start(&cfg, Some(dynamic))
+}
