@@ -16,6 +16,8 @@ deps:
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	# The fuzz targets (cargo-fuzz, run with nightly) must keep compiling against the library.
+	$(CARGO) check --manifest-path fuzz/Cargo.toml --bins
 
 # --workspace: the image builder's tests (image/tests/image_*.rs, qemu_*.rs) need the aarch64
 # binary, hence `aarch64` first; their measurements end up in target/image-test/figures.txt.

@@ -17,8 +17,8 @@ fuzz_target!(|data: &[u8]| {
     fragments.insert(
         "file".to_string(),
         boma::dynamic::Fragment {
-            config,
-            problems: Vec::new(),
+            config: std::sync::Arc::new(config),
+            ..Default::default()
         },
     );
     let ctx = boma::dynamic::AssembleCtx {
@@ -28,6 +28,7 @@ fuzz_target!(|data: &[u8]| {
             middlewares: Vec::new(),
         }],
         max_routes: 1000,
+        middleware_bounds: Default::default(),
     };
     let _ = boma::dynamic::assemble(&fragments, &ctx, None, 1);
 });
