@@ -401,6 +401,9 @@ cpu=$(awk -F: '/model name/{print $2; exit}' /proc/cpuinfo | sed 's/^ *//')
   if want memory; then echo "$MEMORY_SECTION"; else kept_section "## Memory per route"; fi
   echo
   if want size; then size_section; else kept_section "## Binary size"; fi
+  # Written by hand from cargo-fuzz runs (nightly), kept across runs.
+  echo
+  kept_section "## Fuzzing"
 } | cat -s > "$OUT.new"
 mv "$OUT.new" "$OUT"
 echo "bench: wrote $OUT" >&2

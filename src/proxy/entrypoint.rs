@@ -95,6 +95,22 @@ impl Drop for Slot {
     }
 }
 
+/// One connection in [`crate::admin::ConnStats::open`], counted out when dropped.
+struct Open(Arc<crate::admin::ConnStats>);
+
+impl Open {
+    fn count(stats: &Arc<crate::admin::ConnStats>) -> Open {
+        stats.open.fetch_add(1, Ordering::Relaxed);
+        Open(Arc::clone(stats))
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// Bind `count` listening sockets on `addr` with SO_REUSEPORT, one per worker, so the kernel
 /// spreads connections over the workers (done up front so bind errors surface at start-up). With
 /// port 0, the first socket picks the port and the others join it.
@@ -186,7 +202,7 @@ pub async fn serve(
             continue;
         };
         ep.stats.accepted.fetch_add(1, Ordering::Relaxed);
-        ep.stats.open.fetch_add(1, Ordering::Relaxed);
+        let open = Open::count(&ep.stats);
         let _ = stream.set_nodelay(true);
         let proxy = Arc::clone(&proxy);
         let ep = Arc::clone(&ep);
@@ -194,11 +210,10 @@ pub async fn serve(
         let stop = shutdown.clone();
         let idle = (limits.idle_timeout, limits.upgraded_idle_timeout);
         conns.spawn(async move {
-            // The permit lives as long as the connection, upgraded or not.
-            let stats = Arc::clone(&ep.stats);
+            // The permit, the source's slot and the open count live as long as the connection,
+            // upgraded or not, and are given back however its task ends.
+            let _held = (permit, slot, open);
             serve_conn(stream, peer, proxy, ep, &builder, idle, stop).await;
-            stats.open.fetch_sub(1, Ordering::Relaxed);
-            drop((permit, slot));
         });
     }
     drop(listener);
