@@ -16,6 +16,8 @@ command -v pip3 >/dev/null || command -v pip >/dev/null || need_apt+=(python3-pi
 command -v kdig >/dev/null || need_apt+=(knot-dnsutils)
 command -v dnsmasq >/dev/null || [ -x /usr/sbin/dnsmasq ] || need_apt+=(dnsmasq-base)
 command -v dnsperf >/dev/null || need_apt+=(dnsperf)
+# make lint checks the fuzz targets: libfuzzer-sys compiles libFuzzer's C++.
+command -v g++ >/dev/null || need_apt+=(g++)
 # The memory benchmark's live-heap figures (scripts/bench-memory.sh).
 command -v heaptrack >/dev/null || need_apt+=(heaptrack)
 command -v dockerd >/dev/null || need_apt+=(docker.io)
