@@ -174,7 +174,8 @@ impl Verify {
         }
     }
 
-    /// The same check on the calling thread (tests).
+    /// The same check on the calling thread (the middleware's unit tests).
+    #[cfg(test)]
     pub fn run_blocking(self) -> Verified {
         Verified {
             ok: Some(bcrypt::verify(&self.password, &self.hash).unwrap_or(false)),
