@@ -2,7 +2,7 @@
 //! (`entryPoints`, `entrypoints` and `EntryPoints` are one key), map keys (entry point, router,
 //! header names) keep their case, and every problem carries a `file:line:col`.
 //!
-//! The document is parsed once into toml's spanned tree ([`DeTable`]) and walked by the
+//! The document is parsed into toml's spanned tree ([`DeTable`]) and walked by the
 //! deserializer in `walk.rs`, so each value is visited with its span in hand: unknown keys are
 //! collected (not only the first) at the position of the key, type errors point at the offending
 //! value, and a [`SpanMap`] of every key visited (by canonical path) is kept for validation done
@@ -60,6 +60,9 @@ pub fn from_toml_spanned<T: DeserializeOwned>(
         return Err(ConfigErrors(errors).normalize());
     }
     let root_span = root.span();
+    // The walk consumes the tree. Rather than keep a copy for the next round (the spanned tree
+    // is ~25 times the text: megabytes for a thousand routers), a round after a failure parses
+    // the text again and replays the prunes, so a valid document is parsed and held once.
     let mut tree = root.into_inner();
     let mut problems: Vec<(Span, String)> = Vec::new();
     let mut pruned: Vec<Vec<String>> = Vec::new();
@@ -69,7 +72,7 @@ pub fn from_toml_spanned<T: DeserializeOwned>(
             spans: RefCell::default(),
             unsupported,
         };
-        let result = T::deserialize(ValueDe::root(tree.clone(), root_span.clone(), &ctx));
+        let result = T::deserialize(ValueDe::root(tree, root_span.clone(), &ctx));
         for problem in ctx.problems.into_inner() {
             if !problems.contains(&problem) {
                 problems.push(problem);
@@ -100,10 +103,12 @@ pub fn from_toml_spanned<T: DeserializeOwned>(
         if !consequence {
             problems.push((e.span.unwrap_or_else(|| root_span.clone()), e.message));
         }
-        if !prune(&mut tree, &path) {
+        let mut next = reparse(src, &pruned);
+        if !prune(&mut next, &path) {
             break;
         }
         pruned.push(path);
+        tree = next;
     }
     if problems.is_empty() {
         // Unreachable in practice (the first failure is always recorded); never return no error.
@@ -114,6 +119,15 @@ pub fn from_toml_spanned<T: DeserializeOwned>(
         .map(|(span, message)| locator.error(span, message))
         .collect();
     Err(ConfigErrors(errors).normalize())
+}
+
+/// The document parsed again (it parsed without error before) with `pruned` removed in order.
+fn reparse<'a>(src: &'a str, pruned: &[Vec<String>]) -> DeTable<'a> {
+    let mut tree = DeTable::parse_recoverable(src).0.into_inner();
+    for path in pruned {
+        prune(&mut tree, path);
+    }
+    tree
 }
 
 /// Removes the value at `path` (or, failing that, its nearest removable ancestor) from the tree.
