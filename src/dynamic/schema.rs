@@ -65,9 +65,9 @@ pub struct Router {
     /// Higher wins; absent (or 0) means the length of the rule.
     pub priority: Option<i64>,
     /// TLS settings (TLS itself comes later).
-    pub tls: Option<RouterTls>,
+    pub tls: Option<Box<RouterTls>>,
     /// Per-router access log, metrics and tracing switches: kept opaque.
-    pub observability: Option<toml::Value>,
+    pub observability: Option<Box<toml::Value>>,
 }
 
 /// `[http.routers.<name>.tls]`.
@@ -170,12 +170,12 @@ pub struct LoadBalancer {
     pub pass_host_header: bool,
     /// Active health checks of the servers.
     #[serde(rename = "healthCheck")]
-    pub health_check: Option<HealthCheck>,
+    pub health_check: Option<Box<HealthCheck>>,
     /// Passive health checks (servers failing real requests are set aside).
     #[serde(rename = "passiveHealthCheck")]
     pub passive_health_check: Option<PassiveHealthCheck>,
     /// Session affinity by cookie.
-    pub sticky: Option<Sticky>,
+    pub sticky: Option<Box<Sticky>>,
     /// How responses are streamed back.
     #[serde(rename = "responseForwarding")]
     pub response_forwarding: Option<ResponseForwarding>,
@@ -357,7 +357,7 @@ pub struct Weighted {
     #[serde(default)]
     pub services: Vec<WeightedService>,
     /// Session affinity by cookie.
-    pub sticky: Option<Sticky>,
+    pub sticky: Option<Box<Sticky>>,
     /// Follow the health of the child services.
     #[serde(rename = "healthCheck")]
     pub health_check: Option<ServiceHealthCheck>,

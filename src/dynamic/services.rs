@@ -88,7 +88,7 @@ pub(super) fn build_load_balancer(
     Ok(LoadBalancer::new(
         servers,
         cfg.pass_host_header,
-        sticky,
+        sticky.map(Box::new),
         health,
     ))
 }

@@ -258,7 +258,7 @@ fn defaults_follow_traefik() {
          entrypoints = \"web, websecure\"\npriority = \"7\"\n",
     );
     let r = &http(&c).routers["r"];
-    assert_eq!(r.tls, Some(RouterTls::default()));
+    assert_eq!(r.tls, Some(Box::default()));
     assert_eq!(
         (&r.entry_points[..], r.priority),
         (&["web".to_owned(), "websecure".to_owned()][..], Some(7))

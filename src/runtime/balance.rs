@@ -163,7 +163,8 @@ pub struct LoadBalancer {
     weights: Vec<u32>,
     swrr: Swrr,
     pub pass_host_header: bool,
-    pub sticky: Option<StickyCookie>,
+    /// Boxed: most services have none, and the table holds one of these per service.
+    pub sticky: Option<Box<StickyCookie>>,
     pub health: Option<Arc<HealthCheck>>,
 }
 
@@ -171,7 +172,7 @@ impl LoadBalancer {
     pub fn new(
         servers: Vec<Arc<Server>>,
         pass_host_header: bool,
-        sticky: Option<StickyCookie>,
+        sticky: Option<Box<StickyCookie>>,
         health: Option<Arc<HealthCheck>>,
     ) -> Self {
         let weights = servers.iter().map(|s| s.weight).collect();
