@@ -16,7 +16,7 @@ use bytes::Bytes;
 use http::{Method, Response, StatusCode, header};
 use serde_json::{Value, json};
 
-use crate::dynamic::Snapshot;
+use crate::dynamic::{Snapshot, qualify};
 use crate::runtime::balance::{Internal, Service};
 
 const DASHBOARD: &str = include_str!("dashboard.html");
@@ -127,16 +127,25 @@ fn routers(s: &Snapshot) -> Vec<Value> {
     s.routers
         .iter()
         .map(|(name, r)| {
+            let provider = provider_of(name);
             let mut v = json!({
                 "name": name,
-                "provider": provider_of(name),
-                "rule": r.rule,
-                "service": r.service,
-                "entryPoints": r.entry_points,
-                "middlewares": r.middlewares,
+                "provider": provider,
                 "priority": r.priority,
-                "status": r.status,
+                "status": r.status(),
             });
+            if let Some(c) = s.router_config(name) {
+                let eps = if c.entry_points.is_empty() {
+                    &s.default_entrypoints
+                } else {
+                    &c.entry_points
+                };
+                v["rule"] = json!(c.rule);
+                v["service"] = json!(qualify(&c.service, provider));
+                v["entryPoints"] = json!(eps);
+                let mws: Vec<String> = c.middlewares.iter().map(|m| qualify(m, provider)).collect();
+                v["middlewares"] = json!(mws);
+            }
             if let Some(e) = &r.error {
                 v["error"] = json!([e]);
             }
@@ -197,7 +206,7 @@ fn api(path: &str, s: &Snapshot, info: &Info) -> Option<Value> {
         "/api/version" => json!({"Version": env!("CARGO_PKG_VERSION"), "Codename": "boma"}),
         "/api/overview" => {
             let total = s.routers.len();
-            let errors = s.routers.values().filter(|r| r.status != "enabled").count();
+            let errors = s.routers.values().filter(|r| r.error.is_some()).count();
             json!({
                 "http": {
                     "routers": {"total": total, "warnings": 0, "errors": errors},

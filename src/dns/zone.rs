@@ -14,7 +14,7 @@
 //! A name of the zone never leaves this module unanswered: it is NXDOMAIN or NODATA (with the
 //! SOA in the authority section), so it is never forwarded. Building is pure: no clock, no I/O.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::net::IpAddr;
 
 use hickory_proto::op::ResponseCode;
@@ -133,10 +133,18 @@ impl LocalZone {
             }
             zone.add(name, ips, true);
         }
-        // Router names inside the zone answer with the gateway (where the proxy listens).
+        // Router names inside the zone answer with the gateway (where the proxy listens). With
+        // the wildcard on, the wildcard gives that same answer: they are only kept out of the
+        // DHCP names below, not stored (a thousand routers would cost ~200 KiB of names).
+        let mut reserved = HashSet::new();
         for host in router_hosts {
             let Some(name) = fqdn(host) else { continue };
-            if origin.zone_of(&name) {
+            if !origin.zone_of(&name) {
+                continue;
+            }
+            if spec.wildcard {
+                reserved.insert(name);
+            } else {
                 // No addresses of its own: "the gateway", resolved per query.
                 zone.add(name, &[], false);
             }
@@ -147,6 +155,7 @@ impl LocalZone {
                 continue;
             };
             if let Ok(full) = label.clone().append_domain(origin)
+                && !reserved.contains(&full)
                 && zone.add(full, &[lease.addr], true)
             {
                 zone.add(label, &[lease.addr], false);

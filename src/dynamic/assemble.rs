@@ -38,7 +38,8 @@ pub struct AssembleCtx {
 }
 
 /// Qualify `name` as provided by namespace `ns`: `x` → `x@ns`, `x@other` stays.
-fn qualify(name: &str, ns: &str) -> String {
+/// `name` qualified by its provider's namespace (`name@ns`), unless it already names one.
+pub fn qualify(name: &str, ns: &str) -> String {
     if name.contains('@') {
         name.to_string()
     } else {
@@ -117,6 +118,7 @@ pub fn assemble(
             .map(|(ns, f)| (ns.clone(), Arc::clone(&f.config)))
             .collect(),
         routers: placed.statuses,
+        default_entrypoints: default_eps,
         problems,
         hosts: placed.hosts,
         leases: merged_leases(fragments, prev),
@@ -205,19 +207,14 @@ impl<'a> Builder<'a> {
         r: &schema::Router,
         placed: &mut Placed,
     ) -> RouterStatus {
-        let eps: Vec<String> = if r.entry_points.is_empty() {
-            default_eps.to_vec()
+        let eps = if r.entry_points.is_empty() {
+            default_eps
         } else {
-            r.entry_points.clone()
+            &r.entry_points[..]
         };
         let service_name = qualify(&r.service, ns);
         let mut status = RouterStatus {
-            rule: r.rule.clone(),
-            service: service_name.clone(),
-            entry_points: eps.clone(),
-            middlewares: r.middlewares.iter().map(|m| qualify(m, ns)).collect(),
             priority: 0,
-            status: "enabled",
             error: None,
         };
         let built = match self.router(ns, r, &service_name) {
@@ -225,8 +222,7 @@ impl<'a> Builder<'a> {
             Err(why) => {
                 self.problems
                     .push(Problem::new(format!("router {name}"), why.clone()));
-                status.status = "disabled";
-                status.error = Some(why);
+                status.error = Some(why.into());
                 return status;
             }
         };
@@ -237,7 +233,7 @@ impl<'a> Builder<'a> {
         placed.hosts.extend(built.rule.mentioned_hosts());
         let rule_ = Arc::new(built.rule);
         let mut served = false;
-        for ep in &eps {
+        for ep in eps {
             let Some(mut chain) = self.entrypoint_chain(ctx, name, ep) else {
                 continue;
             };
@@ -267,7 +263,6 @@ impl<'a> Builder<'a> {
             served = true;
         }
         if !served {
-            status.status = "disabled";
             status.error = Some("not attached to any entrypoint".into());
         }
         status

@@ -26,7 +26,7 @@ use arc_swap::ArcSwap;
 use serde::Serialize;
 use tokio::sync::watch;
 
-pub use assemble::{AssembleCtx, EntryPointSpec, assemble};
+pub use assemble::{AssembleCtx, EntryPointSpec, assemble, qualify};
 
 use crate::runtime::balance::Service;
 use crate::runtime::middlewares::Middleware;
@@ -78,18 +78,21 @@ impl std::fmt::Display for Problem {
     }
 }
 
-/// A router as the API shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// What assembling decided about one router. The API shows it beside the router's own
+/// configuration ([`Snapshot::router_config`]), which is not copied here: a thousand routers
+/// would hold their rules, services and entry points twice.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RouterStatus {
-    pub rule: String,
-    pub service: String,
-    pub entry_points: Vec<String>,
-    pub middlewares: Vec<String>,
     pub priority: i64,
-    /// "enabled", or "disabled" with the reason in `error`.
-    pub status: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
+    /// Why the router serves nothing; `None` when it is enabled.
+    pub error: Option<Box<str>>,
+}
+
+impl RouterStatus {
+    /// `enabled`, or `disabled` (with the reason in `error`).
+    pub fn status(&self) -> &'static str {
+        if self.error.is_none() { "enabled" } else { "disabled" }
+    }
 }
 
 /// One consistent view of the dynamic configuration, swapped whole.
@@ -106,6 +109,8 @@ pub struct Snapshot {
     /// fragments: what the next assemble compares against to reuse services and middlewares.
     pub(crate) configs: BTreeMap<String, Arc<schema::DynamicConfig>>,
     pub routers: BTreeMap<String, RouterStatus>,
+    /// The entry points of routers that name none.
+    pub default_entrypoints: Vec<String>,
     pub problems: Vec<Problem>,
     /// Host names that routers answer for (from non-negated `Host` matchers), for DNS.
     pub hosts: BTreeSet<String>,
@@ -117,6 +122,12 @@ pub struct Snapshot {
 impl Snapshot {
     pub fn table(&self, entrypoint: &str) -> Option<&RouteTable> {
         self.tables.get(entrypoint)
+    }
+
+    /// The configuration of router `qualified` (`name@provider`) as its provider gave it.
+    pub fn router_config(&self, qualified: &str) -> Option<&schema::Router> {
+        let (name, ns) = qualified.rsplit_once('@')?;
+        self.configs.get(ns)?.http.as_ref()?.routers.get(name)
     }
 }
 

@@ -30,8 +30,11 @@ pub struct Route {
 pub struct RouteTable {
     /// Sorted by precedence: priority descending, then name ascending (stable and predictable).
     routes: Vec<Arc<Route>>,
-    /// Canonical host → indices into `routes`, ascending (so already in precedence order).
-    by_host: HashMap<String, Vec<u32>>,
+    /// Canonical host → its range of `hosted`.
+    by_host: HashMap<Box<str>, (u32, u32)>,
+    /// Indices into `routes` of every indexed host, one ascending run (so already in precedence
+    /// order) per host: one flat list rather than a list per host.
+    hosted: Vec<u32>,
     /// Indices of routes that may match any host, ascending.
     any_host: Vec<u32>,
 }
@@ -43,25 +46,32 @@ impl RouteTable {
                 .cmp(&a.priority)
                 .then_with(|| a.name.cmp(&b.name))
         });
-        let mut by_host: HashMap<String, Vec<u32>> = HashMap::new();
+        let mut pairs: Vec<(String, u32)> = Vec::new();
         let mut any_host = Vec::new();
         for (i, route) in routes.iter().enumerate() {
             let i = i as u32;
             match route.rule.host_keys() {
-                Some(hosts) => {
-                    for h in hosts {
-                        let list = by_host.entry(h).or_default();
-                        if list.last() != Some(&i) {
-                            list.push(i);
-                        }
-                    }
-                }
+                Some(hosts) => pairs.extend(hosts.into_iter().map(|h| (h, i))),
                 None => any_host.push(i),
             }
+        }
+        pairs.sort_unstable();
+        pairs.dedup();
+        let mut by_host = HashMap::new();
+        let mut hosted = Vec::with_capacity(pairs.len());
+        let mut pairs = pairs.into_iter().peekable();
+        while let Some((host, i)) = pairs.next() {
+            let start = hosted.len() as u32;
+            hosted.push(i);
+            while let Some((_, j)) = pairs.next_if(|(h, _)| *h == host) {
+                hosted.push(j);
+            }
+            by_host.insert(host.into_boxed_str(), (start, hosted.len() as u32));
         }
         RouteTable {
             routes,
             by_host,
+            hosted,
             any_host,
         }
     }
@@ -76,7 +86,10 @@ impl RouteTable {
 
     /// The highest-precedence route whose rule matches.
     pub fn find(&self, req: &rule::Request<'_>) -> Option<&Arc<Route>> {
-        let hosted: &[u32] = self.by_host.get(req.host).map_or(&[], |v| v.as_slice());
+        let hosted: &[u32] = self
+            .by_host
+            .get(req.host)
+            .map_or(&[], |&(start, end)| &self.hosted[start as usize..end as usize]);
         let (mut a, mut b) = (0, 0);
         loop {
             let next = match (hosted.get(a), self.any_host.get(b)) {

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::schema::parse_dynamic;
-use super::{AssembleCtx, EntryPointSpec, Fragment, Snapshot, assemble};
+use super::{AssembleCtx, EntryPointSpec, Fragment, Snapshot, assemble, qualify};
 
 fn ctx(eps: &[(&str, bool)]) -> AssembleCtx {
     AssembleCtx {
@@ -74,10 +74,17 @@ middlewares = ["auth@file"]
 "#;
     let s = build(&[("file", &file), ("docker", docker)]);
     assert!(s.problems.is_empty(), "{:?}", s.problems);
-    let r = &s.routers["web@docker"];
-    assert_eq!(r.service, "app@file");
-    assert_eq!(r.middlewares, vec!["auth@file".to_string()]);
-    assert_eq!(r.status, "enabled");
+    assert_eq!(s.routers["web@docker"].status(), "enabled");
+    let routes = s.table("web").unwrap().routes();
+    let route = routes.iter().find(|r| r.name == "web@docker").unwrap();
+    assert_eq!(route.service_name, "app@file");
+    assert!(Arc::ptr_eq(&route.service, &s.services["app@file"]));
+    assert!(Arc::ptr_eq(&route.middlewares[0], &s.middlewares["auth@file"]));
+    assert_eq!(route.middlewares.len(), 1);
+    // The API's view: the router's own configuration, references qualified as resolved.
+    let c = s.router_config("web@docker").unwrap();
+    assert_eq!(qualify(&c.service, "docker"), "app@file");
+    assert_eq!(s.router_config("nothing@docker"), None);
     assert!(s.services.contains_key("app@file"));
     assert!(s.hosts.contains("a.lan"));
     // Unqualified references stay inside their provider: `app` in docker is `app@docker`.
@@ -88,7 +95,7 @@ middlewares = ["auth@file"]
             "[http.routers.x]\nrule = \"Path(`/`)\"\nservice = \"app\"\n",
         ),
     ]);
-    assert_eq!(s.routers["x@docker"].status, "disabled");
+    assert_eq!(s.routers["x@docker"].status(), "disabled");
     assert!(problem_about(&s, "router x@docker", "app@docker"));
 }
 
@@ -120,9 +127,9 @@ service = \"app\"
 "
     );
     let s = build(&[("file", &text)]);
-    assert_eq!(s.routers["good@file"].status, "enabled");
+    assert_eq!(s.routers["good@file"].status(), "enabled");
     for bad in ["badrule@file", "nosvc@file", "nomw@file", "tls@file"] {
-        assert_eq!(s.routers[bad].status, "disabled", "{bad}");
+        assert_eq!(s.routers[bad].status(), "disabled", "{bad}");
         assert!(s.routers[bad].error.is_some());
     }
     assert!(problem_about(&s, "router badrule@file", "column 1"));
@@ -157,7 +164,7 @@ middlewares = ["c1"]
         "{:?}",
         s.problems
     );
-    assert_eq!(s.routers["r@file"].status, "disabled");
+    assert_eq!(s.routers["r@file"].status(), "disabled");
 }
 
 #[test]
@@ -193,7 +200,7 @@ entryPoints = [\"nowhere\"]
         "router ghost@file",
         "`nowhere` does not exist"
     ));
-    assert_eq!(s.routers["ghost@file"].status, "disabled");
+    assert_eq!(s.routers["ghost@file"].status(), "disabled");
     // With asDefault, only the marked ones.
     let s = assemble(
         &frags(&[("file", &text)]),
@@ -365,5 +372,5 @@ fn limits_and_unsupported_parts_are_reported() {
 fn internal_services_exist_without_definition() {
     let text = "[http.routers.api]\nrule = \"PathPrefix(`/api`)\"\nservice = \"api@internal\"\n";
     let s = build(&[("file", text)]);
-    assert_eq!(s.routers["api@file"].status, "enabled", "{:?}", s.problems);
+    assert_eq!(s.routers["api@file"].status(), "enabled", "{:?}", s.problems);
 }

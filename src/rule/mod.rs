@@ -89,7 +89,6 @@ pub struct Rule {
     source: Box<str>,
     root: matcher::Node,
     needs_path: bool,
-    host_keys: Option<Vec<String>>,
     mentioned: Vec<String>,
 }
 
@@ -127,7 +126,6 @@ impl Rule {
         Ok(Rule {
             source: src.into(),
             needs_path: compiled.root.needs_path(),
-            host_keys: compiled.root.host_keys(),
             mentioned: compiled.mentioned,
             root: compiled.root,
         })
@@ -150,8 +148,9 @@ impl Rule {
     /// of these (lower-case) names, so the proxy can index routes by host; `None` when any host
     /// could match (no `Host` on every path, `HostRegexp`, wildcards, negation over `Host`, OR
     /// with a non-host branch...). `Some(vec![])` means the rule can match no host at all.
+    /// Computed on each call (once per route when a table is built), not kept.
     pub fn host_keys(&self) -> Option<Vec<String>> {
-        self.host_keys.clone()
+        self.root.host_keys()
     }
 
     /// The rule as written.
