@@ -2,14 +2,13 @@
 //! `cache_size` entries with least-recently-used eviction. Entries outlive their TTL while they
 //! may still be served stale (`max_stale`); after that a lookup drops them.
 //!
-//! The table is [`crate::lru::Lru`]: O(1) get, insert and eviction, no allocation per hit beyond
-//! the `Arc` clone. Entries are kept small, about 250 bytes for a one-address answer: the key is
-//! the name in wire form, the records are kept in wire form too (one allocation) and decoded
-//! only when served. Time is passed in, never read here, so behaviour is tested
+//! The table is [`crate::lru::Lru`]: O(1) get, insert and eviction. Entries are kept small,
+//! under 200 bytes for a one-address answer with the table's share: the key is the name in wire
+//! form (stored once), the records are kept in wire form too (one allocation) and decoded only
+//! when served; a hit copies them out, so the lock is never held while decoding. Time is passed in, never read here, so behaviour is tested
 //! deterministically. Not synchronised: the caller owns it (behind a short mutex that is never
 //! held across an await).
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hickory_proto::op::ResponseCode;
@@ -107,7 +106,7 @@ impl Entry {
 /// Bounded LRU cache; see the module docs.
 pub struct Cache {
     max_stale: Duration,
-    table: crate::lru::Lru<Key, Arc<Entry>>,
+    table: crate::lru::Lru<Key, Entry>,
 }
 
 impl Cache {
@@ -130,18 +129,18 @@ impl Cache {
 
     /// The entry for `key`, fresh or still usable stale at `now`; marks it recently used. An
     /// entry past its stale window is dropped.
-    pub fn get(&mut self, key: &Key, now: Instant) -> Option<Arc<Entry>> {
+    pub fn get(&mut self, key: &Key, now: Instant) -> Option<Entry> {
         let entry = self.table.get_mut(key)?;
         if !entry.stale_usable(now, self.max_stale) {
             self.table.remove(key);
             return None;
         }
-        Some(Arc::clone(entry))
+        Some(entry.clone())
     }
 
     /// Store `entry` for `key`, evicting the least recently used entry when full.
     pub fn insert(&mut self, key: Key, entry: Entry) {
-        self.table.insert(key, Arc::new(entry));
+        self.table.insert(key, entry);
     }
 }
 

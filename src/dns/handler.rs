@@ -97,7 +97,7 @@ pub struct Pending {
     q: Question,
     /// `None`: a name that cannot be a cache key (it is not cached).
     key: Option<Key>,
-    stale: Option<Arc<Entry>>,
+    stale: Option<Entry>,
     client: SocketAddr,
     transport: Transport,
     started: Instant,

@@ -91,7 +91,11 @@ pub struct RouterStatus {
 impl RouterStatus {
     /// `enabled`, or `disabled` (with the reason in `error`).
     pub fn status(&self) -> &'static str {
-        if self.error.is_none() { "enabled" } else { "disabled" }
+        if self.error.is_none() {
+            "enabled"
+        } else {
+            "disabled"
+        }
     }
 }
 

@@ -86,10 +86,9 @@ impl RouteTable {
 
     /// The highest-precedence route whose rule matches.
     pub fn find(&self, req: &rule::Request<'_>) -> Option<&Arc<Route>> {
-        let hosted: &[u32] = self
-            .by_host
-            .get(req.host)
-            .map_or(&[], |&(start, end)| &self.hosted[start as usize..end as usize]);
+        let hosted: &[u32] = self.by_host.get(req.host).map_or(&[], |&(start, end)| {
+            &self.hosted[start as usize..end as usize]
+        });
         let (mut a, mut b) = (0, 0);
         loop {
             let next = match (hosted.get(a), self.any_host.get(b)) {

@@ -79,7 +79,10 @@ middlewares = ["auth@file"]
     let route = routes.iter().find(|r| r.name == "web@docker").unwrap();
     assert_eq!(route.service_name, "app@file");
     assert!(Arc::ptr_eq(&route.service, &s.services["app@file"]));
-    assert!(Arc::ptr_eq(&route.middlewares[0], &s.middlewares["auth@file"]));
+    assert!(Arc::ptr_eq(
+        &route.middlewares[0],
+        &s.middlewares["auth@file"]
+    ));
     assert_eq!(route.middlewares.len(), 1);
     // The API's view: the router's own configuration, references qualified as resolved.
     let c = s.router_config("web@docker").unwrap();
@@ -372,5 +375,10 @@ fn limits_and_unsupported_parts_are_reported() {
 fn internal_services_exist_without_definition() {
     let text = "[http.routers.api]\nrule = \"PathPrefix(`/api`)\"\nservice = \"api@internal\"\n";
     let s = build(&[("file", text)]);
-    assert_eq!(s.routers["api@file"].status(), "enabled", "{:?}", s.problems);
+    assert_eq!(
+        s.routers["api@file"].status(),
+        "enabled",
+        "{:?}",
+        s.problems
+    );
 }
