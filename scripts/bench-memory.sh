@@ -10,10 +10,14 @@
 # protection drops private ones, as dnsmasq's stop-dns-rebind does. With heaptrack installed, the
 # live heap of each boma case is measured too. Prints a Markdown section on stdout. Bounded: every load is a fixed count or a few seconds;
 # every process made here is stopped on exit. Loopback only.
-# usage: scripts/bench-memory.sh target/release/boma
+# With a second binary (the same code built for x86_64 musl), its figures are added as
+# "boma (musl)": musl is the C library of the image, whose allocator gives freed memory back on
+# its own, where glibc's keeps much of a large parse's peak.
+# usage: scripts/bench-memory.sh target/release/boma [target/x86_64-unknown-linux-musl/release/boma]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BOMA=$1
+MUSL=${2:-}
 BASE=${BASE_PORT:-18180}
 BACKEND=$((BASE + 1)); TRAEFIK=$((BASE + 2)); WEB=$((BASE + 3)); DNS=$((BASE + 4))
 UPSTREAM=$((BASE + 5)); DNSMASQ_PORT=$((BASE + 6))
@@ -81,6 +85,11 @@ EOF
   "$BOMA" run --config "$work/boma-$n.toml" > "$work/boma-$n.log" 2>&1 & b=$!; pids+=($b)
   measure_routes boma "$b" "$WEB" "$n"
   stop "$b"
+  if [ -n "$MUSL" ]; then
+    "$MUSL" run --config "$work/boma-$n.toml" > "$work/musl-$n.log" 2>&1 & b=$!; pids+=($b)
+    measure_routes "boma (musl)" "$b" "$WEB" "$n"
+    stop "$b"
+  fi
   cat > "$work/traefik-$n.toml" <<EOF
 [entryPoints.web]
 address = "127.0.0.1:$TRAEFIK"
@@ -129,6 +138,12 @@ EOF
 "$BOMA" run --config "$work/boma-dns.toml" > "$work/boma-dns.log" 2>&1 & b=$!; pids+=($b)
 measure_names boma "$b" "$DNS"
 stop "$b"
+if [ -n "$MUSL" ]; then
+  "$MUSL" run --config "$work/boma-dns.toml" > "$work/musl-dns.log" 2>&1 & b=$!; pids+=($b)
+  measure_names "boma (musl)" "$b" "$DNS"
+  stop "$b"
+fi
+bomas=(boma); [ -z "$MUSL" ] || bomas+=("boma (musl)")
 
 # --- live heap (heaptrack): what boma itself holds, without the allocator's retained pages ---
 # The process is killed (SIGKILL) once loaded, so what is still allocated is what it holds.
@@ -169,14 +184,14 @@ echo "boma and dnsmasq forwarding to the same upstream; RSS before and after."
 echo
 echo "| | RSS, 20 routes (KiB) | RSS, 1,000 routes (KiB) | growth (KiB) | per route (bytes) | req/s 1,000 / 20 routes |"
 echo "|---|---:|---:|---:|---:|---:|"
-for n in boma traefik; do
+for n in "${bomas[@]}" traefik; do
   a=${RSS[$n/20]}; b=${RSS[$n/1000]}
   echo "| $n | $a | $b | $(grow_kib "$a" "$b") | $(per_item "$a" "$b" 980) | $(ratio "${RPS[$n/1000]}" "${RPS[$n/20]}") |"
 done
 echo
 echo "| | RSS idle (KiB) | RSS, $NAMES names cached (KiB) | per name (bytes) |"
 echo "|---|---:|---:|---:|"
-for n in dnsmasq boma; do
+for n in dnsmasq "${bomas[@]}"; do
   echo "| $n | ${NAME_IDLE[$n]} | ${NAME_FULL[$n]} | $(per_item "${NAME_IDLE[$n]}" "${NAME_FULL[$n]}" "$NAMES") |"
 done
 echo

@@ -376,7 +376,15 @@ if want dhcp; then
   DHCP_SECTION=$(scripts/bench-dhcp.sh "$BOMA")
 fi
 if want memory; then
-  MEMORY_SECTION=$(scripts/bench-memory.sh "$BOMA")
+  # The same code built against musl, the image's C library (its allocator behaves differently).
+  MUSL_BOMA=""
+  if command -v musl-gcc >/dev/null && CC_x86_64_unknown_linux_musl=musl-gcc \
+      cargo build --release --target x86_64-unknown-linux-musl >&2; then
+    MUSL_BOMA=target/x86_64-unknown-linux-musl/release/boma
+  else
+    echo "bench: no musl build (apt-get install musl-tools); memory measured on glibc only" >&2
+  fi
+  MEMORY_SECTION=$(scripts/bench-memory.sh "$BOMA" $MUSL_BOMA)
 fi
 
 cpu=$(awk -F: '/model name/{print $2; exit}' /proc/cpuinfo | sed 's/^ *//')

@@ -20,6 +20,7 @@ command -v dnsperf >/dev/null || need_apt+=(dnsperf)
 command -v g++ >/dev/null || need_apt+=(g++)
 # The memory benchmark's live-heap figures (scripts/bench-memory.sh).
 command -v heaptrack >/dev/null || need_apt+=(heaptrack)
+command -v musl-gcc >/dev/null || need_apt+=(musl-tools)
 command -v dockerd >/dev/null || need_apt+=(docker.io)
 # A TLS front for the engine (client certificates) in the remote-engine test.
 command -v socat >/dev/null || need_apt+=(socat)
