@@ -97,6 +97,9 @@ fn serve(stream: TcpStream, name: &str, port: u16, fail: bool) {
         Ok(ip) => ip.to_string(),
         Err(_) => "?".into(),
     };
+    // Head and body go out in two writes: without this, Nagle holds the body back until the
+    // peer's delayed ACK (40 ms a keep-alive request).
+    let _ = stream.set_nodelay(true);
     let Ok(write_half) = stream.try_clone() else {
         return;
     };
