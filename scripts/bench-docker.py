@@ -241,6 +241,11 @@ def restart_scenario(name, start_proxy, image):
         except subprocess.CalledProcessError:
             pass
         engine.stop()
+        # dockerd leaves its own mounts (the data root, the default netns): deepest first.
+        with open("/proc/mounts") as f:
+            points = [line.split()[1] for line in f if line.split()[1].startswith(work)]
+        for point in sorted(points, reverse=True):
+            subprocess.run(["umount", "-l", point], check=False)
         shutil.rmtree(work, ignore_errors=True)
 
 
