@@ -117,15 +117,20 @@ def measure(name, port, image, events, n):
 
 
 class Engine:
-    """A private Docker engine (own socket, data and exec roots; no bridge, no iptables), with
-    `--live-restore` so that stopping it leaves its containers running."""
+    """A private Docker engine (own socket, data and exec roots, own bridge; no iptables), with
+    `--live-restore` so that stopping it leaves its containers running. Not `--bridge none`: an
+    engine started that way deletes the host's docker0, breaking the shared engine."""
 
     def __init__(self, work):
         self.work = work
         self.sock = os.path.join(work, "docker.sock")
+        self.bridge = f"bomab{os.getpid() % 100000}"
+        sh("ip", "link", "add", self.bridge, "type", "bridge")
+        sh("ip", "addr", "add", "198.18.251.1/24", "dev", self.bridge)
+        sh("ip", "link", "set", self.bridge, "up")
         self.args = ["dockerd", "--host", f"unix://{self.sock}", "--data-root",
                      os.path.join(work, "data"), "--exec-root", os.path.join(work, "exec"),
-                     "--pidfile", os.path.join(work, "dockerd.pid"), "--bridge", "none",
+                     "--pidfile", os.path.join(work, "dockerd.pid"), "--bridge", self.bridge,
                      "--iptables=false", "--ip6tables=false", "--storage-driver", "vfs",
                      "--live-restore"]
         self.proc = None
@@ -246,6 +251,7 @@ def restart_scenario(name, start_proxy, image):
             points = [line.split()[1] for line in f if line.split()[1].startswith(work)]
         for point in sorted(points, reverse=True):
             subprocess.run(["umount", "-l", point], check=False)
+        subprocess.run(["ip", "link", "del", engine.bridge], check=False)
         shutil.rmtree(work, ignore_errors=True)
 
 

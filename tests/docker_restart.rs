@@ -1,7 +1,8 @@
 //! A real Docker engine restarted while boma serves its routes under load. The engine is a
-//! private one started by this test (its own socket, data and exec roots, no bridge, and
+//! private one started by this test (its own socket, data and exec roots, its own bridge, and
 //! `--live-restore`, so its containers keep running while it is down), so the engine every other
-//! test uses is never touched. boma must keep answering the route throughout (no failed
+//! test uses is never touched. (Not `--bridge none`: an engine started that way deletes the
+//! host's `docker0`, breaking the shared engine's networking.) boma must keep answering the route throughout (no failed
 //! request), report nothing lost, and follow the engine again once it is back: a container
 //! started right after the restart becomes routable.
 //!
@@ -20,9 +21,15 @@ use std::time::{Duration, Instant};
 use docker_support::{images, unique};
 use support::{Boma, Client, eventually};
 
-/// A private engine; stopped, its containers removed and its directories deleted when dropped.
+/// The private engine's bridge: its own interface and an RFC 2544 subnet next to the shared
+/// engine's (198.18.0.0/24), never used by the host-network containers here.
+const BRIDGE_ADDR: &str = "198.18.250.1/24";
+
+/// A private engine; stopped, its containers removed, its bridge and directories deleted when
+/// dropped.
 struct Engine {
     dir: tempfile::TempDir,
+    bridge: String,
     child: Option<Child>,
 }
 
@@ -32,7 +39,22 @@ impl Engine {
             .prefix("boma-engine-")
             .tempdir()
             .expect("tempdir");
-        let mut engine = Engine { dir, child: None };
+        let bridge = format!("bomae{}", std::process::id() % 100_000);
+        let ip = |args: &[&str]| {
+            let ok = Command::new("ip")
+                .args(args)
+                .status()
+                .is_ok_and(|s| s.success());
+            assert!(ok, "ip {args:?} (needs root)");
+        };
+        ip(&["link", "add", &bridge, "type", "bridge"]);
+        let mut engine = Engine {
+            dir,
+            bridge,
+            child: None,
+        };
+        ip(&["addr", "add", BRIDGE_ADDR, "dev", &engine.bridge]);
+        ip(&["link", "set", &engine.bridge, "up"]);
         engine.launch();
         engine
     }
@@ -62,7 +84,12 @@ impl Engine {
             .arg(d.join("exec"))
             .arg("--pidfile")
             .arg(d.join("dockerd.pid"))
-            .args(["--bridge", "none", "--iptables=false", "--ip6tables=false"])
+            .args([
+                "--bridge",
+                &self.bridge,
+                "--iptables=false",
+                "--ip6tables=false",
+            ])
             .args(["--storage-driver", "vfs", "--live-restore"])
             .stdout(Stdio::from(log.try_clone().expect("log")))
             .stderr(Stdio::from(log))
@@ -166,6 +193,9 @@ impl Drop for Engine {
         for p in points {
             let _ = Command::new("umount").args(["-l", p]).status();
         }
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.bridge])
+            .status();
     }
 }
 
