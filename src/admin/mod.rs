@@ -176,7 +176,7 @@ fn services(s: &Snapshot) -> Vec<Value> {
                         .iter()
                         .map(|srv| {
                             let up = if srv.available(now) { "UP" } else { "DOWN" };
-                            (srv.url.clone(), json!(up))
+                            (srv.url.to_string(), json!(up))
                         })
                         .collect();
                     v["serverStatus"] = Value::Object(status);

@@ -427,7 +427,7 @@ fn address(
         Protocol::H2c => Version::HTTP_2,
     };
     if !pass_host_header {
-        (head.headers).insert(header::HOST, server.host_header.clone());
+        (head.headers).insert(header::HOST, server.host_header());
     } else if let Some(v) = host_from_uri {
         // HTTP/2 and absolute-form requests carry the host in the URI, not in Host.
         head.headers.insert(header::HOST, v.clone());
@@ -446,7 +446,7 @@ fn failure(server: &Server, e: SendError, now: Instant, cooldown: Duration) -> P
         }
         SendError::Timeout => {
             server.mark_failed(now, cooldown);
-            ProxyError::Timeout(server.url.clone())
+            ProxyError::Timeout(server.url.to_string())
         }
         SendError::Other(msg) => {
             tracing::debug!(server = %server.url, error = %msg, "upstream failed");
@@ -474,7 +474,7 @@ fn cookie_for(lb: &LoadBalancer, idx: usize) -> Option<HeaderValue> {
     let mut c = format!(
         "{}={}; Path={}",
         cfg.name,
-        lb.servers[idx].sticky_id,
+        lb.servers[idx].sticky_id(),
         if cfg.path.is_empty() { "/" } else { &cfg.path }
     );
     if cfg.max_age != 0 {

@@ -203,7 +203,7 @@ impl Proxy {
             }
         };
         if let Some(r) = record.as_mut() {
-            r.server_url = fwd.server.url.clone();
+            r.server_url = fwd.server.url.to_string();
             r.attempts = fwd.attempts;
         }
 

@@ -28,17 +28,16 @@ pub enum Protocol {
 #[derive(Debug)]
 pub struct Server {
     /// The URL as configured, for the API, logs and sticky cookies.
-    pub url: String,
+    pub url: Box<str>,
     pub scheme: Scheme,
     pub authority: Authority,
     pub protocol: Protocol,
     /// Path prepended to the request path (only with `preservePath`), without trailing '/'.
-    pub path_prefix: String,
+    pub path_prefix: Box<str>,
     pub weight: u32,
-    /// `Host` value when the service does not pass the client's (`passHostHeader = false`).
-    pub host_header: http::HeaderValue,
-    /// The value of a sticky cookie naming this server ([`sticky_id`] of the URL).
-    pub sticky_id: String,
+    /// The value of a sticky cookie naming this server ([`sticky_id`] of the URL): 16 hex
+    /// digits, kept inline (a table holds one server per service).
+    sticky_id: [u8; STICKY_ID_LEN],
     /// Written by the active health checker; servers start healthy.
     healthy: AtomicBool,
     /// Passive mark: milliseconds since [`epoch`] until which the server is skipped.
@@ -54,20 +53,32 @@ impl Server {
         path_prefix: String,
         weight: u32,
     ) -> Self {
-        let host_header = http::HeaderValue::from_str(authority.as_str())
-            .unwrap_or_else(|_| http::HeaderValue::from_static("localhost"));
+        let mut id = [b'0'; STICKY_ID_LEN];
+        id.copy_from_slice(&sticky_id(&url).as_bytes()[..STICKY_ID_LEN]);
         Server {
-            sticky_id: sticky_id(&url),
-            url,
-            host_header,
+            sticky_id: id,
+            url: url.into_boxed_str(),
             scheme,
             authority,
             protocol,
-            path_prefix,
+            path_prefix: path_prefix.into_boxed_str(),
             weight,
             healthy: AtomicBool::new(true),
             down_until_ms: AtomicU64::new(0),
         }
+    }
+
+    /// The value of a sticky cookie naming this server.
+    pub fn sticky_id(&self) -> &str {
+        // Hex digits only (`sticky_id`), so always UTF-8.
+        std::str::from_utf8(&self.sticky_id).unwrap_or_default()
+    }
+
+    /// `Host` value when the service does not pass the client's (`passHostHeader = false`):
+    /// the server's authority. Made when asked; few services set it.
+    pub fn host_header(&self) -> http::HeaderValue {
+        http::HeaderValue::from_str(self.authority.as_str())
+            .unwrap_or_else(|_| http::HeaderValue::from_static("localhost"))
     }
 
     /// Active health as last reported by the checker.
@@ -175,7 +186,11 @@ impl LoadBalancer {
         sticky: Option<Box<StickyCookie>>,
         health: Option<Arc<HealthCheck>>,
     ) -> Self {
-        let weights = servers.iter().map(|s| s.weight).collect();
+        // One server needs no weights (`pick` takes it directly).
+        let weights = match servers.len() {
+            1 => Vec::new(),
+            _ => servers.iter().map(|s| s.weight).collect(),
+        };
         LoadBalancer {
             servers,
             weights,
@@ -189,6 +204,11 @@ impl LoadBalancer {
     /// Next server to try, skipping those in `exclude` (already failed in this request) and
     /// unavailable ones.
     pub fn pick(&self, now: Instant, exclude: &[usize]) -> Option<usize> {
+        if let [only] = &self.servers[..] {
+            // Nothing to balance: no shared state to lock (or allocate, per service).
+            let ok = only.weight > 0 && !exclude.contains(&0) && only.available(now);
+            return ok.then_some(0);
+        }
         self.swrr.pick(&self.weights, |i| {
             !exclude.contains(&i) && self.servers[i].available(now)
         })
@@ -209,7 +229,7 @@ impl LoadBalancer {
     pub fn sticky_server(&self, id: &str, now: Instant) -> Option<usize> {
         self.servers
             .iter()
-            .position(|s| s.sticky_id == id)
+            .position(|s| s.sticky_id() == id)
             .filter(|&i| self.servers[i].available(now))
     }
 
@@ -220,12 +240,15 @@ impl LoadBalancer {
     }
 }
 
+/// Hex digits of a server's sticky id.
+const STICKY_ID_LEN: usize = 16;
+
 /// Stable opaque id of a server for sticky cookies, Traefik's: the first 16 hex digits of the
 /// SHA-256 of its URL, so clients pinned by Traefik stay pinned after a switch to boma.
 pub fn sticky_id(url: &str) -> String {
     hex_prefix(
         ring::digest::digest(&ring::digest::SHA256, url.as_bytes()).as_ref(),
-        16,
+        STICKY_ID_LEN,
     )
 }
 
