@@ -201,7 +201,7 @@ if [ -n "${LIVE[names]:-}" ]; then
   echo "without the pages the allocator keeps after freeing): 20 routes ${LIVE[routes-20]}, 1,000"
   echo "routes ${LIVE[routes-1000]}, $NAMES cached names ${LIVE[names]} (idle baseline included)."
   echo "The rest of the glibc growth is the parse of the dynamic file (a peak of ~8 MiB for 1,000"
-  echo "routers), freed but left fragmented between live objects, which \\`malloc_trim\\` after each"
+  echo "routers), freed but left fragmented between live objects, which \`malloc_trim\` after each"
   echo "change cannot return; musl's allocator, the image's, returns most of it."
 fi
 echo
