@@ -164,10 +164,36 @@ fn read_one(deb_path: &Path, package: &str, path: &str) -> Result<Vec<u8>> {
     })
 }
 
-/// Build the image of one board.
+/// Build the image of one board: fetch the pinned packages, make the initramfs, the boot
+/// partition and the data partition, write the disk image, then compress and checksum it.
 pub fn build(opts: &Options) -> Result<Report> {
     let started = Instant::now();
     let board = Board::load(&opts.root, &opts.board)?;
+    let debs = fetch_packages(opts, &board)?;
+    let time = epoch();
+    let kernel = read_kernel(&debs[0], &board)?;
+    let initrd = make_initrd(opts, &board, &debs, &kernel, time)?;
+    let (kernel_size, initrd_size) = (kernel.vmlinuz.len() as u64, initrd.bytes.len() as u64);
+    let files = boot_files(opts, &board, &debs, kernel, initrd.bytes, initrd.boma_toml)?;
+    let stem = format!("boma-{}", board.name);
+    let image = write_image(opts, &board, &stem, &files, time)?;
+    let sums = checksums(opts, &stem, &image)?;
+    Ok(Report {
+        image,
+        xz: sums.xz,
+        sums: sums.path,
+        image_size: sums.image_size,
+        xz_size: sums.xz_size,
+        initrd_size,
+        kernel_size,
+        modules: initrd.modules,
+        sha256: sums.sha256,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// Every package the board pins, from the cache or the mirror (recording the lock if asked).
+fn fetch_packages(opts: &Options, board: &Board) -> Result<Vec<PathBuf>> {
     let lock_path = opts.root.join("image/packages.lock");
     let mut lock = Lock::load(&lock_path)?;
     let mut debs = Vec::new();
@@ -182,11 +208,26 @@ pub fn build(opts: &Options) -> Result<Report> {
     if opts.record_lock {
         lock.save()?;
     }
-    let time = epoch();
+    Ok(debs)
+}
+
+/// The gzipped initramfs, with the `boma.toml` it carries (also the boot partition's).
+struct Initrd {
+    bytes: Vec<u8>,
+    boma_toml: Vec<u8>,
+    /// Kernel modules it carries, early and late.
+    modules: usize,
+}
+
+fn make_initrd(
+    opts: &Options,
+    board: &Board,
+    debs: &[PathBuf],
+    kernel: &Kernel,
+    time: u64,
+) -> Result<Initrd> {
     let time32 =
         u32::try_from(time).map_err(|_| Error::Layout("SOURCE_DATE_EPOCH too big".into()))?;
-
-    let kernel = read_kernel(&debs[0], &board)?;
     let busybox = read_one(&debs[1], &board.busybox.package, "bin/busybox")?;
     let boma = std::fs::read(&opts.boma).map_err(|e| Error::io(&opts.boma, e))?;
     let modules = kmod::resolve(&board.modules, &kernel.modules, &kernel.builtin)?;
@@ -227,9 +268,22 @@ pub fn build(opts: &Options) -> Result<Report> {
         release,
     })?;
     archive.file("etc/boma/boma.toml", boma_toml.clone(), false);
-    let initrd = initramfs::gzip(&archive, time32)?;
+    Ok(Initrd {
+        bytes: initramfs::gzip(&archive, time32)?,
+        boma_toml,
+        modules: modules.len() + late.len(),
+    })
+}
 
-    // The boot partition's files.
+/// The boot partition's files: firmware, device trees, kernel, initramfs, the operator's files.
+fn boot_files(
+    opts: &Options,
+    board: &Board,
+    debs: &[PathBuf],
+    kernel: Kernel,
+    initrd: Vec<u8>,
+    boma_toml: Vec<u8>,
+) -> Result<Vec<(String, Vec<u8>)>> {
     let mut files: Vec<(String, Vec<u8>)> = Vec::new();
     if let (Some(fw), Some(deb_path)) = (&board.firmware, debs.get(2)) {
         let wanted: BTreeSet<String> = board
@@ -248,29 +302,37 @@ pub fn build(opts: &Options) -> Result<Report> {
             files.push((f.clone(), bytes.clone()));
         }
     }
-    for (path, bytes) in &kernel.dtbs {
-        let base = path.rsplit('/').next().unwrap_or(path);
-        files.push((base.to_string(), bytes.clone()));
+    for (path, bytes) in kernel.dtbs {
+        let base = path.rsplit('/').next().unwrap_or(&path).to_string();
+        files.push((base, bytes));
     }
-    let kernel_size = kernel.vmlinuz.len() as u64;
     files.push(("vmlinuz".into(), kernel.vmlinuz));
-    let initrd_size = initrd.len() as u64;
     files.push(("initrd.img".into(), initrd));
     files.push(("config.txt".into(), board.file("config.txt")?));
     files.push(("cmdline.txt".into(), board.file("cmdline.txt")?));
     files.push(("boma.toml".into(), boma_toml));
-    let routes = overlay.join("etc/boma/routes.toml");
+    let routes = opts.root.join("image/overlay/etc/boma/routes.toml");
     let routes = std::fs::read(&routes).map_err(|e| Error::io(&routes, e))?;
     files.push(("routes.toml".into(), routes));
-    files.push(("README.txt".into(), readme(&board).into_bytes()));
+    files.push(("README.txt".into(), readme(board).into_bytes()));
+    Ok(files)
+}
 
+/// The disk image: MBR, the FAT boot partition with `files`, the empty ext4 data partition;
+/// written to a temporary file and renamed into place.
+fn write_image(
+    opts: &Options,
+    board: &Board,
+    stem: &str,
+    files: &[(String, Vec<u8>)],
+    time: u64,
+) -> Result<PathBuf> {
     let ids = derived(&board.name, "ids");
     let disk_signature = u32::from_le_bytes([ids[0], ids[1], ids[2], ids[3]]);
     let volume_id = u32::from_le_bytes([ids[4], ids[5], ids[6], ids[7]]);
-    let boot = fat::build(BOOT_SIZE, volume_id, &files)?;
+    let boot = fat::build(BOOT_SIZE, volume_id, files)?;
 
     std::fs::create_dir_all(&opts.out).map_err(|e| Error::io(&opts.out, e))?;
-    let stem = format!("boma-{}", board.name);
     let data_tmp = opts.out.join(format!(".{stem}.data.tmp"));
     let data = ext4::build(
         &data_tmp,
@@ -312,31 +374,39 @@ pub fn build(opts: &Options) -> Result<Report> {
         f.sync_all().map_err(|e| Error::io(&tmp, e))?;
     }
     std::fs::rename(&tmp, &image).map_err(|e| Error::io(&image, e))?;
+    Ok(image)
+}
 
+/// The `.sha256` file of an image (and of its `.img.xz`, made here when asked).
+struct Sums {
+    path: PathBuf,
+    xz: PathBuf,
+    sha256: String,
+    image_size: u64,
+    /// 0 when not compressed.
+    xz_size: u64,
+}
+
+fn checksums(opts: &Options, stem: &str, image: &Path) -> Result<Sums> {
     let xz = opts.out.join(format!("{stem}.img.xz"));
-    let img_bytes = std::fs::read(&image).map_err(|e| Error::io(&image, e))?;
+    let img_bytes = std::fs::read(image).map_err(|e| Error::io(image, e))?;
     let sha256 = sha256_hex(&img_bytes);
     let mut text = format!("{sha256}  {stem}.img\n");
     let mut xz_size = 0;
     if opts.compress {
-        compress_xz(&image, &xz)?;
+        compress_xz(image, &xz)?;
         let xz_bytes = std::fs::read(&xz).map_err(|e| Error::io(&xz, e))?;
         xz_size = xz_bytes.len() as u64;
         text.push_str(&format!("{}  {stem}.img.xz\n", sha256_hex(&xz_bytes)));
     }
-    let sums = opts.out.join(format!("{stem}.sha256"));
-    std::fs::write(&sums, text).map_err(|e| Error::io(&sums, e))?;
-    Ok(Report {
-        image,
+    let path = opts.out.join(format!("{stem}.sha256"));
+    std::fs::write(&path, text).map_err(|e| Error::io(&path, e))?;
+    Ok(Sums {
+        path,
         xz,
-        sums,
+        sha256,
         image_size: img_bytes.len() as u64,
         xz_size,
-        initrd_size,
-        kernel_size,
-        modules: modules.len() + late.len(),
-        sha256,
-        seconds: started.elapsed().as_secs_f64(),
     })
 }
 

@@ -230,6 +230,13 @@ pub fn is_domain_name(s: &str) -> bool {
 impl Check<'_> {
     /// Every problem of the `[dns]` section.
     pub(super) fn dns(&mut self, dns: &Dns) {
+        self.dns_addresses(dns);
+        self.dns_lists(dns);
+        self.dns_bounds(dns);
+    }
+
+    /// Where it listens and what local names answer with.
+    fn dns_addresses(&mut self, dns: &Dns) {
         if dns.listen.is_empty() {
             self.value(&["dns", "listen"], "`listen` needs at least one address");
         }
@@ -275,6 +282,10 @@ impl Check<'_> {
                 "`address` takes at most one IPv4 and one IPv6 address",
             );
         }
+    }
+
+    /// Static hosts, upstreams, who may ask, and the rebinding exceptions.
+    fn dns_lists(&mut self, dns: &Dns) {
         for (name, ips) in &dns.hosts {
             if !is_domain_name(name) {
                 self.key(
@@ -322,6 +333,10 @@ impl Check<'_> {
                 );
             }
         }
+    }
+
+    /// Limits, timeouts and TTLs, and the query log.
+    fn dns_bounds(&mut self, dns: &Dns) {
         for (key, n) in [
             ("max_in_flight", dns.max_in_flight),
             ("max_tcp_connections", dns.max_tcp_connections),
