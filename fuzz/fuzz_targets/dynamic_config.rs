@@ -1,6 +1,9 @@
 //! Dynamic configuration (file provider): parse, then assemble whatever parsed, never a panic.
 #![no_main]
 
+#[path = "ctx.rs"]
+mod ctx;
+
 use std::collections::BTreeMap;
 
 use libfuzzer_sys::fuzz_target;
@@ -21,14 +24,5 @@ fuzz_target!(|data: &[u8]| {
             ..Default::default()
         },
     );
-    let ctx = boma::dynamic::AssembleCtx {
-        entrypoints: vec![boma::dynamic::EntryPointSpec {
-            name: "web".into(),
-            as_default: false,
-            middlewares: Vec::new(),
-        }],
-        max_routes: 1000,
-        middleware_bounds: Default::default(),
-    };
-    let _ = boma::dynamic::assemble(&fragments, &ctx, None, 1);
+    let _ = boma::dynamic::assemble(&fragments, &ctx::assemble_ctx(), None, 1);
 });

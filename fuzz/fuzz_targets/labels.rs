@@ -3,6 +3,9 @@
 //! a line `---` starts the next container (at most four).
 #![no_main]
 
+#[path = "ctx.rs"]
+mod ctx;
+
 use std::collections::BTreeMap;
 
 use boma::providers::docker::{Container, Settings, build};
@@ -36,14 +39,5 @@ fuzz_target!(|data: &[u8]| {
     }
     let fragment = build(&containers, &Settings::new("docker"));
     let fragments = BTreeMap::from([("docker".to_string(), fragment)]);
-    let ctx = boma::dynamic::AssembleCtx {
-        entrypoints: vec![boma::dynamic::EntryPointSpec {
-            name: "web".into(),
-            as_default: false,
-            middlewares: Vec::new(),
-        }],
-        max_routes: 1000,
-        middleware_bounds: Default::default(),
-    };
-    let _ = boma::dynamic::assemble(&fragments, &ctx, None, 1);
+    let _ = boma::dynamic::assemble(&fragments, &ctx::assemble_ctx(), None, 1);
 });
