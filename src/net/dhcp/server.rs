@@ -427,16 +427,44 @@ pub fn fuzz_packet(packet: &[u8]) {
                 (300..=codec::MAX_REPLY).contains(&bytes.len()),
                 "reply size"
             );
-            let parsed = smoltcp::wire::DhcpPacket::new_checked(&bytes[..])
-                .ok()
-                .and_then(|p| {
-                    smoltcp::wire::DhcpRepr::parse(&p)
-                        .ok()
-                        .map(|r| r.message_type)
-                });
-            assert!(parsed.is_some(), "a reply smoltcp cannot parse");
+            // A well-formed BOOTREPLY: header, magic cookie, options that walk to their end
+            // with a message type. (Not smoltcp's `DhcpRepr::parse`: it refuses an echoed client
+            // identifier whose type is not Ethernet, which RFC 6842 has the server echo as is.)
+            assert_eq!(bytes[0], 2, "a BOOTREPLY: {bytes:02x?}");
+            assert_eq!(
+                bytes[236..240],
+                [99, 130, 83, 99],
+                "magic cookie: {bytes:02x?}"
+            );
+            assert!(
+                reply_options_walk(&bytes[240..]),
+                "reply options do not walk to their end: {bytes:02x?}"
+            );
         }
     }
+}
+
+/// The options of a reply are TLVs inside the buffer, end with END, and include the message
+/// type.
+fn reply_options_walk(options: &[u8]) -> bool {
+    let (mut i, mut kind) = (0, false);
+    while let Some(&code) = options.get(i) {
+        match code {
+            0 => i += 1,
+            255 => return kind,
+            _ => {
+                let Some(&len) = options.get(i + 1) else {
+                    return false;
+                };
+                kind |= code == 53 && len == 1;
+                i += 2 + usize::from(len);
+                if i > options.len() {
+                    return false;
+                }
+            }
+        }
+    }
+    false
 }
 
 #[cfg(test)]
@@ -457,5 +485,22 @@ mod fuzz_tests {
         let mut request = discover.clone();
         request[242] = 3;
         super::fuzz_packet(&request);
+    }
+
+    /// Inputs the fuzzer found breaking an invariant. 1: a client identifier of type 0 (not
+    /// Ethernet), echoed in the OFFER as RFC 6842 says; smoltcp's parser refuses such a reply,
+    /// which the invariant wrongly required.
+    #[test]
+    fn fuzz_findings_stay_fixed() {
+        super::fuzz_packet(include_bytes!("fixtures/fuzz-crash-1.bin"));
+    }
+
+    #[test]
+    fn reply_options_must_walk_to_an_end_with_a_type() {
+        use super::reply_options_walk as walk;
+        assert!(walk(&[53, 1, 2, 0, 61, 7, 0, 0, 0, 0, 0, 0, 0, 255]));
+        assert!(!walk(&[53, 1, 2]), "no END");
+        assert!(!walk(&[61, 7, 0, 0, 255]), "an option past the end");
+        assert!(!walk(&[1, 4, 255, 255, 255, 0, 255]), "no message type");
     }
 }
