@@ -42,18 +42,55 @@ pub struct Board {
     /// DTBs under `/usr/lib/linux-image-<abi>/` put at the boot partition's root.
     #[serde(default)]
     pub dtbs: Vec<String>,
-    /// Kernel modules init loads before it mounts and brings up the network (dependencies are
-    /// added).
-    pub modules: Vec<String>,
-    /// Kernel modules loaded in the background once boma runs (netfilter).
+    /// Kernel modules to carry that no DTB of the board names (dependencies are added): they
+    /// are loaded by alias like every other, this list only puts them in the image.
     #[serde(default)]
-    pub late_modules: Vec<String>,
+    pub modules: Vec<String>,
+    /// The board has a USB host port: carry `image/modules.toml`'s `usb` set (USB Ethernet).
+    #[serde(default)]
+    pub usb: bool,
     /// Whether the board has a hardware watchdog driver among its modules.
     #[serde(default)]
     pub watchdog: bool,
     /// Where the board folder is (not in the file).
     #[serde(skip)]
     pub dir: PathBuf,
+}
+
+/// `image/modules.toml`: the kernel modules every image carries besides what its device trees
+/// and board file call for.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImageModules {
+    /// Every board.
+    pub carry: Vec<String>,
+    /// Boards with `usb = true`.
+    pub usb: Vec<String>,
+    /// Loaded in the background once boma runs (they must be carried).
+    pub preload: Vec<String>,
+}
+
+impl ImageModules {
+    /// Read `image/modules.toml` under `root`.
+    pub fn load(root: &Path) -> Result<ImageModules> {
+        let path = root.join("image/modules.toml");
+        let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+        toml::from_str(&text).map_err(|e| Error::Parse {
+            path,
+            message: e.to_string(),
+        })
+    }
+
+    /// What a board carries by name: its own list, `carry`, `usb` when it has USB, `preload`.
+    pub fn wanted(&self, board: &Board) -> Vec<String> {
+        let mut out = board.modules.clone();
+        out.extend(self.carry.iter().cloned());
+        if board.usb {
+            out.extend(self.usb.iter().cloned());
+        }
+        out.extend(self.preload.iter().cloned());
+        out
+    }
 }
 
 impl Board {

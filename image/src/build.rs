@@ -13,13 +13,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use crate::board::Board;
+use crate::board::{Board, ImageModules};
 use crate::error::{Error, Result};
 use crate::fetch::{fetch, sha256_hex};
 use crate::kmod::{self, Module};
 use crate::lock::Lock;
 use crate::mbr::{self, Partition, SECTOR};
-use crate::{deb, ext4, fat, initramfs};
+use crate::{deb, ext4, fat, fdt, initramfs, modalias};
 
 const MIB: u64 = 1024 * 1024;
 /// Whole image.
@@ -61,7 +61,8 @@ pub struct Report {
     pub xz_size: u64,
     pub initrd_size: u64,
     pub kernel_size: u64,
-    pub modules: usize,
+    /// Kernel modules the initramfs carries, by name.
+    pub modules: Vec<String>,
     pub sha256: String,
     pub seconds: f64,
 }
@@ -105,6 +106,8 @@ struct Kernel {
     dtbs: BTreeMap<String, Vec<u8>>,
     modules: BTreeMap<String, Module>,
     builtin: BTreeSet<String>,
+    /// `modules.builtin` as the package has it (modprobe reads it).
+    builtin_file: Vec<u8>,
 }
 
 fn read_kernel(deb_path: &Path, board: &Board) -> Result<Kernel> {
@@ -126,6 +129,7 @@ fn read_kernel(deb_path: &Path, board: &Board) -> Result<Kernel> {
     let mut dtbs = BTreeMap::new();
     let mut modules = BTreeMap::new();
     let mut builtin = BTreeSet::new();
+    let mut builtin_file = Vec::new();
     for (path, bytes) in files {
         if let Some(abi) = path.strip_prefix("boot/vmlinuz-") {
             vmlinuz = Some((abi.to_string(), bytes));
@@ -137,6 +141,7 @@ fn read_kernel(deb_path: &Path, board: &Board) -> Result<Kernel> {
                 let base = line.rsplit('/').next().unwrap_or(line);
                 builtin.insert(kmod::normalize(base.trim_end_matches(".ko")));
             }
+            builtin_file = bytes;
         } else if let Some(rest) = path.splitn(4, '/').nth(3) {
             dtbs.insert(rest.to_string(), bytes);
         }
@@ -147,12 +152,14 @@ fn read_kernel(deb_path: &Path, board: &Board) -> Result<Kernel> {
             return Err(pkg_err(format!("no DTB {d}")));
         }
     }
+    kmod::link(&mut modules, &builtin);
     Ok(Kernel {
         abi,
         vmlinuz,
         dtbs,
         modules,
         builtin,
+        builtin_file,
     })
 }
 
@@ -215,8 +222,8 @@ fn fetch_packages(opts: &Options, board: &Board) -> Result<Vec<PathBuf>> {
 struct Initrd {
     bytes: Vec<u8>,
     boma_toml: Vec<u8>,
-    /// Kernel modules it carries, early and late.
-    modules: usize,
+    /// Kernel modules it carries.
+    modules: Vec<String>,
 }
 
 fn make_initrd(
@@ -230,11 +237,8 @@ fn make_initrd(
         u32::try_from(time).map_err(|_| Error::Layout("SOURCE_DATE_EPOCH too big".into()))?;
     let busybox = read_one(&debs[1], &board.busybox.package, "bin/busybox")?;
     let boma = std::fs::read(&opts.boma).map_err(|e| Error::io(&opts.boma, e))?;
-    let modules = kmod::resolve(&board.modules, &kernel.modules, &kernel.builtin)?;
-    let late: Vec<&Module> = kmod::resolve(&board.late_modules, &kernel.modules, &kernel.builtin)?
-        .into_iter()
-        .filter(|m| !modules.iter().any(|e| e.name == m.name))
-        .collect();
+    let image_modules = ImageModules::load(&opts.root)?;
+    let modules = carried_modules(board, &image_modules, kernel)?;
 
     let overlay = opts.root.join("image/overlay");
     let mut release = format!(
@@ -262,8 +266,10 @@ fn make_initrd(
     let mut archive = initramfs::archive(&initramfs::Contents {
         busybox,
         boma,
+        abi: &kernel.abi,
         modules: &modules,
-        late_modules: &late,
+        builtin: &kernel.builtin_file,
+        preload: &image_modules.preload,
         overlay: &overlay,
         release,
     })?;
@@ -271,8 +277,36 @@ fn make_initrd(
     Ok(Initrd {
         bytes: initramfs::gzip(&archive, time32)?,
         boma_toml,
-        modules: modules.len() + late.len(),
+        modules: modules.iter().map(|m| m.name.clone()).collect(),
     })
+}
+
+/// The kernel modules `opts`'s board would carry, by name, without building the image (for
+/// `boma-image modules` and the tests).
+pub fn carried(opts: &Options) -> Result<Vec<String>> {
+    let board = Board::load(&opts.root, &opts.board)?;
+    let debs = fetch_packages(opts, &board)?;
+    let kernel = read_kernel(&debs[0], &board)?;
+    let image_modules = ImageModules::load(&opts.root)?;
+    let modules = carried_modules(&board, &image_modules, &kernel)?;
+    Ok(modules.iter().map(|m| m.name.clone()).collect())
+}
+
+/// The modules the image carries: the drivers the board's device trees call for, the board's
+/// own list and the image-wide ones (`image/modules.toml`), with their dependencies.
+fn carried_modules<'k>(
+    board: &Board,
+    image: &ImageModules,
+    kernel: &'k Kernel,
+) -> Result<Vec<&'k Module>> {
+    let mut wanted = image.wanted(board);
+    for (name, dtb) in &kernel.dtbs {
+        wanted.extend(modalias::dt_modules(
+            &fdt::nodes(name, dtb)?,
+            &kernel.modules,
+        ));
+    }
+    kmod::resolve(&wanted, &kernel.modules, &kernel.builtin)
 }
 
 /// The boot partition's files: firmware, device trees, kernel, initramfs, the operator's files.

@@ -1,8 +1,10 @@
 //! The initramfs, the image's root filesystem in RAM: busybox-static, the static `boma`
-//! binary, the board's kernel modules (flat in `/lib/modules`, load order in
-//! `/etc/modules.order` and, for those loaded after boma starts, `/etc/modules-late.order`), `/dev/console`, and the overlay (`image/overlay/`: `/init`, inittab,
-//! rcS/rcK, boma-supervise, the built-in `boma.toml`). Compressed with gzip (level 9, no name,
-//! mtime 0) so the bytes depend only on the contents.
+//! binary, the kernel modules it carries (flat in `/lib/modules/<abi>/` with the `modules.dep`,
+//! `modules.alias` and `modules.builtin` that busybox modprobe reads; `/etc/modules.preload`
+//! names those init loads in the background), `/dev/console`, and the overlay
+//! (`image/overlay/`: `/init`, inittab, rcS/rcK, mdev.conf, boma-supervise, the built-in
+//! `boma.toml`). Compressed with gzip (level 9, no name, mtime 0) so the bytes depend only on
+//! the contents.
 
 use std::io::Write;
 use std::path::Path;
@@ -12,14 +14,19 @@ use flate2::{Compression, GzBuilder};
 use crate::cpio::Archive;
 use crate::error::{Error, Result};
 use crate::kmod::Module;
+use crate::modalias;
 
 /// What goes into the initramfs.
 pub struct Contents<'a> {
     pub busybox: Vec<u8>,
     pub boma: Vec<u8>,
+    /// The kernel's ABI name (`6.1.0-56-arm64`): `uname -r`, modprobe's folder.
+    pub abi: &'a str,
     pub modules: &'a [&'a Module],
-    /// Loaded in the background after boma starts (`/etc/modules-late.order`).
-    pub late_modules: &'a [&'a Module],
+    /// `modules.builtin` of the kernel package.
+    pub builtin: &'a [u8],
+    /// Loaded in the background after boma starts (`/etc/modules.preload`).
+    pub preload: &'a [String],
     pub overlay: &'a Path,
     /// `/etc/boma-release`: what this image was built from.
     pub release: String,
@@ -49,19 +56,19 @@ pub fn archive(c: &Contents<'_>) -> Result<Archive> {
     a.char_dev("dev/null", 1, 3, 0o666);
     a.file("bin/busybox", c.busybox.clone(), true);
     a.file("usr/bin/boma", c.boma.clone(), true);
-    for (list, modules) in [
-        ("etc/modules.order", c.modules),
-        ("etc/modules-late.order", c.late_modules),
-    ] {
-        let mut order = String::new();
-        for m in modules {
-            let file = format!("{}.ko", m.name);
-            order.push_str(&file);
-            order.push('\n');
-            a.file(&format!("lib/modules/{file}"), m.bytes.clone(), false);
-        }
-        a.file(list, order.into_bytes(), false);
+    let dir = format!("lib/modules/{}", c.abi);
+    a.dir(&dir);
+    for m in c.modules {
+        a.file(&format!("{dir}/{}.ko", m.name), m.bytes.clone(), false);
     }
+    let dep = modalias::modules_dep(c.modules);
+    a.file(&format!("{dir}/modules.dep"), dep.into_bytes(), false);
+    let alias = modalias::modules_alias(c.modules);
+    a.file(&format!("{dir}/modules.alias"), alias.into_bytes(), false);
+    a.file(&format!("{dir}/modules.builtin"), c.builtin.to_vec(), false);
+    let mut preload = c.preload.join("\n");
+    preload.push('\n');
+    a.file("etc/modules.preload", preload.into_bytes(), false);
     a.file("etc/boma-release", c.release.clone().into_bytes(), false);
     a.file(
         "etc/passwd",

@@ -2,6 +2,8 @@
 //! kernel package ships no `modules.dep` (depmod runs at install time), so the dependencies come
 //! from each module's own `.modinfo` ELF section (`depends=`, `softdep=pre:`), read here with a
 //! small bounds-checked ELF64 reader. Names compare with `-` and `_` as equal, as in the kernel.
+//! A soft dependency may name an alias (`ext4`'s `crypto-crc32c`): [`link`] resolves it to the
+//! module that provides it, so the image carries it and `modules.dep` loads it first.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -14,6 +16,8 @@ pub struct Module {
     pub path: String,
     pub name: String,
     pub depends: Vec<String>,
+    /// Modalias patterns (`alias=` lines: `of:N*T*Cbrcm,bcm2835-usb`, `fs-ext4`).
+    pub aliases: Vec<String>,
     pub bytes: Vec<u8>,
 }
 
@@ -88,8 +92,11 @@ pub fn parse(path: &str, bytes: Vec<u8>) -> Result<Module> {
     let file_name = path.rsplit('/').next().unwrap_or(path);
     let mut name = normalize(file_name.trim_end_matches(".ko"));
     let mut depends = Vec::new();
+    let mut aliases = Vec::new();
     for kv in &info {
-        if let Some(v) = kv.strip_prefix("name=") {
+        if let Some(v) = kv.strip_prefix("alias=") {
+            aliases.push(v.to_string());
+        } else if let Some(v) = kv.strip_prefix("name=") {
             name = normalize(v);
         } else if let Some(v) = kv.strip_prefix("depends=") {
             depends.extend(v.split(',').filter(|d| !d.is_empty()).map(normalize));
@@ -110,8 +117,49 @@ pub fn parse(path: &str, bytes: Vec<u8>) -> Result<Module> {
         path: path.to_string(),
         name,
         depends,
+        aliases,
         bytes,
     })
+}
+
+/// Point every dependency at a module of the package: names of modules stay, built-in ones and
+/// soft dependencies that nothing provides are dropped, and an alias becomes the module whose
+/// alias pattern matches it (the first by name, as modprobe would load).
+pub fn link(modules: &mut BTreeMap<String, Module>, builtin: &BTreeSet<String>) {
+    let mut resolved: BTreeMap<String, Option<String>> = BTreeMap::new();
+    for m in modules.values() {
+        for dep in &m.depends {
+            if modules.contains_key(dep) || resolved.contains_key(dep) {
+                continue;
+            }
+            let by_alias = (!builtin.contains(dep))
+                .then(|| {
+                    modules.values().find(|p| {
+                        p.aliases
+                            .iter()
+                            .any(|a| crate::modalias::glob(&normalize(a), dep))
+                    })
+                })
+                .flatten()
+                .map(|p| p.name.clone());
+            resolved.insert(dep.clone(), by_alias);
+        }
+    }
+    for m in modules.values_mut() {
+        let deps = std::mem::take(&mut m.depends);
+        for dep in deps {
+            let target = match resolved.get(&dep) {
+                None => Some(dep),
+                Some(alias) => alias.clone(),
+            };
+            if let Some(t) = target
+                && t != m.name
+                && !m.depends.contains(&t)
+            {
+                m.depends.push(t);
+            }
+        }
+    }
 }
 
 /// The modules to load for `wanted`, dependencies first, each once. Names that are built into
@@ -166,6 +214,7 @@ mod tests {
             path: format!("kernel/{name}.ko"),
             name: name.to_string(),
             depends: deps.iter().map(|d| d.to_string()).collect(),
+            aliases: Vec::new(),
             bytes: Vec::new(),
         }
     }
@@ -195,6 +244,29 @@ mod tests {
         assert_eq!(order, ["nf_tables", "nf_conntrack", "nf_nat", "nft_masq"]);
         let missing = resolve(&["nope".to_string()], &all, &builtin);
         assert!(matches!(missing, Err(Error::UnknownModule(n)) if n == "nope"));
+    }
+
+    #[test]
+    fn soft_dependencies_on_aliases_are_linked() {
+        let mut all = BTreeMap::new();
+        let mut crc = module("crc32c_generic", &[]);
+        crc.aliases = vec!["crypto-crc32c".into(), "crc32c".into()];
+        for m in [
+            module("ext4", &["jbd2", "crypto_crc32c", "nowhere", "mmc_block"]),
+            module("jbd2", &[]),
+            crc,
+        ] {
+            all.insert(m.name.clone(), m);
+        }
+        let builtin = BTreeSet::from(["mmc_block".to_string()]);
+        link(&mut all, &builtin);
+        assert_eq!(all["ext4"].depends, ["jbd2", "crc32c_generic"]);
+        let order: Vec<_> = resolve(&["ext4".to_string()], &all, &builtin)
+            .unwrap()
+            .iter()
+            .map(|m| m.name.as_str())
+            .collect();
+        assert_eq!(order, ["jbd2", "crc32c_generic", "ext4"]);
     }
 
     #[test]

@@ -21,11 +21,13 @@ pub mod deb;
 pub mod error;
 pub mod ext4;
 pub mod fat;
+pub mod fdt;
 pub mod fetch;
 pub mod initramfs;
 pub mod kmod;
 pub mod lock;
 pub mod mbr;
+pub mod modalias;
 pub mod qemu;
 
 pub use error::Error;

@@ -142,7 +142,7 @@ fn run(args: &Args) -> Result<(), String> {
                 r.sums.display(),
                 mib(r.kernel_size),
                 mib(r.initrd_size),
-                r.modules,
+                r.modules.len(),
                 r.sha256,
                 r.seconds
             );

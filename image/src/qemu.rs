@@ -3,7 +3,8 @@
 //! The harness reads `vmlinuz`, `initrd.img`, `cmdline.txt` (and the DTB on `raspi3b`) from the
 //! image's FAT partition and passes them with `-kernel`/`-initrd`/`-append`, as the Pi firmware
 //! would; the image itself is the disk (virtio-blk on `virt`, the SD card on `raspi3b`). The
-//! serial console is the process's stdio. On `virt`, the first NIC (`eth0`, the WAN) is QEMU's
+//! serial console is the process's stdio. On `virt`, the first NIC (`eth0`, the WAN), and on
+//! `raspi3b` a USB network adapter (`usb0`, the Pi 3's Ethernet is not emulated), is QEMU's
 //! user-mode network: it forwards 127.0.0.1 ports of the namespace QEMU runs in to the guest's
 //! DNS (53, UDP and TCP) and HTTP (80), and its gateway 10.0.2.2 reaches that namespace's
 //! loopback. A second NIC (`eth1`, the LAN, [`Lan`]) is an existing host tap device, or a socket
@@ -24,7 +25,8 @@ use crate::fat;
 pub enum Machine {
     /// `-M virt -cpu cortex-a53`: the qemu-virt board.
     Virt,
-    /// `-M raspi3b` with the Pi 3 kernel and DTB of the rpi3 image (smoke boot).
+    /// `-M raspi3b` with the Pi 3 kernel and DTB of the rpi3 image, a USB network adapter as
+    /// its network.
     Raspi3b,
 }
 
@@ -69,6 +71,16 @@ fn valid_ifname(name: &str) -> bool {
             .any(|b| b.is_ascii_whitespace() || matches!(b, b'/' | b':' | b',' | b'=' | 0))
 }
 
+/// QEMU's user-mode network as the guest's WAN, forwarding the boot's host ports to the guest's
+/// HTTP (80) and DNS (53) ports.
+fn user_net(boot: &Boot) -> String {
+    format!(
+        "user,id=wan,hostfwd=tcp:127.0.0.1:{h}-:80,hostfwd=tcp:127.0.0.1:{d}-:53,hostfwd=udp:127.0.0.1:{d}-:53",
+        h = boot.http_port,
+        d = boot.dns_port
+    )
+}
+
 /// The qemu-system-aarch64 command for a boot.
 pub fn command(boot: &Boot) -> Result<Command> {
     std::fs::create_dir_all(&boot.workdir).map_err(|e| Error::io(&boot.workdir, e))?;
@@ -86,8 +98,9 @@ pub fn command(boot: &Boot) -> Result<Command> {
         .join(" ");
     // QEMU's BCM2835 power manager resets the machine as soon as the watchdog is armed (it does
     // not count down), so the raspi smoke boot leaves the watchdog off.
+    // On raspi3b the network is a USB adapter (below), named usb0 by usbnet.
     let quirk = match boot.machine {
-        Machine::Raspi3b => "boma.watchdog=off",
+        Machine::Raspi3b => "boma.watchdog=off boma.iface=usb0",
         Machine::Virt => "",
     };
     let append = format!("{cmdline} {quirk} {}", boot.append)
@@ -108,14 +121,9 @@ pub fn command(boot: &Boot) -> Result<Command> {
             c.args(["-M", "virt", "-cpu", "cortex-a53", "-smp", "2", "-m", "256"]);
             c.args(["-drive", &format!("{drive},if=none,id=disk0")]);
             c.args(["-device", "virtio-blk-pci,drive=disk0"]);
-            let fwd = format!(
-                "user,id=wan,hostfwd=tcp:127.0.0.1:{h}-:80,hostfwd=tcp:127.0.0.1:{d}-:53,hostfwd=udp:127.0.0.1:{d}-:53",
-                h = boot.http_port,
-                d = boot.dns_port
-            );
             c.args([
                 "-netdev",
-                &fwd,
+                &user_net(boot),
                 "-device",
                 "virtio-net-pci,netdev=wan,romfile=",
             ]);
@@ -154,6 +162,10 @@ pub fn command(boot: &Boot) -> Result<Command> {
             let dtb = extract("bcm2837-rpi-3-b.dtb")?;
             c.args(["-M", "raspi3b", "-dtb"]).arg(&dtb);
             c.args(["-drive", &format!("{drive},if=sd")]);
+            // QEMU does not emulate the Pi 3's own Ethernet (smsc95xx/lan78xx on its USB hub):
+            // a USB network adapter on the dwc2 port stands in, found and loaded by its
+            // modalias like any adapter an operator plugs in (cdc_ether).
+            c.args(["-netdev", &user_net(boot), "-device", "usb-net,netdev=wan"]);
             // The image's console is ttyS1, the mini UART: QEMU's second serial port.
             c.args(["-serial", "null", "-serial", "stdio", "-monitor", "none"]);
         }

@@ -1,7 +1,8 @@
 //! The image builder end to end on real Debian packages: the qemu-virt image built twice is the
 //! same bytes (.img, .img.xz, .sha256); its layout is what the firmware and init expect (MBR with
 //! FAT32 at 4 MiB and ext4 after it, labels, the operator's files on the boot partition); the
-//! ext4 partition passes `e2fsck -fn`; and a tampered package is refused by the lock.
+//! ext4 partition passes `e2fsck -fn`; each Pi board carries the drivers its device trees call
+//! for without naming them; and a tampered package is refused by the lock.
 
 mod support;
 
@@ -89,6 +90,68 @@ fn qemu_virt_image_is_reproducible_and_well_formed() {
         .expect("dumpe2fs");
     let dump = String::from_utf8_lossy(&dump.stdout);
     assert!(dump.contains(&data_uuid("qemu-virt")), "fixed UUID");
+}
+
+/// Each Pi board carries the drivers its device trees call for, found from the DTBs, not listed
+/// in its board file: the SD controllers (and on the Pi 4 the two regulators emmc2 waits for),
+/// dwc2 with its PHY, GENET with its MDIO bus; and the USB Ethernet set of image/modules.toml.
+#[test]
+fn pi_boards_carry_the_drivers_their_device_trees_call_for() {
+    let expected: [(&str, &[&str]); 3] = [
+        (
+            "rpi3",
+            &[
+                "bcm2835",
+                "sdhci_iproc",
+                "dwc2",
+                "phy_generic",
+                "bcm2835_rng",
+            ],
+        ),
+        (
+            "rpi-zero-2w",
+            &["bcm2835", "sdhci_iproc", "dwc2", "phy_generic"],
+        ),
+        (
+            "rpi4",
+            &[
+                "sdhci_iproc",
+                "fixed",
+                "gpio_regulator",
+                "genet",
+                "mdio_bcm_unimac",
+                "reset_raspberrypi",
+                "iproc_rng200",
+            ],
+        ),
+    ];
+    for (name, drivers) in expected {
+        let board = boma_image::board::Board::load(&support::root(), name).expect("board");
+        let carried = support::carried(name);
+        for d in drivers
+            .iter()
+            .chain(&["cdc_ether", "r8152", "ext4", "crc32c_generic", "nft_masq"])
+        {
+            assert!(
+                carried.iter().any(|m| m == d),
+                "{name} does not carry {d}: {carried:?}"
+            );
+        }
+        for d in drivers.iter() {
+            assert!(
+                !board.modules.iter().any(|m| m == d),
+                "board/{name}/board.toml lists {d}"
+            );
+        }
+        // Nothing from the trees' graphics, sound or camera nodes.
+        for d in ["vc4", "snd_bcm2835", "bcm2835_v4l2", "v3d"] {
+            assert!(!carried.iter().any(|m| m == d), "{name} carries {d}");
+        }
+        support::figure(&format!(
+            "{name} image carries {} kernel modules",
+            carried.len()
+        ));
+    }
 }
 
 #[test]

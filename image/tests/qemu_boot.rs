@@ -13,7 +13,9 @@
 //!   guest's NAT; the lease is on the data partition and survives the power cut. The first and
 //!   third boots have no LAN NIC: boma keeps retrying eth1 and serves as before.
 //! - raspi3b: the rpi3 image's kernel and Pi 3 DTB boot to boma's `ready` line on the serial
-//!   console (smoke test).
+//!   console; QEMU's USB network adapter gets its drivers (dwc2 and its PHY for the port,
+//!   cdc_ether for the adapter) by modalias, none of them named in the board file, then a DHCP
+//!   lease on usb0, and boma answers through the forwarded HTTP port.
 //!
 //! DNS: the host resolves `gateway.village.lan` through the forwarded port 53, over UDP and TCP,
 //! with boma's DNS server, and gets the gateway's address on the interface the query came in on
@@ -420,13 +422,28 @@ fn qemu_virt_serves_dns_and_http_and_keeps_data_across_reboot_and_power_cut() {
 }
 
 #[test]
-fn raspi3b_boots_the_rpi3_kernel_and_dtb_to_boma_ready() {
+fn raspi3b_finds_its_usb_network_adapter_by_alias_and_serves() {
     let _one = QEMU.lock().unwrap_or_else(|e| e.into_inner());
     let dir = support::test_dir("raspi3b");
+    // The drivers of the test's network, the USB host (dwc2) and the adapter (cdc_ether), must
+    // be found by alias: neither may be named in the board file.
+    let board = boma_image::board::Board::load(&support::root(), "rpi3").expect("board rpi3");
+    for driver in ["dwc2", "cdc_ether", "phy_generic", "usbnet"] {
+        assert!(
+            !board.modules.iter().any(|m| m == driver),
+            "board/rpi3/board.toml names {driver}"
+        );
+    }
     let report = support::build_image("rpi3", &dir, false);
     let image = dir.join("disk.img");
     std::fs::copy(&report.image, &image).expect("copy image");
-    let b = boot(Machine::Raspi3b, &image, &dir, 0, 0);
+    let b = boot(
+        Machine::Raspi3b,
+        &image,
+        &dir,
+        support::free_port(),
+        support::free_port(),
+    );
     let mut g = Guest::start(&b, &dir.join("console.txt")).expect("start qemu");
     let ready = g.wait_for("\nready\n", 0, Duration::from_secs(180));
     let Some(ready) = ready else {
@@ -439,6 +456,43 @@ fn raspi3b_boots_the_rpi3_kernel_and_dtb_to_boma_ready() {
     assert!(
         g.console().contains("boma 0.1.0 running"),
         "{}",
+        g.console()
+    );
+    // QEMU's usb-net behind dwc2: the lease from QEMU's user network on usb0, then boma's
+    // proxy through the forwarded port.
+    let lease = g.wait_for(
+        "DHCP lease 10.0.2.15/24 on usb0",
+        0,
+        Duration::from_secs(120),
+    );
+    let Some(lease) = lease else {
+        panic!("no DHCP lease on usb0; console:\n{}", g.console());
+    };
+    support::figure(&format!(
+        "raspi3b: QEMU start → DHCP lease on the USB adapter (dwc2 + cdc_ether by alias): {:.2} s",
+        lease.as_secs_f64()
+    ));
+    let console = g.console();
+    let drivers = console
+        .lines()
+        .find(|l| l.contains("boma-init: drivers at "))
+        .unwrap_or_else(|| panic!("no drivers line; console:\n{console}"));
+    for driver in ["dwc2", "phy_generic", "bcm2835"] {
+        assert!(
+            drivers.split_whitespace().any(|w| w == driver),
+            "{driver} not loaded at coldplug: {drivers}"
+        );
+    }
+    let served = wait_http(
+        &mut g,
+        b.http_port,
+        "gateway.village.lan",
+        "/ping",
+        Duration::from_secs(60),
+    );
+    assert!(
+        served.is_some(),
+        "boma not reachable over the USB adapter; console:\n{}",
         g.console()
     );
     g.kill();

@@ -55,6 +55,20 @@ pub fn build_image(board: &str, out: &Path, compress: bool) -> Report {
     }
 }
 
+/// The kernel modules `board`'s image carries.
+pub fn carried(board: &str) -> Vec<String> {
+    let opts = Options {
+        root: root(),
+        board: board.to_string(),
+        boma: boma_binary(),
+        out: root().join("target/image-test"),
+        cache: root().join("target/image-cache"),
+        record_lock: false,
+        compress: false,
+    };
+    boma_image::build::carried(&opts).unwrap_or_else(|e| panic!("modules of {board}: {e}"))
+}
+
 /// A free TCP port on 127.0.0.1 (also free for UDP in practice: tests only).
 pub fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
