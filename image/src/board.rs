@@ -33,6 +33,8 @@ pub struct Board {
     pub console: String,
     pub kernel: Pin,
     pub busybox: Pin,
+    /// e2fsck-static: the data partition is checked with its `e2fsck` before it is mounted.
+    pub e2fsck: Pin,
     /// raspi-firmware, for the Raspberry Pi boards.
     #[serde(default)]
     pub firmware: Option<Pin>,
@@ -128,7 +130,7 @@ impl Board {
 
     /// Every pinned package of the board.
     pub fn pins(&self) -> Vec<&Pin> {
-        let mut pins = vec![&self.kernel, &self.busybox];
+        let mut pins = vec![&self.kernel, &self.busybox, &self.e2fsck];
         pins.extend(self.firmware.as_ref());
         pins
     }

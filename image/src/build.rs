@@ -183,7 +183,7 @@ pub fn build(opts: &Options) -> Result<Report> {
     let (kernel_size, initrd_size) = (kernel.vmlinuz.len() as u64, initrd.bytes.len() as u64);
     let files = boot_files(opts, &board, &debs, kernel, initrd.bytes, initrd.boma_toml)?;
     let stem = format!("boma-{}", board.name);
-    let image = write_image(opts, &board, &stem, &files, time)?;
+    let image = write_image(opts, &board, &stem, files, time)?;
     let sums = checksums(opts, &stem, &image)?;
     Ok(Report {
         image,
@@ -236,19 +236,22 @@ fn make_initrd(
     let time32 =
         u32::try_from(time).map_err(|_| Error::Layout("SOURCE_DATE_EPOCH too big".into()))?;
     let busybox = read_one(&debs[1], &board.busybox.package, "bin/busybox")?;
+    let e2fsck = read_one(&debs[2], &board.e2fsck.package, "sbin/e2fsck.static")?;
     let boma = std::fs::read(&opts.boma).map_err(|e| Error::io(&opts.boma, e))?;
     let image_modules = ImageModules::load(&opts.root)?;
     let modules = carried_modules(board, &image_modules, kernel)?;
 
     let overlay = opts.root.join("image/overlay");
     let mut release = format!(
-        "board={}\nkernel={} {} ({})\nbusybox={} {}\nboma-sha256={}\n",
+        "board={}\nkernel={} {} ({})\nbusybox={} {}\ne2fsck={} {}\nboma-sha256={}\n",
         board.name,
         board.kernel.package,
         board.kernel.version,
         kernel.abi,
         board.busybox.package,
         board.busybox.version,
+        board.e2fsck.package,
+        board.e2fsck.version,
         sha256_hex(&boma)
     );
     if let Some(fw) = &board.firmware {
@@ -265,6 +268,7 @@ fn make_initrd(
     let boma_toml = std::fs::read(&toml_path).map_err(|e| Error::io(&toml_path, e))?;
     let mut archive = initramfs::archive(&initramfs::Contents {
         busybox,
+        e2fsck,
         boma,
         abi: &kernel.abi,
         modules: &modules,
@@ -319,7 +323,7 @@ fn boot_files(
     boma_toml: Vec<u8>,
 ) -> Result<Vec<(String, Vec<u8>)>> {
     let mut files: Vec<(String, Vec<u8>)> = Vec::new();
-    if let (Some(fw), Some(deb_path)) = (&board.firmware, debs.get(2)) {
+    if let (Some(fw), Some(deb_path)) = (&board.firmware, debs.get(3)) {
         let wanted: BTreeSet<String> = board
             .firmware_files
             .iter()
@@ -352,20 +356,19 @@ fn boot_files(
     Ok(files)
 }
 
-/// The disk image: MBR, the FAT boot partition with `files`, the empty ext4 data partition;
-/// written to a temporary file and renamed into place.
+/// The disk image: MBR, the FAT boot partition with `files` and a gzipped copy of the empty
+/// data partition, the empty ext4 data partition; written to a temporary file and renamed into
+/// place.
 fn write_image(
     opts: &Options,
     board: &Board,
     stem: &str,
-    files: &[(String, Vec<u8>)],
+    mut files: Vec<(String, Vec<u8>)>,
     time: u64,
 ) -> Result<PathBuf> {
     let ids = derived(&board.name, "ids");
     let disk_signature = u32::from_le_bytes([ids[0], ids[1], ids[2], ids[3]]);
     let volume_id = u32::from_le_bytes([ids[4], ids[5], ids[6], ids[7]]);
-    let boot = fat::build(BOOT_SIZE, volume_id, files)?;
-
     std::fs::create_dir_all(&opts.out).map_err(|e| Error::io(&opts.out, e))?;
     let data_tmp = opts.out.join(format!(".{stem}.data.tmp"));
     let data = ext4::build(
@@ -376,6 +379,10 @@ fn write_image(
         &opts.root.join("image/mke2fs.conf"),
     )?;
     let _ = std::fs::remove_file(&data_tmp);
+    // The empty data partition, gzipped, on the boot partition: init writes it back over a data
+    // partition that e2fsck cannot repair.
+    files.push((ext4::PRISTINE.into(), ext4::gzip(&data)?));
+    let boot = fat::build(BOOT_SIZE, volume_id, &files)?;
 
     let sectors =
         |bytes: u64| u32::try_from(bytes / SECTOR).map_err(|_| Error::Layout("too big".into()));

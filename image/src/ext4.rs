@@ -12,6 +12,22 @@ use crate::error::{Error, Result};
 /// Label of the data partition (init finds it by this label).
 pub const LABEL: &str = "boma-data";
 
+/// The boot partition's gzipped copy of the empty data partition, which init writes back over
+/// a data partition that e2fsck cannot repair.
+pub const PRISTINE: &str = "boma-data.ext4.gz";
+
+/// gzip `data` reproducibly (no name, mtime 0): mostly zeros, it shrinks about a thousandfold.
+pub fn gzip(data: &[u8]) -> Result<Vec<u8>> {
+    use std::io::Write;
+    let mut gz = flate2::GzBuilder::new()
+        .mtime(0)
+        .operating_system(3)
+        .write(Vec::new(), flate2::Compression::best());
+    gz.write_all(data)
+        .and_then(|_| gz.finish())
+        .map_err(|e| Error::io(PRISTINE, e))
+}
+
 /// Make an ext4 filesystem of `size` bytes in `path` (created or truncated).
 pub fn build(path: &Path, size: u64, uuid: &str, time: u64, config: &Path) -> Result<Vec<u8>> {
     let file = std::fs::File::create(path).map_err(|e| Error::io(path, e))?;

@@ -1,5 +1,5 @@
-//! The initramfs, the image's root filesystem in RAM: busybox-static, the static `boma`
-//! binary, the kernel modules it carries (flat in `/lib/modules/<abi>/` with the `modules.dep`,
+//! The initramfs, the image's root filesystem in RAM: busybox-static, e2fsck-static, the static
+//! `boma` binary, the kernel modules it carries (flat in `/lib/modules/<abi>/` with the `modules.dep`,
 //! `modules.alias` and `modules.builtin` that busybox modprobe reads; `/etc/modules.preload`
 //! names those init loads in the background), `/dev/console`, and the overlay
 //! (`image/overlay/`: `/init`, inittab, rcS/rcK, mdev.conf, boma-supervise, the built-in
@@ -19,6 +19,8 @@ use crate::modalias;
 /// What goes into the initramfs.
 pub struct Contents<'a> {
     pub busybox: Vec<u8>,
+    /// Debian's static e2fsck (`/usr/sbin/e2fsck`).
+    pub e2fsck: Vec<u8>,
     pub boma: Vec<u8>,
     /// The kernel's ABI name (`6.1.0-56-arm64`): `uname -r`, modprobe's folder.
     pub abi: &'a str,
@@ -55,6 +57,7 @@ pub fn archive(c: &Contents<'_>) -> Result<Archive> {
     a.char_dev("dev/console", 5, 1, 0o600);
     a.char_dev("dev/null", 1, 3, 0o666);
     a.file("bin/busybox", c.busybox.clone(), true);
+    a.file("usr/sbin/e2fsck", c.e2fsck.clone(), true);
     a.file("usr/bin/boma", c.boma.clone(), true);
     let dir = format!("lib/modules/{}", c.abi);
     a.dir(&dir);

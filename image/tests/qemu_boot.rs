@@ -11,7 +11,9 @@
 //!   that is not boma's), `curl` fetches it through the proxy on the guest's LAN address and
 //!   reaches an HTTP server on the QEMU namespace's loopback (the guest's 10.0.2.2) through the
 //!   guest's NAT; the lease is on the data partition and survives the power cut. The first and
-//!   third boots have no LAN NIC: boma keeps retrying eth1 and serves as before.
+//!   third boots have no LAN NIC: boma keeps retrying eth1 and serves as before. A fourth boot
+//!   finds the data partition destroyed (zeroed): e2fsck cannot repair it, init recreates it
+//!   from the boot partition's copy and says so in the console and /data/fsck.log.
 //! - raspi3b: the rpi3 image's kernel and Pi 3 DTB boot to boma's `ready` line on the serial
 //!   console; QEMU's USB network adapter gets its drivers (dwc2 and its PHY for the port,
 //!   cdc_ether for the adapter) by modalias, none of them named in the board file, then a DHCP
@@ -29,6 +31,7 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use boma_image::build::{DATA_SIZE, DATA_START};
 use boma_image::qemu::{Boot, Guest, Lan, Machine, dns_a, http_get, wait_http};
 use support::netns;
 
@@ -415,6 +418,37 @@ fn qemu_virt_serves_dns_and_http_and_keeps_data_across_reboot_and_power_cut() {
     assert!(
         out.contains(&format!(" {client_ip} ")),
         "lease lost after power cut:\n{out}"
+    );
+    poweroff(&mut g);
+    drop(g);
+    support::fsck_data_partition(&image, &dir);
+
+    // Fourth boot with the data partition destroyed (zeroed: no superblock, no label): e2fsck
+    // cannot repair it, init recreates it from the boot partition's copy, says so, and the
+    // gateway comes up with an empty, writable, clean /data.
+    support::zero_range(&image, DATA_START, DATA_SIZE);
+    let (mut g, served) = start_serving(&b, &dir.join("console-4.txt"), None);
+    support::figure(&format!(
+        "qemu-virt boot to serving with a destroyed data partition (recreated beside boma's start): {:.2} s",
+        served.as_secs_f64()
+    ));
+    let console = g.console();
+    assert!(
+        console.contains(
+            "data partition /dev/vda2 could not be repaired by e2fsck (exit 8): recreating it empty"
+        ),
+        "{console}"
+    );
+    let from = g.console().len();
+    shell(
+        &mut g,
+        "cat /data/fsck.log; ls /data/probe.txt; echo recreated > /data/new.txt && sync",
+        400,
+    );
+    let out = g.console()[from..].to_string();
+    assert!(
+        out.contains("recreated empty") && out.contains("No such file"),
+        "fsck.log or the empty partition:\n{out}"
     );
     poweroff(&mut g);
     drop(g);

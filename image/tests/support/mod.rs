@@ -69,6 +69,24 @@ pub fn carried(board: &str) -> Vec<String> {
     boma_image::build::carried(&opts).unwrap_or_else(|e| panic!("modules of {board}: {e}"))
 }
 
+/// Overwrite `len` bytes of `image` at `offset` with zeros (a destroyed partition).
+pub fn zero_range(image: &Path, offset: u64, len: u64) {
+    use std::io::{Seek, SeekFrom};
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(image)
+        .expect("open image");
+    f.seek(SeekFrom::Start(offset)).expect("seek");
+    let zeros = vec![0u8; 1 << 20];
+    let mut left = len;
+    while left > 0 {
+        let n = left.min(zeros.len() as u64) as usize;
+        f.write_all(&zeros[..n]).expect("zero");
+        left -= n as u64;
+    }
+    f.sync_all().expect("sync");
+}
+
 /// A free TCP port on 127.0.0.1 (also free for UDP in practice: tests only).
 pub fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
