@@ -14,6 +14,9 @@
 //!   third boots have no LAN NIC: boma keeps retrying eth1 and serves as before. A fourth boot
 //!   finds the data partition destroyed (zeroed): e2fsck cannot repair it, init recreates it
 //!   from the boot partition's copy and says so in the console and /data/fsck.log.
+//! - qemu-virt power cuts: four rounds in which a new LAN client gets a lease and the guest
+//!   appends fsync'd lines to /data while QEMU is killed without a sync; a last boot finds every
+//!   acknowledged line and every lease, and the partition is clean afterwards.
 //! - raspi3b: the rpi3 image's kernel and Pi 3 DTB boot to boma's `ready` line on the serial
 //!   console; QEMU's USB network adapter gets its drivers (dwc2 and its PHY for the port,
 //!   cdc_ether for the adapter) by modalias, none of them named in the board file, then a DHCP
@@ -450,6 +453,108 @@ fn qemu_virt_serves_dns_and_http_and_keeps_data_across_reboot_and_power_cut() {
         out.contains("recreated empty") && out.contains("No such file"),
         "fsck.log or the empty partition:\n{out}"
     );
+    poweroff(&mut g);
+    drop(g);
+    support::fsck_data_partition(&image, &dir);
+}
+
+/// The last `ack <tag>-N` the guest printed: every write up to N was fsync'd before it.
+fn last_ack(console: &str, tag: &str) -> u32 {
+    let prefix = format!("ack {tag}-");
+    console
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix(&prefix)?.parse().ok())
+        .max()
+        .unwrap_or(0)
+}
+
+#[test]
+fn qemu_virt_power_cuts_during_writes_lose_no_acknowledged_write() {
+    const ROUNDS: u32 = 4;
+    let _one = QEMU.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = support::test_dir("power-cut");
+    let report = support::build_image("qemu-virt", &dir, false);
+    let image = dir.join("disk.img");
+    std::fs::copy(&report.image, &image).expect("copy image");
+    let b = boot(
+        Machine::Virt,
+        &image,
+        &dir,
+        support::free_port(),
+        support::free_port(),
+    );
+    let lan = netns::Lan::new();
+    let b_lan = Boot {
+        lan: Some(Lan::Tap(netns::TAP.into())),
+        netns: Some(lan.qemu.name.clone()),
+        ..b.clone()
+    };
+    // Each round: a new client (its own MAC) gets a lease, which boma makes durable before it
+    // answers; the guest appends numbered lines to /data/ack.log, fsyncing each (busybox `sync FILE`) before it says
+    // `ack`; the power is cut (QEMU killed, no sync) while those writes go on.
+    let mut acked = Vec::new();
+    let mut leases = Vec::new();
+    for round in 1..=ROUNDS {
+        let mac = format!("02:00:00:00:00:{round:02x}");
+        for args in [
+            &["ip", "link", "set", "eth0", "down"][..],
+            &["ip", "link", "set", "eth0", "address", &mac],
+            &["ip", "link", "set", "eth0", "up"],
+        ] {
+            lan.client.exec(args);
+        }
+        let mut dhcp = netns::udhcpc(&lan, &dir, 90);
+        let console = dir.join(format!("console-cut-{round}.txt"));
+        let (mut g, _) = start_serving(&b_lan, &console, Some(&lan));
+        let writer = format!(
+            "(i=0; while [ $i -lt 100000 ]; do i=$((i+1)); echo r{round}-$i >> /data/ack.log && sync /data/ack.log && echo ack r{round}-$i > /dev/console; usleep 10000; done) &"
+        );
+        g.send(&writer).expect("start the writer");
+        let Some((lease, _)) = dhcp.wait(Duration::from_secs(90)) else {
+            panic!("round {round}: no lease; console:\n{}", g.console());
+        };
+        drop(dhcp);
+        let tag = format!("r{round}");
+        let enough = poll(&g, Duration::from_secs(60), || {
+            (last_ack(&g.console(), &tag) >= 20).then_some(())
+        });
+        assert!(
+            enough.is_some(),
+            "round {round}: writer stuck:\n{}",
+            g.console()
+        );
+        let seen = last_ack(&g.console(), &tag);
+        g.kill();
+        acked.push((tag, seen));
+        leases.push(lease.ip);
+    }
+    drop(lan);
+
+    // After the last cut: every acknowledged line and every lease is there, in order.
+    let (mut g, _) = start_serving(&b, &dir.join("console-after.txt"), None);
+    let from = g.console().len();
+    shell(&mut g, "cat /data/ack.log /data/boma/leases", 500);
+    let out = g.console()[from..].to_string();
+    let lines: Vec<&str> = out.lines().map(str::trim).collect();
+    for (tag, seen) in &acked {
+        let got: Vec<u32> = lines
+            .iter()
+            .filter_map(|l| l.strip_prefix(&format!("{tag}-"))?.parse().ok())
+            .collect();
+        let want: Vec<u32> = (1..=*seen).collect();
+        assert!(
+            got.len() >= want.len() && got[..want.len()] == want[..],
+            "{tag}: acknowledged 1..={seen}, found {got:?}"
+        );
+    }
+    for ip in &leases {
+        assert!(out.contains(&format!(" {ip} ")), "lease {ip} lost:\n{out}");
+    }
+    support::figure(&format!(
+        "power cuts during writes: {ROUNDS} rounds, acknowledged writes kept {:?}, {} leases kept",
+        acked.iter().map(|(_, n)| n).collect::<Vec<_>>(),
+        leases.len()
+    ));
     poweroff(&mut g);
     drop(g);
     support::fsck_data_partition(&image, &dir);
