@@ -123,6 +123,13 @@ fn start_serving(b: &Boot, log: &Path, lan: Option<&netns::Lan>) -> (Guest, Dura
     (g, served)
 }
 
+/// Run a shell command on the console; what the console printed from then on.
+fn shell_output(g: &mut Guest, command: &str, marker: u32) -> String {
+    let from = g.console().len();
+    shell(g, command, marker);
+    g.console()[from..].to_string()
+}
+
 /// Run a shell command on the console and wait for its marker line.
 fn shell(g: &mut Guest, command: &str, marker: u32) {
     let from = g.console().len();
@@ -380,13 +387,11 @@ fn qemu_virt_serves_dns_and_http_and_keeps_data_across_reboot_and_power_cut() {
     drop(dhcp);
     // The file of the first boot is there; the lease is on the data partition; write another
     // file, then cut the power.
-    let from = g.console().len();
-    shell(
+    let out = shell_output(
         &mut g,
         "cat /data/probe.txt /data/boma/leases && echo power-cut > /data/cut.txt && sync",
         200,
     );
-    let out = g.console()[from..].to_string();
     assert!(
         out.contains("\nfirst-boot"),
         "file lost across reboot:\n{}",
@@ -407,13 +412,11 @@ fn qemu_virt_serves_dns_and_http_and_keeps_data_across_reboot_and_power_cut() {
         "qemu-virt boot to serving after a QEMU kill: {:.2} s",
         served.as_secs_f64()
     ));
-    let from = g.console().len();
-    shell(
+    let out = shell_output(
         &mut g,
         "cat /data/probe.txt /data/cut.txt /data/boma/leases",
         300,
     );
-    let out = g.console()[from..].to_string();
     assert!(
         out.contains("\nfirst-boot") && out.contains("\npower-cut"),
         "files lost after power cut:\n{out}"
@@ -442,13 +445,11 @@ fn qemu_virt_serves_dns_and_http_and_keeps_data_across_reboot_and_power_cut() {
         ),
         "{console}"
     );
-    let from = g.console().len();
-    shell(
+    let out = shell_output(
         &mut g,
         "cat /data/fsck.log; ls /data/probe.txt; echo recreated > /data/new.txt && sync",
         400,
     );
-    let out = g.console()[from..].to_string();
     assert!(
         out.contains("recreated empty") && out.contains("No such file"),
         "fsck.log or the empty partition:\n{out}"
@@ -532,9 +533,7 @@ fn qemu_virt_power_cuts_during_writes_lose_no_acknowledged_write() {
 
     // After the last cut: every acknowledged line and every lease is there, in order.
     let (mut g, _) = start_serving(&b, &dir.join("console-after.txt"), None);
-    let from = g.console().len();
-    shell(&mut g, "cat /data/ack.log /data/boma/leases", 500);
-    let out = g.console()[from..].to_string();
+    let out = shell_output(&mut g, "cat /data/ack.log /data/boma/leases", 500);
     let lines: Vec<&str> = out.lines().map(str::trim).collect();
     for (tag, seen) in &acked {
         let got: Vec<u32> = lines
