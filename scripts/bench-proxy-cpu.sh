@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# CPU time per proxied request, boma against nginx, split into user and system time: the same
+# backend (nginx, 13-byte body) and configurations as the proxy section of scripts/bench.sh, a
+# 2 s warm-up, then `wrk -t2 -c64 -d$DURATION` while the proxy's utime and stime (every thread,
+# every worker process) are read from /proc before and after. Prints one line per proxy:
+# requests/s and microseconds of CPU per request. Loopback only; every process is stopped on exit.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BOMA=${BOMA:-target/release/boma}
+DURATION=${DURATION:-8}
+BASE=${BASE_PORT:-18180}
+BACKEND=$((BASE + 1)); NGINX=$((BASE + 2)); BOMA_PORT=$((BASE + 3))
+[ -x "$BOMA" ] || { echo "bench-proxy-cpu: $BOMA missing; run make release" >&2; exit 1; }
+for t in nginx wrk curl; do command -v "$t" >/dev/null || { echo "bench-proxy-cpu: $t missing; run make deps" >&2; exit 1; }; done
+work=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+mkdir -p "$work/backend" "$work/proxy"
+cat > "$work/backend/nginx.conf" <<C
+worker_processes 1; pid $work/backend/nginx.pid; error_log $work/backend/error.log;
+events { worker_connections 4096; }
+http { access_log off; keepalive_requests 1000000; client_body_temp_path $work/backend;
+  server { listen 127.0.0.1:$BACKEND; location / { return 200 "hello, world\n"; } } }
+C
+cat > "$work/proxy/nginx.conf" <<C
+worker_processes auto; pid $work/proxy/nginx.pid; error_log $work/proxy/error.log;
+events { worker_connections 4096; }
+http { access_log off; client_body_temp_path $work/proxy; proxy_temp_path $work/proxy;
+  upstream backend { server 127.0.0.1:$BACKEND; keepalive 64; }
+  server { listen 127.0.0.1:$NGINX; keepalive_requests 1000000;
+    location / { proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection "";
+      proxy_set_header Host \$host; proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for; } } }
+C
+cat > "$work/dynamic.toml" <<C
+[http.routers.bench]
+rule = "Host(\`bench.local\`)"
+service = "backend"
+[http.services.backend.loadBalancer]
+[[http.services.backend.loadBalancer.servers]]
+url = "http://127.0.0.1:$BACKEND"
+C
+cat > "$work/boma.toml" <<C
+[entryPoints.web]
+address = "127.0.0.1:$BOMA_PORT"
+[providers.file]
+filename = "$work/dynamic.toml"
+[log]
+level = "warn"
+C
+# utime and stime (clock ticks) summed over the threads of the given processes.
+ticks() { local u=0 s=0 t; for p in "$@"; do for t in /proc/"$p"/task/*/stat; do
+  read -r a b < <(awk '{print $14, $15}' "$t"); u=$((u + a)); s=$((s + b)); done; done; echo "$u $s"; }
+procs() { echo "$1" $(pgrep -P "$1" || true); }
+wait_http() { for _ in $(seq 1 100); do curl -fs -o /dev/null -H 'Host: bench.local' "$1" && return 0; sleep 0.1; done; echo "bench-proxy-cpu: $1 never answered" >&2; exit 1; }
+hz=$(getconf CLK_TCK)
+one() { # name url pid
+  wait_http "$2"
+  wrk -t2 -c64 -d2s -H 'Host: bench.local' "$2" > /dev/null
+  read -r u0 s0 < <(ticks $(procs "$3"))
+  out=$(wrk -t2 -c64 -d"${DURATION}s" -H 'Host: bench.local' "$2")
+  read -r u1 s1 < <(ticks $(procs "$3"))
+  reqs=$(echo "$out" | awk '/requests in/{print $1}')
+  rps=$(echo "$out" | awk '/^Requests\/sec/{printf "%.0f", $2}')
+  awk -v n="$1" -v r="$rps" -v q="$reqs" -v u=$((u1 - u0)) -v s=$((s1 - s0)) -v hz="$hz" \
+    'BEGIN { printf "%s: %s requests/s, CPU per request %.1f us (user %.1f, system %.1f)\n", n, r, (u + s) * 1e6 / hz / q, u * 1e6 / hz / q, s * 1e6 / hz / q }'
+}
+nginx -c "$work/backend/nginx.conf" -g 'daemon off;' & pids+=($!)
+nginx -c "$work/proxy/nginx.conf" -g 'daemon off;' & ngx=$!; pids+=($ngx)
+one nginx "http://127.0.0.1:$NGINX/" "$ngx"
+kill "$ngx"; wait "$ngx" 2>/dev/null || true
+"$BOMA" run --config "$work/boma.toml" > "$work/boma.log" 2>&1 & b=$!; pids+=($b)
+one boma "http://127.0.0.1:$BOMA_PORT/" "$b"
