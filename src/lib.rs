@@ -52,6 +52,8 @@ pub enum StartError {
     AccessLog(String),
     #[error("provider {name}: {message}")]
     Provider { name: String, message: String },
+    #[error("[admin] users: {0}")]
+    Admin(String),
 }
 
 /// A listener that is bound and about to serve, as printed at start-up.
@@ -91,6 +93,9 @@ impl Gateway {
     /// log, DNS (its own thread), the proxy workers, the assembler with what is known now, the
     /// providers, and the network side (firewall, WAN, DHCP), whose redirects need the ports.
     pub async fn start(cfg: &Config) -> Result<Gateway, StartError> {
+        for w in cfg.warnings() {
+            tracing::warn!("configuration: {w}");
+        }
         let (stop, stop_rx) = watch::channel(false);
         let store = Store::new();
         let mut tasks = JoinSet::new();
@@ -413,6 +418,7 @@ fn start_assembler(
         middleware_bounds: runtime::middlewares::Bounds {
             max_sources: cfg.limits.rate_limit_sources,
         },
+        admin: admin_gate(cfg)?,
     };
     let mut initial = BTreeMap::new();
     if let Some(api) = &cfg.api {
@@ -429,6 +435,32 @@ fn start_assembler(
     let (store, stop) = (store.clone(), stop.clone());
     tasks.spawn(dynamic::run::run(frag_rx, ctx, initial, store, stop));
     Ok(frag_tx)
+}
+
+/// The check `[admin] users` puts before the API and dashboard behind an operator's router.
+fn admin_gate(cfg: &Config) -> Result<dynamic::AdminGate, StartError> {
+    let users = cfg
+        .admin
+        .as_ref()
+        .map(|a| a.users.clone())
+        .unwrap_or_default();
+    if users.is_empty() {
+        return Ok(dynamic::AdminGate::Unset);
+    }
+    let auth = runtime::middlewares::MiddlewareConfig {
+        basic_auth: Some(runtime::middlewares::BasicAuthConfig {
+            users,
+            realm: "boma".into(),
+            remove_header: true,
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    match runtime::middlewares::compile(&auth) {
+        Ok(runtime::middlewares::Compiled::One(m)) => Ok(dynamic::AdminGate::Users(Arc::new(m))),
+        Ok(runtime::middlewares::Compiled::Chain(_)) => unreachable!("basicAuth is not a chain"),
+        Err(e) => Err(StartError::Admin(e.to_string())),
+    }
 }
 
 /// The file, docker and swarm providers, each a task sending fragments to the assembler.

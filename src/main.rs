@@ -86,7 +86,10 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Check(path) => match boma::config::load(&path) {
-            Ok(_) => {
+            Ok(cfg) => {
+                for w in cfg.warnings() {
+                    eprintln!("{}: warning: {w}", path.display());
+                }
                 println!("{}: ok", path.display());
                 ExitCode::SUCCESS
             }

@@ -28,6 +28,50 @@ fn check_reports_every_problem_with_its_position() {
 }
 
 #[test]
+fn check_warns_of_an_open_api_and_refuses_unreadable_admin_users() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("boma.toml");
+    let shown = path.display().to_string();
+    // insecure on loopback: no warning.
+    let open = |address: &str| {
+        format!("[entryPoints.traefik]\naddress = \"{address}\"\n[api]\ninsecure = true\n")
+    };
+    std::fs::write(&path, open("127.0.0.1:8081")).unwrap();
+    let out = boma().arg("check").arg(&path).output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("warning"));
+    // insecure on every address: valid, with a warning.
+    std::fs::write(&path, open("0.0.0.0:8081")).unwrap();
+    let out = boma().arg("check").arg(&path).output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("{shown}: warning: [api] insecure = true"))
+            && err.contains("0.0.0.0:8081"),
+        "{err}"
+    );
+    // An [admin] entry that is not name:hash, or whose hash boma cannot check: an error at its
+    // place, and the hash is not repeated.
+    std::fs::write(
+        &path,
+        "[admin]\nusers = [\n  \"admin:{SHA}O9w+xoK/u0cUIpJfmnH8Z+bAyjw=\",\n  \"nohash\",\n  \"bob:plaintext-secret\",\n]\n",
+    )
+    .unwrap();
+    let out = boma().arg("check").arg(&path).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("{shown}:4:3:")) && err.contains("name:hash"),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("{shown}:5:3:")) && err.contains("\"bob\""),
+        "{err}"
+    );
+    assert!(!err.contains("plaintext-secret"), "{err}");
+}
+
+#[test]
 fn check_accepts_the_documented_example() {
     let example = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/boma.example.toml");
     let out = boma().arg("check").arg(example).output().unwrap();

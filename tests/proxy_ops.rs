@@ -221,6 +221,92 @@ async fn api_and_dashboard() {
     );
 }
 
+/// The API and dashboard behind a router of the operator's: without `[admin] users` they answer
+/// only how to set them (ping still answers); with users, they ask for them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_users_guard_the_api_behind_a_router() {
+    let routes = "[http.routers.gw]\nrule = \"Host(`gw`)\"\nservice = \"dashboard@internal\"\n\
+                  [http.routers.gw-api]\nrule = \"Host(`gw`) && PathPrefix(`/api`)\"\nservice = \"api@internal\"\n\
+                  [http.routers.gw-ping]\nrule = \"Host(`gw`) && Path(`/ping`)\"\nservice = \"ping@internal\"\n";
+    let base = "[entryPoints.web]\naddress = \"127.0.0.1:0\"\n[api]\n[providers.file]\nfilename = \"{dir}/dynamic.toml\"\n";
+    let client = Client::new();
+
+    let boma = Boma::start(base, Some(routes));
+    let web = boma.addr("web");
+    let ping = eventually(Duration::from_secs(10), || async {
+        let r = client.get(web, "gw", "/ping").await;
+        (r.status == 200).then_some(r)
+    })
+    .await;
+    assert!(ping.is_some(), "ping@internal never answered");
+    let api = client.get(web, "gw", "/api/version").await;
+    assert_eq!(api.status, 403, "{api:?}");
+    assert!(api.body.contains("[admin] users"), "{}", api.body);
+    let page = client.get(web, "gw", "/dashboard/").await;
+    assert_eq!(page.status, 403);
+    assert!(
+        page.body.contains("[admin]") && page.body.contains("htpasswd"),
+        "{}",
+        page.body
+    );
+    drop(boma);
+
+    // {SHA} of "village".
+    let with_users =
+        format!("{base}[admin]\nusers = [\"admin:{{SHA}}O9w+xoK/u0cUIpJfmnH8Z+bAyjw=\"]\n");
+    let boma = Boma::start(&with_users, Some(routes));
+    let web = boma.addr("web");
+    let asked = eventually(Duration::from_secs(10), || async {
+        let r = client.get(web, "gw", "/api/version").await;
+        (r.status == 401).then_some(r)
+    })
+    .await
+    .expect("the API asks for credentials");
+    assert!(
+        asked
+            .headers
+            .get("www-authenticate")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.contains("realm=\"boma\"")),
+        "{asked:?}"
+    );
+    let wrong = format!("Basic {}", b64("admin:town"));
+    let r = client
+        .request(
+            web,
+            "GET",
+            "gw",
+            "/api/version",
+            &[("authorization", &wrong)],
+        )
+        .await;
+    assert_eq!(r.status, 401);
+    let right = format!("Basic {}", b64("admin:village"));
+    let r = client
+        .request(
+            web,
+            "GET",
+            "gw",
+            "/api/version",
+            &[("authorization", &right)],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert!(r.body.contains("\"Codename\":\"boma\""), "{}", r.body);
+    let r = client
+        .request(
+            web,
+            "GET",
+            "gw",
+            "/dashboard/",
+            &[("authorization", &right)],
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    assert!(r.body.contains("<title>boma</title>"));
+    assert_eq!(client.get(web, "gw", "/ping").await.status, 200);
+}
+
 /// basicAuth's bcrypt runs off the event loop: with 50 wrong passwords being checked on a single
 /// worker, a request to another route is answered while most of them are still pending.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,7 +5,9 @@
 //!
 //! It only reads: nothing here changes configuration. Who may reach it is decided by routers and
 //! middlewares (Traefik's model): `[api] insecure = true` publishes it on the `traefik`
-//! entrypoint, otherwise an operator routes to `api@internal` behind `basicAuth`.
+//! entrypoint without credentials; a router of the operator's to `api@internal` or
+//! `dashboard@internal` always asks for `[admin] users` (the assembler adds the check, see
+//! `dynamic::AdminGate`), and until they are set answers only how to set them (`locked.html`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -74,6 +76,7 @@ pub fn respond(
     }
     match which {
         Internal::Ping => text(StatusCode::OK, "OK"),
+        Internal::Locked => locked(path),
         Internal::Noop => text(StatusCode::OK, ""),
         Internal::Dashboard => match path {
             "/" | "" => redirect("/dashboard/"),
@@ -101,6 +104,30 @@ pub fn respond(
         },
     }
 }
+
+/// The API and dashboard while `[admin] users` is not set: 403, with how to set it (an HTML page
+/// for a browser, JSON under `/api`).
+fn locked(path: &str) -> Response<Bytes> {
+    let (body, kind) = if path == "/api" || path.starts_with("/api/") {
+        let message = "the API needs credentials: set [admin] users in boma.toml (see /dashboard/)";
+        (
+            Bytes::from(json!({ "message": message }).to_string()),
+            "application/json",
+        )
+    } else {
+        (
+            Bytes::from_static(LOCKED_PAGE.as_bytes()),
+            "text/html; charset=utf-8",
+        )
+    };
+    let mut r = Response::new(body);
+    *r.status_mut() = StatusCode::FORBIDDEN;
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, header::HeaderValue::from_static(kind));
+    r
+}
+
+const LOCKED_PAGE: &str = include_str!("locked.html");
 
 fn text(status: StatusCode, body: &'static str) -> Response<Bytes> {
     let mut r = Response::new(Bytes::from_static(body.as_bytes()));

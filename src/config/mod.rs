@@ -42,8 +42,9 @@ pub use net::{
     Dhcp, DhcpHost, Ipv4Cidr, Lan, MAX_POOL, Nat, Wan, WanMode, is_host_label, is_ifname, parse_mac,
 };
 pub use sections::{
-    AccessLog, AccessLogFields, AccessLogFilters, Api, FieldHeaders, FieldMode, FileProvider,
-    Limits, Log, LogFormat, LogLevel, Providers, ServersTransport,
+    AccessLog, AccessLogFields, AccessLogFilters, Admin, Api, FieldHeaders, FieldMode,
+    FileProvider, Limits, Log, LogFormat, LogLevel, Providers, ServersTransport,
+    admin_user_problem,
 };
 pub use spans::{KeySpans, SpanMap};
 
@@ -64,6 +65,8 @@ pub struct Config {
     pub providers: Option<Providers>,
     /// API and dashboard.
     pub api: Option<Api>,
+    /// Who may use the API and dashboard through an operator's router.
+    pub admin: Option<Admin>,
     /// boma's log; `None` means Traefik's defaults ([`Log::default`]).
     pub log: Option<Log>,
     /// Access log; off when `None`.
@@ -89,6 +92,25 @@ pub struct Config {
 }
 
 impl Config {
+    /// What is valid but probably not meant, for `boma check` and the start-up log: the API
+    /// published without credentials (`[api] insecure = true`) on an address other hosts reach.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.api.as_ref().is_some_and(|a| a.insecure)
+            && let Some(ep) = self.entry_points.get("traefik")
+            && !ep.address.socket_addr().ip().is_loopback()
+        {
+            out.push(format!(
+                "[api] insecure = true serves the API and dashboard without credentials on {} \
+                 (entryPoints.traefik), which is not a loopback address: anyone who reaches it \
+                 can read the gateway's configuration; publish them through a router instead \
+                 (they then ask for [admin] users)",
+                ep.address.socket_addr()
+            ));
+        }
+        out
+    }
+
     /// Entry points for routers that name none: those marked `asDefault`, or all of them when
     /// none is (Traefik's rule).
     pub fn default_entry_points(&self) -> Vec<&str> {

@@ -84,6 +84,44 @@ impl Default for Api {
     }
 }
 
+/// `[admin]`: the credentials the API and dashboard ask for when an operator's router (not
+/// `[api] insecure`'s `traefik` entry point) publishes them. Until `users` is set they answer
+/// only with how to set it. Entries are htpasswd lines, `name:hash`, with the hashes basicAuth
+/// reads (bcrypt, `$apr1$`, `{SHA}`). Never serialized or logged.
+#[derive(Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Admin {
+    #[serde(skip_serializing)]
+    pub users: Vec<String>,
+}
+
+impl std::fmt::Debug for Admin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Admin")
+            .field("users", &format_args!("<{} users>", self.users.len()))
+            .finish()
+    }
+}
+
+/// Whether `entry` is an htpasswd line boma can check: `name:hash` with a bcrypt (`$2a$`, `$2b$`,
+/// `$2x$`, `$2y$`), MD5-crypt (`$apr1$`, `$1$`) or `{SHA}` hash. The reason when it is not; the
+/// hash itself is never quoted.
+pub fn admin_user_problem(entry: &str) -> Option<String> {
+    let Some((name, hash)) = entry.split_once(':') else {
+        return Some("expected name:hash (an htpasswd line)".into());
+    };
+    if name.is_empty() || hash.contains(':') {
+        return Some("expected name:hash (an htpasswd line)".into());
+    }
+    let known = ["$2a$", "$2b$", "$2x$", "$2y$", "$apr1$", "$1$", "{SHA}"];
+    if !known.iter().any(|p| hash.starts_with(p)) {
+        return Some(format!(
+            "the hash of user {name:?} is not bcrypt, $apr1$ or {{SHA}} (make one with `htpasswd -nB {name}`)"
+        ));
+    }
+    None
+}
+
 /// `[log]`: boma's own log. Without the section, Traefik's defaults apply (`Log::default()`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]

@@ -31,6 +31,13 @@ pub(super) fn check(config: &Config, spans: &SpanMap, locator: &Locator<'_>) -> 
         check.dns(dns);
     }
     check.router(config);
+    if let Some(admin) = &config.admin {
+        for (i, entry) in admin.users.iter().enumerate() {
+            if let Some(why) = super::sections::admin_user_problem(entry) {
+                check.value(&["admin", "users", &i.to_string()], why);
+            }
+        }
+    }
     if let Some(transport) = &config.servers_transport
         && let Err(message) = transport.tls()
     {

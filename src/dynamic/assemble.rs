@@ -35,6 +35,37 @@ pub struct AssembleCtx {
     pub max_routes: usize,
     /// Bounds on the live state of compiled middlewares.
     pub middleware_bounds: middlewares::Bounds,
+    /// Who may use the API and dashboard through an operator's router.
+    pub admin: AdminGate,
+}
+
+/// What guards `api@internal` and `dashboard@internal` when a router of any provider but
+/// `internal` routes to them (the internal provider's routers exist only with `[api] insecure =
+/// true`, the operator's explicit choice of no credentials).
+#[derive(Debug, Clone, Default)]
+pub enum AdminGate {
+    /// No `[admin] users`: such routes answer only how to set them ([`Internal::Locked`]).
+    #[default]
+    Unset,
+    /// basicAuth against `[admin] users`, after the router's own middlewares (so an
+    /// ipAllowList refuses before a password is checked). One instance for the process, so its
+    /// failure counts and cache survive reloads.
+    Users(Arc<Middleware>),
+}
+
+impl AdminGate {
+    /// The service a route to `service` from provider `ns` serves, and the gate to run last.
+    fn apply(&self, ns: &str, service: &Arc<Service>) -> (Arc<Service>, Option<Arc<Middleware>>) {
+        let admin = matches!(
+            **service,
+            Service::Internal(Internal::Api | Internal::Dashboard)
+        );
+        match self {
+            _ if !admin || ns == "internal" => (Arc::clone(service), None),
+            AdminGate::Unset => (Arc::new(Service::Internal(Internal::Locked)), None),
+            AdminGate::Users(gate) => (Arc::clone(service), Some(Arc::clone(gate))),
+        }
+    }
 }
 
 /// Qualify `name` as provided by namespace `ns`: `x` → `x@ns`, `x@other` stays.
@@ -230,6 +261,7 @@ impl<'a> Builder<'a> {
             .filter(|&p| p != 0)
             .unwrap_or_else(|| rule::default_priority(&r.rule));
         status.priority = priority;
+        let (service, gate) = ctx.admin.apply(ns, &built.service);
         placed.hosts.extend(built.rule.mentioned_hosts());
         let rule_ = Arc::new(built.rule);
         let mut served = false;
@@ -248,6 +280,7 @@ impl<'a> Builder<'a> {
             }
             placed.routes += 1;
             chain.extend(built.middlewares.iter().cloned());
+            chain.extend(gate.iter().cloned());
             placed
                 .per_ep
                 .entry(ep.clone())
@@ -257,7 +290,7 @@ impl<'a> Builder<'a> {
                     rule: Arc::clone(&rule_),
                     priority,
                     service_name: service_name.clone(),
-                    service: Arc::clone(&built.service),
+                    service: Arc::clone(&service),
                     middlewares: chain,
                 }));
             served = true;

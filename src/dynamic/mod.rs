@@ -26,7 +26,7 @@ use arc_swap::ArcSwap;
 use serde::Serialize;
 use tokio::sync::watch;
 
-pub use assemble::{AssembleCtx, EntryPointSpec, assemble, qualify};
+pub use assemble::{AdminGate, AssembleCtx, EntryPointSpec, assemble, qualify};
 
 use crate::runtime::balance::Service;
 use crate::runtime::middlewares::Middleware;

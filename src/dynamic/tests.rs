@@ -20,6 +20,7 @@ fn ctx(eps: &[(&str, bool)]) -> AssembleCtx {
             .collect(),
         max_routes: 100,
         middleware_bounds: Default::default(),
+        admin: Default::default(),
     }
 }
 
@@ -381,4 +382,65 @@ fn internal_services_exist_without_definition() {
         "{:?}",
         s.problems
     );
+}
+
+/// A route of router `name` on entrypoint `ep`.
+fn route<'a>(s: &'a Snapshot, ep: &str, name: &str) -> &'a super::table::Route {
+    s.tables[ep]
+        .routes()
+        .iter()
+        .find(|r| r.name == name)
+        .unwrap_or_else(|| panic!("no route {name} on {ep}"))
+}
+
+#[test]
+fn the_api_behind_an_operators_router_asks_for_admin_users() {
+    use crate::runtime::balance::{Internal, Service};
+    use crate::runtime::middlewares::{BasicAuthConfig, Compiled, MiddlewareConfig, compile};
+    let text = "[http.routers.api]\nrule = \"PathPrefix(`/api`)\"\nservice = \"api@internal\"\n\
+                [http.routers.dash]\nrule = \"PathPrefix(`/dashboard`)\"\nservice = \"dashboard@internal\"\n\
+                [http.routers.ping]\nrule = \"Path(`/ping`)\"\nservice = \"ping@internal\"\n";
+    // Without [admin] users: the API and dashboard routes answer how to set them; ping does not
+    // change; the internal provider's own routers ([api] insecure) are left as they are.
+    let frags = frags(&[("file", text), ("internal", text)]);
+    let unset = assemble(&frags, &ctx(&[("web", false)]), None, 1);
+    for name in ["api@file", "dash@file"] {
+        assert!(
+            matches!(
+                *route(&unset, "web", name).service,
+                Service::Internal(Internal::Locked)
+            ),
+            "{name}"
+        );
+    }
+    assert!(matches!(
+        *route(&unset, "web", "ping@file").service,
+        Service::Internal(Internal::Ping)
+    ));
+    assert!(matches!(
+        *route(&unset, "web", "api@internal").service,
+        Service::Internal(Internal::Api)
+    ));
+    // With users: the real services, the check last in the chain, the same one everywhere.
+    let auth = MiddlewareConfig {
+        basic_auth: Some(BasicAuthConfig {
+            users: vec!["admin:{SHA}qUqP5cyxm6YcTAhz05Hph5gvu9M=".into()],
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let Ok(Compiled::One(gate)) = compile(&auth) else {
+        panic!("basicAuth compiles");
+    };
+    let gate = Arc::new(gate);
+    let mut with = ctx(&[("web", false)]);
+    with.admin = super::AdminGate::Users(Arc::clone(&gate));
+    let users = assemble(&frags, &with, None, 1);
+    for name in ["api@file", "dash@file"] {
+        let r = route(&users, "web", name);
+        assert!(!matches!(*r.service, Service::Internal(Internal::Locked)));
+        assert!(Arc::ptr_eq(r.middlewares.last().unwrap(), &gate), "{name}");
+    }
+    assert!(route(&users, "web", "ping@file").middlewares.is_empty());
+    assert!(route(&users, "web", "api@internal").middlewares.is_empty());
 }

@@ -304,6 +304,10 @@ pub enum Internal {
     Ping,
     /// `noop@internal`: answers nothing useful; for routers that only redirect.
     Noop,
+    /// What `api@internal` and `dashboard@internal` become behind an operator's router while
+    /// `[admin] users` is not set: a page (or, under `/api`, a JSON error) saying how to set it.
+    /// Never named in configuration.
+    Locked,
 }
 
 impl Internal {
