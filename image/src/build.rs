@@ -19,7 +19,7 @@ use crate::fetch::{fetch, sha256_hex};
 use crate::kmod::{self, Module};
 use crate::lock::Lock;
 use crate::mbr::{self, Partition, SECTOR};
-use crate::{deb, ext4, fat, fdt, initramfs, modalias};
+use crate::{configtxt, deb, ext4, fat, fdt, initramfs, modalias};
 
 const MIB: u64 = 1024 * 1024;
 /// Whole image.
@@ -353,7 +353,34 @@ fn boot_files(
     let routes = std::fs::read(&routes).map_err(|e| Error::io(&routes, e))?;
     files.push(("routes.toml".into(), routes));
     files.push(("README.txt".into(), readme(board).into_bytes()));
+    if board.firmware.is_some() {
+        check_config_txt(board, &files)?;
+    }
     Ok(files)
+}
+
+/// Every file the board's `config.txt` makes the Pi firmware load is among `files`.
+fn check_config_txt(board: &Board, files: &[(String, Vec<u8>)]) -> Result<()> {
+    let text = String::from_utf8_lossy(&board.file("config.txt")?).into_owned();
+    let pi4 = board.firmware_files.iter().any(|f| f.starts_with("start4"));
+    for need in configtxt::implied(&text, pi4) {
+        if !files.iter().any(|(name, _)| *name == need.file) {
+            let at = if need.line == 0 {
+                "by default".to_string()
+            } else {
+                format!("line {}: `{}`", need.line, need.because)
+            };
+            return Err(Error::Parse {
+                path: board.dir.join("config.txt"),
+                message: format!(
+                    "{at} makes the firmware load {}, which is not on the boot partition (add it \
+                     to firmware_files or dtbs in board.toml, or change the line)",
+                    need.file
+                ),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// The disk image: MBR, the FAT boot partition with `files` and a gzipped copy of the empty
@@ -497,4 +524,66 @@ fn readme(board: &Board) -> String {
         name = board.name,
         console = board.console
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn board(dir: &Path) -> Board {
+        let mut b: Board = toml::from_str(
+            r#"
+            name = "t"
+            description = "t"
+            console = "ttyS1"
+            kernel = { package = "k", version = "1" }
+            busybox = { package = "b", version = "1" }
+            e2fsck = { package = "e", version = "1" }
+            firmware = { package = "f", version = "1", arch = "all" }
+            firmware_files = ["bootcode.bin", "start.elf", "fixup.dat"]
+            "#,
+        )
+        .unwrap();
+        b.dir = dir.to_path_buf();
+        b
+    }
+
+    #[test]
+    fn a_file_config_txt_implies_must_be_shipped() {
+        let dir = std::env::temp_dir().join(format!("boma-configtxt-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let b = board(&dir);
+        let shipped = |names: &[&str]| -> Vec<(String, Vec<u8>)> {
+            names.iter().map(|n| (n.to_string(), Vec::new())).collect()
+        };
+        let base = [
+            "bootcode.bin",
+            "start.elf",
+            "fixup.dat",
+            "vmlinuz",
+            "initrd.img",
+            "a.dtb",
+        ];
+        std::fs::write(
+            dir.join("config.txt"),
+            "kernel=vmlinuz\ninitramfs initrd.img followkernel\ndevice_tree=a.dtb\ngpu_mem=16\n",
+        )
+        .unwrap();
+        let err = check_config_txt(&b, &shipped(&base))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("line 4: `gpu_mem=16` makes the firmware load start_cd.elf"),
+            "{err}"
+        );
+        let mut all = base.to_vec();
+        all.extend(["start_cd.elf", "fixup_cd.dat"]);
+        check_config_txt(&b, &shipped(&all)).unwrap();
+        std::fs::write(dir.join("config.txt"), "device_tree=missing.dtb\n").unwrap();
+        let err = check_config_txt(&b, &shipped(&all))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("line 1: `device_tree=missing.dtb`"), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

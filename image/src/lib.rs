@@ -16,6 +16,7 @@
 
 pub mod board;
 pub mod build;
+pub mod configtxt;
 pub mod cpio;
 pub mod deb;
 pub mod error;
