@@ -144,6 +144,30 @@ fn shell(g: &mut Guest, command: &str, marker: u32) {
     );
 }
 
+/// Record the guest's memory use (busybox `free`, KiB) as a figure, a few seconds after boot
+/// (boma serving, the data partition mounted). The initramfs itself is in RAM and counts as
+/// shared / buff-cache.
+fn memory_figure(g: &mut Guest, what: &str) {
+    let out = shell_output(g, "sleep 3; free", 700);
+    let mem: Vec<u64> = out
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Mem:"))
+        .map(|rest| rest.split_whitespace().filter_map(|v| v.parse().ok()).collect())
+        .unwrap_or_default();
+    let [total, used, free, shared, cache, ..] = mem[..] else {
+        panic!("no `Mem:` line from free:\n{out}");
+    };
+    let mib = |k: u64| k as f64 / 1024.0;
+    support::figure(&format!(
+        "{what}: RAM after boot (free): total {:.0} MiB, used {:.1} MiB, shared {:.1} MiB, buff/cache {:.1} MiB, free {:.1} MiB",
+        mib(total),
+        mib(used),
+        mib(shared),
+        mib(cache),
+        mib(free)
+    ));
+}
+
 fn poweroff(g: &mut Guest) {
     g.send("poweroff").expect("console");
     assert!(
@@ -357,6 +381,7 @@ fn qemu_virt_serves_dns_and_http_and_keeps_data_across_reboot_and_power_cut() {
         console.contains("starting boma with /boot/boma.toml"),
         "{console}"
     );
+    memory_figure(&mut g, "qemu-virt (256 MiB guest)");
     assert!(
         console.contains("boma-init: network: eth0 left to boma (/boot/boma.toml has [wan]")
             && console.contains("boma-init: DHCP lease 10.0.2.15/24 on eth0"),
@@ -649,5 +674,6 @@ fn raspi3b_finds_its_usb_network_adapter_by_alias_and_serves() {
         status == 403 && body.contains("[admin] users"),
         "{status} {body}"
     );
+    memory_figure(&mut g, "raspi3b, rpi3 image (1 GiB guest)");
     g.kill();
 }
