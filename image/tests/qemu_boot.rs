@@ -152,7 +152,11 @@ fn memory_figure(g: &mut Guest, what: &str) {
     let mem: Vec<u64> = out
         .lines()
         .find_map(|l| l.trim().strip_prefix("Mem:"))
-        .map(|rest| rest.split_whitespace().filter_map(|v| v.parse().ok()).collect())
+        .map(|rest| {
+            rest.split_whitespace()
+                .filter_map(|v| v.parse().ok())
+                .collect()
+        })
         .unwrap_or_default();
     let [total, used, free, shared, cache, ..] = mem[..] else {
         panic!("no `Mem:` line from free:\n{out}");

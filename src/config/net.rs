@@ -124,7 +124,7 @@ pub struct Wan {
     /// With `mode = "static"`: the default route.
     pub gateway: Option<Ipv4Addr>,
     /// With `mode = "dhcp"`: the DHCP client program (default `udhcpc`) and the script it runs
-    /// (default `/usr/share/udhcpc/default.script`, the image's).
+    /// (default `/usr/share/udhcpc/boma.script`, the image's).
     #[serde(default = "default_udhcpc")]
     pub dhcp_client: String,
     #[serde(default = "default_udhcpc_script")]
@@ -136,7 +136,7 @@ fn default_udhcpc() -> String {
 }
 
 fn default_udhcpc_script() -> PathBuf {
-    PathBuf::from("/usr/share/udhcpc/default.script")
+    PathBuf::from("/usr/share/udhcpc/boma.script")
 }
 
 /// One `[[dhcp.hosts]]` entry: a fixed address (and name) for one client.

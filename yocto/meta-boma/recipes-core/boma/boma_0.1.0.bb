@@ -6,14 +6,13 @@ BUGTRACKER = "https://github.com/boma-gateway/boma/issues"
 SECTION = "net"
 CVE_PRODUCT = "boma"
 LICENSE = "Apache-2.0"
-LIC_FILES_CHKSUM = "file://${COMMON_LICENSE_DIR}/Apache-2.0;md5=89aea4e17d99a7cacdbeed46a0096b10"
+LIC_FILES_CHKSUM = "file://LICENSE;md5=3b83ef96387f14655fc854ddc3c6bd57"
 
-# The sources: set BOMA_SRC_URI and SRCREV in local.conf or the kas file to your clone/release.
+# The sources: a pinned commit of boma's repository (bump it with each release; set BOMA_SRC_URI
+# to your clone). CI builds the checkout itself instead: yocto/kas/boma-rpi-ci.yml (externalsrc).
 BOMA_SRC_URI ?= "git://github.com/boma-gateway/boma.git;protocol=https;branch=main"
 SRC_URI = "${BOMA_SRC_URI}"
-SRCREV = "0000000000000000000000000000000000000000"
-
-S = "${WORKDIR}/git"
+SRCREV = "ba08cb7e675cc46ba60913cdb590698db7a1b479"
 
 inherit cargo cargo-update-recipe-crates
 

@@ -1,6 +1,6 @@
 SUMMARY = "boma gateway image: busybox, boma and its init, nothing else"
 DESCRIPTION = "A small image for Raspberry Pi machines (meta-raspberrypi) running boma \
-               under busybox init, as the SD-card image built by boma's own image/ builder."
+               under busybox init (INIT_MANAGER = mdev-busybox)."
 HOMEPAGE = "https://github.com/boma-gateway/boma"
 BUGTRACKER = "https://github.com/boma-gateway/boma/issues"
 SECTION = "images"
@@ -9,9 +9,11 @@ LICENSE = "MIT"
 
 inherit core-image
 
-IMAGE_FEATURES = ""
+# A root shell on the serial console, as on boma's SD image (whoever holds the board's UART can
+# reach its card anyway); no network login.
+# nooelint: oelint.var.badimagefeature.empty-root-password,oelint.var.badimagefeature.serial-autologin-root
+IMAGE_FEATURES = "empty-root-password serial-autologin-root"
 IMAGE_LINGUAS = ""
-# busybox init (not systemd or sysvinit) is chosen in the kas file's local.conf.
 # The kernel modules of boma's nftables table (NAT, masquerade, redirect, conntrack state for
 # the WAN's replies) and of a bridged LAN; busybox udhcpc for a DHCP WAN comes with busybox.
 IMAGE_INSTALL = "packagegroup-core-boot boma boma-init \
@@ -20,3 +22,12 @@ IMAGE_INSTALL = "packagegroup-core-boot boma boma-init \
                  kernel-module-bridge"
 
 IMAGE_FSTYPES = "wic.bz2 wic.bmap"
+WKS_FILE = "boma-rpi.wks"
+
+# busybox init supervises boma: one respawn line in oe-core's inittab (busybox-inittab), added
+# for this image only.
+ROOTFS_POSTPROCESS_COMMAND += "boma_inittab"
+boma_inittab[doc] = "Adds the respawn line for boma-supervise to busybox-inittab's /etc/inittab"
+boma_inittab() {
+    echo "::respawn:${sbindir}/boma-supervise" >> ${IMAGE_ROOTFS}${sysconfdir}/inittab
+}
