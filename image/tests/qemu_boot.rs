@@ -678,6 +678,15 @@ fn raspi3b_finds_its_usb_network_adapter_by_alias_and_serves() {
         status == 403 && body.contains("[admin] users"),
         "{status} {body}"
     );
+    // DNS is on by default: the local zone through the forwarded port 53 (QEMU's user network
+    // delivers it from 10.0.2.2, on usb0's subnet), answered with usb0's address.
+    let want = (0, vec![Ipv4Addr::new(10, 0, 2, 15)]);
+    assert_eq!(
+        dns_until(b.dns_port, "gateway.village.lan", &want),
+        Some(want),
+        "DNS on the rpi3 image; console:\n{}",
+        g.console()
+    );
     memory_figure(&mut g, "raspi3b, rpi3 image (1 GiB guest)");
     g.kill();
 }
