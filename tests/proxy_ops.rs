@@ -270,38 +270,14 @@ async fn admin_users_guard_the_api_behind_a_router() {
             .is_some_and(|v| v.contains("realm=\"boma\"")),
         "{asked:?}"
     );
-    let wrong = format!("Basic {}", b64("admin:town"));
-    let r = client
-        .request(
-            web,
-            "GET",
-            "gw",
-            "/api/version",
-            &[("authorization", &wrong)],
-        )
-        .await;
+    let wrong = "admin:town";
+    let r = get_as(&client, web, "gw", "/api/version", wrong).await;
     assert_eq!(r.status, 401);
-    let right = format!("Basic {}", b64("admin:village"));
-    let r = client
-        .request(
-            web,
-            "GET",
-            "gw",
-            "/api/version",
-            &[("authorization", &right)],
-        )
-        .await;
+    let right = "admin:village";
+    let r = get_as(&client, web, "gw", "/api/version", right).await;
     assert_eq!(r.status, 200, "{r:?}");
     assert!(r.body.contains("\"Codename\":\"boma\""), "{}", r.body);
-    let r = client
-        .request(
-            web,
-            "GET",
-            "gw",
-            "/dashboard/",
-            &[("authorization", &right)],
-        )
-        .await;
+    let r = get_as(&client, web, "gw", "/dashboard/", right).await;
     assert_eq!(r.status, 200);
     assert!(r.body.contains("<title>boma</title>"));
     assert_eq!(client.get(web, "gw", "/ping").await.status, 200);
@@ -329,10 +305,14 @@ async fn bcrypt_checks_do_not_stall_other_routes() {
     for i in 0..50 {
         let (client, done) = (client.clone(), Arc::clone(&done));
         wrong.push(tokio::spawn(async move {
-            let auth = format!("Basic {}", b64(&format!("admin:wrong{i}")));
-            let r = client
-                .request(addr, "GET", "locked.test", "/", &[("authorization", &auth)])
-                .await;
+            let r = get_as(
+                &client,
+                addr,
+                "locked.test",
+                "/",
+                &format!("admin:wrong{i}"),
+            )
+            .await;
             done.fetch_add(1, Ordering::SeqCst);
             r.status
         }));
@@ -348,17 +328,23 @@ async fn bcrypt_checks_do_not_stall_other_routes() {
     for w in wrong {
         assert_eq!(w.await.unwrap(), 401);
     }
-    let right = format!("Basic {}", b64("admin:right"));
-    let r = client
-        .request(
-            addr,
-            "GET",
-            "locked.test",
-            "/",
-            &[("authorization", &right)],
-        )
-        .await;
+    let right = "admin:right";
+    let r = get_as(&client, addr, "locked.test", "/", right).await;
     assert_eq!(r.status, 429, "the source used up its failures: {r:?}");
+}
+
+/// GET with `Authorization: Basic` for `user_password` ("user:password").
+async fn get_as(
+    client: &Client,
+    addr: std::net::SocketAddr,
+    host: &str,
+    path: &str,
+    user_password: &str,
+) -> support::Resp {
+    let auth = format!("Basic {}", b64(user_password));
+    client
+        .request(addr, "GET", host, path, &[("authorization", &auth)])
+        .await
 }
 
 fn b64(s: &str) -> String {
