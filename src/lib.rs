@@ -254,6 +254,7 @@ fn start_network(
     };
     let network = net::setup::start(cfg, ports, parts.links_ok, tasks, stop.clone());
     net::setup::spawn_wan_dhcp(cfg, tasks, stop.clone());
+    net::wifi::spawn(cfg, tasks, stop.clone());
     let follow = (cfg.dns.as_ref()).is_some_and(|d| d.auto_address() || d.local_service());
     if let (Some(resolver), true) = (dns, follow) {
         let resolver = Arc::clone(resolver);

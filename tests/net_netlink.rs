@@ -23,6 +23,7 @@ fn lan(interface: &str, bridge: &[&str]) -> LanSpec {
         interface: interface.into(),
         address: LAN_ADDR,
         prefix: 24,
+        bridged: !bridge.is_empty(),
         bridge: bridge.iter().map(|s| s.to_string()).collect(),
     }
 }
@@ -67,6 +68,13 @@ fn lan_bridge_with_two_members_is_set_up_idempotently() {
                 matches!(&err, NetError::NoSuchInterface(n) if n == "nope0"),
                 "{err}"
             );
+            // A bridge whose only member joins later (an access point, added by hostapd).
+            let only_ap = LanSpec {
+                bridged: true,
+                ..lan("br-ap", &[])
+            };
+            let index = links::setup_lan(&only_ap).await.expect("empty bridge");
+            assert_eq!(links::interface_index("br-ap").await.unwrap(), Some(index));
             let err = links::setup_lan(&lan("m2p", &["m1p"])).await.unwrap_err();
             assert!(
                 matches!(&err, NetError::NotABridge(n) if n == "m2p"),
@@ -86,7 +94,8 @@ fn lan_bridge_with_two_members_is_set_up_idempotently() {
     let addrs = ns.ip("-o -4 addr show dev br-lan");
     assert_eq!(addrs.matches("inet 10.99.1.1/24 ").count(), 1, "{addrs}");
     assert!(is_up(&ns, "br-lan") && is_up(&ns, "m1") && is_up(&ns, "m2"));
-    assert!(ns.ip("-o link show type bridge").contains("br-lan"));
+    let bridges = ns.ip("-o link show type bridge");
+    assert!(bridges.contains("br-lan") && bridges.contains("br-ap"), "{bridges}");
 }
 
 #[test]
@@ -171,6 +180,7 @@ fn address_watch_publishes_added_and_removed_addresses() {
                 interface: "v0".into(),
                 address: Ipv4Addr::new(10, 99, 2, 1),
                 prefix: 24,
+                bridged: false,
                 bridge: vec![],
             };
             links::setup_lan(&v0).await.expect("address added");

@@ -17,6 +17,7 @@ pub mod nocase;
 mod sections;
 mod spans;
 mod validate;
+mod wifi;
 
 #[cfg(test)]
 mod tests;
@@ -47,6 +48,7 @@ pub use sections::{
     admin_user_problem,
 };
 pub use spans::{KeySpans, SpanMap};
+pub use wifi::{CHANNELS_5GHZ, DEFAULT_CHANNEL, Secret, Wifi, WifiMode, passphrase_problem};
 
 /// The configuration `boma run` uses when no file is given: one entry point, `web`, on
 /// `127.0.0.1:8080`, log level `info`, and no provider, so nothing is routed until a file with a
@@ -89,6 +91,8 @@ pub struct Config {
     pub dhcp: Option<Dhcp>,
     /// NAT and the port 53/80 redirects between LAN and WAN; off when `None`.
     pub nat: Option<Nat>,
+    /// The radio: an access point on the LAN or a client as the uplink; off when `None`.
+    pub wifi: Option<Wifi>,
 }
 
 impl Config {
@@ -106,6 +110,16 @@ impl Config {
                  can read the gateway's configuration; publish them through a router instead \
                  (they then ask for [admin] users)",
                 ep.address.socket_addr()
+            ));
+        }
+        if let Some(w) = &self.wifi
+            && w.mode == WifiMode::Ap
+            && w.passphrase.is_none()
+        {
+            out.push(format!(
+                "[wifi] has no passphrase: the access point `{}` is open, and anyone in range \
+                 joins the LAN",
+                w.ssid
             ));
         }
         out

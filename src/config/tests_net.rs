@@ -115,3 +115,101 @@ fn dhcp_and_nat_need_a_lan_and_auto_stands_alone() {
         "{found:#?}"
     );
 }
+
+const AP_ON_BRIDGE: &str = r#"[lan]
+interface = "br-lan"
+address = "10.1.0.1/24"
+bridge = ["eth0", "wlan0"]
+[wifi]
+mode = "ap"
+ssid = "village"
+passphrase = "correct horse battery"
+country = "ZA"
+"#;
+
+#[test]
+fn an_access_point_on_the_lan_bridge_and_its_defaults() {
+    let c = parse(AP_ON_BRIDGE, Path::new("x")).expect("parses");
+    let w = c.wifi.clone().expect("[wifi]");
+    assert_eq!(
+        (w.mode, w.interface.as_str(), w.channel(), w.hostapd.as_str()),
+        (WifiMode::Ap, "wlan0", DEFAULT_CHANNEL, "hostapd")
+    );
+    assert_eq!(w.run_dir, Path::new("/run/boma"));
+    assert_eq!(
+        w.passphrase.as_ref().map(Secret::expose),
+        Some("correct horse battery")
+    );
+    assert!(c.warnings().is_empty(), "{:?}", c.warnings());
+    // The passphrase is never shown: not by Debug, not by serialization (the API's view).
+    let shown = format!("{c:?}{}", serde_json::to_string(&c).expect("json"));
+    assert!(!shown.contains("horse"), "{shown}");
+    assert!(shown.contains("<secret>"), "{shown}");
+    // An open access point is valid, and warned about.
+    let open = AP_ON_BRIDGE.replace("passphrase = \"correct horse battery\"\n", "");
+    let c = parse(&open, Path::new("x")).expect("open AP parses");
+    assert!(
+        c.warnings()[0].contains("`village` is open"),
+        "{:?}",
+        c.warnings()
+    );
+}
+
+#[test]
+fn wifi_problems_are_positioned_and_never_quote_the_passphrase() {
+    let src = r#"[lan]
+interface = "eth0"
+address = "10.1.0.1/24"
+[wifi]
+mode = "ap"
+interface = "wlan1"
+ssid = "a-name-that-is-far-longer-than-32-bytes"
+passphrase = "short"
+country = "za"
+channel = 100
+"#;
+    let found = problems(src);
+    let expect = [
+        "6:13: an access point serves the LAN: `wlan1` must be [lan] interface",
+        "7:8: the SSID must be 1 to 32 bytes",
+        "8:14: the passphrase must be 8 to 63 printable ASCII characters",
+        "9:11: `za` is not a country code",
+        "10:11: channel 100 needs radar detection",
+    ];
+    for e in expect {
+        assert!(found.iter().any(|f| f.starts_with(e)), "missing {e}\n{found:#?}");
+    }
+    assert!(!found.iter().any(|f| f.contains("short")), "{found:#?}");
+    assert_eq!(found.len(), expect.len(), "{found:#?}");
+    let found = problems(&src.replace("channel = 100", "channel = 14"));
+    assert!(
+        found.iter().any(|f| f.contains("channel 14 is not 1 to 13")),
+        "{found:#?}"
+    );
+    // 64 hex digits are a PSK; 64 other characters are not.
+    assert_eq!(passphrase_problem(&"ab".repeat(32)), None);
+    assert!(passphrase_problem(&"xy".repeat(32)).is_some());
+    assert!(passphrase_problem("tab\there!").is_some());
+    assert_eq!(passphrase_problem("eight ch"), None);
+}
+
+#[test]
+fn a_wifi_client_is_the_wan() {
+    let src = r#"[wan]
+interface = "wlan0"
+[wifi]
+mode = "client"
+ssid = "uplink"
+country = "KE"
+"#;
+    let c = parse(src, Path::new("x")).expect("client parses");
+    assert_eq!(c.wifi.map(|w| w.mode), Some(WifiMode::Client));
+    let found = problems(&src.replace("wlan0", "eth1").replace("\"KE\"", "\"KE\"\nchannel = 6"));
+    let expect = [
+        "3:2: a client is the uplink: `wlan0` must be [wan] interface",
+        "7:1: `channel` is for mode = \"ap\"",
+    ];
+    for e in expect {
+        assert!(found.iter().any(|f| f.starts_with(e)), "missing {e}\n{found:#?}");
+    }
+}

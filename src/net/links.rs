@@ -37,7 +37,9 @@ pub struct LanSpec {
     pub interface: String,
     pub address: Ipv4Addr,
     pub prefix: u8,
-    /// Members to enslave to the bridge `interface` (created when missing); empty: no bridge.
+    /// Whether `interface` is a bridge (created when missing).
+    pub bridged: bool,
+    /// Members to enslave to the bridge.
     pub bridge: Vec<String>,
 }
 
@@ -188,7 +190,7 @@ pub async fn setup_lan(spec: &LanSpec) -> Result<u32, NetError> {
     check_prefix(spec.prefix)?;
     let conn = Conn::open()?;
     let h = &conn.handle;
-    let index = if spec.bridge.is_empty() {
+    let index = if !spec.bridged {
         index_of(h, &spec.interface).await?
     } else {
         // Every member must exist before anything is created.

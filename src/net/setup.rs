@@ -17,7 +17,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use super::{NetError, links, nft};
+use super::{NetError, links, nft, supervise};
 use crate::config::{Config, WanMode};
 
 /// What must be undone at shutdown.
@@ -53,7 +53,12 @@ pub async fn links_up(cfg: &Config) -> Result<(), NetError> {
             interface: lan.interface.clone(),
             address: lan.address.addr,
             prefix: lan.address.prefix,
-            bridge: lan.bridge.clone(),
+            bridged: !lan.bridge.is_empty(),
+            // An access point joins the bridge through hostapd, once it is in AP mode.
+            bridge: (lan.bridge.iter())
+                .filter(|m| Some(m.as_str()) != super::wifi::ap_bridge_member(cfg))
+                .cloned()
+                .collect(),
         };
         links::setup_lan(&spec).await?;
         tracing::info!(interface = %lan.interface, address = %lan.address, "net: LAN up");
@@ -151,46 +156,21 @@ pub fn spawn_wan_dhcp(cfg: &Config, tasks: &mut JoinSet<()>, stop: watch::Receiv
     let Some(wan) = cfg.wan.clone().filter(|w| w.mode == WanMode::Dhcp) else {
         return;
     };
-    tasks.spawn(async move {
-        let mut stop = stop;
-        let mut pause = Duration::from_secs(1);
-        loop {
-            let child = tokio::process::Command::new(&wan.dhcp_client)
-                .args(["-f", "-i", &wan.interface, "-s"])
-                .arg(&wan.dhcp_script)
-                .args(["-x", "hostname:boma"])
-                .kill_on_drop(true)
-                .stdout(std::process::Stdio::null())
-                .spawn();
-            let mut child = match child {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::error!(client = %wan.dhcp_client, error = %e, "net: cannot start the WAN DHCP client");
-                    return;
-                }
-            };
-            tracing::info!(interface = %wan.interface, "net: WAN DHCP client started");
-            let started = tokio::time::Instant::now();
-            tokio::select! {
-                status = child.wait() => {
-                    tracing::warn!(status = ?status, "net: WAN DHCP client exited; restarting");
-                }
-                _ = stop.changed() => {
-                    let _ = child.kill().await;
-                    return;
-                }
-            }
-            // A client that ran a good while before it stopped starts over with a short pause.
-            if started.elapsed() > Duration::from_secs(60) {
-                pause = Duration::from_secs(1);
-            }
-            tokio::select! {
-                _ = tokio::time::sleep(pause) => {}
-                _ = stop.changed() => return,
-            }
-            pause = (pause * 2).min(MAX_PAUSE);
-        }
-    });
+    let mut args: Vec<std::ffi::OsString> = ["-f", "-i", &wan.interface, "-s"]
+        .iter()
+        .map(Into::into)
+        .collect();
+    args.push(wan.dhcp_script.into());
+    args.extend(["-x".into(), "hostname:boma".into()]);
+    let daemon = supervise::Daemon {
+        name: "WAN DHCP client",
+        program: wan.dhcp_client,
+        args,
+        interface: wan.interface,
+        log_output: false,
+        file: None,
+    };
+    supervise::spawn(daemon, tasks, stop);
 }
 
 /// Follow the host's IPv4 addresses and hand their subnets to `set` whenever they change, until
