@@ -95,7 +95,10 @@ fn lan_bridge_with_two_members_is_set_up_idempotently() {
     assert_eq!(addrs.matches("inet 10.99.1.1/24 ").count(), 1, "{addrs}");
     assert!(is_up(&ns, "br-lan") && is_up(&ns, "m1") && is_up(&ns, "m2"));
     let bridges = ns.ip("-o link show type bridge");
-    assert!(bridges.contains("br-lan") && bridges.contains("br-ap"), "{bridges}");
+    assert!(
+        bridges.contains("br-lan") && bridges.contains("br-ap"),
+        "{bridges}"
+    );
 }
 
 #[test]

@@ -2,6 +2,7 @@
 //! into a board's image, and its serial console. `config.txt` and `cmdline.txt` beside it are
 //! copied to the boot partition as they are.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -51,6 +52,14 @@ pub struct Board {
     /// The board has a USB host port: carry `image/modules.toml`'s `usb` set (USB Ethernet).
     #[serde(default)]
     pub usb: bool,
+    /// The board has a radio: carry `image/wifi.toml` (hostapd, wpa_supplicant, the regulatory
+    /// database) and `image/modules.toml`'s `wifi` modules.
+    #[serde(default)]
+    pub wifi: bool,
+    /// The radio's firmware: `/lib/firmware/<name>` in the initramfs ← path in a package of
+    /// `image/wifi.toml`, under the names the driver asks for.
+    #[serde(default)]
+    pub wifi_firmware: BTreeMap<String, String>,
     /// Whether the board has a hardware watchdog driver among its modules.
     #[serde(default)]
     pub watchdog: bool,
@@ -68,6 +77,9 @@ pub struct ImageModules {
     pub carry: Vec<String>,
     /// Boards with `usb = true`.
     pub usb: Vec<String>,
+    /// Boards with `wifi = true`.
+    #[serde(default)]
+    pub wifi: Vec<String>,
     /// Loaded in the background once boma runs (they must be carried).
     pub preload: Vec<String>,
 }
@@ -83,12 +95,16 @@ impl ImageModules {
         })
     }
 
-    /// What a board carries by name: its own list, `carry`, `usb` when it has USB, `preload`.
+    /// What a board carries by name: its own list, `carry`, `usb` when it has USB, `wifi` when
+    /// it has a radio, `preload`.
     pub fn wanted(&self, board: &Board) -> Vec<String> {
         let mut out = board.modules.clone();
         out.extend(self.carry.iter().cloned());
         if board.usb {
             out.extend(self.usb.iter().cloned());
+        }
+        if board.wifi {
+            out.extend(self.wifi.iter().cloned());
         }
         out.extend(self.preload.iter().cloned());
         out
@@ -122,6 +138,12 @@ impl Board {
             return Err(Error::Parse {
                 path,
                 message: "firmware_files without a firmware package".into(),
+            });
+        }
+        if !board.wifi_firmware.is_empty() && !board.wifi {
+            return Err(Error::Parse {
+                path,
+                message: "wifi_firmware without wifi = true".into(),
             });
         }
         board.dir = dir;

@@ -19,6 +19,7 @@ use crate::fetch::{fetch, sha256_hex};
 use crate::kmod::{self, Module};
 use crate::lock::Lock;
 use crate::mbr::{self, Partition, SECTOR};
+use crate::wifi::{self, WifiSet};
 use crate::{configtxt, deb, ext4, fat, fdt, initramfs, modalias};
 
 const MIB: u64 = 1024 * 1024;
@@ -49,6 +50,9 @@ pub struct Options {
     pub record_lock: bool,
     /// Write `.img.xz` (and its sum); tests that only boot the image skip it.
     pub compress: bool,
+    /// Extra firmware files for the initramfs's `/lib/firmware/` (the folder's tree as it is):
+    /// radio firmware Debian does not ship, such as the Zero 2 W's.
+    pub firmware: Option<PathBuf>,
 }
 
 /// What was built.
@@ -63,6 +67,8 @@ pub struct Report {
     pub kernel_size: u64,
     /// Kernel modules the initramfs carries, by name.
     pub modules: Vec<String>,
+    /// Wi-Fi boards: `boma-wifi.cpio.gz`'s size, and its files' size unpacked.
+    pub wifi_size: Option<(u64, u64)>,
     pub sha256: String,
     pub seconds: f64,
 }
@@ -176,12 +182,35 @@ fn read_one(deb_path: &Path, package: &str, path: &str) -> Result<Vec<u8>> {
 pub fn build(opts: &Options) -> Result<Report> {
     let started = Instant::now();
     let board = Board::load(&opts.root, &opts.board)?;
-    let debs = fetch_packages(opts, &board)?;
+    let wifi_set = board.wifi.then(|| WifiSet::load(&opts.root)).transpose()?;
+    let (debs, wifi_debs) = fetch_packages(opts, &board, wifi_set.as_ref())?;
     let time = epoch();
+    let time32 =
+        u32::try_from(time).map_err(|_| Error::Layout("SOURCE_DATE_EPOCH too big".into()))?;
+    let wifi = match &wifi_set {
+        Some(set) => Some(wifi::assemble(
+            set,
+            &wifi_debs,
+            &board.wifi_firmware,
+            time32,
+        )?),
+        None => None,
+    };
     let kernel = read_kernel(&debs[0], &board)?;
-    let initrd = make_initrd(opts, &board, &debs, &kernel, time)?;
+    let mut firmware = wifi
+        .as_ref()
+        .map(|w| w.firmware.clone())
+        .unwrap_or_default();
+    if let Some(dir) = &opts.firmware {
+        firmware.extend(initramfs::read_tree(dir)?);
+    }
+    let initrd = make_initrd(opts, &board, &debs, &kernel, time32, firmware)?;
     let (kernel_size, initrd_size) = (kernel.vmlinuz.len() as u64, initrd.bytes.len() as u64);
-    let files = boot_files(opts, &board, &debs, kernel, initrd.bytes, initrd.boma_toml)?;
+    let wifi_size = wifi.as_ref().map(|w| (w.archive.len() as u64, w.unpacked));
+    let mut files = boot_files(opts, &board, &debs, kernel, initrd.bytes, initrd.boma_toml)?;
+    if let Some(w) = wifi {
+        files.push((wifi::ARCHIVE.into(), w.archive));
+    }
     let stem = format!("boma-{}", board.name);
     let image = write_image(opts, &board, &stem, files, time)?;
     let sums = checksums(opts, &stem, &image)?;
@@ -194,28 +223,34 @@ pub fn build(opts: &Options) -> Result<Report> {
         initrd_size,
         kernel_size,
         modules: initrd.modules,
+        wifi_size,
         sha256: sums.sha256,
         seconds: started.elapsed().as_secs_f64(),
     })
 }
 
-/// Every package the board pins, from the cache or the mirror (recording the lock if asked).
-fn fetch_packages(opts: &Options, board: &Board) -> Result<Vec<PathBuf>> {
+/// Every package the board pins, and those of its Wi-Fi set, from the cache or the mirror
+/// (recording the lock if asked).
+fn fetch_packages(
+    opts: &Options,
+    board: &Board,
+    wifi: Option<&WifiSet>,
+) -> Result<(Vec<PathBuf>, Vec<PathBuf>)> {
     let lock_path = opts.root.join("image/packages.lock");
     let mut lock = Lock::load(&lock_path)?;
-    let mut debs = Vec::new();
-    for pin in board.pins() {
-        debs.push(fetch(
-            pin,
-            &opts.cache.join("debs"),
-            &mut lock,
-            opts.record_lock,
-        )?);
-    }
+    let mut get = |pins: Vec<&crate::board::Pin>| -> Result<Vec<PathBuf>> {
+        (pins.into_iter())
+            .map(|pin| fetch(pin, &opts.cache.join("debs"), &mut lock, opts.record_lock))
+            .collect()
+    };
+    let debs = get(board.pins())?;
+    let wifi_debs = get(wifi
+        .map(|w| w.packages.iter().collect())
+        .unwrap_or_default())?;
     if opts.record_lock {
         lock.save()?;
     }
-    Ok(debs)
+    Ok((debs, wifi_debs))
 }
 
 /// The gzipped initramfs, with the `boma.toml` it carries (also the boot partition's).
@@ -231,10 +266,9 @@ fn make_initrd(
     board: &Board,
     debs: &[PathBuf],
     kernel: &Kernel,
-    time: u64,
+    time32: u32,
+    firmware: Vec<(String, Vec<u8>)>,
 ) -> Result<Initrd> {
-    let time32 =
-        u32::try_from(time).map_err(|_| Error::Layout("SOURCE_DATE_EPOCH too big".into()))?;
     let busybox = read_one(&debs[1], &board.busybox.package, "bin/busybox")?;
     let e2fsck = read_one(&debs[2], &board.e2fsck.package, "sbin/e2fsck.static")?;
     let boma = std::fs::read(&opts.boma).map_err(|e| Error::io(&opts.boma, e))?;
@@ -274,6 +308,7 @@ fn make_initrd(
         modules: &modules,
         builtin: &kernel.builtin_file,
         preload: &image_modules.preload,
+        firmware,
         overlay: &overlay,
         release,
     })?;
@@ -289,7 +324,7 @@ fn make_initrd(
 /// `boma-image modules` and the tests).
 pub fn carried(opts: &Options) -> Result<Vec<String>> {
     let board = Board::load(&opts.root, &opts.board)?;
-    let debs = fetch_packages(opts, &board)?;
+    let (debs, _) = fetch_packages(opts, &board, None)?;
     let kernel = read_kernel(&debs[0], &board)?;
     let image_modules = ImageModules::load(&opts.root)?;
     let modules = carried_modules(&board, &image_modules, &kernel)?;
@@ -518,6 +553,9 @@ fn readme(board: &Board) -> String {
          routes.toml  routes (Traefik's dynamic configuration format).\r\n\
          cmdline.txt  kernel command line: boma.net=dhcp or boma.net=ADDRESS/PREFIX,GATEWAY,DNS.\r\n\
          config.txt   Raspberry Pi firmware settings.\r\n\
+         boma-firmware/  your own firmware files (folder tree as under /lib/firmware), for\r\n\
+                      radios the image has none for (Zero 2 W Wi-Fi: docs/image.md).\r\n\
+         boma-wifi.cpio.gz  hostapd and wpa_supplicant, unpacked when boma.toml has [wifi].\r\n\
          vmlinuz, initrd.img, *.dtb, *.elf, *.dat, bootcode.bin: the system; do not edit.\r\n\r\n\
          Serial console: {console}, 115200 baud. Guide: docs/image.md in boma's sources.\r\n",
         desc = board.description,

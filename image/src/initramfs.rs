@@ -1,7 +1,7 @@
 //! The initramfs, the image's root filesystem in RAM: busybox-static, e2fsck-static, the static
 //! `boma` binary, the kernel modules it carries (flat in `/lib/modules/<abi>/` with the `modules.dep`,
 //! `modules.alias` and `modules.builtin` that busybox modprobe reads; `/etc/modules.preload`
-//! names those init loads in the background), `/dev/console`, and the overlay
+//! names those init loads in the background), `/lib/firmware` (what drivers load as they probe), `/dev/console`, and the overlay
 //! (`image/overlay/`: `/init`, inittab, rcS/rcK, mdev.conf, boma-supervise, the built-in
 //! `boma.toml`). Compressed with gzip (level 9, no name, mtime 0) so the bytes depend only on
 //! the contents.
@@ -29,6 +29,9 @@ pub struct Contents<'a> {
     pub builtin: &'a [u8],
     /// Loaded in the background after boma starts (`/etc/modules.preload`).
     pub preload: &'a [String],
+    /// `/lib/firmware/<path>`: what drivers ask for as they load (regulatory database, radio
+    /// firmware).
+    pub firmware: Vec<(String, Vec<u8>)>,
     pub overlay: &'a Path,
     /// `/etc/boma-release`: what this image was built from.
     pub release: String,
@@ -69,6 +72,9 @@ pub fn archive(c: &Contents<'_>) -> Result<Archive> {
     let alias = modalias::modules_alias(c.modules);
     a.file(&format!("{dir}/modules.alias"), alias.into_bytes(), false);
     a.file(&format!("{dir}/modules.builtin"), c.builtin.to_vec(), false);
+    for (path, bytes) in &c.firmware {
+        a.file(&format!("lib/firmware/{path}"), bytes.clone(), false);
+    }
     let mut preload = c.preload.join("\n");
     preload.push('\n');
     a.file("etc/modules.preload", preload.into_bytes(), false);
@@ -115,6 +121,33 @@ fn add_overlay(a: &mut Archive, root: &Path, rel: &str) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Every regular file under `root`, by path relative to it (sorted; for `--firmware`).
+pub fn read_tree(root: &Path) -> Result<Vec<(String, Vec<u8>)>> {
+    let mut out = Vec::new();
+    let mut dirs = vec![String::new()];
+    while let Some(rel) = dirs.pop() {
+        let dir = root.join(&rel);
+        for entry in std::fs::read_dir(&dir).map_err(|e| Error::io(&dir, e))? {
+            let entry = entry.map_err(|e| Error::io(&dir, e))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let rel = if rel.is_empty() {
+                name
+            } else {
+                format!("{rel}/{name}")
+            };
+            let path = root.join(&rel);
+            let meta = std::fs::metadata(&path).map_err(|e| Error::io(&path, e))?;
+            if meta.is_dir() {
+                dirs.push(rel);
+            } else if meta.is_file() {
+                out.push((rel, std::fs::read(&path).map_err(|e| Error::io(&path, e))?));
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
 }
 
 /// gzip the archive reproducibly.

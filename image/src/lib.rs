@@ -19,6 +19,7 @@ pub mod build;
 pub mod configtxt;
 pub mod cpio;
 pub mod deb;
+pub mod elf;
 pub mod error;
 pub mod ext4;
 pub mod fat;
@@ -30,5 +31,6 @@ pub mod lock;
 pub mod mbr;
 pub mod modalias;
 pub mod qemu;
+pub mod wifi;
 
 pub use error::Error;

@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! boma-image build  --board NAME [--boma PATH] [--out DIR] [--cache DIR] [--record-lock]
+//!                   [--no-xz] [--firmware DIR]
 //! boma-image extract --image IMG --file NAME --out PATH
 //! boma-image qemu   --board NAME [--image IMG] [--http-port N] [--dns-port N] [--append ARGS]
 //!                   [--lan-tap TAP | --lan-mcast ADDR:PORT]
@@ -22,7 +23,7 @@ fn root() -> PathBuf {
         .unwrap_or_default()
 }
 
-const USAGE: &str = "usage: boma-image build --board NAME [--boma PATH] [--out DIR] [--cache DIR] [--record-lock] [--no-xz]\n       \
+const USAGE: &str = "usage: boma-image build --board NAME [--boma PATH] [--out DIR] [--cache DIR] [--record-lock] [--no-xz] [--firmware DIR]\n       \
      boma-image extract --image IMG --file NAME --out PATH\n       \
      boma-image qemu --board NAME [--image IMG] [--http-port N] [--dns-port N] [--append ARGS] [--lan-tap TAP | --lan-mcast ADDR:PORT]";
 
@@ -36,6 +37,7 @@ fn flags(command: &str) -> Option<&'static [(&'static str, bool)]> {
             ("--cache", true),
             ("--record-lock", false),
             ("--no-xz", false),
+            ("--firmware", true),
         ],
         "extract" => &[("--image", true), ("--file", true), ("--out", true)],
         "qemu" => &[
@@ -130,15 +132,26 @@ fn run(args: &Args) -> Result<(), String> {
                     .unwrap_or_else(|| target.join("image-cache")),
                 record_lock: args.has("--record-lock"),
                 compress: !args.has("--no-xz"),
+                firmware: args.value("--firmware").map(PathBuf::from),
             };
             let r = build(&opts).map_err(|e| e.to_string())?;
             let mib = |b: u64| b as f64 / 1048576.0;
+            let xz = if opts.compress {
+                format!("{} ({:.1} MiB xz), ", r.xz.display(), mib(r.xz_size))
+            } else {
+                String::new()
+            };
+            let wifi = r.wifi_size.map_or(String::new(), |(gz, raw)| {
+                format!(
+                    "; Wi-Fi archive {:.1} MiB ({:.1} MiB unpacked)",
+                    mib(gz),
+                    mib(raw)
+                )
+            });
             println!(
-                "boma-image: {} ({:.0} MiB), {} ({:.1} MiB xz), {}\n  kernel {:.1} MiB, initramfs {:.1} MiB (gzip) with {} modules; sha256 {}; {:.1} s",
+                "boma-image: {} ({:.0} MiB), {xz}{}\n  kernel {:.1} MiB, initramfs {:.1} MiB (gzip) with {} modules{wifi}; sha256 {}; {:.1} s",
                 r.image.display(),
                 mib(r.image_size),
-                r.xz.display(),
-                mib(r.xz_size),
                 r.sums.display(),
                 mib(r.kernel_size),
                 mib(r.initrd_size),

@@ -17,6 +17,9 @@
 //! - qemu-virt power cuts: four rounds in which a new LAN client gets a lease and the guest
 //!   appends fsync'd lines to /data while QEMU is killed without a sync; a last boot finds every
 //!   acknowledged line and every lease, and the partition is clean afterwards.
+//! - qemu-virt Wi-Fi, in that last boot (qemu_boot/wifi.rs): boma's access point on a simulated
+//!   radio (mac80211_hwsim, Debian's hostapd) serves a WPA2 client on the other radio in a
+//!   network namespace of the guest (Debian's wpa_supplicant): lease, DNS, proxy.
 //! - raspi3b: the rpi3 image's kernel and Pi 3 DTB boot to boma's `ready` line on the serial
 //!   console; QEMU's USB network adapter gets its drivers (dwc2 and its PHY for the port,
 //!   cdc_ether for the adapter) by modalias, none of them named in the board file, then a DHCP
@@ -28,6 +31,8 @@
 //! runs on the WAN).
 
 mod support;
+#[path = "qemu_boot/wifi.rs"]
+mod wifi;
 
 use std::net::Ipv4Addr;
 use std::path::Path;
@@ -502,7 +507,7 @@ fn last_ack(console: &str, tag: &str) -> u32 {
 }
 
 #[test]
-fn qemu_virt_power_cuts_during_writes_lose_no_acknowledged_write() {
+fn qemu_virt_power_cuts_lose_no_acknowledged_write_then_wifi_serves_a_client() {
     const ROUNDS: u32 = 4;
     let _one = QEMU.lock().unwrap_or_else(|e| e.into_inner());
     let dir = support::test_dir("power-cut");
@@ -586,6 +591,7 @@ fn qemu_virt_power_cuts_during_writes_lose_no_acknowledged_write() {
         acked.iter().map(|(_, n)| n).collect::<Vec<_>>(),
         leases.len()
     ));
+    wifi::access_point_serves_a_wpa_client(&mut g);
     poweroff(&mut g);
     drop(g);
     support::fsck_data_partition(&image, &dir);

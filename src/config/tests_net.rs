@@ -132,7 +132,12 @@ fn an_access_point_on_the_lan_bridge_and_its_defaults() {
     let c = parse(AP_ON_BRIDGE, Path::new("x")).expect("parses");
     let w = c.wifi.clone().expect("[wifi]");
     assert_eq!(
-        (w.mode, w.interface.as_str(), w.channel(), w.hostapd.as_str()),
+        (
+            w.mode,
+            w.interface.as_str(),
+            w.channel(),
+            w.hostapd.as_str()
+        ),
         (WifiMode::Ap, "wlan0", DEFAULT_CHANNEL, "hostapd")
     );
     assert_eq!(w.run_dir, Path::new("/run/boma"));
@@ -177,13 +182,18 @@ channel = 100
         "10:11: channel 100 needs radar detection",
     ];
     for e in expect {
-        assert!(found.iter().any(|f| f.starts_with(e)), "missing {e}\n{found:#?}");
+        assert!(
+            found.iter().any(|f| f.starts_with(e)),
+            "missing {e}\n{found:#?}"
+        );
     }
     assert!(!found.iter().any(|f| f.contains("short")), "{found:#?}");
     assert_eq!(found.len(), expect.len(), "{found:#?}");
     let found = problems(&src.replace("channel = 100", "channel = 14"));
     assert!(
-        found.iter().any(|f| f.contains("channel 14 is not 1 to 13")),
+        found
+            .iter()
+            .any(|f| f.contains("channel 14 is not 1 to 13")),
         "{found:#?}"
     );
     // 64 hex digits are a PSK; 64 other characters are not.
@@ -204,12 +214,18 @@ country = "KE"
 "#;
     let c = parse(src, Path::new("x")).expect("client parses");
     assert_eq!(c.wifi.map(|w| w.mode), Some(WifiMode::Client));
-    let found = problems(&src.replace("wlan0", "eth1").replace("\"KE\"", "\"KE\"\nchannel = 6"));
+    let found = problems(
+        &src.replace("wlan0", "eth1")
+            .replace("\"KE\"", "\"KE\"\nchannel = 6"),
+    );
     let expect = [
         "3:2: a client is the uplink: `wlan0` must be [wan] interface",
         "7:1: `channel` is for mode = \"ap\"",
     ];
     for e in expect {
-        assert!(found.iter().any(|f| f.starts_with(e)), "missing {e}\n{found:#?}");
+        assert!(
+            found.iter().any(|f| f.starts_with(e)),
+            "missing {e}\n{found:#?}"
+        );
     }
 }

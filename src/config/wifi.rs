@@ -135,7 +135,11 @@ impl Check<'_> {
         if !(1..=32).contains(&wifi.ssid.len()) {
             self.value(&["wifi", "ssid"], "the SSID must be 1 to 32 bytes");
         }
-        if let Some(why) = wifi.passphrase.as_ref().and_then(|p| passphrase_problem(&p.0)) {
+        if let Some(why) = wifi
+            .passphrase
+            .as_ref()
+            .and_then(|p| passphrase_problem(&p.0))
+        {
             self.value(&["wifi", "passphrase"], why);
         }
         let country = wifi.country.as_bytes();
@@ -173,9 +177,8 @@ impl Check<'_> {
             };
             self.value(&["wifi", "channel"], message);
         }
-        let on_lan = lan.is_some_and(|l| {
-            l.interface == wifi.interface || l.bridge.iter().any(|m| *m == wifi.interface)
-        });
+        let on_lan = lan
+            .is_some_and(|l| l.interface == wifi.interface || l.bridge.contains(&wifi.interface));
         if !on_lan {
             let message = format!(
                 "an access point serves the LAN: `{}` must be [lan] interface or one of its \

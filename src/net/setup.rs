@@ -167,7 +167,7 @@ pub fn spawn_wan_dhcp(cfg: &Config, tasks: &mut JoinSet<()>, stop: watch::Receiv
         program: wan.dhcp_client,
         args,
         interface: wan.interface,
-        log_output: false,
+        show_output: false,
         file: None,
     };
     supervise::spawn(daemon, tasks, stop);

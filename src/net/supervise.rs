@@ -1,8 +1,9 @@
 //! Running a helper daemon of the image (busybox `udhcpc`, `hostapd`, `wpa_supplicant`) for as
 //! long as boma runs: started once its program and interface are there (the Wi-Fi programs are
 //! unpacked in the background on the image, a USB adapter or a radio's firmware can take
-//! seconds), restarted with a growing pause when it exits, killed on shutdown. Its output is
-//! forwarded to boma's log a bounded line at a time.
+//! seconds), restarted with a growing pause when it exits, killed on shutdown. Its output goes
+//! where boma's own goes (the serial console on the image), not through a pipe: glibc buffers a
+//! pipe in 4 KiB blocks, so hostapd's `AP-STA-CONNECTED` would show up minutes late.
 //!
 //! What the daemon is told lives in its arguments and files, written by the caller; this module
 //! never reads or logs them.
@@ -12,7 +13,6 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use tokio::io::AsyncReadExt;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
@@ -20,8 +20,6 @@ use tokio::task::JoinSet;
 const MAX_PAUSE: Duration = Duration::from_secs(30);
 /// How often a daemon that cannot start yet looks again for its program and interface.
 const WAIT_STEP: Duration = Duration::from_secs(1);
-/// Longest line of a daemon's output forwarded to the log; longer lines are cut.
-const MAX_LINE: usize = 400;
 
 /// One supervised daemon (no `Debug`: its file may hold a key).
 #[derive(Clone)]
@@ -33,8 +31,8 @@ pub struct Daemon {
     pub args: Vec<OsString>,
     /// The interface it runs on; it starts once `/sys/class/net/<interface>` exists.
     pub interface: String,
-    /// Forward its standard output to the log (otherwise discarded).
-    pub log_output: bool,
+    /// Let its standard output go where boma's goes (otherwise discarded).
+    pub show_output: bool,
     /// The daemon's configuration file, written (mode 0600, in a folder of mode 0700) before
     /// every start once the program and interface are there; when that fails the error (never
     /// the contents) is logged and the start retried.
@@ -92,8 +90,8 @@ pub fn spawn(d: Daemon, tasks: &mut JoinSet<()>, stop: watch::Receiver<bool>) {
             cmd.args(&d.args)
                 .kill_on_drop(true)
                 .stdin(Stdio::null())
-                .stdout(if d.log_output {
-                    Stdio::piped()
+                .stdout(if d.show_output {
+                    Stdio::inherit()
                 } else {
                     Stdio::null()
                 });
@@ -109,23 +107,15 @@ pub fn spawn(d: Daemon, tasks: &mut JoinSet<()>, stop: watch::Receiver<bool>) {
                 }
             };
             tracing::info!(daemon = d.name, interface = %d.interface, "net: started");
-            let output = child.stdout.take().map(|out| {
-                let name = d.name;
-                tokio::spawn(forward_lines(out, name))
-            });
             let started = tokio::time::Instant::now();
             tokio::select! {
                 status = child.wait() => {
                     tracing::warn!(daemon = d.name, status = ?status, "net: exited; restarting");
                 }
                 _ = stop.changed() => {
-                    let _ = child.kill().await;
-                    if let Some(o) = output { o.abort(); }
+                    terminate(&mut child).await;
                     return;
                 }
-            }
-            if let Some(o) = output {
-                o.abort();
             }
             // One that ran a good while before it stopped starts over with a short pause.
             if started.elapsed() > Duration::from_secs(60) {
@@ -137,6 +127,26 @@ pub fn spawn(d: Daemon, tasks: &mut JoinSet<()>, stop: watch::Receiver<bool>) {
             pause = (pause * 2).min(MAX_PAUSE);
         }
     });
+}
+
+/// How long a daemon has to exit after SIGTERM before it is killed.
+const TERM_GRACE: Duration = Duration::from_secs(3);
+
+/// SIGTERM first, so that hostapd takes the radio out of the bridge and out of AP mode (a
+/// killed hostapd leaves a bridged AP behind, which wpa_supplicant then cannot use) and udhcpc
+/// can release; SIGKILL after [`TERM_GRACE`].
+async fn terminate(child: &mut tokio::process::Child) {
+    use rustix::process::{Pid, Signal, kill_process};
+    let pid = (child.id())
+        .and_then(|id| i32::try_from(id).ok())
+        .and_then(Pid::from_raw);
+    if let Some(pid) = pid
+        && kill_process(pid, Signal::TERM).is_ok()
+        && tokio::time::timeout(TERM_GRACE, child.wait()).await.is_ok()
+    {
+        return;
+    }
+    let _ = child.kill().await;
 }
 
 /// True when `stop` came first.
@@ -178,42 +188,6 @@ async fn wait_ready(d: &Daemon, stop: &mut watch::Receiver<bool>) -> Option<Path
     }
 }
 
-/// Forward `out` to the log, one line (at most [`MAX_LINE`] bytes) per event.
-async fn forward_lines(mut out: tokio::process::ChildStdout, name: &'static str) {
-    let mut buf = [0u8; 1024];
-    let mut line: Vec<u8> = Vec::with_capacity(MAX_LINE);
-    let mut cut = false;
-    loop {
-        let n = match out.read(&mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
-        };
-        for &b in &buf[..n] {
-            if b == b'\n' {
-                emit(name, &line, cut);
-                line.clear();
-                cut = false;
-            } else if line.len() < MAX_LINE {
-                line.push(b);
-            } else {
-                cut = true;
-            }
-        }
-    }
-    if !line.is_empty() {
-        emit(name, &line, cut);
-    }
-}
-
-fn emit(name: &'static str, line: &[u8], cut: bool) {
-    let text = String::from_utf8_lossy(line);
-    let text = text.trim_end();
-    if !text.is_empty() {
-        let more = if cut { " …" } else { "" };
-        tracing::info!(daemon = name, "{text}{more}");
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -248,7 +222,7 @@ mod tests {
                 format!("echo started > {}; exec sleep 30", marker.display()).into(),
             ],
             interface: "lo".into(),
-            log_output: true,
+            show_output: true,
             file: Some((dir.join("conf"), "prepared".into())),
         };
         spawn(d, &mut tasks, stop.clone());
@@ -263,7 +237,10 @@ mod tests {
         );
         assert!(marker.exists(), "the daemon never ran");
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(dir.join("conf")).expect("conf").permissions().mode();
+        let mode = std::fs::metadata(dir.join("conf"))
+            .expect("conf")
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
         // An interface that never appears: the daemon is never started.
         let never = dir.join("never");
@@ -272,7 +249,7 @@ mod tests {
             program: "sh".into(),
             args: vec!["-c".into(), format!("touch {}", never.display()).into()],
             interface: "boma-nonexist".into(),
-            log_output: false,
+            show_output: false,
             file: None,
         };
         spawn(d, &mut tasks, stop);

@@ -57,13 +57,20 @@ pub fn hostapd_conf(wifi: &Wifi, bridge: Option<&str>) -> String {
     let channel = wifi.channel();
     let five = CHANNELS_5GHZ.contains(&channel);
     let mut c = String::new();
-    let _ = writeln!(c, "# Written by boma from boma.toml [wifi]; rewritten at every start.");
+    let _ = writeln!(
+        c,
+        "# Written by boma from boma.toml [wifi]; rewritten at every start."
+    );
     let _ = writeln!(c, "interface={}", wifi.interface);
     let _ = writeln!(c, "driver=nl80211");
     if let Some(bridge) = bridge {
         let _ = writeln!(c, "bridge={bridge}");
     }
-    let _ = writeln!(c, "ctrl_interface={}", wifi.run_dir.join("hostapd").display());
+    let _ = writeln!(
+        c,
+        "ctrl_interface={}",
+        wifi.run_dir.join("hostapd").display()
+    );
     let _ = writeln!(c, "ssid2={}", hex(wifi.ssid.as_bytes()));
     let _ = writeln!(c, "utf8_ssid=1");
     let _ = writeln!(c, "country_code={}", wifi.country);
@@ -89,7 +96,10 @@ pub fn hostapd_conf(wifi: &Wifi, bridge: Option<&str>) -> String {
 /// wpa_supplicant's configuration for a client of `wifi.ssid`.
 pub fn wpa_supplicant_conf(wifi: &Wifi) -> String {
     let mut c = String::new();
-    let _ = writeln!(c, "# Written by boma from boma.toml [wifi]; rewritten at every start.");
+    let _ = writeln!(
+        c,
+        "# Written by boma from boma.toml [wifi]; rewritten at every start."
+    );
     let _ = writeln!(
         c,
         "ctrl_interface={}",
@@ -97,6 +107,8 @@ pub fn wpa_supplicant_conf(wifi: &Wifi) -> String {
     );
     let _ = writeln!(c, "country={}", wifi.country);
     let _ = writeln!(c, "ap_scan=1");
+    // No Wi-Fi Direct device beside the client.
+    let _ = writeln!(c, "p2p_disabled=1");
     let _ = writeln!(c, "network={{");
     let _ = writeln!(c, "\tssid={}", hex(wifi.ssid.as_bytes()));
     // Hidden networks are found too.
@@ -121,8 +133,7 @@ pub fn ap_bridge_member(cfg: &Config) -> Option<&str> {
     let wifi = cfg.wifi.as_ref().filter(|w| w.mode == WifiMode::Ap)?;
     let lan = cfg.lan.as_ref()?;
     lan.bridge
-        .iter()
-        .any(|m| *m == wifi.interface)
+        .contains(&wifi.interface)
         .then_some(wifi.interface.as_str())
 }
 
@@ -159,7 +170,7 @@ pub fn spawn(cfg: &Config, tasks: &mut JoinSet<()>, stop: watch::Receiver<bool>)
         program: program.clone(),
         args,
         interface: wifi.interface.clone(),
-        log_output: true,
+        show_output: true,
         file: Some((path, text)),
     };
     supervise::spawn(daemon, tasks, stop);

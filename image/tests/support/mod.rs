@@ -48,6 +48,7 @@ pub fn build_image(board: &str, out: &Path, compress: bool) -> Report {
         cache: root().join("target/image-cache"),
         record_lock: false,
         compress,
+        firmware: None,
     };
     match build(&opts) {
         Ok(r) => r,
@@ -65,6 +66,7 @@ pub fn carried(board: &str) -> Vec<String> {
         cache: root().join("target/image-cache"),
         record_lock: false,
         compress: false,
+        firmware: None,
     };
     boma_image::build::carried(&opts).unwrap_or_else(|e| panic!("modules of {board}: {e}"))
 }

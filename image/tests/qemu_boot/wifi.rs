@@ -1,0 +1,179 @@
+//! The Wi-Fi scenario, run in a qemu-virt boot the power-cut test has already made: QEMU's
+//! kernel simulates two radios (`mac80211_hwsim`), the operator's boma.toml gets an access point
+//! on the LAN bridge, and boma, restarted the way a crash or an edit would restart it, unpacks
+//! the image's hostapd and runs it. A client on the second radio, moved into a network
+//! namespace of its own inside the guest, joins with Debian's wpa_supplicant (WPA2-PSK), gets a
+//! lease from boma's DHCP server over the air, resolves the gateway through boma's DNS and
+//! fetches the API through the proxy. The passphrase never appears on the console: boma's log,
+//! hostapd's output and the shell's echo are all there.
+
+use std::time::Duration;
+
+use boma_image::qemu::Guest;
+
+use super::{shell, shell_output};
+
+/// The passphrase, and how the shell is told it without the console showing it: an octal
+/// escape that printf turns back into the `s`.
+const PASSPHRASE: &str = "village-secret-42";
+const TYPED: &str = "village-\\163ecret-42";
+
+/// Run the scenario in `g` (serving, no LAN NIC), then put boma.toml back.
+pub fn access_point_serves_a_wpa_client(g: &mut Guest) {
+    // Two simulated radios: phy0/wlan0 for boma, phy1/wlan1 for the client.
+    let out = shell_output(
+        g,
+        "modprobe mac80211_hwsim && ls /sys/class/ieee80211 /sys/class/net",
+        900,
+    );
+    assert!(out.contains("wlan0") && out.contains("wlan1"), "{out}");
+    // The operator's edit: the LAN becomes a bridge the access point joins, and [wifi].
+    let wifi = format!(
+        "[wifi]\\nmode = \\\"ap\\\"\\nssid = \\\"boma-test\\\"\\npassphrase = \\\"{TYPED}\\\"\\ncountry = \\\"DE\\\"\\nchannel = 6\\n"
+    );
+    let edit = format!(
+        "mount -o remount,rw /boot && cp /boot/boma.toml /tmp/boma.toml.orig \
+         && sed -i -e 's/^interface = \"eth1\"$/interface = \"br-lan\"/' \
+         -e '/^interface = \"br-lan\"$/a bridge = [\"wlan0\"]' /boot/boma.toml \
+         && printf \"{wifi}\" >> /boot/boma.toml && mount -o remount,ro /boot \
+         && boma check /boot/boma.toml && killall boma"
+    );
+    let from = g.console().len();
+    shell(g, &edit, 910);
+    let wait = |g: &mut Guest, needle: &str, secs: u64| {
+        let found = g.wait_for(needle, from, Duration::from_secs(secs));
+        assert!(
+            found.is_some(),
+            "no `{needle}` on the console:\n{}",
+            g.console()
+        );
+    };
+    wait(g, "Wi-Fi programs unpacked", 90);
+    wait(g, "AP-ENABLED", 60);
+    // The client: its own network namespace holding phy1, wpa_supplicant, busybox udhcpc with
+    // a script that only sets the address and prints the lease.
+    let client = format!(
+        "unshare -n sleep 900 & echo $! > /tmp/client.pid; sleep 0.5; \
+         iw phy phy1 set netns $(cat /tmp/client.pid) \
+         && printf 'network={{\\n ssid=\"boma-test\"\\n psk=\"{TYPED}\"\\n key_mgmt=WPA-PSK\\n}}\\n' > /tmp/client.conf \
+         && printf '#!/bin/sh\\n[ \"$1\" = bound ] && ip addr add $ip/$mask dev $interface && echo \"client-lease $ip via $router dns $dns\"\\n' > /tmp/client.sh \
+         && chmod +x /tmp/client.sh"
+    );
+    shell(g, &client, 920);
+    let join = "nsenter -t $(cat /tmp/client.pid) -n sh -c 'ip link set lo up; ip link set wlan1 up; \
+                wpa_supplicant -B -D nl80211 -i wlan1 -c /tmp/client.conf >/dev/null; \
+                udhcpc -i wlan1 -n -q -t 40 -T 1 -s /tmp/client.sh -x hostname:wifi-client 2>/dev/null'";
+    let out = shell_output_slow(g, join, 930, 90);
+    let lease = out
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("client-lease "))
+        .unwrap_or_else(|| panic!("no lease over Wi-Fi:\n{}", g.console()))
+        .to_string();
+    assert!(
+        lease.starts_with("10.66.0.") && lease.contains(" via 10.66.0.1 dns 10.66.0.1"),
+        "{lease}"
+    );
+    assert!(
+        g.console().contains("AP-STA-CONNECTED"),
+        "hostapd never saw the client:\n{}",
+        g.console()
+    );
+    // boma's DNS names the gateway; the proxy serves the API to the Wi-Fi client.
+    let ns = "nsenter -t $(cat /tmp/client.pid) -n";
+    let out = shell_output(
+        g,
+        &format!(
+            "{ns} nslookup gateway.village.lan 10.66.0.1; {ns} wget -q -O - \
+             --header 'Host: gateway.village.lan' http://admin:village@10.66.0.1/api/version; echo"
+        ),
+        940,
+    );
+    assert!(
+        out.contains("Address: 10.66.0.1") || out.contains("Address 1: 10.66.0.1"),
+        "DNS over Wi-Fi:\n{out}"
+    );
+    assert!(
+        out.contains("\"Codename\":\"boma\""),
+        "proxy over Wi-Fi:\n{out}"
+    );
+    // hostapd's file is the owner's only, and holds the derived key, not the passphrase.
+    let out = shell_output(
+        g,
+        "ls -l /run/boma/hostapd.conf; grep -c wpa_psk= /run/boma/hostapd.conf",
+        950,
+    );
+    assert!(out.contains("-rw-------"), "{out}");
+    client_mode_is_the_wan(g);
+    let console = g.console();
+    assert!(
+        !console.contains(PASSPHRASE),
+        "the passphrase reached the console"
+    );
+    // boma.toml as it was, for whatever the boot does next.
+    shell(
+        g,
+        "mount -o remount,rw /boot && cp /tmp/boma.toml.orig /boot/boma.toml && mount -o remount,ro /boot",
+        960,
+    );
+}
+
+/// The roles swapped: the namespace runs an uplink network (hostapd and busybox udhcpd on the
+/// second radio), and boma, with `[wifi] mode = "client"` and `[wan] interface = "wlan0"`,
+/// joins it with wpa_supplicant and takes its WAN address from it with udhcpc. boma's own
+/// hostapd, stopped with SIGTERM, has given the radio back (out of the bridge, out of AP mode).
+fn client_mode_is_the_wan(g: &mut Guest) {
+    let uplink = format!(
+        "killall wpa_supplicant; \
+         printf 'interface=wlan1\\ndriver=nl80211\\nssid=boma-uplink\\ncountry_code=DE\\nhw_mode=g\\nchannel=1\\nwpa=2\\nwpa_key_mgmt=WPA-PSK\\nrsn_pairwise=CCMP\\nwpa_passphrase={TYPED}\\n' > /tmp/up.conf \
+         && printf 'start 10.77.0.50\\nend 10.77.0.60\\ninterface wlan1\\nlease_file /tmp/up.leases\\noption subnet 255.255.255.0\\noption router 10.77.0.1\\noption dns 10.77.0.1\\n' > /tmp/up-dhcpd.conf \
+         && touch /tmp/up.leases \
+         && nsenter -t $(cat /tmp/client.pid) -n sh -c 'ip addr flush dev wlan1; ip addr add 10.77.0.1/24 dev wlan1; \
+            hostapd -B /tmp/up.conf >/dev/null && udhcpd /tmp/up-dhcpd.conf'"
+    );
+    shell(g, &uplink, 970);
+    let wifi = format!(
+        "[wifi]\\nmode = \\\"client\\\"\\nssid = \\\"boma-uplink\\\"\\npassphrase = \\\"{TYPED}\\\"\\ncountry = \\\"DE\\\"\\n"
+    );
+    let edit = format!(
+        "mount -o remount,rw /boot \
+         && sed -e 's/^interface = \"eth0\"$/interface = \"wlan0\"/' /tmp/boma.toml.orig > /boot/boma.toml \
+         && printf \"{wifi}\" >> /boot/boma.toml && mount -o remount,ro /boot \
+         && boma check /boot/boma.toml && killall boma"
+    );
+    let from = g.console().len();
+    shell(g, &edit, 980);
+    let lease = g.wait_for(
+        "boma-init: DHCP lease 10.77.0.",
+        from,
+        Duration::from_secs(90),
+    );
+    assert!(
+        lease.is_some(),
+        "no WAN lease over Wi-Fi in client mode:\n{}",
+        g.console()
+    );
+    let console = g.console();
+    // wpa_supplicant's own words, on the console boma shares with it.
+    assert!(
+        console[from..].contains("CTRL-EVENT-CONNECTED"),
+        "{console}"
+    );
+    assert!(
+        console[from..].contains(" on wlan0 via 10.77.0.1"),
+        "{console}"
+    );
+}
+
+/// `shell_output` with a longer wait, for a command that takes its time (joining, DHCP).
+fn shell_output_slow(g: &mut Guest, command: &str, marker: u32, secs: u64) -> String {
+    let from = g.console().len();
+    g.send(&format!("{command}; echo DONE-$(({marker} + 1))"))
+        .expect("console");
+    let done = format!("DONE-{}", marker + 1);
+    assert!(
+        g.wait_for(&done, from, Duration::from_secs(secs)).is_some(),
+        "`{command}` did not finish; console:\n{}",
+        g.console()
+    );
+    g.console()[from..].to_string()
+}
