@@ -131,6 +131,8 @@ fn pi_boards_carry_the_drivers_their_device_trees_call_for() {
         for d in drivers
             .iter()
             .chain(&["cdc_ether", "r8152", "ext4", "crc32c_generic", "nft_masq"])
+            // The radio's driver with the wireless core and rfkill (its dependencies).
+            .chain(&["brcmfmac", "brcmutil", "cfg80211", "rfkill"])
         {
             assert!(
                 carried.iter().any(|m| m == d),

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use boma_image::qemu::Guest;
 
-use super::{shell, shell_output};
+use super::{memory_figure, shell, shell_output};
 
 /// The passphrase, and how the shell is told it without the console showing it: an octal
 /// escape that printf turns back into the `s`.
@@ -103,6 +103,10 @@ pub fn access_point_serves_a_wpa_client(g: &mut Guest) {
         950,
     );
     assert!(out.contains("-rw-------"), "{out}");
+    memory_figure(
+        g,
+        "qemu-virt with the Wi-Fi access point up and a client joined",
+    );
     client_mode_is_the_wan(g);
     let console = g.console();
     assert!(
