@@ -56,7 +56,11 @@ pub struct Board {
     /// database) and `image/modules.toml`'s `wifi` modules.
     #[serde(default)]
     pub wifi: bool,
-    /// The radio's firmware: `/lib/firmware/<name>` in the initramfs ← path in a package of
+    /// The radio's driver, and what else only the radio needs (in the Wi-Fi archive, found by
+    /// alias once it is unpacked).
+    #[serde(default)]
+    pub wifi_modules: Vec<String>,
+    /// The radio's firmware: `/lib/firmware/<name>` in the Wi-Fi archive ← path in a package of
     /// `image/wifi.toml`, under the names the driver asks for.
     #[serde(default)]
     pub wifi_firmware: BTreeMap<String, String>,
@@ -77,7 +81,7 @@ pub struct ImageModules {
     pub carry: Vec<String>,
     /// Boards with `usb = true`.
     pub usb: Vec<String>,
-    /// Boards with `wifi = true`.
+    /// Boards with `wifi = true`, in the Wi-Fi archive with the board's `wifi_modules`.
     #[serde(default)]
     pub wifi: Vec<String>,
     /// Loaded in the background once boma runs (they must be carried).
@@ -95,16 +99,13 @@ impl ImageModules {
         })
     }
 
-    /// What a board carries by name: its own list, `carry`, `usb` when it has USB, `wifi` when
-    /// it has a radio, `preload`.
+    /// What a board's initramfs carries by name: its own list, `carry`, `usb` when it has USB,
+    /// `preload` (the radio's modules are apart: `wifi`, `Board::wifi_modules`).
     pub fn wanted(&self, board: &Board) -> Vec<String> {
         let mut out = board.modules.clone();
         out.extend(self.carry.iter().cloned());
         if board.usb {
             out.extend(self.usb.iter().cloned());
-        }
-        if board.wifi {
-            out.extend(self.wifi.iter().cloned());
         }
         out.extend(self.preload.iter().cloned());
         out

@@ -67,6 +67,8 @@ pub struct Report {
     pub kernel_size: u64,
     /// Kernel modules the initramfs carries, by name.
     pub modules: Vec<String>,
+    /// Kernel modules the Wi-Fi archive carries, by name.
+    pub wifi_modules: Vec<String>,
     /// Wi-Fi boards: `boma-wifi.cpio.gz`'s size, and its files' size unpacked.
     pub wifi_size: Option<(u64, u64)>,
     pub sha256: String,
@@ -187,26 +189,31 @@ pub fn build(opts: &Options) -> Result<Report> {
     let time = epoch();
     let time32 =
         u32::try_from(time).map_err(|_| Error::Layout("SOURCE_DATE_EPOCH too big".into()))?;
+    let kernel = read_kernel(&debs[0], &board)?;
+    let image_modules = ImageModules::load(&opts.root)?;
+    let carried = carried_modules(&board, &image_modules, &kernel)?;
     let wifi = match &wifi_set {
         Some(set) => Some(wifi::assemble(
             set,
-            &wifi_debs,
-            &board.wifi_firmware,
+            &wifi::Inputs {
+                debs: &wifi_debs,
+                board_firmware: &board.wifi_firmware,
+                abi: &kernel.abi,
+                modules: &carried.wifi,
+            },
             time32,
         )?),
         None => None,
     };
-    let kernel = read_kernel(&debs[0], &board)?;
-    let mut firmware = wifi
-        .as_ref()
-        .map(|w| w.firmware.clone())
-        .unwrap_or_default();
-    if let Some(dir) = &opts.firmware {
-        firmware.extend(initramfs::read_tree(dir)?);
-    }
-    let initrd = make_initrd(opts, &board, &debs, &kernel, time32, firmware)?;
+    let firmware = match &opts.firmware {
+        Some(dir) => initramfs::read_tree(dir)?,
+        None => Vec::new(),
+    };
+    let initrd = make_initrd(opts, &board, &debs, &kernel, &carried, time32, firmware)?;
     let (kernel_size, initrd_size) = (kernel.vmlinuz.len() as u64, initrd.bytes.len() as u64);
     let wifi_size = wifi.as_ref().map(|w| (w.archive.len() as u64, w.unpacked));
+    let wifi_modules = carried.wifi.iter().map(|m| m.name.clone()).collect();
+    drop(carried);
     let mut files = boot_files(opts, &board, &debs, kernel, initrd.bytes, initrd.boma_toml)?;
     if let Some(w) = wifi {
         files.push((wifi::ARCHIVE.into(), w.archive));
@@ -223,6 +230,7 @@ pub fn build(opts: &Options) -> Result<Report> {
         initrd_size,
         kernel_size,
         modules: initrd.modules,
+        wifi_modules,
         wifi_size,
         sha256: sums.sha256,
         seconds: started.elapsed().as_secs_f64(),
@@ -266,6 +274,7 @@ fn make_initrd(
     board: &Board,
     debs: &[PathBuf],
     kernel: &Kernel,
+    carried: &Carried<'_>,
     time32: u32,
     firmware: Vec<(String, Vec<u8>)>,
 ) -> Result<Initrd> {
@@ -273,7 +282,7 @@ fn make_initrd(
     let e2fsck = read_one(&debs[2], &board.e2fsck.package, "sbin/e2fsck.static")?;
     let boma = std::fs::read(&opts.boma).map_err(|e| Error::io(&opts.boma, e))?;
     let image_modules = ImageModules::load(&opts.root)?;
-    let modules = carried_modules(board, &image_modules, kernel)?;
+    let modules = &carried.initramfs;
 
     let overlay = opts.root.join("image/overlay");
     let mut release = format!(
@@ -305,7 +314,8 @@ fn make_initrd(
         e2fsck,
         boma,
         abi: &kernel.abi,
-        modules: &modules,
+        modules,
+        listed_only: &carried.wifi,
         builtin: &kernel.builtin_file,
         preload: &image_modules.preload,
         firmware,
@@ -327,17 +337,28 @@ pub fn carried(opts: &Options) -> Result<Vec<String>> {
     let (debs, _) = fetch_packages(opts, &board, None)?;
     let kernel = read_kernel(&debs[0], &board)?;
     let image_modules = ImageModules::load(&opts.root)?;
-    let modules = carried_modules(&board, &image_modules, &kernel)?;
-    Ok(modules.iter().map(|m| m.name.clone()).collect())
+    let carried = carried_modules(&board, &image_modules, &kernel)?;
+    let all = carried.initramfs.iter().chain(&carried.wifi);
+    Ok(all.map(|m| m.name.clone()).collect())
+}
+
+/// The kernel modules an image carries.
+struct Carried<'k> {
+    /// In the initramfs.
+    initramfs: Vec<&'k Module>,
+    /// Only the radio needs them (the Wi-Fi archive carries their files; `modules.dep` and
+    /// `modules.alias` list them, so that they load once it is unpacked).
+    wifi: Vec<&'k Module>,
 }
 
 /// The modules the image carries: the drivers the board's device trees call for, the board's
-/// own list and the image-wide ones (`image/modules.toml`), with their dependencies.
+/// own list and the image-wide ones (`image/modules.toml`), with their dependencies; those
+/// that only the radio needs apart.
 fn carried_modules<'k>(
     board: &Board,
     image: &ImageModules,
     kernel: &'k Kernel,
-) -> Result<Vec<&'k Module>> {
+) -> Result<Carried<'k>> {
     let mut wanted = image.wanted(board);
     for (name, dtb) in &kernel.dtbs {
         wanted.extend(modalias::dt_modules(
@@ -345,7 +366,19 @@ fn carried_modules<'k>(
             &kernel.modules,
         ));
     }
-    kmod::resolve(&wanted, &kernel.modules, &kernel.builtin)
+    let initramfs = kmod::resolve(&wanted, &kernel.modules, &kernel.builtin)?;
+    let mut wifi = Vec::new();
+    if board.wifi {
+        wanted.extend(image.wifi.iter().cloned());
+        wanted.extend(board.wifi_modules.iter().cloned());
+        let all = kmod::resolve(&wanted, &kernel.modules, &kernel.builtin)?;
+        let base: BTreeSet<&str> = initramfs.iter().map(|m| m.name.as_str()).collect();
+        wifi = all
+            .into_iter()
+            .filter(|m| !base.contains(m.name.as_str()))
+            .collect();
+    }
+    Ok(Carried { initramfs, wifi })
 }
 
 /// The boot partition's files: firmware, device trees, kernel, initramfs, the operator's files.

@@ -1,7 +1,7 @@
 //! The initramfs, the image's root filesystem in RAM: busybox-static, e2fsck-static, the static
 //! `boma` binary, the kernel modules it carries (flat in `/lib/modules/<abi>/` with the `modules.dep`,
 //! `modules.alias` and `modules.builtin` that busybox modprobe reads; `/etc/modules.preload`
-//! names those init loads in the background), `/lib/firmware` (what drivers load as they probe), `/dev/console`, and the overlay
+//! names those init loads in the background), `/lib/firmware` (firmware given to the builder), `/dev/console`, and the overlay
 //! (`image/overlay/`: `/init`, inittab, rcS/rcK, mdev.conf, boma-supervise, the built-in
 //! `boma.toml`). Compressed with gzip (level 9, no name, mtime 0) so the bytes depend only on
 //! the contents.
@@ -25,12 +25,14 @@ pub struct Contents<'a> {
     /// The kernel's ABI name (`6.1.0-56-arm64`): `uname -r`, modprobe's folder.
     pub abi: &'a str,
     pub modules: &'a [&'a Module],
+    /// Listed in `modules.dep` and `modules.alias` without their files, which the Wi-Fi archive
+    /// brings.
+    pub listed_only: &'a [&'a Module],
     /// `modules.builtin` of the kernel package.
     pub builtin: &'a [u8],
     /// Loaded in the background after boma starts (`/etc/modules.preload`).
     pub preload: &'a [String],
-    /// `/lib/firmware/<path>`: what drivers ask for as they load (regulatory database, radio
-    /// firmware).
+    /// `/lib/firmware/<path>`: firmware the builder was given (`--firmware`).
     pub firmware: Vec<(String, Vec<u8>)>,
     pub overlay: &'a Path,
     /// `/etc/boma-release`: what this image was built from.
@@ -67,9 +69,10 @@ pub fn archive(c: &Contents<'_>) -> Result<Archive> {
     for m in c.modules {
         a.file(&format!("{dir}/{}.ko", m.name), m.bytes.clone(), false);
     }
-    let dep = modalias::modules_dep(c.modules);
+    let listed: Vec<&Module> = c.modules.iter().chain(c.listed_only).copied().collect();
+    let dep = modalias::modules_dep(&listed);
     a.file(&format!("{dir}/modules.dep"), dep.into_bytes(), false);
-    let alias = modalias::modules_alias(c.modules);
+    let alias = modalias::modules_alias(&listed);
     a.file(&format!("{dir}/modules.alias"), alias.into_bytes(), false);
     a.file(&format!("{dir}/modules.builtin"), c.builtin.to_vec(), false);
     for (path, bytes) in &c.firmware {

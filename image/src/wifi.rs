@@ -1,8 +1,9 @@
-//! The Wi-Fi part of an image (`image/wifi.toml`, boards with `wifi = true`): Debian's hostapd,
-//! wpa_supplicant and iw with exactly the glibc libraries their `DT_NEEDED` entries reach, in a
-//! gzipped cpio archive for the boot partition (unpacked by the image only when boma.toml has a
-//! `[wifi]` section), and the firmware files (regulatory database, the board's radio firmware)
-//! that go into the initramfs because drivers ask for them as they load.
+//! The Wi-Fi part of an image (`image/wifi.toml`, boards with `wifi = true`), one gzipped cpio
+//! archive for the boot partition that the image unpacks only when boma.toml has a `[wifi]`
+//! section: Debian's hostapd, wpa_supplicant and iw with exactly the glibc libraries their
+//! `DT_NEEDED` entries reach, the kernel modules only the radio needs (its driver, cfg80211...),
+//! the regulatory database and the board's radio firmware. A gateway without Wi-Fi carries none
+//! of it in RAM.
 //!
 //! Libraries are found by their `DT_SONAME`, not by file name or the packages' symlinks, and
 //! written under it (`/lib/aarch64-linux-gnu/<soname>`, a path glibc's loader searches without
@@ -18,6 +19,7 @@ use serde::Deserialize;
 use crate::board::Pin;
 use crate::cpio::Archive;
 use crate::error::{Error, Result};
+use crate::kmod::Module;
 use crate::{deb, elf, initramfs};
 
 /// `image/wifi.toml`.
@@ -31,14 +33,24 @@ pub struct WifiSet {
     pub firmware: BTreeMap<String, String>,
 }
 
+/// What the archive is made from.
+pub struct Inputs<'a> {
+    /// The fetched packages, in `WifiSet::packages`' order.
+    pub debs: &'a [PathBuf],
+    /// The board's radio firmware: `/lib/firmware/<name>` ← path in a package.
+    pub board_firmware: &'a BTreeMap<String, String>,
+    /// The kernel's ABI name (`/lib/modules/<abi>/`).
+    pub abi: &'a str,
+    /// Kernel modules only the radio needs.
+    pub modules: &'a [&'a Module],
+}
+
 /// What a Wi-Fi board gets.
 pub struct Parts {
     /// `boma-wifi.cpio.gz` for the boot partition.
     pub archive: Vec<u8>,
     /// Bytes of the archive's files, unpacked (what it costs in RAM).
     pub unpacked: u64,
-    /// Files for the initramfs, by path under `/lib/firmware/`.
-    pub firmware: Vec<(String, Vec<u8>)>,
 }
 
 /// Name of the archive on the boot partition.
@@ -67,23 +79,17 @@ fn is_library(path: &str) -> bool {
     })
 }
 
-/// Build the parts from the fetched `debs` (in `set.packages`' order), with `board_firmware`
-/// (`/lib/firmware/<name>` ← path in a package) added to the set's firmware.
-pub fn assemble(
-    set: &WifiSet,
-    debs: &[PathBuf],
-    board_firmware: &BTreeMap<String, String>,
-    mtime: u32,
-) -> Result<Parts> {
+/// Build the archive.
+pub fn assemble(set: &WifiSet, inputs: &Inputs<'_>, mtime: u32) -> Result<Parts> {
     let firmware_wanted: BTreeMap<&String, &String> =
-        set.firmware.iter().chain(board_firmware).collect();
+        set.firmware.iter().chain(inputs.board_firmware).collect();
     let sources: BTreeSet<&str> = (set.programs.values())
         .chain(firmware_wanted.values().copied())
         .map(String::as_str)
         .collect();
     // Every wanted file and every library, from whichever package has it.
     let mut files: BTreeMap<String, Vec<u8>> = BTreeMap::new();
-    for deb_path in debs {
+    for deb_path in inputs.debs {
         let got = deb::read_files(deb_path, |p| sources.contains(p) || is_library(p))?;
         files.extend(got);
     }
@@ -159,14 +165,19 @@ pub fn assemble(
         archive.file(&path, (*bytes).clone(), true);
         unpacked += bytes.len() as u64;
     }
-    let mut firmware = Vec::new();
     for (name, source) in firmware_wanted {
-        firmware.push((name.clone(), take(source, name)?.clone()));
+        let bytes = take(source, name)?;
+        archive.file(&format!("lib/firmware/{name}"), bytes.clone(), false);
+        unpacked += bytes.len() as u64;
+    }
+    for m in inputs.modules {
+        let path = format!("lib/modules/{}/{}.ko", inputs.abi, m.name);
+        archive.file(&path, m.bytes.clone(), false);
+        unpacked += m.bytes.len() as u64;
     }
     Ok(Parts {
         archive: initramfs::gzip(&archive, mtime)?,
         unpacked,
-        firmware,
     })
 }
 

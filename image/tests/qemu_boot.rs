@@ -694,13 +694,16 @@ fn raspi3b_finds_its_usb_network_adapter_by_alias_and_serves() {
         g.console()
     );
     memory_figure(&mut g, "raspi3b, rpi3 image (1 GiB guest)");
-    // Wi-Fi parts (QEMU has no SDIO radio): the firmware the Pi 3 B and 3 B+ radios ask for is
-    // in place under the names brcmfmac requests, brcmfmac is found by its SDIO aliases, and
-    // cfg80211 loads with Debian's signed regulatory database.
+    // Wi-Fi parts (QEMU has no SDIO radio), unpacked as boma.toml's [wifi] would have them:
+    // the firmware the Pi 3 B and 3 B+ radios ask for under the names brcmfmac requests,
+    // brcmfmac found by its SDIO aliases, cfg80211 loading Debian's signed regulatory database,
+    // and Debian's hostapd and wpa_supplicant running on the Pi's CPU with their libraries.
     let out = shell_output(
         &mut g,
-        "ls /lib/firmware/brcm /lib/firmware; echo brcmfmac-aliases=$(grep -c '^alias sdio:.* brcmfmac$' /lib/modules/*/modules.alias); \
-         modprobe cfg80211 && sleep 1 && dmesg | grep -i -E 'regulatory|regdb'",
+        "boma-wifi-unpack; ls /lib/firmware/brcm /lib/firmware; \
+         echo brcmfmac-aliases=$(grep -c '^alias sdio:.* brcmfmac$' /lib/modules/*/modules.alias); \
+         modprobe cfg80211 && sleep 1 && dmesg | grep -i -E 'regulatory|regdb'; \
+         hostapd -v 2>&1 | head -1; wpa_supplicant -v | head -1; iw --version",
         800,
     );
     for file in [
@@ -708,6 +711,9 @@ fn raspi3b_finds_its_usb_network_adapter_by_alias_and_serves() {
         "brcmfmac43430-sdio.raspberrypi,3-model-b.txt",
         "brcmfmac43455-sdio.raspberrypi,3-model-b-plus.txt",
         "regulatory.db.p7s",
+        "hostapd v2.10",
+        "wpa_supplicant v2.10",
+        "iw version 5.19",
     ] {
         assert!(out.contains(file), "{file} missing:\n{out}");
     }

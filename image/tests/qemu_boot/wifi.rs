@@ -1,7 +1,8 @@
-//! The Wi-Fi scenario, run in a qemu-virt boot the power-cut test has already made: QEMU's
-//! kernel simulates two radios (`mac80211_hwsim`), the operator's boma.toml gets an access point
-//! on the LAN bridge, and boma, restarted the way a crash or an edit would restart it, unpacks
-//! the image's hostapd and runs it. A client on the second radio, moved into a network
+//! The Wi-Fi scenario, run in a qemu-virt boot the power-cut test has already made: the
+//! operator's boma.toml gets an access point on the LAN bridge, boma is restarted the way a
+//! crash or an edit would restart it, the image unpacks its Wi-Fi archive (hostapd, the
+//! wireless modules), QEMU's kernel simulates two radios (`mac80211_hwsim`, from the archive)
+//! and boma runs hostapd on the first. A client on the second radio, moved into a network
 //! namespace of its own inside the guest, joins with Debian's wpa_supplicant (WPA2-PSK), gets a
 //! lease from boma's DHCP server over the air, resolves the gateway through boma's DNS and
 //! fetches the API through the proxy. The passphrase never appears on the console: boma's log,
@@ -20,13 +21,6 @@ const TYPED: &str = "village-\\163ecret-42";
 
 /// Run the scenario in `g` (serving, no LAN NIC), then put boma.toml back.
 pub fn access_point_serves_a_wpa_client(g: &mut Guest) {
-    // Two simulated radios: phy0/wlan0 for boma, phy1/wlan1 for the client.
-    let out = shell_output(
-        g,
-        "modprobe mac80211_hwsim && ls /sys/class/ieee80211 /sys/class/net",
-        900,
-    );
-    assert!(out.contains("wlan0") && out.contains("wlan1"), "{out}");
     // The operator's edit: the LAN becomes a bridge the access point joins, and [wifi].
     let wifi = format!(
         "[wifi]\\nmode = \\\"ap\\\"\\nssid = \\\"boma-test\\\"\\npassphrase = \\\"{TYPED}\\\"\\ncountry = \\\"DE\\\"\\nchannel = 6\\n"
@@ -48,7 +42,15 @@ pub fn access_point_serves_a_wpa_client(g: &mut Guest) {
             g.console()
         );
     };
-    wait(g, "Wi-Fi programs unpacked", 90);
+    wait(g, "boma-wifi-unpack: Wi-Fi unpacked", 90);
+    // The radios' driver came with the archive. Two simulated radios: phy0/wlan0 for boma,
+    // phy1/wlan1 for the client.
+    let out = shell_output(
+        g,
+        "modprobe mac80211_hwsim && ls /sys/class/ieee80211 /sys/class/net",
+        915,
+    );
+    assert!(out.contains("wlan0") && out.contains("wlan1"), "{out}");
     wait(g, "AP-ENABLED", 60);
     // The client: its own network namespace holding phy1, wpa_supplicant, busybox udhcpc with
     // a script that only sets the address and prints the lease.
