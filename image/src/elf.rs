@@ -20,13 +20,13 @@ const DT_NEEDED: u64 = 1;
 const DT_SONAME: u64 = 14;
 const EM_AARCH64: u16 = 183;
 
-fn u16_at(b: &[u8], at: usize) -> Option<u16> {
+pub(crate) fn u16_at(b: &[u8], at: usize) -> Option<u16> {
     Some(u16::from_le_bytes(
         b.get(at..at.checked_add(2)?)?.try_into().ok()?,
     ))
 }
 
-fn u32_at(b: &[u8], at: usize) -> Option<u32> {
+pub(crate) fn u32_at(b: &[u8], at: usize) -> Option<u32> {
     Some(u32::from_le_bytes(
         b.get(at..at.checked_add(4)?)?.try_into().ok()?,
     ))
@@ -38,7 +38,7 @@ fn u64_at(b: &[u8], at: usize) -> Option<u64> {
     ))
 }
 
-fn usize_at(b: &[u8], at: usize) -> Option<usize> {
+pub(crate) fn usize_at(b: &[u8], at: usize) -> Option<usize> {
     usize::try_from(u64_at(b, at)?).ok()
 }
 

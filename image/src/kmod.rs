@@ -7,6 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::elf::{u16_at, u32_at, usize_at as u64_at};
 use crate::error::{Error, Result};
 
 /// One module of the kernel package.
@@ -24,23 +25,6 @@ pub struct Module {
 /// `-` and `_` are the same in module names.
 pub fn normalize(name: &str) -> String {
     name.replace('-', "_")
-}
-
-fn u16_at(b: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_le_bytes(
-        b.get(at..at.checked_add(2)?)?.try_into().ok()?,
-    ))
-}
-fn u32_at(b: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(
-        b.get(at..at.checked_add(4)?)?.try_into().ok()?,
-    ))
-}
-fn u64_at(b: &[u8], at: usize) -> Option<usize> {
-    usize::try_from(u64::from_le_bytes(
-        b.get(at..at.checked_add(8)?)?.try_into().ok()?,
-    ))
-    .ok()
 }
 
 /// The `.modinfo` section of a little-endian ELF64 object, as `key=value` strings.
