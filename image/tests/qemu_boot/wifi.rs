@@ -5,8 +5,10 @@
 //! and boma runs hostapd on the first. A client on the second radio, moved into a network
 //! namespace of its own inside the guest, joins with Debian's wpa_supplicant (WPA2-PSK), gets a
 //! lease from boma's DHCP server over the air, resolves the gateway through boma's DNS and
-//! fetches the API through the proxy. The passphrase never appears on the console: boma's log,
-//! hostapd's output and the shell's echo are all there.
+//! fetches the API through the proxy. Then boma joins an uplink network as a Wi-Fi client (its
+//! WAN), and last the access point is the LAN itself, without a bridge (the Zero 2 W's layout).
+//! The passphrase never appears on the console: boma's log, hostapd's and wpa_supplicant's output
+//! and the shell's echo are all there.
 
 use std::time::Duration;
 
@@ -18,6 +20,12 @@ use super::{memory_figure, shell, shell_output};
 /// escape that printf turns back into the `s`.
 const PASSPHRASE: &str = "village-secret-42";
 const TYPED: &str = "village-\\163ecret-42";
+
+/// The client in its namespace joins boma-test with wpa_supplicant and asks for a lease; its
+/// script prints `client-lease <ip> via <router> dns <dns>`.
+const JOIN: &str = "nsenter -t $(cat /tmp/client.pid) -n sh -c 'ip link set lo up; ip link set wlan1 up; \
+    wpa_supplicant -B -D nl80211 -i wlan1 -c /tmp/client.conf >/dev/null; \
+    udhcpc -i wlan1 -n -q -t 40 -T 1 -s /tmp/client.sh -x hostname:wifi-client 2>/dev/null'";
 
 /// Run the scenario in `g` (serving, no LAN NIC), then put boma.toml back.
 pub fn access_point_serves_a_wpa_client(g: &mut Guest) {
@@ -62,10 +70,7 @@ pub fn access_point_serves_a_wpa_client(g: &mut Guest) {
          && chmod +x /tmp/client.sh"
     );
     shell(g, &client, 920);
-    let join = "nsenter -t $(cat /tmp/client.pid) -n sh -c 'ip link set lo up; ip link set wlan1 up; \
-                wpa_supplicant -B -D nl80211 -i wlan1 -c /tmp/client.conf >/dev/null; \
-                udhcpc -i wlan1 -n -q -t 40 -T 1 -s /tmp/client.sh -x hostname:wifi-client 2>/dev/null'";
-    let out = shell_output_slow(g, join, 930, 90);
+    let out = shell_output_slow(g, JOIN, 930, 90);
     let lease = out
         .lines()
         .find_map(|l| l.trim().strip_prefix("client-lease "))
@@ -110,6 +115,7 @@ pub fn access_point_serves_a_wpa_client(g: &mut Guest) {
         "qemu-virt with the Wi-Fi access point up and a client joined",
     );
     client_mode_is_the_wan(g);
+    access_point_is_the_lan(g);
     let console = g.console();
     assert!(
         !console.contains(PASSPHRASE),
@@ -167,6 +173,43 @@ fn client_mode_is_the_wan(g: &mut Guest) {
     assert!(
         console[from..].contains(" on wlan0 via 10.77.0.1"),
         "{console}"
+    );
+}
+
+/// The Zero 2 W's layout: the access point is the LAN itself (`[lan] interface = "wlan0"`, no
+/// bridge), its address on the radio, which hostapd switches to AP mode under it. The client
+/// joins again and gets a lease from boma. (wlan0's WAN address of the previous phase is
+/// flushed first: on a board the edit would come with a reboot.)
+fn access_point_is_the_lan(g: &mut Guest) {
+    let stop_uplink = "nsenter -t $(cat /tmp/client.pid) -n sh -c 'killall hostapd udhcpd; \
+        ip addr flush dev wlan1'; sleep 1";
+    shell(g, stop_uplink, 990);
+    let wifi = format!(
+        "[wifi]\\nmode = \\\"ap\\\"\\nssid = \\\"boma-test\\\"\\npassphrase = \\\"{TYPED}\\\"\\ncountry = \\\"DE\\\"\\n"
+    );
+    let edit = format!(
+        "mount -o remount,rw /boot \
+         && sed -e 's/^interface = \"eth1\"$/interface = \"wlan0\"/' /tmp/boma.toml.orig > /boot/boma.toml \
+         && printf \"{wifi}\" >> /boot/boma.toml && mount -o remount,ro /boot \
+         && boma check /boot/boma.toml && ip addr flush dev wlan0 && killall boma"
+    );
+    let from = g.console().len();
+    shell(g, &edit, 1000);
+    let up = g.wait_for("AP-ENABLED", from, Duration::from_secs(60));
+    assert!(
+        up.is_some(),
+        "no access point on wlan0 as the LAN:\n{}",
+        g.console()
+    );
+    let out = shell_output_slow(g, JOIN, 1010, 90);
+    let lease = out
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("client-lease "))
+        .unwrap_or_else(|| panic!("no lease with wlan0 as the LAN:\n{}", g.console()))
+        .to_string();
+    assert!(
+        lease.starts_with("10.66.0.") && lease.contains(" via 10.66.0.1 dns 10.66.0.1"),
+        "{lease}"
     );
 }
 
