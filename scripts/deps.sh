@@ -33,6 +33,10 @@ command -v dhclient >/dev/null || [ -x /usr/sbin/dhclient ] || need_apt+=(isc-dh
 command -v dhcpcd >/dev/null || [ -x /usr/sbin/dhcpcd ] || need_apt+=(dhcpcd-base)
 command -v nft >/dev/null || [ -x /usr/sbin/nft ] || need_apt+=(nftables)
 command -v ping >/dev/null || need_apt+=(iputils-ping)
+# U-Boot's environment tools: the update tests check boma's environment blocks against
+# mkenvimage (u-boot-tools) and fw_printenv/fw_setenv (libubootenv-tool).
+command -v mkenvimage >/dev/null || need_apt+=(u-boot-tools)
+command -v fw_printenv >/dev/null || need_apt+=(libubootenv-tool)
 # Kea's perfdhcp: the DHCP benchmark's load generator (make bench).
 command -v perfdhcp >/dev/null || [ -x /usr/sbin/perfdhcp ] || need_apt+=(kea-admin)
 

@@ -19,6 +19,7 @@ pub mod rule;
 pub mod runtime;
 pub mod store;
 pub mod tlsclient;
+pub mod update;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
