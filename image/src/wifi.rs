@@ -102,16 +102,7 @@ pub fn assemble(set: &WifiSet, inputs: &Inputs<'_>, mtime: u32) -> Result<Parts>
             ),
         })
     };
-    let mut libraries: BTreeMap<String, &Vec<u8>> = BTreeMap::new();
-    for (path, bytes) in files.iter().filter(|(p, _)| is_library(p)) {
-        if let Ok(d) = elf::dynamic(bytes)
-            && let Some(soname) = d.soname
-        {
-            libraries.entry(soname).or_insert(bytes);
-        } else if elf::is_elf(bytes) {
-            note_no_soname(path);
-        }
-    }
+    let libraries = by_soname(&files);
     let mut archive = Archive::new();
     for dir in ["usr", "usr/sbin", "lib", "lib/aarch64-linux-gnu"] {
         archive.dir(dir);
@@ -130,22 +121,7 @@ pub fn assemble(set: &WifiSet, inputs: &Inputs<'_>, mtime: u32) -> Result<Parts>
         archive.file(&format!("usr/sbin/{name}"), bytes.clone(), true);
         unpacked += bytes.len() as u64;
     }
-    // The closure of DT_NEEDED.
-    let mut done = BTreeSet::new();
-    while let Some((soname, wanted_by)) = todo.pop() {
-        if !done.insert(soname.clone()) {
-            continue;
-        }
-        let bytes = libraries.get(&soname).ok_or_else(|| Error::Package {
-            package: "image/wifi.toml".into(),
-            message: format!(
-                "{wanted_by} needs {soname}, which no package of image/wifi.toml provides"
-            ),
-        })?;
-        if let Ok(d) = elf::dynamic(bytes) {
-            todo.extend(d.needed.into_iter().map(|n| (n, soname.clone())));
-        }
-    }
+    let mut done = closure(todo, &libraries)?;
     let interp = interp.ok_or_else(|| Error::Package {
         package: "image/wifi.toml".into(),
         message: "no program names a loader (PT_INTERP)".into(),
@@ -179,6 +155,45 @@ pub fn assemble(set: &WifiSet, inputs: &Inputs<'_>, mtime: u32) -> Result<Parts>
         archive: initramfs::gzip(&archive, mtime)?,
         unpacked,
     })
+}
+
+/// Every ELF library of `files` by its `DT_SONAME` (the first package's copy wins).
+fn by_soname(files: &BTreeMap<String, Vec<u8>>) -> BTreeMap<String, &Vec<u8>> {
+    let mut libraries = BTreeMap::new();
+    for (path, bytes) in files.iter().filter(|(p, _)| is_library(p)) {
+        if let Ok(d) = elf::dynamic(bytes)
+            && let Some(soname) = d.soname
+        {
+            libraries.entry(soname).or_insert(bytes);
+        } else if elf::is_elf(bytes) {
+            note_no_soname(path);
+        }
+    }
+    libraries
+}
+
+/// The SONAMEs `todo` (soname, who needs it) reaches through `DT_NEEDED`; a missing one is an
+/// error that names who needs it.
+fn closure(
+    mut todo: Vec<(String, String)>,
+    libraries: &BTreeMap<String, &Vec<u8>>,
+) -> Result<BTreeSet<String>> {
+    let mut done = BTreeSet::new();
+    while let Some((soname, wanted_by)) = todo.pop() {
+        if !done.insert(soname.clone()) {
+            continue;
+        }
+        let bytes = libraries.get(&soname).ok_or_else(|| Error::Package {
+            package: "image/wifi.toml".into(),
+            message: format!(
+                "{wanted_by} needs {soname}, which no package of image/wifi.toml provides"
+            ),
+        })?;
+        if let Ok(d) = elf::dynamic(bytes) {
+            todo.extend(d.needed.into_iter().map(|n| (n, soname.clone())));
+        }
+    }
+    Ok(done)
 }
 
 /// An ELF library without a SONAME cannot be found by the loader's name lookup: it is left out.
