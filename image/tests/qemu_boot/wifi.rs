@@ -30,18 +30,11 @@ const JOIN: &str = "nsenter -t $(cat /tmp/client.pid) -n sh -c 'ip link set lo u
 /// Run the scenario in `g` (serving, no LAN NIC), then put boma.toml back.
 pub fn access_point_serves_a_wpa_client(g: &mut Guest) {
     // The operator's edit: the LAN becomes a bridge the access point joins, and [wifi].
-    let wifi = format!(
-        "[wifi]\\nmode = \\\"ap\\\"\\nssid = \\\"boma-test\\\"\\npassphrase = \\\"{TYPED}\\\"\\ncountry = \\\"DE\\\"\\nchannel = 6\\n"
-    );
-    let edit = format!(
-        "mount -o remount,rw /boot && cp /boot/boma.toml /tmp/boma.toml.orig \
-         && sed -i -e 's/^interface = \"eth1\"$/interface = \"br-lan\"/' \
-         -e '/^interface = \"br-lan\"$/a bridge = [\"wlan0\"]' /boot/boma.toml \
-         && printf \"{wifi}\" >> /boot/boma.toml && mount -o remount,ro /boot \
-         && boma check /boot/boma.toml && killall boma"
-    );
-    let from = g.console().len();
-    shell(g, &edit, 910);
+    shell(g, "cp /boot/boma.toml /tmp/boma.toml.orig", 905);
+    let sed = "-e 's/^interface = \"eth1\"$/interface = \"br-lan\"/' \
+               -e '/^interface = \"br-lan\"$/a bridge = [\"wlan0\"]'";
+    let keys = "mode = \"ap\"\nssid = \"boma-test\"\nchannel = 6\n";
+    let from = reconfigure(g, sed, keys, "", 910);
     let wait = |g: &mut Guest, needle: &str, secs: u64| {
         let found = g.wait_for(needle, from, Duration::from_secs(secs));
         assert!(
@@ -70,16 +63,7 @@ pub fn access_point_serves_a_wpa_client(g: &mut Guest) {
          && chmod +x /tmp/client.sh"
     );
     shell(g, &client, 920);
-    let out = shell_output_slow(g, JOIN, 930, 90);
-    let lease = out
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("client-lease "))
-        .unwrap_or_else(|| panic!("no lease over Wi-Fi:\n{}", g.console()))
-        .to_string();
-    assert!(
-        lease.starts_with("10.66.0.") && lease.contains(" via 10.66.0.1 dns 10.66.0.1"),
-        "{lease}"
-    );
+    client_lease(g, 930, "over Wi-Fi on the LAN bridge");
     assert!(
         g.console().contains("AP-STA-CONNECTED"),
         "hostapd never saw the client:\n{}",
@@ -143,17 +127,9 @@ fn client_mode_is_the_wan(g: &mut Guest) {
             hostapd -B /tmp/up.conf >/dev/null && udhcpd /tmp/up-dhcpd.conf'"
     );
     shell(g, &uplink, 970);
-    let wifi = format!(
-        "[wifi]\\nmode = \\\"client\\\"\\nssid = \\\"boma-uplink\\\"\\npassphrase = \\\"{TYPED}\\\"\\ncountry = \\\"DE\\\"\\n"
-    );
-    let edit = format!(
-        "mount -o remount,rw /boot \
-         && sed -e 's/^interface = \"eth0\"$/interface = \"wlan0\"/' /tmp/boma.toml.orig > /boot/boma.toml \
-         && printf \"{wifi}\" >> /boot/boma.toml && mount -o remount,ro /boot \
-         && boma check /boot/boma.toml && killall boma"
-    );
-    let from = g.console().len();
-    shell(g, &edit, 980);
+    let sed = "-e 's/^interface = \"eth0\"$/interface = \"wlan0\"/'";
+    let keys = "mode = \"client\"\nssid = \"boma-uplink\"\n";
+    let from = reconfigure(g, sed, keys, "", 980);
     let lease = g.wait_for(
         "boma-init: DHCP lease 10.77.0.",
         from,
@@ -184,32 +160,48 @@ fn access_point_is_the_lan(g: &mut Guest) {
     let stop_uplink = "nsenter -t $(cat /tmp/client.pid) -n sh -c 'killall hostapd udhcpd; \
         ip addr flush dev wlan1'; sleep 1";
     shell(g, stop_uplink, 990);
-    let wifi = format!(
-        "[wifi]\\nmode = \\\"ap\\\"\\nssid = \\\"boma-test\\\"\\npassphrase = \\\"{TYPED}\\\"\\ncountry = \\\"DE\\\"\\n"
-    );
-    let edit = format!(
-        "mount -o remount,rw /boot \
-         && sed -e 's/^interface = \"eth1\"$/interface = \"wlan0\"/' /tmp/boma.toml.orig > /boot/boma.toml \
-         && printf \"{wifi}\" >> /boot/boma.toml && mount -o remount,ro /boot \
-         && boma check /boot/boma.toml && ip addr flush dev wlan0 && killall boma"
-    );
-    let from = g.console().len();
-    shell(g, &edit, 1000);
+    let sed = "-e 's/^interface = \"eth1\"$/interface = \"wlan0\"/'";
+    let keys = "mode = \"ap\"\nssid = \"boma-test\"\n";
+    let from = reconfigure(g, sed, keys, "ip addr flush dev wlan0 && ", 1000);
     let up = g.wait_for("AP-ENABLED", from, Duration::from_secs(60));
     assert!(
         up.is_some(),
         "no access point on wlan0 as the LAN:\n{}",
         g.console()
     );
-    let out = shell_output_slow(g, JOIN, 1010, 90);
+    client_lease(g, 1010, "with wlan0 as the LAN");
+}
+
+/// The operator's edit: `/boot/boma.toml` becomes the original with `sed` applied and a
+/// `[wifi]` section appended: `keys` (TOML lines) with the passphrase (typed escaped) and the
+/// country. It passes `boma check`, `then` runs, and boma is restarted. The console position
+/// before it.
+fn reconfigure(g: &mut Guest, sed: &str, keys: &str, then: &str, marker: u32) -> usize {
+    // For printf's format in double quotes: `"` escaped for the shell, newlines as `\n`.
+    let keys = keys.replace('"', "\\\"").replace('\n', "\\n");
+    let wifi = format!("[wifi]\\n{keys}passphrase = \\\"{TYPED}\\\"\\ncountry = \\\"DE\\\"\\n");
+    let edit = format!(
+        "mount -o remount,rw /boot && sed {sed} /tmp/boma.toml.orig > /boot/boma.toml \
+         && printf \"{wifi}\" >> /boot/boma.toml && mount -o remount,ro /boot \
+         && boma check /boot/boma.toml && {then}killall boma"
+    );
+    let from = g.console().len();
+    shell(g, &edit, marker);
+    from
+}
+
+/// The client joins boma-test and gets a lease from boma's LAN (10.66.0.0/24, boma as router
+/// and DNS server).
+fn client_lease(g: &mut Guest, marker: u32, what: &str) {
+    let out = shell_output_slow(g, JOIN, marker, 90);
     let lease = out
         .lines()
         .find_map(|l| l.trim().strip_prefix("client-lease "))
-        .unwrap_or_else(|| panic!("no lease with wlan0 as the LAN:\n{}", g.console()))
+        .unwrap_or_else(|| panic!("no lease {what}:\n{}", g.console()))
         .to_string();
     assert!(
         lease.starts_with("10.66.0.") && lease.contains(" via 10.66.0.1 dns 10.66.0.1"),
-        "{lease}"
+        "{what}: {lease}"
     );
 }
 
