@@ -81,6 +81,8 @@ pub struct Gateway {
     network: net::setup::Network,
     /// The DNS server's query path (counters), when `[dns]` is configured.
     pub dns: Option<Arc<dns::Resolver>>,
+    /// A/B updates: uploads, the trial's commit.
+    pub update: Arc<update::Updater>,
     stop: watch::Sender<bool>,
     tasks: JoinSet<()>,
     threads: Vec<std::thread::JoinHandle<()>>,
@@ -127,8 +129,11 @@ impl Gateway {
                 })
                 .collect(),
             started: std::time::Instant::now(),
+            start_date: std::time::SystemTime::now(),
             dhcp: dhcp_channels.as_ref().map(|(_, h)| h.clone()),
+            update: Arc::new(update::Updater::new(cfg.update.as_ref())),
         };
+        let updater = Arc::clone(&admin_info.update);
         let mut threads = Vec::new();
         let dns = match &cfg.dns {
             Some(dns_cfg) => {
@@ -191,6 +196,7 @@ impl Gateway {
             dhcp,
             network,
             dns,
+            update: updater,
             stop,
             tasks,
             threads,

@@ -14,7 +14,10 @@ use anyhow::Context;
 const USAGE: &str = "\
 usage: boma [run] [--config FILE]   run the gateway (default: the embedded config)
        boma check FILE              validate a configuration file, print every problem
-       boma version                 print the version
+       boma version                 print the version (and the image's, board and slot)
+       boma update FILE [--force] [--no-reboot] [--config FILE]
+                                    install an update bundle into the other slot and reboot
+                                    into it (--force: even an older version)
 
 The configuration file can also be given with BOMA_CONFIG.";
 
@@ -28,6 +31,12 @@ defaultRule = \"Host(`{{ normalize .Name }}.village.lan`)\"
 enum Command {
     Run(Option<PathBuf>),
     Check(PathBuf),
+    Update {
+        file: PathBuf,
+        force: bool,
+        reboot: bool,
+        config: Option<PathBuf>,
+    },
     Version,
     Help,
 }
@@ -46,6 +55,29 @@ fn parse_args(args: &[String]) -> Result<Command, String> {
                 return Err(format!("unexpected argument `{extra}`"));
             }
             return Ok(Command::Check(PathBuf::from(file)));
+        }
+        Some(&"update") => {
+            it.next();
+            let (mut file, mut force, mut reboot, mut config) = (None, false, true, None);
+            while let Some(arg) = it.next() {
+                match arg {
+                    "--force" => force = true,
+                    "--no-reboot" => reboot = false,
+                    "--config" | "-c" => {
+                        config = Some(PathBuf::from(it.next().ok_or("--config needs a FILE")?));
+                    }
+                    a if a.starts_with('-') => return Err(format!("unexpected argument `{a}`")),
+                    a if file.is_none() => file = Some(PathBuf::from(a)),
+                    a => return Err(format!("unexpected argument `{a}`")),
+                }
+            }
+            let file = file.ok_or("update needs a FILE")?;
+            return Ok(Command::Update {
+                file,
+                force,
+                reboot,
+                config,
+            });
         }
         Some(&"version") | Some(&"--version") | Some(&"-V") => return Ok(Command::Version),
         Some(&"help") | Some(&"--help") | Some(&"-h") => return Ok(Command::Help),
@@ -82,9 +114,25 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Version => {
-            println!("boma {}", env!("CARGO_PKG_VERSION"));
+            let updater = boma::update::Updater::new(None);
+            match updater.system() {
+                Ok(sys) => println!(
+                    "{} (boma {}, board {}, slot {})",
+                    sys.version,
+                    env!("CARGO_PKG_VERSION"),
+                    sys.board,
+                    sys.slot.name()
+                ),
+                Err(_) => println!("boma {}", env!("CARGO_PKG_VERSION")),
+            }
             ExitCode::SUCCESS
         }
+        Command::Update {
+            file,
+            force,
+            reboot,
+            config,
+        } => update(&file, force, reboot, config.as_deref()),
         Command::Check(path) => match boma::config::load(&path) {
             Ok(cfg) => {
                 for w in cfg.warnings() {
@@ -108,6 +156,49 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         },
+    }
+}
+
+/// `boma update FILE`: what `POST /api/update` does, from a file on the box.
+fn update(
+    file: &std::path::Path,
+    force: bool,
+    reboot: bool,
+    config: Option<&std::path::Path>,
+) -> ExitCode {
+    let cfg = match config.map(boma::config::load).transpose() {
+        Ok(c) => c,
+        Err(errors) => {
+            eprint!("{errors}");
+            return ExitCode::from(2);
+        }
+    };
+    let updater = boma::update::Updater::new(cfg.as_ref().and_then(|c| c.update.as_ref()));
+    let bundle = match std::fs::File::open(file) {
+        Ok(f) => std::io::BufReader::new(f),
+        Err(e) => {
+            eprintln!("boma: {}: {e}", file.display());
+            return ExitCode::from(1);
+        }
+    };
+    match updater.install(bundle, force) {
+        Ok(done) => {
+            println!(
+                "boma: version {} installed into slot {}, on trial at the next boot",
+                done.version,
+                done.slot.name()
+            );
+            if reboot && updater.config().reboot {
+                println!("boma: rebooting");
+                updater.reboot_later(std::time::Duration::ZERO);
+                std::thread::sleep(std::time::Duration::from_secs(30));
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("boma: {}: {e}", file.display());
+            ExitCode::from(1)
+        }
     }
 }
 
@@ -153,6 +244,19 @@ fn run(path: Option<PathBuf>) -> anyhow::Result<()> {
         }
         println!("ready");
         tokio::spawn(trim_after_changes(gateway.store.subscribe()));
+        // A freshly updated slot on trial commits itself once DNS and HTTP have answered for
+        // `[update] commit_after`.
+        let probes = (gateway.listening.iter())
+            .filter_map(|l| match l.what {
+                "dns" => Some(boma::update::commit::Probe::Dns(l.addr)),
+                "proxy" => Some(boma::update::commit::Probe::Http(l.addr)),
+                _ => None,
+            })
+            .collect();
+        tokio::spawn(boma::update::commit::run(
+            std::sync::Arc::clone(&gateway.update),
+            probes,
+        ));
         wait_for_signal().await;
         tracing::info!("shutting down: draining connections");
         gateway.shutdown().await;

@@ -36,6 +36,10 @@ pub struct Board {
     pub busybox: Pin,
     /// e2fsck-static: the data partition is checked with its `e2fsck` before it is mounted.
     pub e2fsck: Pin,
+    /// Debian's U-Boot (`u-boot-rpi`, `u-boot-qemu`): it picks the A/B slot and boots it.
+    pub bootloader: Pin,
+    /// The U-Boot binary in that package, put on the boot partition as `u-boot.bin`.
+    pub bootloader_file: String,
     /// raspi-firmware, for the Raspberry Pi boards.
     #[serde(default)]
     pub firmware: Option<Pin>,
@@ -153,7 +157,7 @@ impl Board {
 
     /// Every pinned package of the board.
     pub fn pins(&self) -> Vec<&Pin> {
-        let mut pins = vec![&self.kernel, &self.busybox, &self.e2fsck];
+        let mut pins = vec![&self.kernel, &self.busybox, &self.e2fsck, &self.bootloader];
         pins.extend(self.firmware.as_ref());
         pins
     }

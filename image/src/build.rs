@@ -20,7 +20,7 @@ use crate::kmod::{self, Module};
 use crate::lock::Lock;
 use crate::mbr::{self, Partition, SECTOR};
 use crate::wifi::{self, WifiSet};
-use crate::{configtxt, deb, ext4, fat, fdt, initramfs, modalias};
+use crate::{configtxt, deb, ext4, fat, fdt, initramfs, modalias, uboot};
 
 const MIB: u64 = 1024 * 1024;
 /// Whole image.
@@ -53,7 +53,38 @@ pub struct Options {
     /// Extra firmware files for the initramfs's `/lib/firmware/` (the folder's tree as it is):
     /// radio firmware Debian does not ship, such as the Zero 2 W's.
     pub firmware: Option<PathBuf>,
+    /// The version stamped into the system (`/etc/boma-release`, `boma version`).
+    pub version: String,
+    /// The update signing key (PKCS#8 ed25519, made on first use): its public half goes into
+    /// the image as `/etc/boma/update.pub`; bundles are signed with it.
+    pub key: PathBuf,
+    /// A system whose boma exits at start (`make bundle BREAK=1`): for the rollback tests.
+    pub broken: bool,
 }
+
+impl Options {
+    /// Defaults for `board` in the source tree `root`: the binary of `make aarch64`, output
+    /// under `target/images`, the development key under `target/keys`.
+    pub fn new(root: &Path, board: &str) -> Options {
+        let target = root.join("target");
+        Options {
+            root: root.to_path_buf(),
+            board: board.to_string(),
+            boma: target.join("aarch64-unknown-linux-musl/release/boma"),
+            out: target.join("images"),
+            cache: target.join("image-cache"),
+            record_lock: false,
+            compress: true,
+            firmware: None,
+            version: DEFAULT_VERSION.to_string(),
+            key: target.join("keys").join(crate::sign::KEY_FILE),
+            broken: false,
+        }
+    }
+}
+
+/// The version of a build that names none.
+pub const DEFAULT_VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// What was built.
 #[derive(Debug, Clone)]
@@ -179,10 +210,24 @@ fn read_one(deb_path: &Path, package: &str, path: &str) -> Result<Vec<u8>> {
     })
 }
 
-/// Build the image of one board: fetch the pinned packages, make the initramfs, the boot
-/// partition and the data partition, write the disk image, then compress and checksum it.
-pub fn build(opts: &Options) -> Result<Report> {
-    let started = Instant::now();
+/// What goes into a slot (and a bundle), and the rest of the boot partition's inputs.
+struct System {
+    board: Board,
+    debs: Vec<PathBuf>,
+    /// The slot's files by name: `vmlinuz`, `initrd.img`, `boma-wifi.cpio.gz` (Wi-Fi boards).
+    slot: Vec<(String, Vec<u8>)>,
+    dtbs: BTreeMap<String, Vec<u8>>,
+    boma_toml: Vec<u8>,
+    kernel_size: u64,
+    initrd_size: u64,
+    modules: Vec<String>,
+    wifi_modules: Vec<String>,
+    wifi_size: Option<(u64, u64)>,
+    time: u64,
+}
+
+/// Fetch the pinned packages and make the slot's contents: kernel, initramfs, Wi-Fi archive.
+fn system(opts: &Options) -> Result<System> {
     let board = Board::load(&opts.root, &opts.board)?;
     let wifi_set = board.wifi.then(|| WifiSet::load(&opts.root)).transpose()?;
     let (debs, wifi_debs) = fetch_packages(opts, &board, wifi_set.as_ref())?;
@@ -210,16 +255,42 @@ pub fn build(opts: &Options) -> Result<Report> {
         None => Vec::new(),
     };
     let initrd = make_initrd(opts, &board, &debs, &kernel, &carried, time32, firmware)?;
-    let (kernel_size, initrd_size) = (kernel.vmlinuz.len() as u64, initrd.bytes.len() as u64);
     let wifi_size = wifi.as_ref().map(|w| (w.archive.len() as u64, w.unpacked));
     let wifi_modules = carried.wifi.iter().map(|m| m.name.clone()).collect();
     drop(carried);
-    let mut files = boot_files(opts, &board, &debs, kernel, initrd.bytes, initrd.boma_toml)?;
+    let Kernel { vmlinuz, dtbs, .. } = kernel;
+    let (kernel_size, initrd_size) = (vmlinuz.len() as u64, initrd.bytes.len() as u64);
+    let mut slot = vec![
+        ("vmlinuz".to_string(), vmlinuz),
+        ("initrd.img".to_string(), initrd.bytes),
+    ];
     if let Some(w) = wifi {
-        files.push((wifi::ARCHIVE.into(), w.archive));
+        slot.push((wifi::ARCHIVE.into(), w.archive));
     }
-    let stem = format!("boma-{}", board.name);
-    let image = write_image(opts, &board, &stem, files, time)?;
+    Ok(System {
+        board,
+        debs,
+        slot,
+        dtbs,
+        boma_toml: initrd.boma_toml,
+        kernel_size,
+        initrd_size,
+        modules: initrd.modules,
+        wifi_modules,
+        wifi_size,
+        time,
+    })
+}
+
+/// Build the image of one board: fetch the pinned packages, make the initramfs, the boot
+/// partition (U-Boot, its script, slot a, the A/B state) and the data partition, write the disk
+/// image, then compress and checksum it.
+pub fn build(opts: &Options) -> Result<Report> {
+    let started = Instant::now();
+    let sys = system(opts)?;
+    let files = boot_files(opts, &sys)?;
+    let stem = format!("boma-{}", sys.board.name);
+    let image = write_image(opts, &sys.board, &stem, files, sys.time)?;
     let sums = checksums(opts, &stem, &image)?;
     Ok(Report {
         image,
@@ -227,14 +298,35 @@ pub fn build(opts: &Options) -> Result<Report> {
         sums: sums.path,
         image_size: sums.image_size,
         xz_size: sums.xz_size,
-        initrd_size,
-        kernel_size,
-        modules: initrd.modules,
-        wifi_modules,
-        wifi_size,
+        initrd_size: sys.initrd_size,
+        kernel_size: sys.kernel_size,
+        modules: sys.modules,
+        wifi_modules: sys.wifi_modules,
+        wifi_size: sys.wifi_size,
         sha256: sums.sha256,
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// Build the update bundle of one board (`boma-<board>-<version>.bundle` in `opts.out`): the
+/// same slot contents an image of these options boots, signed with `opts.key`.
+pub fn bundle(opts: &Options) -> Result<crate::bundle::Written> {
+    let sys = system(opts)?;
+    let key = crate::sign::load_or_create(&opts.key)?;
+    std::fs::create_dir_all(&opts.out).map_err(|e| Error::io(&opts.out, e))?;
+    let path = opts
+        .out
+        .join(format!("boma-{}-{}.bundle", sys.board.name, opts.version));
+    crate::bundle::write(
+        &path,
+        &crate::bundle::Manifest {
+            board: sys.board.name.clone(),
+            version: opts.version.clone(),
+            created: sys.time,
+        },
+        &sys.slot,
+        &key,
+    )
 }
 
 /// Every package the board pins, and those of its Wi-Fi set, from the cache or the mirror
@@ -280,14 +372,22 @@ fn make_initrd(
 ) -> Result<Initrd> {
     let busybox = read_one(&debs[1], &board.busybox.package, "bin/busybox")?;
     let e2fsck = read_one(&debs[2], &board.e2fsck.package, "sbin/e2fsck.static")?;
-    let boma = std::fs::read(&opts.boma).map_err(|e| Error::io(&opts.boma, e))?;
+    let boma = if opts.broken {
+        // What a bad release looks like to the box: a boma that exits at once.
+        b"#!/bin/sh\necho 'boma: this build exits at start on purpose (make bundle BREAK=1)' >&2\nexit 70\n".to_vec()
+    } else {
+        std::fs::read(&opts.boma).map_err(|e| Error::io(&opts.boma, e))?
+    };
+    let key = crate::sign::load_or_create(&opts.key)?;
     let image_modules = ImageModules::load(&opts.root)?;
     let modules = &carried.initramfs;
 
     let overlay = opts.root.join("image/overlay");
+    crate::bundle::check_version(&opts.version)?;
     let mut release = format!(
-        "board={}\nkernel={} {} ({})\nbusybox={} {}\ne2fsck={} {}\nboma-sha256={}\n",
+        "board={}\nversion={}\nkernel={} {} ({})\nbusybox={} {}\ne2fsck={} {}\nboma-sha256={}\n",
         board.name,
+        opts.version,
         board.kernel.package,
         board.kernel.version,
         kernel.abi,
@@ -323,6 +423,11 @@ fn make_initrd(
         release,
     })?;
     archive.file("etc/boma/boma.toml", boma_toml.clone(), false);
+    archive.file(
+        "etc/boma/update.pub",
+        crate::sign::public_hex(&key).into_bytes(),
+        false,
+    );
     Ok(Initrd {
         bytes: initramfs::gzip(&archive, time32)?,
         boma_toml,
@@ -381,17 +486,12 @@ fn carried_modules<'k>(
     Ok(Carried { initramfs, wifi })
 }
 
-/// The boot partition's files: firmware, device trees, kernel, initramfs, the operator's files.
-fn boot_files(
-    opts: &Options,
-    board: &Board,
-    debs: &[PathBuf],
-    kernel: Kernel,
-    initrd: Vec<u8>,
-    boma_toml: Vec<u8>,
-) -> Result<Vec<(String, Vec<u8>)>> {
+/// The boot partition's files: firmware, U-Boot and its script, device trees, slot a (slot b
+/// stays empty until the first update), the A/B state, the operator's files.
+fn boot_files(opts: &Options, sys: &System) -> Result<Vec<(String, Vec<u8>)>> {
+    let board = &sys.board;
     let mut files: Vec<(String, Vec<u8>)> = Vec::new();
-    if let (Some(fw), Some(deb_path)) = (&board.firmware, debs.get(3)) {
+    if let (Some(fw), Some(deb_path)) = (&board.firmware, sys.debs.get(4)) {
         let wanted: BTreeSet<String> = board
             .firmware_files
             .iter()
@@ -408,15 +508,34 @@ fn boot_files(
             files.push((f.clone(), bytes.clone()));
         }
     }
-    for (path, bytes) in kernel.dtbs {
-        let base = path.rsplit('/').next().unwrap_or(&path).to_string();
-        files.push((base, bytes));
+    let uboot = read_one(
+        &sys.debs[3],
+        &board.bootloader.package,
+        &board.bootloader_file,
+    )?;
+    files.push((UBOOT.into(), uboot));
+    let time32 = u32::try_from(sys.time).unwrap_or(0);
+    let script = uboot::script_image(uboot::SCRIPT.as_bytes(), "boma A/B boot", time32)?;
+    files.push(("boot.scr".into(), script));
+    files.extend(uboot::initial_state()?);
+    for (path, bytes) in &sys.dtbs {
+        let base = path.rsplit('/').next().unwrap_or(path).to_string();
+        files.push((base, bytes.clone()));
     }
-    files.push(("vmlinuz".into(), kernel.vmlinuz));
-    files.push(("initrd.img".into(), initrd));
+    for (name, bytes) in &sys.slot {
+        files.push((format!("a/{name}"), bytes.clone()));
+    }
+    let cmdline = board.file("cmdline.txt")?;
+    if board.firmware.is_none() {
+        // No firmware puts cmdline.txt into the device tree: the script reads this instead.
+        files.push((
+            "cmdline.env".into(),
+            uboot::cmdline_env(&String::from_utf8_lossy(&cmdline)),
+        ));
+    }
     files.push(("config.txt".into(), board.file("config.txt")?));
-    files.push(("cmdline.txt".into(), board.file("cmdline.txt")?));
-    files.push(("boma.toml".into(), boma_toml));
+    files.push(("cmdline.txt".into(), cmdline));
+    files.push(("boma.toml".into(), sys.boma_toml.clone()));
     let routes = opts.root.join("image/overlay/etc/boma/routes.toml");
     let routes = std::fs::read(&routes).map_err(|e| Error::io(&routes, e))?;
     files.push(("routes.toml".into(), routes));
@@ -426,6 +545,9 @@ fn boot_files(
     }
     Ok(files)
 }
+
+/// U-Boot's name on the boot partition (the Pi firmware loads it: `kernel=u-boot.bin`).
+pub const UBOOT: &str = "u-boot.bin";
 
 /// Every file the board's `config.txt` makes the Pi firmware load is among `files`.
 fn check_config_txt(board: &Board, files: &[(String, Vec<u8>)]) -> Result<()> {
@@ -588,8 +710,9 @@ fn readme(board: &Board) -> String {
          config.txt   Raspberry Pi firmware settings.\r\n\
          boma-firmware/  your own firmware files (folder tree as under /lib/firmware), for\r\n\
                       radios the image has none for (Zero 2 W Wi-Fi: docs/image.md).\r\n\
-         boma-wifi.cpio.gz  hostapd and wpa_supplicant, unpacked when boma.toml has [wifi].\r\n\
-         vmlinuz, initrd.img, *.dtb, *.elf, *.dat, bootcode.bin: the system; do not edit.\r\n\r\n\
+         a/, b/       the two system slots (kernel, initramfs, Wi-Fi programs): updates go\r\n\
+                      to the one not running; abstate.env/.bak say which boots.\r\n\
+         u-boot.bin, boot.scr, *.dtb, *.elf, *.dat, bootcode.bin: the boot chain; do not edit.\r\n\r\n\
          Serial console: {console}, 115200 baud. Guide: docs/image.md in boma's sources.\r\n",
         desc = board.description,
         name = board.name,
@@ -610,6 +733,8 @@ mod tests {
             kernel = { package = "k", version = "1" }
             busybox = { package = "b", version = "1" }
             e2fsck = { package = "e", version = "1" }
+            bootloader = { package = "u", version = "1" }
+            bootloader_file = "u-boot.bin"
             firmware = { package = "f", version = "1", arch = "all" }
             firmware_files = ["bootcode.bin", "start.elf", "fixup.dat"]
             "#,

@@ -42,6 +42,13 @@ pub fn build(size: u64, volume_id: u32, files: &[(String, Vec<u8>)]) -> Result<V
             let mut sorted: Vec<_> = files.iter().collect();
             sorted.sort_by(|a, b| a.0.cmp(&b.0));
             for (name, bytes) in sorted {
+                // Folders first (`a/vmlinuz`: the slots), each once.
+                let mut at = 0;
+                while let Some(i) = name[at..].find('/') {
+                    let dir = &name[..at + i];
+                    root.create_dir(dir).map_err(|e| fat_err(dir, e))?;
+                    at += i + 1;
+                }
                 let mut f = root.create_file(name).map_err(|e| fat_err(name, e))?;
                 f.truncate().map_err(|e| fat_err(name, e))?;
                 f.write_all(bytes).map_err(|e| fat_err(name, e))?;
@@ -53,9 +60,11 @@ pub fn build(size: u64, volume_id: u32, files: &[(String, Vec<u8>)]) -> Result<V
     Ok(disk.into_inner())
 }
 
-/// A window of a file: bytes `start..start+len`, seen as a whole disk by fatfs.
+/// A window of a file: bytes `start..start+len`, seen as a whole disk by fatfs (read-only
+/// unless `writable`).
 struct Window {
     file: File,
+    writable: bool,
     start: u64,
     len: u64,
     pos: u64,
@@ -73,14 +82,22 @@ impl Read for Window {
 }
 
 impl Write for Window {
-    fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
-        Err(std::io::Error::new(
-            std::io::ErrorKind::PermissionDenied,
-            "read-only",
-        ))
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if !self.writable {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                "read-only",
+            ));
+        }
+        let left = self.len.saturating_sub(self.pos);
+        let n = usize::try_from(left.min(buf.len() as u64)).unwrap_or(buf.len());
+        self.file.seek(SeekFrom::Start(self.start + self.pos))?;
+        let put = self.file.write(&buf[..n])?;
+        self.pos += put as u64;
+        Ok(put)
     }
     fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
+        self.file.flush()
     }
 }
 
@@ -104,9 +121,13 @@ impl Seek for Window {
     }
 }
 
-/// Read one file from the root of the first (boot) partition of an image.
-pub fn read_file(image: &Path, name: &str) -> Result<Vec<u8>> {
-    let mut file = File::open(image).map_err(|e| Error::io(image, e))?;
+/// The boot partition of an image file, as fatfs sees it.
+fn open(image: &Path, writable: bool) -> Result<FileSystem<Window>> {
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(writable)
+        .open(image)
+        .map_err(|e| Error::io(image, e))?;
     let mut mbr = [0u8; 512];
     file.read_exact(&mut mbr).map_err(|e| Error::io(image, e))?;
     let parts = crate::mbr::decode(&mbr)?;
@@ -116,12 +137,18 @@ pub fn read_file(image: &Path, name: &str) -> Result<Vec<u8>> {
     let (start, len) = boot.bytes();
     let window = Window {
         file,
+        writable,
         start,
         len,
         pos: 0,
     };
-    // fatfs opens read-write; nothing is written unless a file is, and none is here.
-    let fs = FileSystem::new(window, FsOptions::new()).map_err(|e| fat_err("open", e))?;
+    FileSystem::new(window, FsOptions::new()).map_err(|e| fat_err("open", e))
+}
+
+/// Read one file (`name`, or `dir/name`) from the first (boot) partition of an image.
+pub fn read_file(image: &Path, name: &str) -> Result<Vec<u8>> {
+    // fatfs opens read-write; the window refuses any write.
+    let fs = open(image, false)?;
     let mut f = fs
         .root_dir()
         .open_file(name)
@@ -129,4 +156,20 @@ pub fn read_file(image: &Path, name: &str) -> Result<Vec<u8>> {
     let mut bytes = Vec::new();
     f.read_to_end(&mut bytes).map_err(|e| fat_err(name, e))?;
     Ok(bytes)
+}
+
+/// Replace (or create) one file of the boot partition of an image, as an operator's laptop
+/// would (the QEMU harness: `cmdline.env`, `boma.toml`).
+pub fn write_file(image: &Path, name: &str, bytes: &[u8]) -> Result<()> {
+    let fs = open(image, true)?;
+    {
+        let mut f = fs
+            .root_dir()
+            .create_file(name)
+            .map_err(|e| fat_err(name, e))?;
+        f.truncate().map_err(|e| fat_err(name, e))?;
+        f.write_all(bytes).map_err(|e| fat_err(name, e))?;
+        f.flush().map_err(|e| fat_err(name, e))?;
+    }
+    fs.unmount().map_err(|e| fat_err("unmount", e))
 }

@@ -16,6 +16,7 @@
 
 pub mod board;
 pub mod build;
+pub mod bundle;
 pub mod configtxt;
 pub mod cpio;
 pub mod deb;
@@ -31,6 +32,8 @@ pub mod lock;
 pub mod mbr;
 pub mod modalias;
 pub mod qemu;
+pub mod sign;
+pub mod uboot;
 pub mod wifi;
 
 pub use error::Error;

@@ -2,7 +2,11 @@
 //!
 //! ```text
 //! boma-image build  --board NAME [--boma PATH] [--out DIR] [--cache DIR] [--record-lock]
-//!                   [--no-xz] [--firmware DIR]
+//!                   [--no-xz] [--firmware DIR] [--version V] [--key FILE]
+//! boma-image bundle --board NAME [--boma PATH] [--out DIR] [--cache DIR] [--firmware DIR]
+//!                   [--version V] [--key FILE] [--break]
+//! boma-image keygen --out FILE
+//! boma-image sign   --bundle FILE --key FILE
 //! boma-image extract --image IMG --file NAME --out PATH
 //! boma-image qemu   --board NAME [--image IMG] [--http-port N] [--dns-port N] [--append ARGS]
 //!                   [--lan-tap TAP | --lan-mcast ADDR:PORT]
@@ -13,7 +17,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use boma_image::build::{Options, build};
+use boma_image::build::{Options, build, bundle};
 use boma_image::qemu::{self, Boot, Lan, Machine};
 
 fn root() -> PathBuf {
@@ -23,7 +27,10 @@ fn root() -> PathBuf {
         .unwrap_or_default()
 }
 
-const USAGE: &str = "usage: boma-image build --board NAME [--boma PATH] [--out DIR] [--cache DIR] [--record-lock] [--no-xz] [--firmware DIR]\n       \
+const USAGE: &str = "usage: boma-image build --board NAME [--boma PATH] [--out DIR] [--cache DIR] [--record-lock] [--no-xz] [--firmware DIR] [--version V] [--key FILE]\n       \
+     boma-image bundle --board NAME [--boma PATH] [--out DIR] [--cache DIR] [--firmware DIR] [--version V] [--key FILE] [--break]\n       \
+     boma-image keygen --out FILE\n       \
+     boma-image sign --bundle FILE --key FILE\n       \
      boma-image extract --image IMG --file NAME --out PATH\n       \
      boma-image qemu --board NAME [--image IMG] [--http-port N] [--dns-port N] [--append ARGS] [--lan-tap TAP | --lan-mcast ADDR:PORT]";
 
@@ -38,7 +45,21 @@ fn flags(command: &str) -> Option<&'static [(&'static str, bool)]> {
             ("--record-lock", false),
             ("--no-xz", false),
             ("--firmware", true),
+            ("--version", true),
+            ("--key", true),
         ],
+        "bundle" => &[
+            ("--board", true),
+            ("--boma", true),
+            ("--out", true),
+            ("--cache", true),
+            ("--firmware", true),
+            ("--version", true),
+            ("--key", true),
+            ("--break", false),
+        ],
+        "keygen" => &[("--out", true)],
+        "sign" => &[("--bundle", true), ("--key", true)],
         "extract" => &[("--image", true), ("--file", true), ("--out", true)],
         "qemu" => &[
             ("--board", true),
@@ -109,31 +130,38 @@ impl Args {
     }
 }
 
+/// Build options from the flags (`build`, `bundle`).
+fn options(args: &Args, root: &std::path::Path) -> Result<Options, String> {
+    let mut opts = Options::new(root, &args.required("--board")?);
+    if let Some(p) = args.value("--boma") {
+        opts.boma = PathBuf::from(p);
+    }
+    if let Some(p) = args.value("--out") {
+        opts.out = PathBuf::from(p);
+    }
+    if let Some(p) = args.value("--cache") {
+        opts.cache = PathBuf::from(p);
+    }
+    if let Some(p) = args.value("--key") {
+        opts.key = PathBuf::from(p);
+    }
+    if let Some(v) = args.value("--version") {
+        boma_image::bundle::check_version(&v).map_err(|e| e.to_string())?;
+        opts.version = v;
+    }
+    opts.record_lock = args.has("--record-lock");
+    opts.compress = !args.has("--no-xz");
+    opts.firmware = args.value("--firmware").map(PathBuf::from);
+    opts.broken = args.has("--break");
+    Ok(opts)
+}
+
 fn run(args: &Args) -> Result<(), String> {
     let root = root();
     let target = root.join("target");
     match args.command.as_str() {
         "build" => {
-            let board = args.required("--board")?;
-            let opts = Options {
-                root: root.clone(),
-                board,
-                boma: args
-                    .value("--boma")
-                    .map(PathBuf::from)
-                    .unwrap_or_else(|| target.join("aarch64-unknown-linux-musl/release/boma")),
-                out: args
-                    .value("--out")
-                    .map(PathBuf::from)
-                    .unwrap_or_else(|| target.join("images")),
-                cache: args
-                    .value("--cache")
-                    .map(PathBuf::from)
-                    .unwrap_or_else(|| target.join("image-cache")),
-                record_lock: args.has("--record-lock"),
-                compress: !args.has("--no-xz"),
-                firmware: args.value("--firmware").map(PathBuf::from),
-            };
+            let opts = options(args, &root)?;
             let r = build(&opts).map_err(|e| e.to_string())?;
             let mib = |b: u64| b as f64 / 1048576.0;
             let xz = if opts.compress {
@@ -158,6 +186,48 @@ fn run(args: &Args) -> Result<(), String> {
                 r.modules.len(),
                 r.sha256,
                 r.seconds
+            );
+            Ok(())
+        }
+        "bundle" => {
+            let opts = options(args, &root)?;
+            let w = bundle(&opts).map_err(|e| e.to_string())?;
+            println!(
+                "boma-image: {} ({:.1} MiB), version {}{}, signed with {}",
+                w.path.display(),
+                w.size as f64 / 1048576.0,
+                w.version,
+                if opts.broken {
+                    " (BREAK: its boma exits at start)"
+                } else {
+                    ""
+                },
+                opts.key.display()
+            );
+            Ok(())
+        }
+        "keygen" => {
+            let out = PathBuf::from(args.required("--out")?);
+            let pair = boma_image::sign::generate(&out).map_err(|e| e.to_string())?;
+            println!(
+                "boma-image: private key {} (keep it off the gateway), public key {} = {}",
+                out.display(),
+                out.with_extension("pub").display(),
+                boma_image::sign::public_hex(&pair)
+            );
+            Ok(())
+        }
+        "sign" => {
+            let path = PathBuf::from(args.required("--bundle")?);
+            let key = boma_image::sign::load(&PathBuf::from(args.required("--key")?))
+                .map_err(|e| e.to_string())?;
+            let mut bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+            boma_image::bundle::resign(&mut bytes, &key).map_err(|e| e.to_string())?;
+            std::fs::write(&path, bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+            println!(
+                "boma-image: {} signed by {}",
+                path.display(),
+                boma_image::sign::public_hex(&key)
             );
             Ok(())
         }
@@ -221,6 +291,7 @@ fn run(args: &Args) -> Result<(), String> {
                 lan,
                 netns: None,
                 interactive: true,
+                uboot: true,
             };
             let mut c = qemu::command(&boot).map_err(|e| e.to_string())?;
             eprintln!(

@@ -1,9 +1,15 @@
 //! Booting an image in `qemu-system-aarch64`, headless, for people (`make qemu`) and tests.
 //!
-//! The harness reads `vmlinuz`, `initrd.img`, `cmdline.txt` (and the DTB on `raspi3b`) from the
-//! image's FAT partition and passes them with `-kernel`/`-initrd`/`-append`, as the Pi firmware
-//! would; the image itself is the disk (virtio-blk on `virt`, the SD card on `raspi3b`). The
-//! serial console is the process's stdio. On `virt`, the first NIC (`eth0`, the WAN), and on
+//! Two ways in. Through the bootloader ([`Boot::uboot`], what `make qemu` does): QEMU starts
+//! Debian's U-Boot from the image's boot partition (`-bios` on `virt`; on `raspi3b`, which cannot
+//! run the Pi firmware, `-kernel u-boot.bin` with the DTB and `-append` as the firmware would
+//! give them), and U-Boot's `boot.scr` picks the A/B slot from the disk; a guest reboot is a
+//! reboot, QEMU keeps running. Directly (the tests that are not about updates, a few seconds
+//! faster): the harness reads slot a's `vmlinuz` and `initrd.img` and passes them with
+//! `-kernel`/`-initrd`/`-append`, and a guest reboot ends QEMU. Either way the image itself is
+//! the disk (virtio-blk on `virt`, the SD card on `raspi3b`), `cmdline.txt` plus [`Boot::append`]
+//! is the command line (on `virt` through U-Boot, written to `cmdline.env`), and the serial
+//! console is the process's stdio. On `virt`, the first NIC (`eth0`, the WAN), and on
 //! `raspi3b` a USB network adapter (`usb0`, the Pi 3's Ethernet is not emulated), is QEMU's
 //! user-mode network: it forwards 127.0.0.1 ports of the namespace QEMU runs in to the guest's
 //! DNS (53, UDP and TCP) and HTTP (80), and its gateway 10.0.2.2 reaches that namespace's
@@ -17,8 +23,9 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::build::UBOOT;
 use crate::error::{Error, Result};
-use crate::fat;
+use crate::{fat, uboot};
 
 /// The QEMU machine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,6 +55,8 @@ pub struct Boot {
     pub netns: Option<String>,
     /// Serial on the terminal with QEMU's monitor multiplexed (Ctrl-A X quits), for people.
     pub interactive: bool,
+    /// Boot through U-Boot and the image's A/B slots; otherwise slot a's kernel directly.
+    pub uboot: bool,
 }
 
 /// The guest's second NIC (`eth1`), the gateway's LAN.
@@ -86,12 +95,10 @@ pub fn command(boot: &Boot) -> Result<Command> {
     std::fs::create_dir_all(&boot.workdir).map_err(|e| Error::io(&boot.workdir, e))?;
     let extract = |name: &str| -> Result<PathBuf> {
         let bytes = fat::read_file(&boot.image, name)?;
-        let path = boot.workdir.join(name);
+        let path = boot.workdir.join(name.replace('/', "-"));
         std::fs::write(&path, bytes).map_err(|e| Error::io(&path, e))?;
         Ok(path)
     };
-    let kernel = extract("vmlinuz")?;
-    let initrd = extract("initrd.img")?;
     let cmdline = String::from_utf8_lossy(&fat::read_file(&boot.image, "cmdline.txt")?)
         .split_whitespace()
         .collect::<Vec<_>>()
@@ -103,7 +110,9 @@ pub fn command(boot: &Boot) -> Result<Command> {
         Machine::Raspi3b => "boma.watchdog=off boma.iface=usb0",
         Machine::Virt => "",
     };
-    let append = format!("{cmdline} {quirk} {}", boot.append)
+    // Booted directly, the harness stands in for U-Boot and says which slot it booted.
+    let slot = if boot.uboot { "" } else { "boma.slot=a" };
+    let append = format!("{cmdline} {quirk} {} {slot}", boot.append)
         .split_whitespace()
         .collect::<Vec<_>>()
         .join(" ");
@@ -170,9 +179,25 @@ pub fn command(boot: &Boot) -> Result<Command> {
             c.args(["-serial", "null", "-serial", "stdio", "-monitor", "none"]);
         }
     }
-    c.args(["-display", "none", "-no-reboot", "-kernel"])
-        .arg(&kernel);
-    c.arg("-initrd").arg(&initrd).arg("-append").arg(&append);
+    c.args(["-display", "none"]);
+    match (boot.uboot, boot.machine) {
+        (true, Machine::Virt) => {
+            // No -kernel: U-Boot would boot that (its qfw target comes first) instead of the disk.
+            fat::write_file(&boot.image, "cmdline.env", &uboot::cmdline_env(&append))?;
+            c.arg("-bios").arg(extract(UBOOT)?);
+        }
+        (true, Machine::Raspi3b) => {
+            // Where the Pi firmware would load it, with its DTB and command line.
+            c.arg("-kernel").arg(extract(UBOOT)?);
+            c.arg("-append").arg(&append);
+        }
+        (false, _) => {
+            c.arg("-no-reboot");
+            c.arg("-kernel").arg(extract("a/vmlinuz")?);
+            c.arg("-initrd").arg(extract("a/initrd.img")?);
+            c.arg("-append").arg(&append);
+        }
+    }
     Ok(c)
 }
 

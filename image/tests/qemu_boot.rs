@@ -59,6 +59,7 @@ fn boot(machine: Machine, image: &Path, work: &Path, http: u16, dns: u16) -> Boo
         lan: None,
         netns: None,
         interactive: false,
+        uboot: false,
     }
 }
 

@@ -59,8 +59,11 @@ pub struct EntryPointInfo {
 pub struct Info {
     pub entrypoints: Vec<EntryPointInfo>,
     pub started: Instant,
+    pub start_date: std::time::SystemTime,
     /// The DHCP server's state and counters (`/api/dhcp`), when it runs.
     pub dhcp: Option<crate::net::dhcp::Handle>,
+    /// A/B updates: the running slot and the last update's state (`/api/version`), uploads.
+    pub update: Arc<crate::update::Updater>,
 }
 
 /// Answer a request routed to an internal service.
@@ -225,12 +228,32 @@ fn services(s: &Snapshot) -> Vec<Value> {
         .collect()
 }
 
+/// Traefik's `/api/version` (`Version`, `Codename`, `startDate`) plus the image's version,
+/// board, the running slot and the last update (`slot`, `update`).
+fn version(info: &Info) -> Value {
+    let mut v = info.update.status_json();
+    let image = info.update.system().ok().map(|s| s.version.clone());
+    if let Some(o) = v.as_object_mut() {
+        o.insert(
+            "Version".into(),
+            json!(image.as_deref().unwrap_or(env!("CARGO_PKG_VERSION"))),
+        );
+        o.insert("Codename".into(), json!("boma"));
+        o.insert("boma".into(), json!(env!("CARGO_PKG_VERSION")));
+        o.insert(
+            "startDate".into(),
+            json!(crate::linelog::Utc::from(info.start_date).rfc3339()),
+        );
+    }
+    v
+}
+
 fn api(path: &str, s: &Snapshot, info: &Info) -> Option<Value> {
     let path = path.trim_end_matches('/');
     let by_name =
         |list: Vec<Value>, name: &str| list.into_iter().find(|v| v["name"].as_str() == Some(name));
     Some(match path {
-        "/api/version" => json!({"Version": env!("CARGO_PKG_VERSION"), "Codename": "boma"}),
+        "/api/version" => version(info),
         "/api/overview" => {
             let total = s.routers.len();
             let errors = s.routers.values().filter(|r| r.error.is_some()).count();

@@ -16,6 +16,7 @@ mod net;
 pub mod nocase;
 mod sections;
 mod spans;
+mod update;
 mod validate;
 mod wifi;
 
@@ -48,6 +49,7 @@ pub use sections::{
     admin_user_problem,
 };
 pub use spans::{KeySpans, SpanMap};
+pub use update::Update;
 pub use wifi::{CHANNELS_5GHZ, DEFAULT_CHANNEL, Secret, Wifi, WifiMode, passphrase_problem};
 
 /// The configuration `boma run` uses when no file is given: one entry point, `web`, on
@@ -93,6 +95,8 @@ pub struct Config {
     pub nat: Option<Nat>,
     /// The radio: an access point on the LAN or a client as the uplink; off when `None`.
     pub wifi: Option<Wifi>,
+    /// Signed A/B updates: where and how (defaults when `None`; on only on an A/B-booted system).
+    pub update: Option<Update>,
 }
 
 impl Config {

@@ -32,6 +32,7 @@ pub(super) fn check(config: &Config, spans: &SpanMap, locator: &Locator<'_>) -> 
     }
     check.router(config);
     check.wifi(config);
+    check.update(config);
     if let Some(admin) = &config.admin {
         for (i, entry) in admin.users.iter().enumerate() {
             if let Some(why) = super::sections::admin_user_problem(entry) {

@@ -27,6 +27,7 @@ pub mod forward;
 pub mod health;
 pub mod sanitize;
 pub mod setup;
+pub mod upload;
 pub mod worker;
 
 use std::net::{IpAddr, SocketAddr};
@@ -41,7 +42,7 @@ use hyper::body::Incoming;
 
 use crate::dynamic::{self, Snapshot};
 use crate::rule;
-use crate::runtime::balance::Service;
+use crate::runtime::balance::{Internal, Service};
 use crate::runtime::middlewares::{self, Flow, Middleware};
 use accesslog::{AccessLog, Record};
 use body::{Body, Finisher, Tracked};
@@ -171,10 +172,14 @@ impl Proxy {
         forward::set_forwarded(&mut parts.headers, &raw_host, &down, upgrade);
 
         // Phase 4: middlewares, request side (and internal services, answered here).
-        if let Some(resp) = self.request_side(&route, &mut parts, &mut mw_ctx).await {
+        let mut body = Some(body);
+        if let Some(resp) = (self.request_side(&route, &mut parts, &mut mw_ctx, &mut body)).await {
             let guards = std::mem::take(&mut mw_ctx.guards);
             return self.finish_local(resp, record, guards);
         }
+        let Some(body) = body else {
+            return self.finish_local(ProxyError::NoRoute.response(), record, Vec::new());
+        };
 
         // Phase 5: upstream request.
         let on_upgrade = if upgrade {
@@ -281,6 +286,7 @@ impl Proxy {
         route: &dynamic::table::Route,
         parts: &mut request::Parts,
         ctx: &mut middlewares::Ctx,
+        body: &mut Option<Incoming>,
     ) -> Option<Response<bytes::Bytes>> {
         for (i, mw) in route.middlewares.iter().enumerate() {
             let mut flow = mw.on_request(parts, ctx);
@@ -302,9 +308,17 @@ impl Proxy {
         let Service::Internal(which) = &*route.service else {
             return None;
         };
-        let snapshot = self.snapshot.load();
-        let path = parts.uri.path();
-        let resp = crate::admin::respond(*which, &parts.method, path, &snapshot, &self.admin);
+        let resp = match body.take() {
+            Some(b) if *which == Internal::Api && upload::is_upload(parts) => {
+                let user = ctx.user.as_deref();
+                upload::receive(&self.admin.update, route, user, parts, b).await
+            }
+            _ => {
+                let snapshot = self.snapshot.load();
+                let path = parts.uri.path();
+                crate::admin::respond(*which, &parts.method, path, &snapshot, &self.admin)
+            }
+        };
         let (mut rparts, rbody) = resp.into_parts();
         for mw in route.middlewares.iter().rev() {
             mw.on_response(ctx, &mut rparts);

@@ -40,16 +40,10 @@ pub fn test_dir(name: &str) -> PathBuf {
 
 /// Build `board` into `out`.
 pub fn build_image(board: &str, out: &Path, compress: bool) -> Report {
-    let opts = Options {
-        root: root(),
-        board: board.to_string(),
-        boma: boma_binary(),
-        out: out.to_path_buf(),
-        cache: root().join("target/image-cache"),
-        record_lock: false,
-        compress,
-        firmware: None,
-    };
+    let mut opts = Options::new(&root(), board);
+    opts.boma = boma_binary();
+    opts.out = out.to_path_buf();
+    opts.compress = compress;
     match build(&opts) {
         Ok(r) => r,
         Err(e) => panic!("building the {board} image: {e}"),
@@ -58,16 +52,9 @@ pub fn build_image(board: &str, out: &Path, compress: bool) -> Report {
 
 /// The kernel modules `board`'s image carries.
 pub fn carried(board: &str) -> Vec<String> {
-    let opts = Options {
-        root: root(),
-        board: board.to_string(),
-        boma: boma_binary(),
-        out: root().join("target/image-test"),
-        cache: root().join("target/image-cache"),
-        record_lock: false,
-        compress: false,
-        firmware: None,
-    };
+    let mut opts = Options::new(&root(), board);
+    opts.boma = boma_binary();
+    opts.out = root().join("target/image-test");
     boma_image::build::carried(&opts).unwrap_or_else(|e| panic!("modules of {board}: {e}"))
 }
 

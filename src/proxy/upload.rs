@@ -1,0 +1,115 @@
+//! `POST /api/update` on `api@internal`: the request body, an update bundle, streamed into
+//! [`crate::update::Updater::install`] on the blocking pool through a channel of four chunks, so
+//! an upload of any size holds a few hundred KiB at most and never blocks this worker. Only a
+//! router with the `[admin] users` gate may take it (never the unauthenticated `[api] insecure`
+//! entry point), and `?force=1` installs a bundle older than the running version.
+
+use std::io::Read;
+use std::sync::Arc;
+
+use bytes::{Buf, Bytes};
+use http::{Response, StatusCode, header, request};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use serde_json::json;
+use tokio::sync::mpsc;
+
+use crate::dynamic::table::Route;
+use crate::update::Updater;
+
+/// Whether a request to `api@internal` is an upload.
+pub fn is_upload(parts: &request::Parts) -> bool {
+    parts.method == http::Method::POST && parts.uri.path() == "/api/update"
+}
+
+/// A `Read` over the chunks a worker task sends; the end of the channel is the end of input.
+struct Chunks {
+    rx: mpsc::Receiver<Bytes>,
+    current: Bytes,
+}
+
+impl Read for Chunks {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while !self.current.has_remaining() {
+            match self.rx.blocking_recv() {
+                Some(b) => self.current = b,
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.current.remaining());
+        self.current.copy_to_slice(&mut buf[..n]);
+        Ok(n)
+    }
+}
+
+fn answer(status: StatusCode, body: serde_json::Value) -> Response<Bytes> {
+    let mut r = Response::new(Bytes::from(body.to_string() + "\n"));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+/// Take the upload and answer with the installed slot and version, or why it was refused.
+pub async fn receive(
+    updater: &Arc<Updater>,
+    route: &Route,
+    user: Option<&str>,
+    parts: &request::Parts,
+    mut body: Incoming,
+) -> Response<Bytes> {
+    if route.name.ends_with("@internal") || user.is_none() {
+        return answer(
+            StatusCode::FORBIDDEN,
+            json!({"error": "updates need [admin] users and a router to api@internal through them"}),
+        );
+    }
+    let force = (parts.uri.query().unwrap_or(""))
+        .split('&')
+        .any(|kv| matches!(kv, "force=1" | "force=true"));
+    let (tx, rx) = mpsc::channel::<Bytes>(4);
+    let reader = Chunks {
+        rx,
+        current: Bytes::new(),
+    };
+    let job = {
+        let updater = Arc::clone(updater);
+        tokio::task::spawn_blocking(move || updater.install(reader, force))
+    };
+    while let Some(frame) = body.frame().await {
+        let Ok(frame) = frame else { break };
+        if let Ok(data) = frame.into_data()
+            && tx.send(data).await.is_err()
+        {
+            // The installer stopped reading: it has its answer.
+            break;
+        }
+    }
+    drop(tx);
+    match job.await {
+        Ok(Ok(done)) => {
+            let reboot = updater.config().reboot;
+            updater.reboot_later(std::time::Duration::from_secs(1));
+            answer(
+                StatusCode::OK,
+                json!({
+                    "slot": done.slot.name(),
+                    "version": done.version,
+                    "bytes": done.bytes,
+                    "state": "trial",
+                    "reboot": reboot,
+                }),
+            )
+        }
+        Ok(Err(e)) => answer(
+            StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST),
+            json!({"error": e.to_string()}),
+        ),
+        Err(e) => answer(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            json!({"error": format!("the installer failed: {e}")}),
+        ),
+    }
+}
