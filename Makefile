@@ -4,7 +4,7 @@
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: run test deps lint bench release aarch64 clean image image-lock image-deps qemu yocto-lint
+.PHONY: run test deps lint bench release aarch64 clean image image-lock image-deps qemu yocto-lint bundle
 
 run:
 	$(CARGO) run --release
@@ -39,6 +39,10 @@ bench: deps release
 ## Bootable SD-card image for one board (board/<name>/): target/images/boma-$(BOARD).img, .img.xz,
 ## .sha256. BOARD = qemu-virt (default), rpi3, rpi4, rpi-zero-2w. See docs/image.md.
 BOARD ?= qemu-virt
+## VERSION: stamped into the image or bundle (`boma version`; updates refuse older ones).
+## KEY: the update signing key (made on first use; keep your own off the gateway: docs/updates.md).
+VERSION ?= 0.1.0
+KEY ?= target/keys/boma-update.key
 HTTP_PORT ?= 8080
 DNS_PORT ?= 5353
 
@@ -47,7 +51,14 @@ image-deps:
 
 image: image-deps aarch64
 	$(CARGO) build --release -p boma-image
-	target/release/boma-image build --board $(BOARD)
+	target/release/boma-image build --board $(BOARD) --version $(VERSION) --key $(KEY)
+
+## Signed update bundle: target/images/boma-$(BOARD)-$(VERSION).bundle, for POST /api/update or
+## `boma update FILE`. BREAK=1: a bundle whose boma exits at start (to watch a rollback).
+BREAK ?=
+bundle: image-deps aarch64
+	$(CARGO) build --release -p boma-image
+	target/release/boma-image bundle --board $(BOARD) --version $(VERSION) --key $(KEY) $(if $(BREAK),--break)
 
 ## Record the sha256 of newly pinned packages in image/packages.lock (after bumping a pin).
 image-lock: image-deps aarch64

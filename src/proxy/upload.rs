@@ -66,6 +66,16 @@ pub async fn receive(
             json!({"error": "updates need [admin] users and a router to api@internal through them"}),
         );
     }
+    let max = updater.config().max_bundle;
+    let length = (parts.headers.get(header::CONTENT_LENGTH))
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if length.is_some_and(|n| n > max) {
+        let e = crate::update::UpdateError::TooBig(max);
+        return answer(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            json!({"error": e.to_string()}),
+        );
+    }
     let force = (parts.uri.query().unwrap_or(""))
         .split('&')
         .any(|kv| matches!(kv, "force=1" | "force=true"));
@@ -78,12 +88,19 @@ pub async fn receive(
         let updater = Arc::clone(updater);
         tokio::task::spawn_blocking(move || updater.install(reader, force))
     };
+    // Once the installer stops reading (it has its answer), the rest of the body is read and
+    // dropped, up to max_bundle, so that the client gets the answer rather than a reset.
+    let (mut seen, mut feeding) = (0u64, true);
     while let Some(frame) = body.frame().await {
         let Ok(frame) = frame else { break };
-        if let Ok(data) = frame.into_data()
-            && tx.send(data).await.is_err()
-        {
-            // The installer stopped reading: it has its answer.
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        seen += data.len() as u64;
+        if feeding && tx.send(data).await.is_err() {
+            feeding = false;
+        }
+        if !feeding && seen > max {
             break;
         }
     }
