@@ -69,10 +69,61 @@ fn qemu_virt_image_is_reproducible_and_well_formed() {
         toml.contains("routes.toml") && toml.starts_with('#'),
         "commented boma.toml"
     );
-    let initrd = fat::read_file(&ra.image, "initrd.img").expect("initrd.img");
+    let initrd = fat::read_file(&ra.image, "a/initrd.img").expect("a/initrd.img");
     assert_eq!(&initrd[..2], &[0x1f, 0x8b], "initramfs is gzip");
-    let kernel = fat::read_file(&ra.image, "vmlinuz").expect("vmlinuz");
+    let kernel = fat::read_file(&ra.image, "a/vmlinuz").expect("a/vmlinuz");
     assert_eq!(&kernel[0x38..0x3c], b"ARM\x64", "arm64 Image magic");
+    assert!(
+        fat::read_file(&ra.image, "b/vmlinuz").is_err(),
+        "slot b starts empty"
+    );
+    // The boot script is what U-Boot's own mkimage makes of image/boot.cmd.
+    let scr = fat::read_file(&ra.image, "boot.scr").expect("boot.scr");
+    let made = a.join("mkimage.scr");
+    let out = std::process::Command::new("mkimage")
+        .args([
+            "-A", "arm64", "-O", "linux", "-T", "script", "-C", "none", "-n",
+        ])
+        .arg("boma A/B boot")
+        .arg("-d")
+        .arg(support::root().join("image/boot.cmd"))
+        .arg(&made)
+        .env(
+            "SOURCE_DATE_EPOCH",
+            std::env::var("SOURCE_DATE_EPOCH")
+                .unwrap_or_else(|_| boma_image::build::DEFAULT_EPOCH.to_string()),
+        )
+        .output()
+        .expect("mkimage (u-boot-tools; scripts/deps.sh installs it)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        scr,
+        std::fs::read(&made).unwrap(),
+        "boot.scr differs from mkimage's"
+    );
+    // The first A/B state: slot a committed, both copies, as fw_printenv reads them.
+    for f in ["abstate.env", "abstate.bak"] {
+        let state = fat::read_file(&ra.image, f).expect(f);
+        let copy = a.join(f);
+        std::fs::write(&copy, &state).unwrap();
+        let cfg = a.join("fw_env.config");
+        std::fs::write(&cfg, format!("{} 0x0 0x1000\n", copy.display())).unwrap();
+        let out = std::process::Command::new("fw_printenv")
+            .arg("-c")
+            .arg(&cfg)
+            .output()
+            .expect("fw_printenv (libubootenv-tool)");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "boma_slot=a\n", "{f}");
+    }
+    let env = fat::read_file(&ra.image, "cmdline.env").expect("cmdline.env");
+    assert_eq!(
+        String::from_utf8(env).unwrap(),
+        format!("boma_args={}\n", String::from_utf8_lossy(&cmdline).trim())
+    );
 
     // ext4 data partition: label, fixed UUID, clean.
     let data = &img[DATA_START as usize..];

@@ -20,7 +20,8 @@
 //! - qemu-virt Wi-Fi, in that last boot (qemu_boot/wifi.rs): boma's access point on a simulated
 //!   radio (mac80211_hwsim, Debian's hostapd) serves a WPA2 client on the other radio in a
 //!   network namespace of the guest (Debian's wpa_supplicant): lease, DNS, proxy.
-//! - raspi3b: the rpi3 image's kernel and Pi 3 DTB boot to boma's `ready` line on the serial
+//! - raspi3b: the Pi's U-Boot (Debian's rpi_arm64 build, from the image) finds `boot.scr` on
+//!   the emulated SD card and boots slot a with the Pi 3 DTB to boma's `ready` line on the serial
 //!   console; QEMU's USB network adapter gets its drivers (dwc2 and its PHY for the port,
 //!   cdc_ether for the adapter) by modalias, none of them named in the board file, then a DHCP
 //!   lease on usb0, and boma answers through the forwarded HTTP port.
@@ -614,13 +615,16 @@ fn raspi3b_finds_its_usb_network_adapter_by_alias_and_serves() {
     let report = support::build_image("rpi3", &dir, false);
     let image = dir.join("disk.img");
     std::fs::copy(&report.image, &image).expect("copy image");
-    let b = boot(
+    // Through the Pi's U-Boot, as QEMU cannot run the Pi firmware: it finds boot.scr on the SD
+    // card, which loads slot a from there.
+    let mut b = boot(
         Machine::Raspi3b,
         &image,
         &dir,
         support::free_port(),
         support::free_port(),
     );
+    b.uboot = true;
     let mut g = Guest::start(&b, &dir.join("console.txt")).expect("start qemu");
     let ready = g.wait_for("\nready\n", 0, Duration::from_secs(180));
     let Some(ready) = ready else {
@@ -630,11 +634,15 @@ fn raspi3b_finds_its_usb_network_adapter_by_alias_and_serves() {
         "raspi3b (rpi3 image) QEMU start → boma ready on ttyS1: {:.2} s",
         ready.as_secs_f64()
     ));
-    assert!(
-        g.console().contains("boma 0.1.0 running"),
-        "{}",
-        g.console()
-    );
+    for said in [
+        "Scanning mmc 0:1",
+        "Found U-Boot script /boot.scr",
+        "boma: command line from the firmware",
+        "boma: booting slot a",
+        "boma 0.1.0 running",
+    ] {
+        assert!(g.console().contains(said), "no {said:?}:\n{}", g.console());
+    }
     // QEMU's usb-net behind dwc2: the lease from QEMU's user network on usb0, then boma's
     // proxy through the forwarded port.
     let lease = g.wait_for(
