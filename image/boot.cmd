@@ -54,10 +54,15 @@ elif load ${devtype} ${devnum}:${distro_bootpart} ${pxefile_addr_r} cmdline.env;
 fi
 if test "${boma_boot}" = a; then setenv boma_other b; else setenv boma_other a; fi
 for s in ${boma_boot} ${boma_other}; do
-  if load ${devtype} ${devnum}:${distro_bootpart} ${kernel_addr_r} ${s}/vmlinuz && load ${devtype} ${devnum}:${distro_bootpart} ${ramdisk_addr_r} ${s}/initrd.img; then
+  # vmlinuz is gzipped: booti inflates it through kernel_comp_addr_r, 0x9f80000 above the load
+  # address (0x0a000000 on the Pi, above the firmware's or QEMU's DTB; 0x4a380000 on virt).
+  if load ${devtype} ${devnum}:${distro_bootpart} ${kernel_addr_r} ${s}/vmlinuz && setenv kernel_comp_size ${filesize} && load ${devtype} ${devnum}:${distro_bootpart} ${ramdisk_addr_r} ${s}/initrd.img; then
+    setexpr kernel_comp_addr_r ${kernel_addr_r} + 0x9f80000
     if test "${s}" != "${boma_boot}"; then setenv boma_trial; fi
     setenv bootargs "${boma_args} panic=10 boma.slot=${s}${boma_trial}"
     echo "boma: booting slot ${s}"
+    # Hand Linux the USB controller as U-Boot's preboot `usb start` found it, stopped.
+    usb stop
     booti ${kernel_addr_r} ${ramdisk_addr_r}:${filesize} ${fdt_addr}
   fi
   echo "boma: slot ${s} did not boot"

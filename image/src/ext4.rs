@@ -18,14 +18,7 @@ pub const PRISTINE: &str = "boma-data.ext4.gz";
 
 /// gzip `data` reproducibly (no name, mtime 0): mostly zeros, it shrinks about a thousandfold.
 pub fn gzip(data: &[u8]) -> Result<Vec<u8>> {
-    use std::io::Write;
-    let mut gz = flate2::GzBuilder::new()
-        .mtime(0)
-        .operating_system(3)
-        .write(Vec::new(), flate2::Compression::best());
-    gz.write_all(data)
-        .and_then(|_| gz.finish())
-        .map_err(|e| Error::io(PRISTINE, e))
+    crate::initramfs::gzip_bytes(PRISTINE, data)
 }
 
 /// Make an ext4 filesystem of `size` bytes in `path` (created or truncated).

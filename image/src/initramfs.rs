@@ -155,12 +155,16 @@ pub fn read_tree(root: &Path) -> Result<Vec<(String, Vec<u8>)>> {
 
 /// gzip the archive reproducibly.
 pub fn gzip(archive: &Archive, mtime: u32) -> Result<Vec<u8>> {
-    let raw = archive.to_bytes(mtime);
+    gzip_bytes("initrd.img", &archive.to_bytes(mtime))
+}
+
+/// `data` gzipped at level 9 with no name and mtime 0, so the bytes depend only on `data`.
+pub fn gzip_bytes(what: &str, data: &[u8]) -> Result<Vec<u8>> {
     let mut gz = GzBuilder::new()
         .mtime(0)
         .operating_system(3)
-        .write(Vec::with_capacity(raw.len() / 2), Compression::best());
-    gz.write_all(&raw)
+        .write(Vec::with_capacity(data.len() / 2), Compression::best());
+    gz.write_all(data)
         .and_then(|_| gz.finish())
-        .map_err(|e| Error::io("initrd.img", e))
+        .map_err(|e| Error::io(what, e))
 }

@@ -185,6 +185,8 @@ pub fn command(boot: &Boot) -> Result<Command> {
             // No -kernel: U-Boot would boot that (its qfw target comes first) instead of the disk.
             fat::write_file(&boot.image, "cmdline.env", &uboot::cmdline_env(&append))?;
             c.arg("-bios").arg(extract(UBOOT)?);
+            // A hardware watchdog, as the Pis have: init arms it, a hung guest is reset.
+            c.args(["-device", "i6300esb", "-action", "watchdog=reset"]);
         }
         (true, Machine::Raspi3b) => {
             // Where the Pi firmware would load it, with its DTB and command line.

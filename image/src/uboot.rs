@@ -76,6 +76,47 @@ pub fn initial_state() -> Result<Vec<(String, Vec<u8>)>> {
         .collect())
 }
 
+/// The size of the Pi build's environment (`CONFIG_ENV_SIZE`, `uboot.env` on the FAT).
+pub const PI_ENV_SIZE: usize = 0x4000;
+
+/// `uboot.env` for the Pi boards: U-Boot replaces its whole default environment with this file
+/// when it finds it on `mmc 0:1`, so it holds everything U-Boot needs, the default's load
+/// addresses included. What it changes: no autoboot delay, no `preboot` (whose `usb start`
+/// costs boot time, on the Pi 4 loads the VL805's firmware, and leaves QEMU's dwc2 unusable for
+/// Linux), and `bootcmd` goes straight to `boot.scr` on the partition the file came from.
+/// When U-Boot cannot read it (a Pi 4 whose SD card is not `mmc 0`), the default environment's
+/// `distro_bootcmd` finds `boot.scr` on its own.
+pub fn pi_env() -> Result<Vec<u8>> {
+    env_block(
+        &[
+            (
+                "bootcmd",
+                "setenv devtype mmc; setenv devnum 0; setenv distro_bootpart 1; \
+                 load mmc 0:1 ${scriptaddr} boot.scr && source ${scriptaddr}",
+            ),
+            ("bootdelay", "0"),
+            ("baudrate", "115200"),
+            ("arch", "arm"),
+            ("cpu", "armv8"),
+            ("board", "rpi"),
+            ("board_name", "rpi"),
+            ("vendor", "raspberrypi"),
+            ("soc", "bcm283x"),
+            ("stdin", "serial"),
+            ("stdout", "serial,vidconsole"),
+            ("stderr", "serial,vidconsole"),
+            ("fdt_high", "ffffffffffffffff"),
+            ("initrd_high", "ffffffffffffffff"),
+            ("kernel_addr_r", "0x00080000"),
+            ("scriptaddr", "0x02400000"),
+            ("pxefile_addr_r", "0x02500000"),
+            ("fdt_addr_r", "0x02600000"),
+            ("ramdisk_addr_r", "0x02700000"),
+        ],
+        PI_ENV_SIZE,
+    )
+}
+
 /// `cmdline.env` (boards without a firmware that fills `/chosen/bootargs`): the command line
 /// as the one variable `boma_args`, read by the script with `env import -t`.
 pub fn cmdline_env(cmdline: &str) -> Vec<u8> {

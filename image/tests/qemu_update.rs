@@ -224,6 +224,19 @@ fn qemu_virt_updates_through_u_boot_rolls_back_a_bad_one_and_survives_power_cuts
     for said in ["Found U-Boot script /boot.scr", "boma: booting slot a"] {
         assert!(g.console().contains(said), "no {said:?}:\n{}", g.console());
     }
+    // The image's version, as `make image VERSION=1` stamped it.
+    let from = g.console().len();
+    g.send("boma version").expect("console");
+    assert!(
+        g.wait_for(
+            "1 (boma 0.1.0, board qemu-virt, slot a)",
+            from,
+            Duration::from_secs(20)
+        )
+        .is_some(),
+        "{}",
+        &g.console()[from..]
+    );
     let other_key = {
         let pkcs8 =
             ring::signature::Ed25519KeyPair::generate_pkcs8(&ring::rand::SystemRandom::new())
