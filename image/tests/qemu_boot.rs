@@ -615,8 +615,8 @@ fn raspi3b_finds_its_usb_network_adapter_by_alias_and_serves() {
     let report = support::build_image("rpi3", &dir, false);
     let image = dir.join("disk.img");
     std::fs::copy(&report.image, &image).expect("copy image");
-    // Through the Pi's U-Boot, as QEMU cannot run the Pi firmware: it finds boot.scr on the SD
-    // card, which loads slot a from there.
+    // Through the Pi's U-Boot, as QEMU cannot run the Pi firmware: it reads the image's
+    // uboot.env and boot.scr from the SD card, and boot.scr loads slot a from there.
     let mut b = boot(
         Machine::Raspi3b,
         &image,
@@ -635,8 +635,9 @@ fn raspi3b_finds_its_usb_network_adapter_by_alias_and_serves() {
         ready.as_secs_f64()
     ));
     for said in [
-        "Scanning mmc 0:1",
-        "Found U-Boot script /boot.scr",
+        // The image's uboot.env from the SD card's FAT (mmc 0:1), whose bootcmd sources boot.scr.
+        "Loading Environment from FAT... OK",
+        "## Executing script at",
         "boma: command line from the firmware",
         "boma: booting slot a",
         "boma 0.1.0 running",
