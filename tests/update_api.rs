@@ -79,6 +79,15 @@ struct Gateway {
 }
 
 fn gateway(key: &Ed25519KeyPair, slot: &str, prepare: impl FnOnce(&Path)) -> Gateway {
+    gateway_committing_after(key, slot, "1s", prepare)
+}
+
+fn gateway_committing_after(
+    key: &Ed25519KeyPair,
+    slot: &str,
+    commit_after: &str,
+    prepare: impl FnOnce(&Path),
+) -> Gateway {
     let setup = tempfile::tempdir().unwrap();
     let boot = setup.path().join("boot");
     std::fs::create_dir_all(&boot).unwrap();
@@ -108,7 +117,7 @@ release = "{s}/release"
 public_key = "{s}/update.pub"
 slot = "{slot}"
 reboot = false
-commit_after = "1s"
+commit_after = "{commit_after}"
 committed_marker = "{s}/committed"
 max_bundle = 2097152
 "#
@@ -152,6 +161,7 @@ async fn bundles_are_checked_then_written_to_the_other_slot_and_switched_to() {
     let k = key();
     let b = gateway(&k, "a", |_| {});
     let c = Client::new();
+    b.boma.routed(&c, "gw.test", "/api/version").await;
     let good = bundle("test", "2", &k);
 
     // Refusals: nothing is written and the state does not change.
@@ -258,21 +268,51 @@ async fn bundles_are_checked_then_written_to_the_other_slot_and_switched_to() {
     assert_eq!(state(&b).trial.map(|t| t.version), Some("0.9".to_string()));
 }
 
+/// Slot b on trial, slot a committed: what the boot script leaves for a trial boot of b.
+fn b_on_trial(boot: &Path) {
+    let s = boma::update::AbState {
+        committed: boma::update::Slot::A,
+        trial: Some(boma::update::state::Trial {
+            slot: boma::update::Slot::B,
+            version: "1".into(),
+            tries: 1,
+        }),
+        failed: None,
+    };
+    boma::update::StateFiles::new(boot).write(&s).unwrap();
+}
+
+#[tokio::test]
+async fn no_update_lands_on_a_slot_still_on_trial() {
+    let k = key();
+    let b = gateway_committing_after(&k, "b", "1h", b_on_trial);
+    let c = Client::new();
+    b.boma.routed(&c, "gw.test", "/api/version").await;
+    let v = c
+        .request(
+            b.boma.addr("web"),
+            "GET",
+            "gw.test",
+            "/api/version",
+            &[("authorization", AUTH)],
+        )
+        .await;
+    assert!(
+        v.body.contains(r#""slot":"b""#) && v.body.contains(r#""state":"trial""#),
+        "{}",
+        v.body
+    );
+    // Writing slot a now would overwrite the only committed system.
+    let r = upload(&c, &b, "web", bundle("test", "2", &k), true, "").await;
+    assert_eq!(r.status, 409, "{}", r.body);
+    assert!(r.body.contains("not committed yet"), "{}", r.body);
+    assert!(!boot_of(&b).join("a").exists(), "slot a was touched");
+}
+
 #[tokio::test]
 async fn a_slot_on_trial_commits_itself_once_it_serves() {
     let k = key();
-    let b = gateway(&k, "b", |boot| {
-        let s = boma::update::AbState {
-            committed: boma::update::Slot::A,
-            trial: Some(boma::update::state::Trial {
-                slot: boma::update::Slot::B,
-                version: "1".into(),
-                tries: 1,
-            }),
-            failed: None,
-        };
-        boma::update::StateFiles::new(boot).write(&s).unwrap();
-    });
+    let b = gateway(&k, "b", b_on_trial);
     let committed = eventually(Duration::from_secs(20), || async {
         let s = state(&b);
         (s.committed == boma::update::Slot::B && s.trial.is_none()).then_some(())
@@ -286,7 +326,9 @@ async fn a_slot_on_trial_commits_itself_once_it_serves() {
     let marker = b.setup.path().join("committed");
     assert_eq!(std::fs::read_to_string(marker).unwrap(), "1");
     // Committed, the running slot b takes the next update into slot a.
-    let r = upload(&Client::new(), &b, "web", bundle("test", "2", &k), true, "").await;
+    let c = Client::new();
+    b.boma.routed(&c, "gw.test", "/api/version").await;
+    let r = upload(&c, &b, "web", bundle("test", "2", &k), true, "").await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert!(r.body.contains(r#""slot":"a""#), "{}", r.body);
 }
