@@ -145,6 +145,12 @@ async fn upload(c: &Client, g: &Gateway, ep: &str, body: Vec<u8>, auth: bool, qu
     c.send(r.body(Full::new(Bytes::from(body))).unwrap()).await
 }
 
+/// `GET /api/version` with the admin's credentials.
+async fn api_version(c: &Client, g: &Gateway) -> Resp {
+    let auth = [("authorization", AUTH)];
+    (c.request(g.boma.addr("web"), "GET", "gw.test", "/api/version", &auth)).await
+}
+
 fn boot_of(g: &Gateway) -> std::path::PathBuf {
     g.setup.path().join("boot")
 }
@@ -246,15 +252,7 @@ async fn bundles_are_checked_then_written_to_the_other_slot_and_switched_to() {
         (t.slot, t.version.as_str(), t.tries),
         (boma::update::Slot::B, "2", 2)
     );
-    let v = c
-        .request(
-            b.boma.addr("web"),
-            "GET",
-            "gw.test",
-            "/api/version",
-            &[("authorization", AUTH)],
-        )
-        .await;
+    let v = api_version(&c, &b).await;
     assert!(
         v.body.contains(r#""slot":"a""#) && v.body.contains(r#""state":"trial""#),
         "{}",
@@ -288,15 +286,7 @@ async fn no_update_lands_on_a_slot_still_on_trial() {
     let b = gateway_committing_after(&k, "b", "1h", b_on_trial);
     let c = Client::new();
     b.boma.routed(&c, "gw.test", "/api/version").await;
-    let v = c
-        .request(
-            b.boma.addr("web"),
-            "GET",
-            "gw.test",
-            "/api/version",
-            &[("authorization", AUTH)],
-        )
-        .await;
+    let v = api_version(&c, &b).await;
     assert!(
         v.body.contains(r#""slot":"b""#) && v.body.contains(r#""state":"trial""#),
         "{}",
