@@ -575,3 +575,23 @@ fn documented_example_parses_and_matches_defaults() {
     assert!(c.providers.is_some() && c.api.is_some() && c.log.is_some());
     assert!(c.access_log.is_some());
 }
+
+#[test]
+fn update_section_is_optional_and_its_bounds_are_checked() {
+    let c = parse_ok("[update]\ncommit_after = \"10s\"\n");
+    let u = c.update.expect("[update]");
+    assert_eq!(u.commit_after.to_std().as_secs(), 10);
+    assert_eq!((u.trial_boots, u.reboot), (2, true));
+    assert_eq!(u.boot, std::path::PathBuf::from("/boot"));
+    let p = problems(
+        "[update]\nslot = \"c\"\ntrial_boots = 0\ncommit_after = \"10m\"\nmax_bundle = 5\n",
+    );
+    for want in [
+        "slot is `a` or `b`",
+        "trial_boots is 1 to 9",
+        "commit_after is 0s to 5m",
+        "max_bundle is at least 1 MiB",
+    ] {
+        assert!(p.iter().any(|e| e.contains(want)), "{want}: {p:?}");
+    }
+}

@@ -24,7 +24,8 @@ pub struct Update {
     pub release: PathBuf,
     /// The slot this system runs from, `a` or `b`; empty: `boma.slot=` of `/proc/cmdline`.
     pub slot: String,
-    /// How long a slot on trial must be ready and serving DNS and HTTP before boma commits it.
+    /// How long a slot on trial must be ready and serving DNS and HTTP before boma commits it
+    /// (at most 5 minutes: init's trial guard reboots an uncommitted trial after 10).
     pub commit_after: Duration,
     /// How often the bootloader tries a new slot before it goes back to the old one.
     pub trial_boots: u8,
@@ -65,8 +66,10 @@ impl Check<'_> {
         if !(1..=9).contains(&u.trial_boots) {
             self.value(&["update", "trial_boots"], "trial_boots is 1 to 9");
         }
-        if u.commit_after.is_negative() || u.commit_after.to_std().as_secs() > 3600 {
-            self.value(&["update", "commit_after"], "commit_after is 0s to 1h");
+        // Init reboots a trial that has not committed within boma.trial_limit (600 s by default):
+        // the wait must end well before that.
+        if u.commit_after.is_negative() || u.commit_after.to_std().as_secs() > 300 {
+            self.value(&["update", "commit_after"], "commit_after is 0s to 5m");
         }
         if u.max_bundle < 1024 * 1024 {
             self.value(&["update", "max_bundle"], "max_bundle is at least 1 MiB");

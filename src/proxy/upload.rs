@@ -17,6 +17,9 @@ use tokio::sync::mpsc;
 use crate::dynamic::table::Route;
 use crate::update::Updater;
 
+/// How long an upload may pause before it is given up.
+const IDLE: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Whether a request to `api@internal` is an upload.
 pub fn is_upload(parts: &request::Parts) -> bool {
     parts.method == http::Method::POST && parts.uri.path() == "/api/update"
@@ -90,8 +93,10 @@ pub async fn receive(
     };
     // Once the installer stops reading (it has its answer), the rest of the body is read and
     // dropped, up to max_bundle, so that the client gets the answer rather than a reset.
+    // A client that stops sending for IDLE gives up its upload: the installer sees the end of
+    // the body (a truncated bundle) and the next upload is not kept waiting behind it.
     let (mut seen, mut feeding) = (0u64, true);
-    while let Some(frame) = body.frame().await {
+    while let Ok(Some(frame)) = tokio::time::timeout(IDLE, body.frame()).await {
         let Ok(frame) = frame else { break };
         let Ok(data) = frame.into_data() else {
             continue;
