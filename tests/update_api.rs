@@ -283,7 +283,7 @@ fn b_on_trial(boot: &Path) {
 #[tokio::test]
 async fn no_update_lands_on_a_slot_still_on_trial() {
     let k = key();
-    let b = gateway_committing_after(&k, "b", "1h", b_on_trial);
+    let b = gateway_committing_after(&k, "b", "5m", b_on_trial);
     let c = Client::new();
     b.boma.routed(&c, "gw.test", "/api/version").await;
     let v = api_version(&c, &b).await;
