@@ -234,6 +234,15 @@ async fn bundles_are_checked_then_written_to_the_other_slot_and_switched_to() {
     assert!(leftovers.is_empty(), "slot b after refusals: {leftovers:?}");
     assert_eq!(state(&b), boma::update::AbState::default());
 
+    // Another process writing the boot partition (`boma update FILE`) holds its lock: busy.
+    {
+        let held = std::fs::File::open(boot_of(&b)).unwrap();
+        held.lock().unwrap();
+        let r = upload(&c, &b, "web", good.clone(), true, "").await;
+        assert_eq!(r.status, 409, "{}", r.body);
+        assert!(r.body.contains("another update"), "{}", r.body);
+    }
+
     // A good bundle: slot b gets its files, the state puts b on trial.
     let r = upload(&c, &b, "web", good.clone(), true, "").await;
     assert_eq!(r.status, 200, "{}", r.body);

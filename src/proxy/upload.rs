@@ -19,6 +19,8 @@ use crate::update::Updater;
 
 /// How long an upload may pause before it is given up.
 const IDLE: std::time::Duration = std::time::Duration::from_secs(60);
+/// How long a whole upload may take (30 MiB at 16 KiB/s, a slow village uplink).
+const WHOLE: std::time::Duration = std::time::Duration::from_secs(1800);
 
 /// Whether a request to `api@internal` is an upload.
 pub fn is_upload(parts: &request::Parts) -> bool {
@@ -96,7 +98,11 @@ pub async fn receive(
     // A client that stops sending for IDLE gives up its upload: the installer sees the end of
     // the body (a truncated bundle) and the next upload is not kept waiting behind it.
     let (mut seen, mut feeding) = (0u64, true);
+    let deadline = tokio::time::Instant::now() + WHOLE;
     while let Ok(Some(frame)) = tokio::time::timeout(IDLE, body.frame()).await {
+        if tokio::time::Instant::now() > deadline {
+            break;
+        }
         let Ok(frame) = frame else { break };
         let Ok(data) = frame.into_data() else {
             continue;

@@ -47,6 +47,8 @@ pub enum UpdateError {
     Digest(String),
     #[error("{0}")]
     State(String),
+    #[error("the A/B state cannot be written: {0}")]
+    StateWrite(String),
     #[error("updates are not available here: {0}")]
     Unavailable(String),
     #[error("another update is being installed")]
@@ -69,7 +71,7 @@ impl UpdateError {
             UpdateError::WrongBoard { .. } | UpdateError::Older { .. } => 422,
             UpdateError::Busy | UpdateError::State(_) => 409,
             UpdateError::Unavailable(_) => 503,
-            UpdateError::Io { .. } => 500,
+            UpdateError::Io { .. } | UpdateError::StateWrite(_) => 500,
         }
     }
 }
@@ -129,26 +131,59 @@ impl<R: Read> Counted<R> {
     }
 }
 
-/// Version order: dot- or dash-separated parts, numbers as numbers, the rest as text
-/// (`1.10` after `1.9`, `2` after `1.99.3`).
+/// Version order: parts split at `.`, `-`, `+`, `~`, each compared naturally (runs of digits as
+/// numbers: `v10` after `v2`, `1.10` after `1.9`); a missing part counts as 0, except that a
+/// part with letters where the other version has ended marks a pre-release (`1.0-rc1` before
+/// `1.0`).
 pub fn compare_versions(a: &str, b: &str) -> std::cmp::Ordering {
-    let parts =
+    use std::cmp::Ordering;
+    let split =
         |s: &str| -> Vec<String> { s.split(['.', '-', '+', '~']).map(str::to_string).collect() };
-    let (pa, pb) = (parts(a), parts(b));
+    let (pa, pb) = (split(a), split(b));
+    let textual = |p: &str| p.chars().any(|c| !c.is_ascii_digit());
     for i in 0..pa.len().max(pb.len()) {
-        let (x, y) = (
-            pa.get(i).map_or("0", String::as_str),
-            pb.get(i).map_or("0", String::as_str),
-        );
-        let ord = match (x.parse::<u64>(), y.parse::<u64>()) {
-            (Ok(m), Ok(n)) => m.cmp(&n),
-            _ => x.cmp(y),
+        let ord = match (pa.get(i), pb.get(i)) {
+            (Some(x), Some(y)) => natural(x, y),
+            (Some(x), None) if textual(x) => Ordering::Less,
+            (None, Some(y)) if textual(y) => Ordering::Greater,
+            (Some(x), None) => natural(x, "0"),
+            (None, Some(y)) => natural("0", y),
+            (None, None) => Ordering::Equal,
         };
         if ord.is_ne() {
             return ord;
         }
     }
-    std::cmp::Ordering::Equal
+    Ordering::Equal
+}
+
+/// Runs of digits compared as numbers, the rest as text.
+fn natural(x: &str, y: &str) -> std::cmp::Ordering {
+    let runs = |s: &str| -> Vec<(bool, String)> {
+        let mut out: Vec<(bool, String)> = Vec::new();
+        for c in s.chars() {
+            let digit = c.is_ascii_digit();
+            match out.last_mut() {
+                Some((d, run)) if *d == digit => run.push(c),
+                _ => out.push((digit, c.to_string())),
+            }
+        }
+        out
+    };
+    let (rx, ry) = (runs(x), runs(y));
+    for (a, b) in rx.iter().zip(&ry) {
+        let ord = match (a, b) {
+            ((true, m), (true, n)) => {
+                let (m, n) = (m.trim_start_matches('0'), n.trim_start_matches('0'));
+                m.len().cmp(&n.len()).then_with(|| m.cmp(n))
+            }
+            ((_, m), (_, n)) => m.cmp(n),
+        };
+        if ord.is_ne() {
+            return ord;
+        }
+    }
+    rx.len().cmp(&ry.len())
 }
 
 /// Read the header and check its signature against `public_key`, then the manifest's shape.
@@ -266,9 +301,9 @@ pub fn install(bundle: impl Read, t: &Target) -> Result<Installed, UpdateError> 
         tries: t.trial_boots,
     });
     state.failed = None;
-    states
-        .write(&state)
-        .map_err(|e| UpdateError::State(format!("switching to slot {}: {e}", target.name())))?;
+    states.write(&state).map_err(|e| {
+        UpdateError::StateWrite(format!("switching to slot {}: {e}", target.name()))
+    })?;
     Ok(Installed {
         slot: target,
         version: m.version,
@@ -295,7 +330,7 @@ fn prepare_state(states: &StateFiles, running: Slot, target: Slot) -> Result<AbS
         state.trial = None;
         states
             .write(&state)
-            .map_err(|e| UpdateError::State(format!("clearing the pending trial: {e}")))?;
+            .map_err(|e| UpdateError::StateWrite(format!("clearing the pending trial: {e}")))?;
     }
     Ok(state)
 }
@@ -376,5 +411,10 @@ mod tests {
         assert_eq!(compare_versions("0.1.0", "0.1"), Equal);
         assert_eq!(compare_versions("1.0-rc1", "1.0-rc2"), Less);
         assert_eq!(compare_versions("1", "2"), Less);
+        assert_eq!(compare_versions("1.0", "1.0-rc1"), Greater);
+        assert_eq!(compare_versions("1.0-rc1", "1.0"), Less);
+        assert_eq!(compare_versions("v10", "v2"), Greater);
+        assert_eq!(compare_versions("2026.11.28", "2026.11.3"), Greater);
+        assert_eq!(compare_versions("1.2", "1.2.0"), Equal);
     }
 }

@@ -88,7 +88,9 @@ async fn probe(p: Probe) -> Result<(), String> {
 /// Commit the running slot if it is on trial, once `probes` have all answered for
 /// `commit_after`. Returns at once when there is no trial.
 pub async fn run(updater: Arc<Updater>, probes: Vec<Probe>) {
-    let Ok(sys) = updater.system() else { return };
+    let Ok(sys) = updater.system().cloned() else {
+        return;
+    };
     let on_trial = match updater.state() {
         Ok(s) => s.trial.as_ref().is_some_and(|t| t.slot == sys.slot),
         Err(e) => {
@@ -119,12 +121,23 @@ pub async fn run(updater: Arc<Updater>, probes: Vec<Probe>) {
         let left = wait.saturating_sub(since.elapsed());
         tokio::time::sleep(left.clamp(Duration::from_millis(200), EVERY)).await;
     }
-    match tokio::task::spawn_blocking(move || updater.commit().map(|_| updater)).await {
-        Ok(Ok(u)) => {
-            let v = u.system().map(|s| s.version.clone()).unwrap_or_default();
-            tracing::info!(version = %v, "update: slot committed");
+    // A failed write (the remount refused, an I/O error) is tried again: giving up would let
+    // init's trial guard roll back a version that works.
+    loop {
+        let u = Arc::clone(&updater);
+        match tokio::task::spawn_blocking(move || u.commit()).await {
+            Ok(Ok(())) => {
+                tracing::info!(version = %sys.version, "update: slot committed");
+                return;
+            }
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "update: cannot commit the slot; trying again")
+            }
+            Err(e) => tracing::error!(error = %e, "update: commit task failed; trying again"),
         }
-        Ok(Err(e)) => tracing::error!(error = %e, "update: cannot commit the slot"),
-        Err(e) => tracing::error!(error = %e, "update: commit task failed"),
+        tokio::time::sleep(RETRY).await;
     }
 }
+
+/// The pause between two attempts to commit.
+const RETRY: Duration = Duration::from_secs(15);

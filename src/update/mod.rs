@@ -41,6 +41,8 @@ pub struct Updater {
     /// The system, or why updates are not available here.
     system: Result<System, String>,
     busy: Mutex<()>,
+    /// Set once an installed update is about to reboot: no other install may start then.
+    rebooting: std::sync::atomic::AtomicBool,
 }
 
 /// `key=value` lines.
@@ -110,6 +112,7 @@ impl Updater {
             cfg,
             system,
             busy: Mutex::new(()),
+            rebooting: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -138,6 +141,11 @@ impl Updater {
             .as_ref()
             .map_err(|why| UpdateError::Unavailable(why.clone()))?;
         let _one = self.busy.try_lock().map_err(|_| UpdateError::Busy)?;
+        if self.rebooting.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(UpdateError::Busy);
+        }
+        // Also against another process (`boma update FILE` beside the running gateway).
+        let _flock = lock_boot(&self.cfg.boot, false)?;
         let target = bundle::Target {
             boot: self.cfg.boot.clone(),
             running: sys.slot,
@@ -149,6 +157,10 @@ impl Updater {
             trial_boots: self.cfg.trial_boots,
         };
         let result = writable(&self.cfg.boot, || bundle::install(bundle, &target));
+        if result.is_ok() && self.cfg.reboot {
+            self.rebooting
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+        }
         match &result {
             Ok(i) => tracing::info!(
                 slot = i.slot.name(),
@@ -179,6 +191,7 @@ impl Updater {
     pub fn commit(&self) -> Result<(), String> {
         let sys = self.system().map_err(str::to_string)?;
         let _one = self.busy.lock().unwrap_or_else(|e| e.into_inner());
+        let _flock = lock_boot(&self.cfg.boot, true).map_err(|e| e.to_string())?;
         let files = StateFiles::new(&self.cfg.boot);
         let mut state = files.read().map(|(s, _)| s).unwrap_or_default();
         state.committed = sys.slot;
@@ -210,6 +223,28 @@ impl Updater {
             Err(e) => json!({"version": sys.version, "state": "unknown", "error": e}),
         };
         json!({"slot": sys.slot.name(), "board": sys.board, "update": update})
+    }
+}
+
+/// An exclusive `flock` on the boot partition's folder, held while it is written; `wait`:
+/// block for it, else [`UpdateError::Busy`] when another process holds it.
+fn lock_boot(boot: &Path, wait: bool) -> Result<std::fs::File, UpdateError> {
+    let dir = std::fs::File::open(boot).map_err(|e| UpdateError::Io {
+        path: boot.display().to_string(),
+        source: e,
+    })?;
+    let locked = if wait {
+        dir.lock().map_err(std::fs::TryLockError::Error)
+    } else {
+        dir.try_lock()
+    };
+    match locked {
+        Ok(()) => Ok(dir),
+        Err(std::fs::TryLockError::WouldBlock) => Err(UpdateError::Busy),
+        Err(std::fs::TryLockError::Error(e)) => Err(UpdateError::Io {
+            path: boot.display().to_string(),
+            source: e,
+        }),
     }
 }
 
