@@ -21,29 +21,41 @@ fn key_err(path: &Path, message: &str) -> Error {
 }
 
 /// Make a new key pair at `path` (mode 0600, never over an existing file) and `path.pub`.
+/// The key is written whole to a scratch file and then linked into place, so a build running
+/// at once sees either no key or the complete one.
 pub fn generate(path: &Path) -> Result<Ed25519KeyPair> {
     let pkcs8 = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new())
         .map_err(|_| key_err(path, "no randomness for a new key"))?;
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     }
-    let mut f = {
-        use std::os::unix::fs::OpenOptionsExt;
-        std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(path)
-            .map_err(|e| Error::io(path, e))?
-    };
-    f.write_all(pkcs8.as_ref())
-        .and_then(|_| f.sync_all())
-        .map_err(|e| Error::io(path, e))?;
+    let scratch = path.with_extension(format!("new-{}", std::process::id()));
+    let _ = std::fs::remove_file(&scratch);
+    let written = write_private(&scratch, pkcs8.as_ref())
+        .and_then(|()| std::fs::hard_link(&scratch, path).map_err(|e| Error::io(path, e)));
+    let _ = std::fs::remove_file(&scratch);
+    written?;
     let pair = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref())
         .map_err(|_| key_err(path, "the new key does not read back"))?;
     let public = path.with_extension("pub");
-    std::fs::write(&public, public_hex(&pair) + "\n").map_err(|e| Error::io(&public, e))?;
+    let public_scratch = path.with_extension(format!("pub-{}", std::process::id()));
+    std::fs::write(&public_scratch, public_hex(&pair) + "\n")
+        .and_then(|()| std::fs::rename(&public_scratch, &public))
+        .map_err(|e| Error::io(&public, e))?;
     Ok(pair)
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| Error::io(path, e))?;
+    f.write_all(bytes)
+        .and_then(|_| f.sync_all())
+        .map_err(|e| Error::io(path, e))
 }
 
 /// Read the key pair at `path`.
@@ -56,9 +68,12 @@ pub fn load(path: &Path) -> Result<Ed25519KeyPair> {
 /// The key pair at `path`, made there first if it does not exist (the development key).
 pub fn load_or_create(path: &Path) -> Result<Ed25519KeyPair> {
     if path.exists() {
-        load(path)
-    } else {
-        generate(path)
+        return load(path);
+    }
+    match generate(path) {
+        // Another build made it first: theirs is complete (it was linked in whole).
+        Err(_) if path.exists() => load(path),
+        made => made,
     }
 }
 

@@ -233,8 +233,31 @@ fn unlocked_or_tampered_packages_are_refused() {
     lock.set(&pin, &"0".repeat(64));
     let err = boma_image::fetch::fetch(&pin, &cache, &mut lock, false).unwrap_err();
     assert!(matches!(err, boma_image::Error::Checksum { .. }), "{err}");
-    // The real lock pins every package of every board.
+    // A cached file cut short (a download interrupted by an older boma-image) is fetched again
+    // and then matches the real lock.
     let real = Lock::load(&support::root().join("image/packages.lock")).unwrap();
+    lock.set(&pin, real.get(&pin).expect("busybox-static is locked"));
+    for stale in std::fs::read_dir(&slot).unwrap() {
+        std::fs::write(stale.unwrap().path(), b"cut sh").unwrap();
+    }
+    let deb = boma_image::fetch::fetch(&pin, &cache, &mut lock, false).expect("fetched again");
+    assert_eq!(
+        boma_image::fetch::sha256_hex(&std::fs::read(&deb).unwrap()),
+        real.get(&pin).unwrap()
+    );
+    // Builds fetching into one empty cache at once (as these tests do) each get the whole file.
+    let shared = dir.join("shared-cache");
+    let fetchers: Vec<_> = (0..3)
+        .map(|_| {
+            let (pin, shared) = (pin.clone(), shared.clone());
+            let mut lock = Lock::load(&support::root().join("image/packages.lock")).unwrap();
+            std::thread::spawn(move || boma_image::fetch::fetch(&pin, &shared, &mut lock, false))
+        })
+        .collect();
+    for fetcher in fetchers {
+        fetcher.join().unwrap().expect("a concurrent fetch");
+    }
+    // The real lock pins every package of every board.
     for name in boma_image::board::Board::names(&support::root()).unwrap() {
         let board = boma_image::board::Board::load(&support::root(), &name).unwrap();
         for pin in board.pins() {
