@@ -299,7 +299,7 @@ async fn splice(
 ) {
     // Both sides are handed over as soon as the 101 is through; the bound is for a server
     // connection that dies in between.
-    let both = async { tokio::join!(upgrade.client, upgrade.upstream) };
+    let both = async { tokio::join!(upgrade.client, upgrade.upstream.ready()) };
     let (client, upstream) = match tokio::time::timeout(HAND_OVER, both).await {
         Ok((Ok(c), Ok(u))) => (c, u),
         Ok((c, u)) => {
@@ -312,7 +312,7 @@ async fn splice(
         }
     };
     let mut client = TokioIo::new(client);
-    let mut upstream = TokioIo::new(upstream);
+    let mut upstream = upstream;
     let copy = tokio::io::copy_bidirectional(&mut client, &mut upstream);
     tokio::pin!(copy);
     if *stop.borrow() {

@@ -39,14 +39,17 @@ pub struct UpstreamLimits {
     pub passive_cooldown: Duration,
 }
 
-/// The shared upstream clients (one pool per protocol).
+/// A worker's upstream clients: boma's own HTTP/1 client for `http://` servers, hyper-util's
+/// for `https://` and `h2c://` ones.
 pub struct Upstream {
+    h1: Arc<super::h1::Pool>,
     http1: Client<Connector, UpBody>,
     h2c: Client<Connector, UpBody>,
     limits: UpstreamLimits,
 }
 
 impl Upstream {
+    /// Called on the worker's runtime (the HTTP/1 pool's sweeper runs there).
     pub fn new(limits: UpstreamLimits) -> Self {
         let mut conn = HttpConnector::new();
         conn.set_connect_timeout(Some(limits.connect_timeout));
@@ -61,30 +64,86 @@ impl Upstream {
             b.build(Connector::new(conn.clone(), limits.tls.clone()))
         };
         Upstream {
+            h1: super::h1::Pool::new(
+                limits.idle_per_host,
+                limits.idle_timeout,
+                limits.connect_timeout,
+            ),
             http1: build(false),
             h2c: build(true),
             limits,
         }
     }
 
+    /// Idle HTTP/1 connections to `http://` servers (this worker's).
+    pub fn idle_h1(&self) -> usize {
+        self.h1.idle_count()
+    }
+
     async fn send(
         &self,
         server: &Server,
-        req: Request<UpBody>,
-    ) -> Result<Response<Incoming>, SendError> {
+        head: request::Parts,
+        body: Option<Incoming>,
+    ) -> Result<Response<ResponseBody>, SendError> {
+        let exchange = async {
+            if server.protocol == Protocol::Http1 && server.scheme == http::uri::Scheme::HTTP {
+                self.send_h1(server, head, body).await
+            } else {
+                self.send_hyper(server, head, body).await
+            }
+        };
+        match self.limits.response_timeout {
+            Some(limit) => match tokio::time::timeout(limit, exchange).await {
+                Ok(r) => r,
+                Err(_) => Err(SendError::Timeout),
+            },
+            None => exchange.await,
+        }
+    }
+
+    async fn send_h1(
+        &self,
+        server: &Server,
+        head: request::Parts,
+        body: Option<Incoming>,
+    ) -> Result<Response<ResponseBody>, SendError> {
+        use super::h1::{Error, Target};
+        let target = Target {
+            authority: server.authority.as_str(),
+            path_prefix: &server.path_prefix,
+        };
+        match super::h1::send(&self.h1, &target, &head, body).await {
+            Ok(response) => Ok(response.map(ResponseBody::Own)),
+            Err(Error::ConnectTimeout) => Err(SendError::Timeout),
+            Err(e @ Error::Connect(_)) => Err(SendError::Connect(e.to_string())),
+            Err(e) => Err(SendError::Other(e.to_string())),
+        }
+    }
+
+    async fn send_hyper(
+        &self,
+        server: &Server,
+        mut head: request::Parts,
+        body: Option<Incoming>,
+    ) -> Result<Response<ResponseBody>, SendError> {
+        head.uri = upstream_uri(server, &head.uri).map_err(|e| SendError::Other(e.to_string()))?;
+        head.version = match server.protocol {
+            Protocol::Http1 => Version::HTTP_11,
+            Protocol::H2c => Version::HTTP_2,
+        };
+        let body: UpBody = match body {
+            Some(b) => b.boxed(),
+            None => http_body_util::Empty::new()
+                .map_err(|never| match never {})
+                .boxed(),
+        };
         let client = match server.protocol {
             Protocol::Http1 => &self.http1,
             Protocol::H2c => &self.h2c,
         };
-        let fut = client.request(req);
-        let res = match self.limits.response_timeout {
-            Some(limit) => match tokio::time::timeout(limit, fut).await {
-                Ok(r) => r,
-                Err(_) => return Err(SendError::Timeout),
-            },
-            None => fut.await,
-        };
-        res.map_err(|e| {
+        let res = client.request(Request::from_parts(head, body)).await;
+        res.map(|r| r.map(ResponseBody::Hyper)).map_err(|e| {
             if e.is_connect() {
                 // hyper-util reports its own connect timeout as a connect error whose source is
                 // an io::Error of kind TimedOut.
@@ -97,6 +156,41 @@ impl Upstream {
                 SendError::Other(error_chain(&e))
             }
         })
+    }
+}
+
+/// An upstream response body: from boma's HTTP/1 client or from hyper's.
+pub enum ResponseBody {
+    Own(super::h1::Body),
+    Hyper(Incoming),
+}
+
+impl http_body::Body for ResponseBody {
+    type Data = Bytes;
+    type Error = super::body::BoxError;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        match self.get_mut() {
+            ResponseBody::Own(b) => std::pin::Pin::new(b).poll_frame(cx).map_err(Into::into),
+            ResponseBody::Hyper(b) => std::pin::Pin::new(b).poll_frame(cx).map_err(Into::into),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ResponseBody::Own(b) => b.is_end_stream(),
+            ResponseBody::Hyper(b) => b.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        match self {
+            ResponseBody::Own(b) => b.size_hint(),
+            ResponseBody::Hyper(b) => b.size_hint(),
+        }
     }
 }
 
@@ -321,7 +415,7 @@ fn upstream_uri(server: &Server, original: &Uri) -> Result<Uri, ProxyError> {
 
 /// The outcome of forwarding: the upstream response and the server that produced it.
 pub struct Forwarded {
-    pub response: Response<Incoming>,
+    pub response: Response<ResponseBody>,
     pub server: Arc<Server>,
     pub set_cookie: Option<HeaderValue>,
     /// Attempts made (1 without retries).
@@ -354,7 +448,7 @@ pub async fn forward(
         .authority()
         .and_then(|a| HeaderValue::from_str(a.as_str()).ok());
     let mut parts = Some(parts);
-    let mut body = Some(body);
+    let mut body = (!empty_body).then_some(body);
     let mut failed: Vec<usize> = Vec::new();
     let mut last_err = ProxyError::NoServer;
     for attempt in 0..attempts {
@@ -384,16 +478,9 @@ pub async fn forward(
             server,
             lb.pass_host_header,
             host_from_uri.as_ref(),
-        )?;
+        );
         // The body goes with the first attempt; retries only happen when it was empty.
-        let req_body: UpBody = match body.take() {
-            Some(b) => b.boxed(),
-            None => http_body_util::Empty::new()
-                .map_err(|never| match never {})
-                .boxed(),
-        };
-        let req = Request::from_parts(head, req_body);
-        match upstream.send(server, req).await {
+        match upstream.send(server, head, body.take()).await {
             Ok(response) => {
                 server.mark_ok();
                 return Ok(Forwarded {
@@ -414,25 +501,19 @@ pub async fn forward(
     Err(last_err)
 }
 
-/// Point the request head at `server`: its URI, protocol version and `Host`.
+/// Point the request head's `Host` at `server` (the client sends the rest of the address).
 fn address(
     head: &mut request::Parts,
     server: &Server,
     pass_host_header: bool,
     host_from_uri: Option<&HeaderValue>,
-) -> Result<(), ProxyError> {
-    head.uri = upstream_uri(server, &head.uri)?;
-    head.version = match server.protocol {
-        Protocol::Http1 => Version::HTTP_11,
-        Protocol::H2c => Version::HTTP_2,
-    };
+) {
     if !pass_host_header {
         (head.headers).insert(header::HOST, server.host_header());
     } else if let Some(v) = host_from_uri {
         // HTTP/2 and absolute-form requests carry the host in the URI, not in Host.
         head.headers.insert(header::HOST, v.clone());
     }
-    Ok(())
 }
 
 /// A failed exchange with `server`: the error to answer with, and the passive mark when the
@@ -493,11 +574,41 @@ fn cookie_for(lb: &LoadBalancer, idx: usize) -> Option<HeaderValue> {
     HeaderValue::from_str(&c).ok()
 }
 
-/// Both halves of a protocol switch (WebSocket): the client's connection and the server's, each
-/// handed over by hyper once the 101 has gone through. The entrypoint joins them.
+/// Both halves of a protocol switch (WebSocket): the client's connection, handed over by hyper
+/// once the 101 has gone through, and the server's. The entrypoint joins them.
 pub struct Upgrade {
     pub client: hyper::upgrade::OnUpgrade,
-    pub upstream: hyper::upgrade::OnUpgrade,
+    pub upstream: UpstreamUpgrade,
+}
+
+/// The server's side of a protocol switch.
+pub enum UpstreamUpgrade {
+    /// boma's HTTP/1 client hands its connection over at once.
+    Own(super::h1::Upgraded),
+    /// hyper's client hands it over once its connection task lets go.
+    Hyper(hyper::upgrade::OnUpgrade),
+}
+
+/// Something to splice an upgraded connection with.
+pub trait SpliceIo: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> SpliceIo for T {}
+
+impl UpstreamUpgrade {
+    /// The server's side of a 101 `response` (its body is spent).
+    pub fn of(response: &mut Response<ResponseBody>) -> Option<UpstreamUpgrade> {
+        match response.body_mut() {
+            ResponseBody::Own(body) => body.take_upgraded().map(UpstreamUpgrade::Own),
+            ResponseBody::Hyper(_) => Some(UpstreamUpgrade::Hyper(hyper::upgrade::on(response))),
+        }
+    }
+
+    /// The connection, once handed over.
+    pub async fn ready(self) -> Result<Box<dyn SpliceIo>, hyper::Error> {
+        match self {
+            UpstreamUpgrade::Own(io) => Ok(Box::new(io)),
+            UpstreamUpgrade::Hyper(on) => Ok(Box::new(hyper_util::rt::TokioIo::new(on.await?))),
+        }
+    }
 }
 
 impl std::fmt::Debug for Upgrade {

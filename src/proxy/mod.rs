@@ -24,6 +24,7 @@ pub mod connect;
 pub mod entrypoint;
 pub mod error;
 pub mod forward;
+pub mod h1;
 pub mod health;
 pub mod sanitize;
 pub mod setup;
@@ -216,11 +217,10 @@ impl Proxy {
         let switching = fwd.response.status() == StatusCode::SWITCHING_PROTOCOLS;
         match (switching, on_upgrade) {
             (true, Some(client)) => {
-                let upgrade = forward::Upgrade {
-                    client,
-                    upstream: hyper::upgrade::on(&mut fwd.response),
-                };
-                *conn.upgrade.lock().unwrap_or_else(|e| e.into_inner()) = Some(upgrade);
+                if let Some(upstream) = forward::UpstreamUpgrade::of(&mut fwd.response) {
+                    let upgrade = forward::Upgrade { client, upstream };
+                    *conn.upgrade.lock().unwrap_or_else(|e| e.into_inner()) = Some(upgrade);
+                }
             }
             _ => forward::strip_hop_by_hop(fwd.response.headers_mut(), false),
         }

@@ -1,0 +1,551 @@
+//! boma's own HTTP/1.1 client for plain `http://` servers, the proxy's common case.
+//!
+//! The request's task drives the upstream connection itself: the head is written, the response
+//! head read and parsed (httparse), and the response body is a [`Body`] that reads straight from
+//! the server's socket as hyper writes it to the client. No connection task, no dispatch
+//! channel, no second task woken per request. When a body ends cleanly on a connection that may
+//! be kept, the connection goes back to the worker's [`Pool`]; a body dropped early closes it.
+//!
+//! Framing follows RFC 9112 §6: HEAD, 1xx, 204 and 304 answers have no body; chunked (decoded
+//! here, trailers dropped), then Content-Length (several differing values: refused), else the body
+//! runs to the close. Interim 1xx answers other than 101 are skipped. A request body streams
+//! as Content-Length when the client gave one, chunked otherwise; an answer that comes before
+//! the body is sent is taken, and that connection is not kept.
+//!
+//! `https://` and `h2c://` servers keep hyper-util's client (`forward::Upstream`).
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::io;
+use std::sync::{Arc, Mutex, Weak};
+use std::task::{Context, Poll};
+
+mod body;
+#[cfg(test)]
+mod tests;
+
+pub use body::{Body, Upgraded};
+use body::{Chunk, State};
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, BytesMut};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Response, StatusCode, Version, request};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Largest response head accepted.
+const MAX_HEAD: usize = 64 * 1024;
+/// Most header fields in a response head.
+const MAX_HEADERS: usize = 128;
+/// Read size while the head is awaited (most heads and small bodies fit).
+const HEAD_READ: usize = 4096;
+/// Read size for bodies.
+const BODY_READ: usize = 16 * 1024;
+/// Longest chunk-size line and trailer section of a chunked body.
+const MAX_CHUNK_LINE: usize = 4096;
+const MAX_TRAILERS: usize = 16 * 1024;
+
+/// Why an exchange failed.
+#[derive(Debug)]
+pub enum Error {
+    /// The server could not be reached.
+    Connect(io::Error),
+    /// Connecting took longer than the connect timeout.
+    ConnectTimeout,
+    /// The exchange failed after connecting.
+    Io(io::Error),
+    /// The server's answer is not HTTP/1 as this client reads it.
+    Protocol(&'static str),
+    /// The client's request body failed while it was sent.
+    RequestBody(hyper::Error),
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Error::Connect(e) => write!(f, "connect: {e}"),
+            Error::ConnectTimeout => f.write_str("connect: timed out"),
+            Error::Io(e) => write!(f, "{e}"),
+            Error::Protocol(what) => write!(f, "bad answer from the server: {what}"),
+            Error::RequestBody(e) => write!(f, "request body: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// One connection to a server, with what was read from it and not yet used.
+pub struct Conn {
+    io: TcpStream,
+    buf: BytesMut,
+    /// Served an earlier exchange (a failure before any answer byte may be a close the server
+    /// made while it was idle).
+    reused: bool,
+    idle_since: Instant,
+}
+
+impl Conn {
+    async fn connect(authority: &str, timeout: Duration) -> Result<Conn, Error> {
+        let io = match tokio::time::timeout(timeout, TcpStream::connect(authority)).await {
+            Ok(Ok(io)) => io,
+            Ok(Err(e)) => return Err(Error::Connect(e)),
+            Err(_) => return Err(Error::ConnectTimeout),
+        };
+        let _ = io.set_nodelay(true);
+        Ok(Conn {
+            io,
+            buf: BytesMut::new(),
+            reused: false,
+            idle_since: Instant::now(),
+        })
+    }
+
+    /// Read what the socket has into `buf` (at least `want` bytes of room); 0 at end of stream.
+    fn poll_fill(&mut self, cx: &mut Context<'_>, want: usize) -> Poll<io::Result<usize>> {
+        poll_fill(&mut self.io, &mut self.buf, cx, want)
+    }
+
+    /// Idle and not closed by the server (no syscall when the reactor saw nothing).
+    fn alive(&mut self) -> bool {
+        self.buf.reserve(1);
+        match self.io.try_read_buf(&mut self.buf) {
+            Err(e) => e.kind() == io::ErrorKind::WouldBlock,
+            // End of stream, or bytes nobody asked for: either way not reusable.
+            Ok(_) => false,
+        }
+    }
+}
+
+/// One read through `AsyncRead` (whose short reads clear the socket's readiness, so that the
+/// next liveness check or read costs no `EAGAIN` syscall) into `buf`'s spare room.
+fn poll_fill<R: AsyncRead + Unpin>(
+    io: &mut R,
+    buf: &mut BytesMut,
+    cx: &mut Context<'_>,
+    want: usize,
+) -> Poll<io::Result<usize>> {
+    buf.reserve(want);
+    let read = std::pin::pin!(io.read_buf(buf));
+    read.poll(cx)
+}
+
+/// A worker's idle connections, by server authority: most recently used first out, at most
+/// `per_host` each, none older than `idle_timeout`.
+pub struct Pool {
+    idle: Mutex<HashMap<Box<str>, Vec<Conn>>>,
+    per_host: usize,
+    idle_timeout: Duration,
+    connect_timeout: Duration,
+}
+
+impl Pool {
+    /// A pool, and a task on the current runtime that closes expired connections.
+    pub fn new(per_host: usize, idle_timeout: Duration, connect_timeout: Duration) -> Arc<Pool> {
+        let pool = Arc::new(Pool {
+            idle: Mutex::default(),
+            per_host,
+            idle_timeout,
+            connect_timeout,
+        });
+        if tokio::runtime::Handle::try_current().is_ok() {
+            tokio::spawn(sweep(Arc::downgrade(&pool)));
+        }
+        pool
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Box<str>, Vec<Conn>>> {
+        self.idle.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn take(&self, key: &str) -> Option<Conn> {
+        let now = Instant::now();
+        let mut idle = self.lock();
+        let list = idle.get_mut(key)?;
+        while let Some(mut conn) = list.pop() {
+            if now.duration_since(conn.idle_since) < self.idle_timeout && conn.alive() {
+                return Some(conn);
+            }
+        }
+        None
+    }
+
+    fn put(&self, key: &str, mut conn: Conn) {
+        if self.per_host == 0 || !conn.buf.is_empty() {
+            return;
+        }
+        // An idle connection keeps no buffer: the next exchange starts a fresh one.
+        conn.buf = BytesMut::new();
+        conn.reused = true;
+        conn.idle_since = Instant::now();
+        let mut idle = self.lock();
+        let list = match idle.get_mut(key) {
+            Some(list) => list,
+            None => idle.entry(key.into()).or_default(),
+        };
+        if list.len() < self.per_host {
+            list.push(conn);
+        }
+    }
+
+    /// Idle connections, in all (for tests and the API).
+    pub fn idle_count(&self) -> usize {
+        self.lock().values().map(Vec::len).sum()
+    }
+}
+
+async fn sweep(pool: Weak<Pool>) {
+    let period = match pool.upgrade() {
+        Some(p) => (p.idle_timeout / 2).clamp(Duration::from_secs(1), Duration::from_secs(30)),
+        None => return,
+    };
+    loop {
+        tokio::time::sleep(period).await;
+        let Some(pool) = pool.upgrade() else { return };
+        let now = Instant::now();
+        let mut idle = pool.lock();
+        for list in idle.values_mut() {
+            list.retain(|c| now.duration_since(c.idle_since) < pool.idle_timeout);
+        }
+        idle.retain(|_, list| !list.is_empty());
+    }
+}
+
+/// Where the request goes: the server's authority (the pool key and the connect address) and
+/// the path prefix of `preservePath` servers.
+pub struct Target<'a> {
+    pub authority: &'a str,
+    pub path_prefix: &'a str,
+}
+
+/// Send `head` (and `body`, when the request has one) to `target` and read the answer's head.
+pub async fn send(
+    pool: &Arc<Pool>,
+    target: &Target<'_>,
+    head: &request::Parts,
+    body: Option<Incoming>,
+) -> Result<Response<Body>, Error> {
+    let chunked = body.is_some() && !head.headers.contains_key(header::CONTENT_LENGTH);
+    let mut encoded = Vec::with_capacity(512);
+    encode_head(head, target, chunked, body.is_none(), &mut encoded);
+    let mut body = body;
+    loop {
+        let mut conn = match pool.take(target.authority) {
+            Some(conn) => conn,
+            None => Conn::connect(target.authority, pool.connect_timeout).await?,
+        };
+        let retryable = conn.reused && body.is_none();
+        match exchange(&mut conn, &encoded, body.take(), chunked).await {
+            Ok(exchanged) => return Ok(respond(pool, target, head, conn, exchanged)),
+            // A kept connection the server had closed: the request never reached it.
+            Err(Failure {
+                answered: false, ..
+            }) if retryable => continue,
+            Err(failure) => return Err(failure.error),
+        }
+    }
+}
+
+/// The request head as HTTP/1.1 bytes.
+fn encode_head(
+    head: &request::Parts,
+    target: &Target<'_>,
+    chunked: bool,
+    empty: bool,
+    out: &mut Vec<u8>,
+) {
+    out.extend_from_slice(head.method.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(target.path_prefix.as_bytes());
+    let pq = head.uri.path_and_query().map_or("/", |p| p.as_str());
+    out.extend_from_slice(pq.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    if !head.headers.contains_key(header::HOST) {
+        out.extend_from_slice(b"host: ");
+        out.extend_from_slice(target.authority.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    for (name, value) in &head.headers {
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    if chunked {
+        out.extend_from_slice(b"transfer-encoding: chunked\r\n");
+    } else if empty
+        && !head.headers.contains_key(header::CONTENT_LENGTH)
+        && matches!(head.method, Method::POST | Method::PUT | Method::PATCH)
+    {
+        // As Go's client (Traefik) does: a server may want a length on these methods.
+        out.extend_from_slice(b"content-length: 0\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+struct Failure {
+    error: Error,
+    /// Some answer bytes had arrived (a retry could be a replay).
+    answered: bool,
+}
+
+impl Failure {
+    fn io(error: io::Error, answered: bool) -> Failure {
+        Failure {
+            error: Error::Io(error),
+            answered,
+        }
+    }
+}
+
+/// A response head and whether the request was sent whole.
+struct Exchanged {
+    head: ResponseHead,
+    request_complete: bool,
+}
+
+async fn exchange(
+    conn: &mut Conn,
+    encoded: &[u8],
+    body: Option<Incoming>,
+    chunked: bool,
+) -> Result<Exchanged, Failure> {
+    let Conn { io, buf, .. } = conn;
+    let (mut read_half, mut write_half) = io.split();
+    if let Err(e) = write_half.write_all(encoded).await {
+        return Err(Failure::io(e, false));
+    }
+    let Some(body) = body else {
+        let head = read_head(&mut read_half, buf).await?;
+        return Ok(Exchanged {
+            head,
+            request_complete: true,
+        });
+    };
+    let writing = write_body(&mut write_half, body, chunked);
+    let reading = read_head(&mut read_half, buf);
+    tokio::pin!(writing, reading);
+    tokio::select! {
+        written = &mut writing => {
+            written?;
+            let head = reading.await?;
+            Ok(Exchanged { head, request_complete: true })
+        }
+        // The server answered before taking the whole body (a 413, a redirect...).
+        head = &mut reading => Ok(Exchanged { head: head?, request_complete: false }),
+    }
+}
+
+async fn write_body(
+    out: &mut tokio::net::tcp::WriteHalf<'_>,
+    mut body: Incoming,
+    chunked: bool,
+) -> Result<(), Failure> {
+    let fail = |e| Failure::io(e, false);
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| Failure {
+            error: Error::RequestBody(e),
+            answered: false,
+        })?;
+        // Trailers of the request are dropped (hop-by-hop in HTTP/1 without `TE: trailers`).
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        if data.is_empty() {
+            continue;
+        }
+        if chunked {
+            let size = format!("{:x}\r\n", data.len());
+            out.write_all(size.as_bytes()).await.map_err(fail)?;
+            out.write_all(&data).await.map_err(fail)?;
+            out.write_all(b"\r\n").await.map_err(fail)?;
+        } else {
+            out.write_all(&data).await.map_err(fail)?;
+        }
+    }
+    if chunked {
+        out.write_all(b"0\r\n\r\n").await.map_err(fail)?;
+    }
+    Ok(())
+}
+
+/// The parts of a response head the proxy uses.
+struct ResponseHead {
+    status: StatusCode,
+    version: Version,
+    headers: HeaderMap,
+}
+
+/// Read and parse the next final response head, skipping interim (1xx but 101) answers.
+async fn read_head(
+    io: &mut tokio::net::tcp::ReadHalf<'_>,
+    buf: &mut BytesMut,
+) -> Result<ResponseHead, Failure> {
+    let mut answered = false;
+    loop {
+        if !buf.is_empty() {
+            answered = true;
+            match parse_head(buf) {
+                Ok(Some(head)) if head.status.is_informational() && head.status.as_u16() != 101 => {
+                    continue;
+                }
+                Ok(Some(head)) => return Ok(head),
+                Ok(None) if buf.len() >= MAX_HEAD => {
+                    return Err(protocol("response head too large", true));
+                }
+                Ok(None) => {}
+                Err(what) => return Err(protocol(what, true)),
+            }
+        }
+        let n = std::future::poll_fn(|cx| poll_fill(io, buf, cx, HEAD_READ))
+            .await
+            .map_err(|e| Failure::io(e, answered))?;
+        if n == 0 {
+            let error = io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "connection closed before an answer",
+            );
+            return Err(Failure::io(error, answered));
+        }
+    }
+}
+
+fn protocol(what: &'static str, answered: bool) -> Failure {
+    Failure {
+        error: Error::Protocol(what),
+        answered,
+    }
+}
+
+/// A complete head at the start of `buf` (consumed), `None` when more bytes are needed.
+fn parse_head(buf: &mut BytesMut) -> Result<Option<ResponseHead>, &'static str> {
+    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut parsed = httparse::Response::new(&mut slots);
+    let len = match parsed.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => return Err("too many header fields"),
+        Err(_) => return Err("malformed response head"),
+    };
+    let status = parsed
+        .code
+        .and_then(|c| StatusCode::from_u16(c).ok())
+        .ok_or("bad status code")?;
+    let version = match parsed.version {
+        Some(0) => Version::HTTP_10,
+        _ => Version::HTTP_11,
+    };
+    let mut headers = HeaderMap::with_capacity(parsed.headers.len());
+    for h in parsed.headers.iter() {
+        let name = HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| "bad header name")?;
+        let value = HeaderValue::from_bytes(h.value).map_err(|_| "bad header value")?;
+        headers.append(name, value);
+    }
+    buf.advance(len);
+    Ok(Some(ResponseHead {
+        status,
+        version,
+        headers,
+    }))
+}
+
+/// How the response body is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    Empty,
+    Length(u64),
+    Chunked,
+    Close,
+}
+
+fn framing(method: &Method, head: &ResponseHead) -> Result<Framing, &'static str> {
+    let status = head.status;
+    if *method == Method::HEAD
+        || status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED
+    {
+        return Ok(Framing::Empty);
+    }
+    if let Some(last) = (head.headers.get_all(header::TRANSFER_ENCODING).iter())
+        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+        .rfind(|t| !t.trim_ascii().is_empty())
+    {
+        let chunked = last.trim_ascii().eq_ignore_ascii_case(b"chunked");
+        return Ok(if chunked {
+            Framing::Chunked
+        } else {
+            Framing::Close
+        });
+    }
+    let mut length = None;
+    for value in head.headers.get_all(header::CONTENT_LENGTH) {
+        for part in value.as_bytes().split(|b| *b == b',') {
+            let n = std::str::from_utf8(part.trim_ascii())
+                .ok()
+                .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|s| s.parse::<u64>().ok())
+                .ok_or("bad content-length")?;
+            if length.is_some_and(|l| l != n) {
+                return Err("differing content-length values");
+            }
+            length = Some(n);
+        }
+    }
+    Ok(match length {
+        Some(0) => Framing::Empty,
+        Some(n) => Framing::Length(n),
+        None => Framing::Close,
+    })
+}
+
+/// May the connection serve another exchange once this answer's body has been read?
+fn keeps_alive(head: &ResponseHead) -> bool {
+    head.version == Version::HTTP_11
+        && !(head.headers.get_all(header::CONNECTION).iter())
+            .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+            .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"))
+}
+
+/// Turn a parsed head into the response handed to the proxy.
+fn respond(
+    pool: &Arc<Pool>,
+    target: &Target<'_>,
+    request: &request::Parts,
+    conn: Conn,
+    exchanged: Exchanged,
+) -> Response<Body> {
+    let Exchanged {
+        head,
+        request_complete,
+    } = exchanged;
+    let state = if head.status == StatusCode::SWITCHING_PROTOCOLS {
+        State::Switched
+    } else {
+        match framing(&request.method, &head) {
+            Ok(Framing::Empty) => State::Done,
+            Ok(Framing::Length(n)) => State::Length(n),
+            Ok(Framing::Chunked) => State::Chunk(Chunk::Size),
+            Ok(Framing::Close) => State::Close,
+            Err(what) => State::Failed(what),
+        }
+    };
+    let keep = request_complete
+        && keeps_alive(&head)
+        && !matches!(state, State::Close | State::Switched | State::Failed(_));
+    let mut body = Body {
+        conn: Some(conn),
+        state,
+        home: keep.then(|| (Arc::clone(pool), target.authority.into())),
+    };
+    if body.state == State::Done {
+        body.finish();
+    }
+    let mut response = Response::new(body);
+    *response.status_mut() = head.status;
+    *response.version_mut() = head.version;
+    *response.headers_mut() = head.headers;
+    response
+}

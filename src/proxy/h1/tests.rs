@@ -1,0 +1,276 @@
+//! The HTTP/1 client against scripted servers on loopback: framing, chunked decoding, interim
+//! answers, keep-alive and the retry on a connection the server closed while it was idle.
+
+use std::time::Duration;
+
+use bytes::BytesMut;
+use http::{Method, Request, StatusCode, request};
+use http_body_util::BodyExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+use super::*;
+
+fn parts(method: &str, uri: &str, headers: &[(&str, &str)]) -> request::Parts {
+    let mut b = Request::builder().method(method).uri(uri);
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    b.body(()).unwrap().into_parts().0
+}
+
+fn head_of(bytes: &[u8]) -> ResponseHead {
+    let mut buf = BytesMut::from(bytes);
+    parse_head(&mut buf).unwrap().expect("a complete head")
+}
+
+#[test]
+fn request_heads() {
+    let target = Target {
+        authority: "10.0.0.2:8080",
+        path_prefix: "",
+    };
+    let mut out = Vec::new();
+    encode_head(
+        &parts("GET", "/a?b=1", &[("x-a", "1")]),
+        &target,
+        false,
+        true,
+        &mut out,
+    );
+    assert_eq!(
+        out,
+        b"GET /a?b=1 HTTP/1.1\r\nhost: 10.0.0.2:8080\r\nx-a: 1\r\n\r\n"
+    );
+
+    let prefixed = Target {
+        authority: "s",
+        path_prefix: "/base",
+    };
+    out.clear();
+    encode_head(
+        &parts("POST", "/x", &[("host", "app.lan")]),
+        &prefixed,
+        false,
+        true,
+        &mut out,
+    );
+    assert_eq!(
+        out,
+        b"POST /base/x HTTP/1.1\r\nhost: app.lan\r\ncontent-length: 0\r\n\r\n"
+    );
+
+    out.clear();
+    encode_head(
+        &parts("PUT", "/", &[("host", "h")]),
+        &target,
+        true,
+        false,
+        &mut out,
+    );
+    assert!(out.ends_with(b"host: h\r\ntransfer-encoding: chunked\r\n\r\n"));
+}
+
+#[test]
+fn response_framing() {
+    let get = Method::GET;
+    let f = |bytes: &[u8]| framing(&get, &head_of(bytes));
+    assert_eq!(
+        f(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n"),
+        Ok(Framing::Length(5))
+    );
+    assert_eq!(
+        f(b"HTTP/1.1 200 OK\r\ncontent-length: 5, 5\r\n\r\n"),
+        Ok(Framing::Length(5))
+    );
+    assert!(f(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\ncontent-length: 6\r\n\r\n").is_err());
+    assert!(f(b"HTTP/1.1 200 OK\r\ncontent-length: +5\r\n\r\n").is_err());
+    assert_eq!(
+        f(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n"),
+        Ok(Framing::Empty)
+    );
+    assert_eq!(
+        f(b"HTTP/1.1 204 No Content\r\ncontent-length: 9\r\n\r\n"),
+        Ok(Framing::Empty)
+    );
+    assert_eq!(f(b"HTTP/1.1 304 Not Modified\r\n\r\n"), Ok(Framing::Empty));
+    // Transfer-Encoding wins over Content-Length; only a final `chunked` is chunked.
+    let chunked =
+        b"HTTP/1.1 200 OK\r\ntransfer-encoding: gzip, Chunked\r\ncontent-length: 3\r\n\r\n";
+    assert_eq!(f(chunked), Ok(Framing::Chunked));
+    assert_eq!(
+        f(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked, gzip\r\n\r\n"),
+        Ok(Framing::Close)
+    );
+    assert_eq!(f(b"HTTP/1.0 200 OK\r\n\r\n"), Ok(Framing::Close));
+    let head = head_of(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n");
+    assert_eq!(framing(&Method::HEAD, &head), Ok(Framing::Empty));
+}
+
+#[test]
+fn keep_alive_rules() {
+    assert!(keeps_alive(&head_of(b"HTTP/1.1 200 OK\r\n\r\n")));
+    assert!(!keeps_alive(&head_of(
+        b"HTTP/1.1 200 OK\r\nconnection: keep-alive, Close\r\n\r\n"
+    )));
+    assert!(!keeps_alive(&head_of(
+        b"HTTP/1.0 200 OK\r\nconnection: keep-alive\r\n\r\n"
+    )));
+}
+
+#[test]
+fn heads_partial_bad_and_too_many() {
+    let mut buf = BytesMut::from(&b"HTTP/1.1 200 OK\r\nx: 1\r\n"[..]);
+    assert!(parse_head(&mut buf).unwrap().is_none());
+    assert_eq!(buf.len(), 23, "a partial head is left in place");
+    let mut bad = BytesMut::from(&b"HTTP/1.1 2x0 OK\r\n\r\n"[..]);
+    assert!(parse_head(&mut bad).is_err());
+    let mut many = BytesMut::from(&b"HTTP/1.1 200 OK\r\n"[..]);
+    for i in 0..=MAX_HEADERS {
+        many.extend_from_slice(format!("x-{i}: 1\r\n").as_bytes());
+    }
+    many.extend_from_slice(b"\r\n");
+    assert!(parse_head(&mut many).is_err());
+    let mut two = BytesMut::from(&b"HTTP/1.1 200 OK\r\nx: 1\r\nx: 2\r\n\r\nrest"[..]);
+    let head = parse_head(&mut two).unwrap().unwrap();
+    assert_eq!(head.headers.get_all("x").iter().count(), 2);
+    assert_eq!(&two[..], b"rest");
+}
+
+#[test]
+fn chunk_sizes() {
+    assert_eq!(body::chunk_size(b"1a"), Some(26));
+    assert_eq!(body::chunk_size(b"1A;name=value"), Some(26));
+    assert_eq!(body::chunk_size(b"0"), Some(0));
+    assert_eq!(body::chunk_size(b""), None);
+    assert_eq!(body::chunk_size(b"zz"), None);
+    assert_eq!(body::chunk_size(b"10000000000000000"), None);
+}
+
+/// A server on loopback that, on each accepted connection, reads one request head per entry
+/// of that connection's script and writes the entry (in pieces, as given), then closes.
+async fn scripted(
+    connections: Vec<Vec<Vec<&'static [u8]>>>,
+) -> (String, tokio::task::JoinHandle<usize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let task = tokio::spawn(async move {
+        let mut accepted = 0;
+        for script in connections {
+            let (mut sock, _) = listener.accept().await.unwrap();
+            accepted += 1;
+            for answer in script {
+                let mut seen = Vec::new();
+                while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                    let mut b = [0u8; 1024];
+                    let n = sock.read(&mut b).await.unwrap();
+                    assert!(n > 0, "client closed early");
+                    seen.extend_from_slice(&b[..n]);
+                }
+                for piece in answer {
+                    sock.write_all(piece).await.unwrap();
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            }
+        }
+        accepted
+    });
+    (addr, task)
+}
+
+fn pool() -> Arc<Pool> {
+    Pool::new(4, Duration::from_secs(60), Duration::from_secs(2))
+}
+
+async fn get(pool: &Arc<Pool>, addr: &str) -> Result<(StatusCode, Vec<u8>), String> {
+    let target = Target {
+        authority: addr,
+        path_prefix: "",
+    };
+    let head = parts("GET", "/", &[("host", "t")]);
+    let resp = send(pool, &target, &head, None)
+        .await
+        .map_err(|e| e.to_string())?;
+    let status = resp.status();
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok((status, body.to_bytes().to_vec()))
+}
+
+#[tokio::test]
+async fn chunked_bodies_in_pieces_and_keep_alive() {
+    let (addr, server) = scripted(vec![vec![
+        vec![
+            b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhel",
+            b"lo\r\n7;ext=1\r\n, world\r\n0\r\nx-trailer: 1\r\n",
+            b"\r\n",
+        ],
+        vec![b"HTTP/1.1 201 Created\r\ncontent-length: 3\r\n\r\n", b"abc"],
+    ]])
+    .await;
+    let pool = pool();
+    assert_eq!(
+        get(&pool, &addr).await.unwrap(),
+        (StatusCode::OK, b"hello, world".to_vec())
+    );
+    assert_eq!(
+        pool.idle_count(),
+        1,
+        "a clean end gives the connection back"
+    );
+    assert_eq!(
+        get(&pool, &addr).await.unwrap(),
+        (StatusCode::CREATED, b"abc".to_vec())
+    );
+    assert_eq!(server.await.unwrap(), 1, "both exchanges on one connection");
+}
+
+#[tokio::test]
+async fn a_connection_closed_while_idle_is_replaced() {
+    // The first connection answers once and closes; the second serves the retry.
+    let (addr, server) = scripted(vec![
+        vec![vec![b"HTTP/1.1 200 OK\r\ncontent-length: 1\r\n\r\na"]],
+        vec![vec![b"HTTP/1.1 200 OK\r\ncontent-length: 1\r\n\r\nb"]],
+    ])
+    .await;
+    let pool = pool();
+    assert_eq!(get(&pool, &addr).await.unwrap().1, b"a");
+    // Let the close arrive, unseen until the connection is used again.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(get(&pool, &addr).await.unwrap().1, b"b");
+    assert_eq!(server.await.unwrap(), 2);
+}
+
+#[tokio::test]
+async fn truncated_and_malformed_bodies_fail_and_are_not_kept() {
+    let (addr, _server) = scripted(vec![
+        vec![vec![b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nshort"]],
+        vec![vec![
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nxyz\r\n",
+        ]],
+        vec![vec![b"HTTP/1.1 200 OK\r\n\r\nto the close"]],
+    ])
+    .await;
+    let pool = pool();
+    assert!(
+        get(&pool, &addr).await.is_err(),
+        "a body cut short is an error"
+    );
+    assert!(
+        get(&pool, &addr).await.is_err(),
+        "a bad chunk size is an error"
+    );
+    // A body delimited by the close is whole when the server closes.
+    assert_eq!(get(&pool, &addr).await.unwrap().1, b"to the close");
+    assert_eq!(pool.idle_count(), 0);
+}
+
+#[tokio::test]
+async fn a_connection_that_answers_nothing_is_an_error() {
+    let (addr, _server) = scripted(vec![vec![vec![b""]]]).await;
+    let err = get(&pool(), &addr).await.unwrap_err();
+    assert!(err.contains("closed before an answer"), "{err}");
+}
