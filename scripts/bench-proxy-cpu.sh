@@ -4,9 +4,18 @@
 # 2 s warm-up, then `wrk -t2 -c64 -d$DURATION` while the proxy's utime and stime (every thread,
 # every worker process) are read from /proc before and after. Prints one line per proxy:
 # requests/s and microseconds of CPU per request. Loopback only; every process is stopped on exit.
+#
+# PIN=1: the proxy alone on CPU 1 with one worker (nginx `worker_processes 1`, boma
+# `[limits] workers = 1`), wrk (one thread) and the backend on CPU 0, so that a proxy's
+# requests/s is its own single-core throughput instead of its share of two cores with the load
+# generator (much steadier on a shared host). BOMA_B=path: a second boma binary measured in the
+# same run, after the first (before/after a change). ROUNDS=n: the measurements n times over.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BOMA=${BOMA:-target/release/boma}
+BOMA_B=${BOMA_B:-}
+PIN=${PIN:-0}
+ROUNDS=${ROUNDS:-1}
 DURATION=${DURATION:-8}
 BASE=${BASE_PORT:-18180}
 BACKEND=$((BASE + 1)); NGINX=$((BASE + 2)); BOMA_PORT=$((BASE + 3))
@@ -24,7 +33,7 @@ http { access_log off; keepalive_requests 1000000; client_body_temp_path $work/b
   server { listen 127.0.0.1:$BACKEND; location / { return 200 "hello, world\n"; } } }
 C
 cat > "$work/proxy/nginx.conf" <<C
-worker_processes auto; pid $work/proxy/nginx.pid; error_log $work/proxy/error.log;
+worker_processes $([ "$PIN" = 1 ] && echo 1 || echo auto); pid $work/proxy/nginx.pid; error_log $work/proxy/error.log;
 events { worker_connections 4096; }
 http { access_log off; client_body_temp_path $work/proxy; proxy_temp_path $work/proxy;
   upstream backend { server 127.0.0.1:$BACKEND; keepalive 64; }
@@ -56,18 +65,31 @@ wait_http() { for _ in $(seq 1 100); do curl -fs -o /dev/null -H 'Host: bench.lo
 hz=$(getconf CLK_TCK)
 one() { # name url pid
   wait_http "$2"
-  wrk -t2 -c64 -d2s -H 'Host: bench.local' "$2" > /dev/null
+  $load wrk -t$wrk_threads -c64 -d2s -H 'Host: bench.local' "$2" > /dev/null
   read -r u0 s0 < <(ticks $(procs "$3"))
-  out=$(wrk -t2 -c64 -d"${DURATION}s" -H 'Host: bench.local' "$2")
+  out=$($load wrk -t$wrk_threads -c64 -d"${DURATION}s" -H 'Host: bench.local' "$2")
   read -r u1 s1 < <(ticks $(procs "$3"))
   reqs=$(echo "$out" | awk '/requests in/{print $1}')
   rps=$(echo "$out" | awk '/^Requests\/sec/{printf "%.0f", $2}')
   awk -v n="$1" -v r="$rps" -v q="$reqs" -v u=$((u1 - u0)) -v s=$((s1 - s0)) -v hz="$hz" \
     'BEGIN { printf "%s: %s requests/s, CPU per request %.1f us (user %.1f, system %.1f)\n", n, r, (u + s) * 1e6 / hz / q, u * 1e6 / hz / q, s * 1e6 / hz / q }'
 }
-nginx -c "$work/backend/nginx.conf" -g 'daemon off;' & pids+=($!)
-nginx -c "$work/proxy/nginx.conf" -g 'daemon off;' & ngx=$!; pids+=($ngx)
-one nginx "http://127.0.0.1:$NGINX/" "$ngx"
-kill "$ngx"; wait "$ngx" 2>/dev/null || true
-"$BOMA" run --config "$work/boma.toml" > "$work/boma.log" 2>&1 & b=$!; pids+=($b)
-one boma "http://127.0.0.1:$BOMA_PORT/" "$b"
+if [ "$PIN" = 1 ]; then
+  load="taskset -c 0"; proxy_cpu="taskset -c 1"; wrk_threads=1
+  printf '[limits]\nworkers = 1\n' >> "$work/boma.toml"
+else
+  load=""; proxy_cpu=""; wrk_threads=2
+fi
+$load nginx -c "$work/backend/nginx.conf" -g 'daemon off;' & pids+=($!)
+boma_one() { # name binary
+  $proxy_cpu "$2" run --config "$work/boma.toml" > "$work/boma.log" 2>&1 & b=$!; pids+=($b)
+  one "$1" "http://127.0.0.1:$BOMA_PORT/" "$b"
+  kill "$b"; wait "$b" 2>/dev/null || true
+}
+for _ in $(seq 1 "$ROUNDS"); do
+  $proxy_cpu nginx -c "$work/proxy/nginx.conf" -g 'daemon off;' & ngx=$!; pids+=($ngx)
+  one nginx "http://127.0.0.1:$NGINX/" "$ngx"
+  kill "$ngx"; wait "$ngx" 2>/dev/null || true
+  boma_one boma "$BOMA"
+  [ -z "$BOMA_B" ] || boma_one "boma ($BOMA_B)" "$BOMA_B"
+done

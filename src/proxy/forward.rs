@@ -326,6 +326,8 @@ const UNTRUSTED_ONLY_REMOVED: [HeaderName; 5] = [
 /// middlewares run: from an untrusted client, incoming values are replaced; from a trusted one
 /// they are kept.
 pub fn set_forwarded(headers: &mut HeaderMap, host: &str, down: &Downstream, upgrade: bool) {
+    // Room for the six added here at once, not in several doublings.
+    headers.reserve(6);
     if !down.trusted
         && headers.keys().any(|k| {
             let n = k.as_str();

@@ -28,7 +28,7 @@ pub use body::{Body, Upgraded};
 use body::{Chunk, State};
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, BytesMut};
+use bytes::BytesMut;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Response, StatusCode, Version, request};
 use http_body_util::BodyExt;
@@ -437,13 +437,29 @@ fn parse_head(buf: &mut BytesMut) -> Result<Option<ResponseHead>, &'static str> 
         Some(0) => Version::HTTP_10,
         _ => Version::HTTP_11,
     };
-    let mut headers = HeaderMap::with_capacity(parsed.headers.len());
-    for h in parsed.headers.iter() {
-        let name = HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| "bad header name")?;
-        let value = HeaderValue::from_bytes(h.value).map_err(|_| "bad header value")?;
+    // Where each value lies in the head, so that the values share the head's bytes instead of
+    // each being copied (names are mostly standard ones, which need no copy).
+    let base = buf.as_ptr() as usize;
+    let mut places = [[0usize; 4]; MAX_HEADERS];
+    let count = parsed.headers.len();
+    for (h, place) in parsed.headers.iter().zip(places.iter_mut()) {
+        let (name, value) = (h.name.as_bytes(), h.value);
+        *place = [
+            name.as_ptr() as usize - base,
+            name.len(),
+            value.as_ptr() as usize - base,
+            value.len(),
+        ];
+    }
+    let head = buf.split_to(len).freeze();
+    let mut headers = HeaderMap::with_capacity(count);
+    for &[name_at, name_len, at, n] in &places[..count] {
+        let name = HeaderName::from_bytes(&head[name_at..name_at + name_len])
+            .map_err(|_| "bad header name")?;
+        let value = HeaderValue::from_maybe_shared(head.slice(at..at + n))
+            .map_err(|_| "bad header value")?;
         headers.append(name, value);
     }
-    buf.advance(len);
     Ok(Some(ResponseHead {
         status,
         version,
