@@ -110,7 +110,8 @@ impl Conn {
 
     /// Idle and not closed by the server (no syscall when the reactor saw nothing).
     fn alive(&mut self) -> bool {
-        self.buf.reserve(1);
+        // The room the head read takes anyway: one allocation for both.
+        self.buf.reserve(HEAD_READ);
         match self.io.try_read_buf(&mut self.buf) {
             Err(e) => e.kind() == io::ErrorKind::WouldBlock,
             // End of stream, or bytes nobody asked for: either way not reusable.
@@ -534,7 +535,7 @@ fn respond(
     exchanged: Exchanged,
 ) -> Response<Body> {
     let Exchanged {
-        head,
+        mut head,
         request_complete,
     } = exchanged;
     let state = if head.status == StatusCode::SWITCHING_PROTOCOLS {
@@ -548,6 +549,11 @@ fn respond(
             Err(what) => State::Failed(what),
         }
     };
+    if state == State::Chunk(Chunk::Size) {
+        // Transfer-Encoding overrides Content-Length (RFC 9112 §6.3): the length the client
+        // sees is hyper's own framing of the decoded body, never the server's stale one.
+        head.headers.remove(header::CONTENT_LENGTH);
+    }
     let keep = request_complete
         && keeps_alive(&head)
         && !matches!(state, State::Close | State::Switched | State::Failed(_));

@@ -229,6 +229,23 @@ async fn chunked_bodies_in_pieces_and_keep_alive() {
 }
 
 #[tokio::test]
+async fn chunked_overrides_a_content_length() {
+    let (addr, _server) = scripted(vec![vec![vec![
+        b"HTTP/1.1 200 OK\r\ncontent-length: 99\r\ntransfer-encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n",
+    ]]])
+    .await;
+    let target = Target {
+        authority: &addr,
+        path_prefix: "",
+    };
+    let head = parts("GET", "/", &[("host", "t")]);
+    let resp = send(&pool(), &target, &head, None).await.unwrap();
+    assert!(!resp.headers().contains_key(header::CONTENT_LENGTH));
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&body[..], b"ok");
+}
+
+#[tokio::test]
 async fn a_connection_closed_while_idle_is_replaced() {
     // The first connection answers once and closes; the second serves the retry.
     let (addr, server) = scripted(vec![
