@@ -64,11 +64,7 @@ impl Upstream {
             b.build(Connector::new(conn.clone(), limits.tls.clone()))
         };
         Upstream {
-            h1: super::h1::Pool::new(
-                limits.idle_per_host,
-                limits.idle_timeout,
-                limits.connect_timeout,
-            ),
+            h1: super::h1::Pool::new(limits.idle_per_host, limits.idle_timeout, conn.clone()),
             http1: build(false),
             h2c: build(true),
             limits,
@@ -87,8 +83,11 @@ impl Upstream {
         body: Option<Incoming>,
     ) -> Result<Response<ResponseBody>, SendError> {
         let exchange = async {
-            if server.protocol == Protocol::Http1 && server.scheme == http::uri::Scheme::HTTP {
-                self.send_h1(server, head, body).await
+            // Requests with a body stay with hyper-util (full duplex, length counted).
+            let plain =
+                server.protocol == Protocol::Http1 && server.scheme == http::uri::Scheme::HTTP;
+            if plain && body.is_none() {
+                self.send_h1(server, head).await
             } else {
                 self.send_hyper(server, head, body).await
             }
@@ -106,17 +105,16 @@ impl Upstream {
         &self,
         server: &Server,
         head: request::Parts,
-        body: Option<Incoming>,
     ) -> Result<Response<ResponseBody>, SendError> {
         use super::h1::{Error, Target};
         let target = Target {
             authority: server.authority.as_str(),
             path_prefix: &server.path_prefix,
         };
-        match super::h1::send(&self.h1, &target, &head, body).await {
+        match super::h1::send(&self.h1, &target, &head).await {
             Ok(response) => Ok(response.map(ResponseBody::Own)),
             Err(Error::ConnectTimeout) => Err(SendError::Timeout),
-            Err(e @ Error::Connect(_)) => Err(SendError::Connect(e.to_string())),
+            Err(Error::Connect(why)) => Err(SendError::Connect(why)),
             Err(e) => Err(SendError::Other(e.to_string())),
         }
     }
@@ -201,7 +199,7 @@ enum SendError {
 }
 
 /// The kind of the first io::Error in `e`'s source chain.
-fn io_kind(e: &(dyn std::error::Error + 'static)) -> Option<std::io::ErrorKind> {
+pub(super) fn io_kind(e: &(dyn std::error::Error + 'static)) -> Option<std::io::ErrorKind> {
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(err) = cur {
         if let Some(io) = err.downcast_ref::<std::io::Error>() {
@@ -212,7 +210,7 @@ fn io_kind(e: &(dyn std::error::Error + 'static)) -> Option<std::io::ErrorKind> 
     None
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
+pub(super) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut src = e.source();
     while let Some(inner) = src {

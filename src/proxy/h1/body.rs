@@ -33,7 +33,6 @@ pub(super) enum State {
     Close,
     /// A 101: the connection is the upgraded stream, taken with [`Body::take_upgraded`].
     Switched,
-    Failed(&'static str),
     Done,
 }
 
@@ -121,6 +120,7 @@ impl Body {
     fn step_chunked(&mut self, cx: &mut Context<'_>, chunk: Chunk) -> Step {
         match chunk {
             Chunk::Size => match self.line() {
+                Some(line) if line.len() > MAX_CHUNK_LINE => self.fail("chunk line too long"),
                 Some(line) => {
                     let Some(size) = chunk_size(&line) else {
                         return self.fail("bad chunk size");
@@ -223,8 +223,8 @@ enum Step {
 
 /// The size of a chunk-size line (extensions ignored).
 pub(super) fn chunk_size(line: &[u8]) -> Option<u64> {
-    let digits = line.split(|b| *b == b';').next()?.trim_ascii();
-    if digits.is_empty() || digits.len() > 16 {
+    let digits = line.split(|b| *b == b';').next()?.trim_ascii_end();
+    if digits.is_empty() || digits.len() > 16 || !digits.iter().all(u8::is_ascii_hexdigit) {
         return None;
     }
     let text = std::str::from_utf8(digits).ok()?;
@@ -243,7 +243,6 @@ impl http_body::Body for Body {
         loop {
             let step = match this.state {
                 State::Done | State::Switched => return Poll::Ready(None),
-                State::Failed(what) => this.fail(what),
                 State::Length(left) => this.step_length(cx, left),
                 State::Chunk(chunk) => this.step_chunked(cx, chunk),
                 State::Close => this.step_close(cx),

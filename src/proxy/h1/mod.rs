@@ -7,10 +7,14 @@
 //! be kept, the connection goes back to the worker's [`Pool`]; a body dropped early closes it.
 //!
 //! Framing follows RFC 9112 §6: HEAD, 1xx, 204 and 304 answers have no body; chunked (decoded
-//! here, trailers dropped), then Content-Length (several differing values: refused), else the body
-//! runs to the close. Interim 1xx answers other than 101 are skipped. A request body streams
-//! as Content-Length when the client gave one, chunked otherwise; an answer that comes before
-//! the body is sent is taken, and that connection is not kept.
+//! here, trailers dropped), then Content-Length (invalid or differing values: a 502), else the
+//! body runs to the close. Interim 1xx answers other than 101 are skipped.
+//!
+//! Only requests without a body come here (`forward::Upstream::send`): a request body goes
+//! through hyper-util's client, which keeps sending it while the answer streams back (full
+//! duplex) and counts its length. A kept connection that the server closed while idle is
+//! replaced for a request that never reached the server, or for a safe method (GET, HEAD,
+//! OPTIONS, TRACE), as Go's client does; never more than twice.
 //!
 //! `https://` and `h2c://` servers keep hyper-util's client (`forward::Upstream`).
 
@@ -19,6 +23,14 @@ use std::future::Future;
 use std::io;
 use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Response, StatusCode, Version, request};
+use hyper_util::client::legacy::connect::HttpConnector;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 
 mod body;
 #[cfg(test)]
@@ -26,15 +38,6 @@ mod tests;
 
 pub use body::{Body, Upgraded};
 use body::{Chunk, State};
-use std::time::{Duration, Instant};
-
-use bytes::BytesMut;
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::{Method, Response, StatusCode, Version, request};
-use http_body_util::BodyExt;
-use hyper::body::Incoming;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 /// Largest response head accepted.
 const MAX_HEAD: usize = 64 * 1024;
@@ -52,15 +55,13 @@ const MAX_TRAILERS: usize = 16 * 1024;
 #[derive(Debug)]
 pub enum Error {
     /// The server could not be reached.
-    Connect(io::Error),
+    Connect(String),
     /// Connecting took longer than the connect timeout.
     ConnectTimeout,
     /// The exchange failed after connecting.
     Io(io::Error),
     /// The server's answer is not HTTP/1 as this client reads it.
     Protocol(&'static str),
-    /// The client's request body failed while it was sent.
-    RequestBody(hyper::Error),
 }
 
 impl std::fmt::Display for Error {
@@ -70,7 +71,6 @@ impl std::fmt::Display for Error {
             Error::ConnectTimeout => f.write_str("connect: timed out"),
             Error::Io(e) => write!(f, "{e}"),
             Error::Protocol(what) => write!(f, "bad answer from the server: {what}"),
-            Error::RequestBody(e) => write!(f, "request body: {e}"),
         }
     }
 }
@@ -88,13 +88,19 @@ pub struct Conn {
 }
 
 impl Conn {
-    async fn connect(authority: &str, timeout: Duration) -> Result<Conn, Error> {
-        let io = match tokio::time::timeout(timeout, TcpStream::connect(authority)).await {
-            Ok(Ok(io)) => io,
-            Ok(Err(e)) => return Err(Error::Connect(e)),
-            Err(_) => return Err(Error::ConnectTimeout),
+    /// Connect as hyper-util does (its connector: the connect timeout split over the addresses
+    /// of a name, IPv6 falling back to IPv4, TCP_NODELAY).
+    async fn connect(connector: &HttpConnector, authority: &str) -> Result<Conn, Error> {
+        let uri: http::Uri = format!("http://{authority}/")
+            .parse()
+            .map_err(|e| Error::Connect(format!("bad server address {authority}: {e}")))?;
+        let io = match tower_service::Service::call(&mut connector.clone(), uri).await {
+            Ok(io) => io.into_inner(),
+            Err(e) if super::forward::io_kind(&e) == Some(io::ErrorKind::TimedOut) => {
+                return Err(Error::ConnectTimeout);
+            }
+            Err(e) => return Err(Error::Connect(super::forward::error_chain(&e))),
         };
-        let _ = io.set_nodelay(true);
         Ok(Conn {
             io,
             buf: BytesMut::new(),
@@ -139,17 +145,17 @@ pub struct Pool {
     idle: Mutex<HashMap<Box<str>, Vec<Conn>>>,
     per_host: usize,
     idle_timeout: Duration,
-    connect_timeout: Duration,
+    connector: HttpConnector,
 }
 
 impl Pool {
     /// A pool, and a task on the current runtime that closes expired connections.
-    pub fn new(per_host: usize, idle_timeout: Duration, connect_timeout: Duration) -> Arc<Pool> {
+    pub fn new(per_host: usize, idle_timeout: Duration, connector: HttpConnector) -> Arc<Pool> {
         let pool = Arc::new(Pool {
             idle: Mutex::default(),
             per_host,
             idle_timeout,
-            connect_timeout,
+            connector,
         });
         if tokio::runtime::Handle::try_current().is_ok() {
             tokio::spawn(sweep(Arc::downgrade(&pool)));
@@ -221,42 +227,44 @@ pub struct Target<'a> {
     pub path_prefix: &'a str,
 }
 
-/// Send `head` (and `body`, when the request has one) to `target` and read the answer's head.
+/// Most connections one request goes through: a kept one found closed is replaced at most twice.
+const MAX_TRIES: usize = 3;
+
+/// Send `head` (a request without a body) to `target` and read the answer's head.
 pub async fn send(
     pool: &Arc<Pool>,
     target: &Target<'_>,
     head: &request::Parts,
-    body: Option<Incoming>,
 ) -> Result<Response<Body>, Error> {
-    let chunked = body.is_some() && !head.headers.contains_key(header::CONTENT_LENGTH);
     let mut encoded = Vec::with_capacity(512);
-    encode_head(head, target, chunked, body.is_none(), &mut encoded);
-    let mut body = body;
+    encode_head(head, target, &mut encoded);
+    let safe = matches!(
+        head.method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
+    );
+    let mut tries = 0;
     loop {
+        tries += 1;
         let mut conn = match pool.take(target.authority) {
             Some(conn) => conn,
-            None => Conn::connect(target.authority, pool.connect_timeout).await?,
+            None => Conn::connect(&pool.connector, target.authority).await?,
         };
-        let retryable = conn.reused && body.is_none();
-        match exchange(&mut conn, &encoded, body.take(), chunked).await {
-            Ok(exchanged) => return Ok(respond(pool, target, head, conn, exchanged)),
-            // A kept connection the server had closed: the request never reached it.
+        match exchange(&mut conn, &encoded).await {
+            Ok(answer) => return respond(pool, target, head, conn, answer),
+            // A kept connection the server had closed while it was idle: replaced when the
+            // request cannot have been acted on (not all of it was written) or is safe.
             Err(Failure {
-                answered: false, ..
-            }) if retryable => continue,
+                answered: false,
+                written,
+                ..
+            }) if conn.reused && (safe || !written) && tries < MAX_TRIES => continue,
             Err(failure) => return Err(failure.error),
         }
     }
 }
 
 /// The request head as HTTP/1.1 bytes.
-fn encode_head(
-    head: &request::Parts,
-    target: &Target<'_>,
-    chunked: bool,
-    empty: bool,
-    out: &mut Vec<u8>,
-) {
+fn encode_head(head: &request::Parts, target: &Target<'_>, out: &mut Vec<u8>) {
     out.extend_from_slice(head.method.as_str().as_bytes());
     out.push(b' ');
     out.extend_from_slice(target.path_prefix.as_bytes());
@@ -264,8 +272,10 @@ fn encode_head(
     out.extend_from_slice(pq.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
     if !head.headers.contains_key(header::HOST) {
+        // As hyper-util's client: the default port is left out.
+        let host = (target.authority.strip_suffix(":80")).unwrap_or(target.authority);
         out.extend_from_slice(b"host: ");
-        out.extend_from_slice(target.authority.as_bytes());
+        out.extend_from_slice(host.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
     for (name, value) in &head.headers {
@@ -274,10 +284,7 @@ fn encode_head(
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
-    if chunked {
-        out.extend_from_slice(b"transfer-encoding: chunked\r\n");
-    } else if empty
-        && !head.headers.contains_key(header::CONTENT_LENGTH)
+    if !head.headers.contains_key(header::CONTENT_LENGTH)
         && matches!(head.method, Method::POST | Method::PUT | Method::PATCH)
     {
         // As Go's client (Traefik) does: a server may want a length on these methods.
@@ -288,7 +295,9 @@ fn encode_head(
 
 struct Failure {
     error: Error,
-    /// Some answer bytes had arrived (a retry could be a replay).
+    /// The whole request head had been written (the server may have acted on it).
+    written: bool,
+    /// Some answer bytes had arrived.
     answered: bool,
 }
 
@@ -296,80 +305,22 @@ impl Failure {
     fn io(error: io::Error, answered: bool) -> Failure {
         Failure {
             error: Error::Io(error),
+            written: true,
             answered,
         }
     }
 }
 
-/// A response head and whether the request was sent whole.
-struct Exchanged {
-    head: ResponseHead,
-    request_complete: bool,
-}
-
-async fn exchange(
-    conn: &mut Conn,
-    encoded: &[u8],
-    body: Option<Incoming>,
-    chunked: bool,
-) -> Result<Exchanged, Failure> {
+/// Write the request head and read the answer's.
+async fn exchange(conn: &mut Conn, encoded: &[u8]) -> Result<ResponseHead, Failure> {
     let Conn { io, buf, .. } = conn;
-    let (mut read_half, mut write_half) = io.split();
-    if let Err(e) = write_half.write_all(encoded).await {
-        return Err(Failure::io(e, false));
-    }
-    let Some(body) = body else {
-        let head = read_head(&mut read_half, buf).await?;
-        return Ok(Exchanged {
-            head,
-            request_complete: true,
+    if let Err(e) = io.write_all(encoded).await {
+        return Err(Failure {
+            written: false,
+            ..Failure::io(e, false)
         });
-    };
-    let writing = write_body(&mut write_half, body, chunked);
-    let reading = read_head(&mut read_half, buf);
-    tokio::pin!(writing, reading);
-    tokio::select! {
-        written = &mut writing => {
-            written?;
-            let head = reading.await?;
-            Ok(Exchanged { head, request_complete: true })
-        }
-        // The server answered before taking the whole body (a 413, a redirect...).
-        head = &mut reading => Ok(Exchanged { head: head?, request_complete: false }),
     }
-}
-
-async fn write_body(
-    out: &mut tokio::net::tcp::WriteHalf<'_>,
-    mut body: Incoming,
-    chunked: bool,
-) -> Result<(), Failure> {
-    let fail = |e| Failure::io(e, false);
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| Failure {
-            error: Error::RequestBody(e),
-            answered: false,
-        })?;
-        // Trailers of the request are dropped (hop-by-hop in HTTP/1 without `TE: trailers`).
-        let Ok(data) = frame.into_data() else {
-            continue;
-        };
-        if data.is_empty() {
-            continue;
-        }
-        if chunked {
-            let size = format!("{:x}\r\n", data.len());
-            out.write_all(size.as_bytes()).await.map_err(fail)?;
-            out.write_all(&data).await.map_err(fail)?;
-            out.write_all(b"\r\n").await.map_err(fail)?;
-        } else {
-            out.write_all(&data).await.map_err(fail)?;
-        }
-    }
-    if chunked {
-        out.write_all(b"0\r\n\r\n").await.map_err(fail)?;
-    }
-    Ok(())
+    read_head(io, buf).await
 }
 
 /// The parts of a response head the proxy uses.
@@ -380,10 +331,7 @@ struct ResponseHead {
 }
 
 /// Read and parse the next final response head, skipping interim (1xx but 101) answers.
-async fn read_head(
-    io: &mut tokio::net::tcp::ReadHalf<'_>,
-    buf: &mut BytesMut,
-) -> Result<ResponseHead, Failure> {
+async fn read_head(io: &mut TcpStream, buf: &mut BytesMut) -> Result<ResponseHead, Failure> {
     let mut answered = false;
     loop {
         if !buf.is_empty() {
@@ -416,6 +364,7 @@ async fn read_head(
 fn protocol(what: &'static str, answered: bool) -> Failure {
     Failure {
         error: Error::Protocol(what),
+        written: true,
         answered,
     }
 }
@@ -486,6 +435,10 @@ fn framing(method: &Method, head: &ResponseHead) -> Result<Framing, &'static str
     {
         return Ok(Framing::Empty);
     }
+    if head.version == Version::HTTP_10 && head.headers.contains_key(header::TRANSFER_ENCODING) {
+        // RFC 9112 §6.1: faulty framing.
+        return Err("transfer-encoding in an HTTP/1.0 answer");
+    }
     if let Some(last) = (head.headers.get_all(header::TRANSFER_ENCODING).iter())
         .flat_map(|v| v.as_bytes().split(|b| *b == b','))
         .rfind(|t| !t.trim_ascii().is_empty())
@@ -526,37 +479,31 @@ fn keeps_alive(head: &ResponseHead) -> bool {
             .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"))
 }
 
-/// Turn a parsed head into the response handed to the proxy.
+/// Turn a parsed head into the response handed to the proxy; an answer whose length cannot be
+/// known is an error (a 502), never passed on for hyper to refuse mid-response.
 fn respond(
     pool: &Arc<Pool>,
     target: &Target<'_>,
     request: &request::Parts,
     conn: Conn,
-    exchanged: Exchanged,
-) -> Response<Body> {
-    let Exchanged {
-        mut head,
-        request_complete,
-    } = exchanged;
+    mut head: ResponseHead,
+) -> Result<Response<Body>, Error> {
     let state = if head.status == StatusCode::SWITCHING_PROTOCOLS {
         State::Switched
     } else {
-        match framing(&request.method, &head) {
-            Ok(Framing::Empty) => State::Done,
-            Ok(Framing::Length(n)) => State::Length(n),
-            Ok(Framing::Chunked) => State::Chunk(Chunk::Size),
-            Ok(Framing::Close) => State::Close,
-            Err(what) => State::Failed(what),
+        match framing(&request.method, &head).map_err(Error::Protocol)? {
+            Framing::Empty => State::Done,
+            Framing::Length(n) => State::Length(n),
+            Framing::Chunked => State::Chunk(Chunk::Size),
+            Framing::Close => State::Close,
         }
     };
-    if state == State::Chunk(Chunk::Size) {
-        // Transfer-Encoding overrides Content-Length (RFC 9112 §6.3): the length the client
-        // sees is hyper's own framing of the decoded body, never the server's stale one.
+    if head.headers.contains_key(header::TRANSFER_ENCODING) {
+        // Transfer-Encoding overrides Content-Length (RFC 9112 §6.3): the client gets hyper's
+        // own framing of the body, never the server's stale length.
         head.headers.remove(header::CONTENT_LENGTH);
     }
-    let keep = request_complete
-        && keeps_alive(&head)
-        && !matches!(state, State::Close | State::Switched | State::Failed(_));
+    let keep = keeps_alive(&head) && !matches!(state, State::Close | State::Switched);
     let mut body = Body {
         conn: Some(conn),
         state,
@@ -569,5 +516,5 @@ fn respond(
     *response.status_mut() = head.status;
     *response.version_mut() = head.version;
     *response.headers_mut() = head.headers;
-    response
+    Ok(response)
 }

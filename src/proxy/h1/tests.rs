@@ -31,17 +31,19 @@ fn request_heads() {
         path_prefix: "",
     };
     let mut out = Vec::new();
-    encode_head(
-        &parts("GET", "/a?b=1", &[("x-a", "1")]),
-        &target,
-        false,
-        true,
-        &mut out,
-    );
+    encode_head(&parts("GET", "/a?b=1", &[("x-a", "1")]), &target, &mut out);
     assert_eq!(
         out,
         b"GET /a?b=1 HTTP/1.1\r\nhost: 10.0.0.2:8080\r\nx-a: 1\r\n\r\n"
     );
+    // No Host from the client: the server's, without the default port (as hyper-util).
+    let port80 = Target {
+        authority: "app:80",
+        path_prefix: "",
+    };
+    out.clear();
+    encode_head(&parts("GET", "/", &[]), &port80, &mut out);
+    assert_eq!(out, b"GET / HTTP/1.1\r\nhost: app\r\n\r\n");
 
     let prefixed = Target {
         authority: "s",
@@ -51,24 +53,12 @@ fn request_heads() {
     encode_head(
         &parts("POST", "/x", &[("host", "app.lan")]),
         &prefixed,
-        false,
-        true,
         &mut out,
     );
     assert_eq!(
         out,
         b"POST /base/x HTTP/1.1\r\nhost: app.lan\r\ncontent-length: 0\r\n\r\n"
     );
-
-    out.clear();
-    encode_head(
-        &parts("PUT", "/", &[("host", "h")]),
-        &target,
-        true,
-        false,
-        &mut out,
-    );
-    assert!(out.ends_with(b"host: h\r\ntransfer-encoding: chunked\r\n\r\n"));
 }
 
 #[test]
@@ -103,6 +93,7 @@ fn response_framing() {
         Ok(Framing::Close)
     );
     assert_eq!(f(b"HTTP/1.0 200 OK\r\n\r\n"), Ok(Framing::Close));
+    assert!(f(b"HTTP/1.0 200 OK\r\ntransfer-encoding: chunked\r\n\r\n").is_err());
     let head = head_of(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n");
     assert_eq!(framing(&Method::HEAD, &head), Ok(Framing::Empty));
 }
@@ -145,6 +136,9 @@ fn chunk_sizes() {
     assert_eq!(body::chunk_size(b""), None);
     assert_eq!(body::chunk_size(b"zz"), None);
     assert_eq!(body::chunk_size(b"10000000000000000"), None);
+    assert_eq!(body::chunk_size(b"+a"), None);
+    assert_eq!(body::chunk_size(b" a"), None);
+    assert_eq!(body::chunk_size(b"a ;x"), Some(10));
 }
 
 /// A server on loopback that, on each accepted connection, reads one request head per entry
@@ -179,16 +173,26 @@ async fn scripted(
 }
 
 fn pool() -> Arc<Pool> {
-    Pool::new(4, Duration::from_secs(60), Duration::from_secs(2))
+    let mut connector = HttpConnector::new();
+    connector.set_connect_timeout(Some(Duration::from_secs(2)));
+    Pool::new(4, Duration::from_secs(60), connector)
 }
 
 async fn get(pool: &Arc<Pool>, addr: &str) -> Result<(StatusCode, Vec<u8>), String> {
+    request(pool, addr, "GET").await
+}
+
+async fn request(
+    pool: &Arc<Pool>,
+    addr: &str,
+    method: &str,
+) -> Result<(StatusCode, Vec<u8>), String> {
     let target = Target {
         authority: addr,
         path_prefix: "",
     };
-    let head = parts("GET", "/", &[("host", "t")]);
-    let resp = send(pool, &target, &head, None)
+    let head = parts(method, "/", &[("host", "t")]);
+    let resp = send(pool, &target, &head)
         .await
         .map_err(|e| e.to_string())?;
     let status = resp.status();
@@ -239,7 +243,7 @@ async fn chunked_overrides_a_content_length() {
         path_prefix: "",
     };
     let head = parts("GET", "/", &[("host", "t")]);
-    let resp = send(&pool(), &target, &head, None).await.unwrap();
+    let resp = send(&pool(), &target, &head).await.unwrap();
     assert!(!resp.headers().contains_key(header::CONTENT_LENGTH));
     let body = resp.into_body().collect().await.unwrap().to_bytes();
     assert_eq!(&body[..], b"ok");
@@ -290,4 +294,36 @@ async fn a_connection_that_answers_nothing_is_an_error() {
     let (addr, _server) = scripted(vec![vec![vec![b""]]]).await;
     let err = get(&pool(), &addr).await.unwrap_err();
     assert!(err.contains("closed before an answer"), "{err}");
+}
+
+#[tokio::test]
+async fn an_answer_of_unknown_length_is_an_error() {
+    let (addr, _server) = scripted(vec![
+        vec![vec![
+            b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\ncontent-length: 6\r\n\r\nhello",
+        ]],
+        vec![vec![b"HTTP/1.1 200 OK\r\ncontent-length: abc\r\n\r\nhello"]],
+    ])
+    .await;
+    let pool = pool();
+    for _ in 0..2 {
+        let err = get(&pool, &addr).await.unwrap_err();
+        assert!(err.contains("content-length"), "{err}");
+    }
+}
+
+#[tokio::test]
+async fn an_unsafe_request_is_never_resent() {
+    // The kept connection takes the POST's head and closes without an answer: the server may
+    // have acted on it, so it is not sent again (a second connection is never made).
+    let (addr, server) = scripted(vec![vec![
+        vec![b"HTTP/1.1 200 OK\r\ncontent-length: 1\r\n\r\na"],
+        vec![b""],
+    ]])
+    .await;
+    let pool = pool();
+    assert_eq!(get(&pool, &addr).await.unwrap().1, b"a");
+    let err = request(&pool, &addr, "POST").await.unwrap_err();
+    assert!(err.contains("closed before an answer"), "{err}");
+    assert_eq!(server.await.unwrap(), 1);
 }
