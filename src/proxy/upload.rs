@@ -65,16 +65,20 @@ pub async fn receive(
     parts: &request::Parts,
     mut body: Incoming,
 ) -> Response<Bytes> {
+    let max = updater.config().max_bundle;
     if route.name.ends_with("@internal") || user.is_none() {
+        discard(&mut body, max).await;
         return answer(
             StatusCode::FORBIDDEN,
             json!({"error": "updates need [admin] users and a router to api@internal through them"}),
         );
     }
-    let max = updater.config().max_bundle;
     let length = (parts.headers.get(header::CONTENT_LENGTH))
         .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-    if length.is_some_and(|n| n > max) {
+    if let Some(n) = length.filter(|&n| n > max) {
+        // Up to twice the bound, a too-big bundle is read through so that its sender gets
+        // the 413 rather than a reset; beyond that it is cut off.
+        discard(&mut body, n.min(max.saturating_mul(2))).await;
         let e = crate::update::UpdateError::TooBig(max);
         return answer(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -139,5 +143,21 @@ pub async fn receive(
             StatusCode::INTERNAL_SERVER_ERROR,
             json!({"error": format!("the installer failed: {e}")}),
         ),
+    }
+}
+
+/// Read and drop up to `limit` bytes of a body that is refused (a client stalling for `IDLE`,
+/// or the whole taking `WHOLE`, ends it): a client still sending then reads the answer instead
+/// of a reset from a connection closed with its bytes unread.
+async fn discard(body: &mut Incoming, limit: u64) {
+    let deadline = tokio::time::Instant::now() + WHOLE;
+    let mut seen = 0u64;
+    while seen < limit && tokio::time::Instant::now() < deadline {
+        match tokio::time::timeout(IDLE, body.frame()).await {
+            Ok(Some(Ok(frame))) => {
+                seen += frame.data_ref().map_or(0, |d| d.len() as u64);
+            }
+            _ => return,
+        }
     }
 }
