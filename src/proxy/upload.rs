@@ -67,7 +67,7 @@ pub async fn receive(
 ) -> Response<Bytes> {
     let max = updater.config().max_bundle;
     if route.name.ends_with("@internal") || user.is_none() {
-        discard(&mut body, max).await;
+        discard(parts, &mut body, max).await;
         return answer(
             StatusCode::FORBIDDEN,
             json!({"error": "updates need [admin] users and a router to api@internal through them"}),
@@ -78,7 +78,7 @@ pub async fn receive(
     if let Some(n) = length.filter(|&n| n > max) {
         // Up to twice the bound, a too-big bundle is read through so that its sender gets
         // the 413 rather than a reset; beyond that it is cut off.
-        discard(&mut body, n.min(max.saturating_mul(2))).await;
+        discard(parts, &mut body, n.min(max.saturating_mul(2))).await;
         let e = crate::update::UpdateError::TooBig(max);
         return answer(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -149,7 +149,15 @@ pub async fn receive(
 /// Read and drop up to `limit` bytes of a body that is refused (a client stalling for `IDLE`,
 /// or the whole taking `WHOLE`, ends it): a client still sending then reads the answer instead
 /// of a reset from a connection closed with its bytes unread.
-async fn discard(body: &mut Incoming, limit: u64) {
+///
+/// A client that sent `Expect: 100-continue` has not sent the body yet: reading it would ask
+/// for it, so the answer goes at once (hyper then sends no 100).
+async fn discard(parts: &request::Parts, body: &mut Incoming, limit: u64) {
+    let expects = (parts.headers.get(header::EXPECT))
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    if expects {
+        return;
+    }
     let deadline = tokio::time::Instant::now() + WHOLE;
     let mut seen = 0u64;
     while seen < limit && tokio::time::Instant::now() < deadline {
