@@ -350,7 +350,7 @@ size_section() {
   echo
   echo "| build | bytes | MiB | budget |"
   echo "|---|---:|---:|---|"
-  echo "| shipped (opt-level s) | $SIZE_SHIPPED | $(awk -v s="$SIZE_SHIPPED" 'BEGIN{printf "%.2f", s/1048576}') | ≤ 6 MiB |"
+  echo "| shipped (opt-level s) | $SIZE_SHIPPED | $(awk -v s="$SIZE_SHIPPED" 'BEGIN{printf "%.2f", s/1048576}') | ≤ 8 MiB (DESIGN.md §6, TLS, metrics and updates in) |"
   echo "| same code at opt-level 3 | $SIZE_O3 | $(awk -v s="$SIZE_O3" 'BEGIN{printf "%.2f", s/1048576}') | |"
   echo
   echo "The size setting costs the proxy the throughput in the \"opt-level s\" row of the proxy"

@@ -71,11 +71,6 @@ impl Upstream {
         }
     }
 
-    /// Idle HTTP/1 connections to `http://` servers (this worker's).
-    pub fn idle_h1(&self) -> usize {
-        self.h1.idle_count()
-    }
-
     async fn send(
         &self,
         server: &Server,
