@@ -63,6 +63,8 @@ pub struct Listening {
     pub what: &'static str,
     pub name: String,
     pub addr: SocketAddr,
+    /// How to reach it: `http`, `https` (an entrypoint with `http.tls`) or `udp+tcp` (DNS).
+    pub scheme: &'static str,
 }
 
 /// A started gateway: its listeners and the handle to stop it.
@@ -143,6 +145,7 @@ impl Gateway {
                     what: "dns",
                     name: "dns".into(),
                     addr,
+                    scheme: "udp+tcp",
                 }));
                 Some(started.resolver)
             }
@@ -173,6 +176,7 @@ impl Gateway {
                 what: "admin",
                 name: "dashboard".into(),
                 addr,
+                scheme: "http",
             });
         }
         let net_parts = NetParts {
@@ -304,6 +308,11 @@ fn bind_entrypoints(cfg: &Config, workers: usize) -> Result<(Bound, Vec<Listenin
             what: "proxy",
             name: name.clone(),
             addr: local,
+            scheme: if ep.http.tls.is_some() {
+                "https"
+            } else {
+                "http"
+            },
         });
         bound.insert(name.clone(), (sockets, local));
     }

@@ -239,8 +239,10 @@ fn run(path: Option<PathBuf>) -> anyhow::Result<()> {
         );
         for l in &gateway.listening {
             let path = if l.what == "admin" { "/dashboard/" } else { "" };
-            let scheme = if l.what == "dns" { "udp+tcp" } else { "http" };
-            println!("  {:<6} {:<10} {scheme}://{}{path}", l.what, l.name, l.addr);
+            println!(
+                "  {:<6} {:<10} {}://{}{path}",
+                l.what, l.name, l.scheme, l.addr
+            );
         }
         println!("ready");
         tokio::spawn(trim_after_changes(gateway.store.subscribe()));

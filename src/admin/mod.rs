@@ -33,6 +33,9 @@ pub struct ConnStats {
     /// Connections closed at once because their source already had
     /// `limits.max_connections_per_ip` open.
     pub refused_per_ip: AtomicU64,
+    /// TLS connections closed before their first request: a handshake that failed, was
+    /// refused (`sniStrict`, an option set that did not compile) or did not finish in time.
+    pub tls_failed: AtomicU64,
 }
 
 impl ConnStats {
@@ -42,6 +45,7 @@ impl ConnStats {
             "open": get(&self.open),
             "accepted": get(&self.accepted),
             "refusedPerIP": get(&self.refused_per_ip),
+            "tlsFailed": get(&self.tls_failed),
         })
     }
 }

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use super::schema;
 use super::services::build_load_balancer;
 use super::table::{Route, RouteTable};
-use super::{Fragment, Problem, RouterStatus, Snapshot};
+use super::{Fragment, Problem, RouterStatus, Snapshot, qualify};
 use crate::rule::{self, Rule};
 use crate::runtime::balance::{Failover, Internal, Service, Weighted};
 use crate::runtime::middlewares::{self, Compiled, Middleware};
@@ -26,6 +26,8 @@ pub struct EntryPointSpec {
     pub as_default: bool,
     /// Middlewares applied before every router's own, qualified or not.
     pub middlewares: Vec<String>,
+    /// `http.tls`: every router of this entrypoint is served over TLS, with these defaults.
+    pub tls: Option<crate::config::EntryPointTls>,
 }
 
 /// The static facts assemble works with.
@@ -65,16 +67,6 @@ impl AdminGate {
             AdminGate::Unset => (Arc::new(Service::Internal(Internal::Locked)), None),
             AdminGate::Users(gate) => (Arc::clone(service), Some(Arc::clone(gate))),
         }
-    }
-}
-
-/// Qualify `name` as provided by namespace `ns`: `x` → `x@ns`, `x@other` stays.
-/// `name` qualified by its provider's namespace (`name@ns`), unless it already names one.
-pub fn qualify(name: &str, ns: &str) -> String {
-    if name.contains('@') {
-        name.to_string()
-    } else {
-        format!("{name}@{ns}")
     }
 }
 
@@ -134,6 +126,10 @@ pub fn assemble(
     let tables = (placed.per_ep.into_iter())
         .map(|(ep, routes)| (ep, RouteTable::new(routes)))
         .collect();
+    let tls_tables = (placed.per_ep_tls.into_iter())
+        .map(|(ep, routes)| (ep, RouteTable::new(routes)))
+        .collect();
+    let tls = super::tls::setup(fragments, placed.tls_hosts, prev, &mut b.problems);
     let services = (b.services.into_iter())
         .filter_map(|(name, built)| Some((name, built.ok()?)))
         .collect();
@@ -143,6 +139,8 @@ pub fn assemble(
     Snapshot {
         generation,
         tables,
+        tls_tables,
+        tls,
         services,
         middlewares: b.compiled_mws,
         configs: (fragments.iter())
@@ -173,6 +171,10 @@ fn default_entrypoints(ctx: &AssembleCtx) -> Vec<String> {
 #[derive(Default)]
 struct Placed {
     per_ep: HashMap<String, Vec<Arc<Route>>>,
+    /// Routes served over TLS, by entrypoint.
+    per_ep_tls: HashMap<String, Vec<Arc<Route>>>,
+    /// TLS routers' hosts and the option sets they ask for.
+    tls_hosts: super::tls::HostOptions,
     statuses: BTreeMap<String, RouterStatus>,
     hosts: BTreeSet<String>,
     routes: usize,
@@ -269,6 +271,8 @@ impl<'a> Builder<'a> {
             let Some(mut chain) = self.entrypoint_chain(ctx, name, ep) else {
                 continue;
             };
+            let ep_tls = ctx.entrypoints.iter().find(|e| e.name == *ep);
+            let tls = super::tls::router_tls(r, ep_tls.and_then(|e| e.tls.as_ref()), ns);
             if placed.routes >= ctx.max_routes {
                 let why = format!(
                     "route limit of {} reached (limits.max_routes)",
@@ -281,18 +285,21 @@ impl<'a> Builder<'a> {
             placed.routes += 1;
             chain.extend(built.middlewares.iter().cloned());
             chain.extend(gate.iter().cloned());
-            placed
-                .per_ep
-                .entry(ep.clone())
-                .or_default()
-                .push(Arc::new(Route {
-                    name: name.to_string(),
-                    rule: Arc::clone(&rule_),
-                    priority,
-                    service_name: service_name.clone(),
-                    service: Arc::clone(&service),
-                    middlewares: chain,
-                }));
+            let per_ep = match &tls {
+                Some(tls) => {
+                    placed.tls_hosts.add(name, &rule_, tls, &mut self.problems);
+                    &mut placed.per_ep_tls
+                }
+                None => &mut placed.per_ep,
+            };
+            per_ep.entry(ep.clone()).or_default().push(Arc::new(Route {
+                name: name.to_string(),
+                rule: Arc::clone(&rule_),
+                priority,
+                service_name: service_name.clone(),
+                service: Arc::clone(&service),
+                middlewares: chain,
+            }));
             served = true;
         }
         if !served {
@@ -340,9 +347,6 @@ impl<'a> Builder<'a> {
         r: &schema::Router,
         service_name: &str,
     ) -> Result<BuiltRouter, String> {
-        if r.tls.is_some() {
-            return Err("TLS routers are not supported yet".into());
-        }
         if let Some(syntax) = &r.rule_syntax
             && !syntax.eq_ignore_ascii_case("v3")
             && !syntax.eq_ignore_ascii_case("v2")

@@ -18,6 +18,7 @@ pub mod table;
 mod tests;
 #[cfg(test)]
 mod tests_schema;
+mod tls;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -26,11 +27,21 @@ use arc_swap::ArcSwap;
 use serde::Serialize;
 use tokio::sync::watch;
 
-pub use assemble::{AdminGate, AssembleCtx, EntryPointSpec, assemble, qualify};
+pub use assemble::{AdminGate, AssembleCtx, EntryPointSpec, assemble};
 
 use crate::runtime::balance::Service;
 use crate::runtime::middlewares::Middleware;
 use table::RouteTable;
+
+/// `name` qualified by its provider's namespace `ns` (`x` → `x@ns`), unless it already names
+/// one (`x@other` stays).
+pub fn qualify(name: &str, ns: &str) -> String {
+    if name.contains('@') {
+        name.to_string()
+    } else {
+        format!("{name}@{ns}")
+    }
+}
 
 /// What one provider currently says, whole.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -103,8 +114,13 @@ impl RouterStatus {
 #[derive(Debug, Default)]
 pub struct Snapshot {
     pub generation: u64,
-    /// Route tables by entrypoint name.
+    /// Route tables by entrypoint name: the routes served over plain HTTP...
     pub tables: HashMap<String, RouteTable>,
+    /// ... and those served over TLS (`tls` on the router or `http.tls` on the entrypoint).
+    pub tls_tables: HashMap<String, RouteTable>,
+    /// Certificates and option sets of the TLS entrypoints (shared with the previous snapshot
+    /// while unchanged).
+    pub tls: Arc<crate::runtime::tls::TlsSetup>,
     /// Every built service by qualified name.
     pub services: BTreeMap<String, Arc<Service>>,
     /// Every compiled single middleware by qualified name (for reuse on the next assemble).
@@ -124,8 +140,13 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    pub fn table(&self, entrypoint: &str) -> Option<&RouteTable> {
-        self.tables.get(entrypoint)
+    /// The routes of `entrypoint` for a plain or a TLS connection.
+    pub fn table(&self, entrypoint: &str, tls: bool) -> Option<&RouteTable> {
+        if tls {
+            self.tls_tables.get(entrypoint)
+        } else {
+            self.tables.get(entrypoint)
+        }
     }
 
     /// The configuration of router `qualified` (`name@provider`) as its provider gave it.

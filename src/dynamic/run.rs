@@ -2,6 +2,8 @@
 //! [`assemble`], logs new problems once and publishes the snapshot, only when something changed.
 //! CPU work (rules, regexes, middlewares) happens here, on the control runtime; DNS and the
 //! proxy workers run on threads of their own, so a storm of container events never stalls them.
+//! Every [`TLS_FILES_CHECK`] it also looks whether a certificate file the snapshot was built
+//! from has changed (a renewal), and assembles again when one has.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -9,6 +11,9 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, watch};
 
 use super::{AssembleCtx, Fragment, Store, assemble};
+
+/// How often the certificate files of the current snapshot are looked at (a `stat` each).
+pub const TLS_FILES_CHECK: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Collect fragments, coalesce bursts, assemble, publish only when something changed.
 pub async fn run(
@@ -19,18 +24,32 @@ pub async fn run(
     mut stop: watch::Receiver<bool>,
 ) {
     let mut generation = store.load().generation;
+    let mut tick = tokio::time::interval(TLS_FILES_CHECK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Every provider is done (none watches): only certificate files can change then.
+    let mut providers_done = false;
     loop {
-        let first = tokio::select! {
-            m = rx.recv() => m,
+        let mut changed = tokio::select! {
+            m = rx.recv(), if !providers_done => match m {
+                Some((ns, frag)) => {
+                    let changed = fragments.get(&ns) != Some(&frag);
+                    fragments.insert(ns, frag);
+                    changed
+                }
+                None => {
+                    providers_done = true;
+                    false
+                }
+            },
+            _ = tick.tick() => {
+                let renewed = store.load().tls.files_changed();
+                if renewed {
+                    tracing::info!("a certificate file changed; reading the certificates again");
+                }
+                renewed
+            }
             _ = stop.changed() => return,
         };
-        let Some((ns, frag)) = first else {
-            // Every provider is done (none watches): keep the last snapshot until shutdown.
-            let _ = stop.changed().await;
-            return;
-        };
-        let mut changed = fragments.get(&ns) != Some(&frag);
-        fragments.insert(ns, frag);
         // Coalesce a burst (several providers, or a container storm) into one assemble.
         while let Ok((ns, frag)) = rx.try_recv() {
             changed |= fragments.get(&ns) != Some(&frag);

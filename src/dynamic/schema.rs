@@ -1,7 +1,8 @@
 //! The serde schema of Traefik's dynamic configuration as the file provider reads it: `[http]`
 //! routers, services and middlewares under Traefik's names (keys in any case, map keys as
-//! written), with Traefik's defaults. `[tcp]`, `[udp]`, `[tls]` and `serversTransports` are kept
-//! as opaque TOML so the assembler can say "not supported yet" rather than fail to parse.
+//! written), with Traefik's defaults, and `[tls]` (its types are `runtime::tls::config`'s). `[tcp]`, `[udp]` and
+//! `serversTransports` are kept as opaque TOML so the assembler can say "not supported yet"
+//! rather than fail to parse.
 //!
 //! Shape and per-value checks only: references between routers, services and middlewares, rule
 //! syntax and entry point names are the assembler's job. Middleware options are defined by
@@ -15,6 +16,7 @@ use serde::Deserialize;
 use crate::config::nocase::{self, Unsupported};
 use crate::config::{ConfigErrors, Domain, Duration};
 use crate::runtime::middlewares::MiddlewareConfig;
+use crate::runtime::tls::config::Tls;
 
 /// One dynamic configuration file (or fragment).
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -26,8 +28,8 @@ pub struct DynamicConfig {
     pub tcp: Option<toml::Value>,
     /// UDP routing: not supported yet, kept opaque.
     pub udp: Option<toml::Value>,
-    /// Certificates, TLS options and stores: not supported yet, kept opaque.
-    pub tls: Option<toml::Value>,
+    /// Certificates, TLS options and stores.
+    pub tls: Option<Tls>,
 }
 
 /// `[http]`.
@@ -64,7 +66,7 @@ pub struct Router {
     pub service: String,
     /// Higher wins; absent (or 0) means the length of the rule.
     pub priority: Option<i64>,
-    /// TLS settings (TLS itself comes later).
+    /// Served over TLS (on every entry point of the router) with these settings.
     pub tls: Option<Box<RouterTls>>,
     /// Per-router access log, metrics and tracing switches: kept opaque.
     pub observability: Option<Box<toml::Value>>,
@@ -452,7 +454,7 @@ pub fn parse_dynamic(src: &str, origin: &Path) -> Result<DynamicConfig, ConfigEr
 }
 
 impl DynamicConfig {
-    /// Sections present in the file that boma does not serve yet (`tcp`, `udp`, `tls`).
+    /// Sections present in the file that boma does not serve yet (`tcp`, `udp`).
     pub fn unsupported_sections(&self) -> Vec<&'static str> {
         let mut out = Vec::new();
         if self.tcp.is_some() {
@@ -460,9 +462,6 @@ impl DynamicConfig {
         }
         if self.udp.is_some() {
             out.push("udp");
-        }
-        if self.tls.is_some() {
-            out.push("tls");
         }
         out
     }
@@ -503,13 +502,15 @@ impl DynamicConfig {
                 conflict,
             );
         }
-        for (mine, theirs) in [
-            (&mut self.tcp, &other.tcp),
-            (&mut self.udp, &other.udp),
-            (&mut self.tls, &other.tls),
-        ] {
+        for (mine, theirs) in [(&mut self.tcp, &other.tcp), (&mut self.udp, &other.udp)] {
             if mine.is_none() {
                 mine.clone_from(theirs);
+            }
+        }
+        if let Some(theirs) = &other.tls {
+            match &mut self.tls {
+                Some(mine) => mine.merge_from(theirs, conflict),
+                None => self.tls = Some(theirs.clone()),
             }
         }
     }

@@ -16,6 +16,7 @@ fn ctx(eps: &[(&str, bool)]) -> AssembleCtx {
                 name: n.to_string(),
                 as_default: *d,
                 middlewares: Vec::new(),
+                tls: None,
             })
             .collect(),
         max_routes: 100,
@@ -76,7 +77,7 @@ middlewares = ["auth@file"]
     let s = build(&[("file", &file), ("docker", docker)]);
     assert!(s.problems.is_empty(), "{:?}", s.problems);
     assert_eq!(s.routers["web@docker"].status(), "enabled");
-    let routes = s.table("web").unwrap().routes();
+    let routes = s.table("web", false).unwrap().routes();
     let route = routes.iter().find(|r| r.name == "web@docker").unwrap();
     assert_eq!(route.service_name, "app@file");
     assert!(Arc::ptr_eq(&route.service, &s.services["app@file"]));
@@ -132,14 +133,89 @@ service = \"app\"
     );
     let s = build(&[("file", &text)]);
     assert_eq!(s.routers["good@file"].status(), "enabled");
-    for bad in ["badrule@file", "nosvc@file", "nomw@file", "tls@file"] {
+    for bad in ["badrule@file", "nosvc@file", "nomw@file"] {
         assert_eq!(s.routers[bad].status(), "disabled", "{bad}");
         assert!(s.routers[bad].error.is_some());
     }
     assert!(problem_about(&s, "router badrule@file", "column 1"));
     assert!(problem_about(&s, "router nomw@file", "nope@file"));
-    let web = s.table("web").expect("web table");
+    let web = s.table("web", false).expect("web table");
     assert_eq!(web.routes().len(), 1);
+    // A router with `tls` is served, over TLS only.
+    assert_eq!(s.routers["tls@file"].status(), "enabled");
+    let web_tls = s.table("web", true).expect("web TLS table");
+    assert_eq!(web_tls.routes()[0].name, "tls@file");
+}
+
+#[test]
+fn tls_routes_options_by_host_and_entrypoint_defaults() {
+    let mut c = ctx(&[("web", true), ("websecure", false)]);
+    c.entrypoints[1].tls = Some(crate::config::EntryPointTls {
+        options: Some("modern".into()),
+        ..Default::default()
+    });
+    let text = format!(
+        "{SVC}
+[http.routers.both]
+rule = \"Host(`both.lan`)\"
+service = \"app\"
+entryPoints = [\"web\", \"websecure\"]
+
+[http.routers.own]
+rule = \"Host(`own.lan`) || Host(`shared.lan`)\"
+service = \"app\"
+entryPoints = [\"web\"]
+[http.routers.own.tls]
+options = \"legacy\"
+certResolver = \"le\"
+
+[http.routers.other]
+rule = \"Host(`shared.lan`)\"
+service = \"app\"
+entryPoints = [\"websecure\"]
+
+[tls.options.modern]
+minVersion = \"VersionTLS13\"
+[tls.options.bad]
+cipherSuites = [\"TLS_NOT_A_SUITE\"]
+"
+    );
+    let frags = frags(&[("file", &text)]);
+    let s = assemble(&frags, &c, None, 1);
+    // `both`: plain on web, TLS on websecure (its http.tls); `own`: TLS on web.
+    let names = |ep: &str, tls: bool| -> Vec<String> {
+        (s.table(ep, tls).map_or(&[][..], |t| t.routes()).iter())
+            .map(|r| r.name.clone())
+            .collect()
+    };
+    assert_eq!(names("web", false), ["both@file"]);
+    assert_eq!(names("web", true), ["own@file"]);
+    // (in precedence order: the longer rule first)
+    assert_eq!(names("websecure", true), ["other@file", "both@file"]);
+    assert!(names("websecure", false).is_empty());
+    let opts = &s.tls.input.host_options;
+    assert_eq!(opts["both.lan"], "modern@file");
+    assert_eq!(opts["own.lan"], "legacy@file");
+    // Two option sets asked for one host: the default ones, and a problem.
+    assert_eq!(opts["shared.lan"], "default");
+    assert!(problem_about(
+        &s,
+        "host shared.lan",
+        "different TLS options"
+    ));
+    assert!(problem_about(
+        &s,
+        "host own.lan",
+        "`legacy@file` do not exist"
+    ));
+    assert!(problem_about(&s, "router own@file", "certResolver `le`"));
+    assert!(problem_about(&s, "tls options bad@file", "TLS_NOT_A_SUITE"));
+    // A compiled host gets its options; an unknown one the default.
+    assert!(s.tls.config_for(Some("both.lan")).is_some());
+    assert!(s.tls.config_for(Some("nowhere.lan")).is_some());
+    // Reassembling the same input reuses the compiled setup.
+    let again = assemble(&frags, &c, Some(&s), 2);
+    assert!(Arc::ptr_eq(&s.tls, &again.tls));
 }
 
 #[test]
@@ -197,8 +273,8 @@ entryPoints = [\"nowhere\"]
         None,
         1,
     );
-    assert_eq!(s.table("web").map(|t| t.routes().len()), Some(1));
-    assert_eq!(s.table("admin").map(|t| t.routes().len()), Some(2));
+    assert_eq!(s.table("web", false).map(|t| t.routes().len()), Some(1));
+    assert_eq!(s.table("admin", false).map(|t| t.routes().len()), Some(2));
     assert!(problem_about(
         &s,
         "router ghost@file",
@@ -212,8 +288,8 @@ entryPoints = [\"nowhere\"]
         None,
         1,
     );
-    assert_eq!(s.table("web").map(|t| t.routes().len()), Some(1));
-    assert_eq!(s.table("admin").map(|t| t.routes().len()), Some(1));
+    assert_eq!(s.table("web", false).map(|t| t.routes().len()), Some(1));
+    assert_eq!(s.table("admin", false).map(|t| t.routes().len()), Some(1));
 }
 
 #[test]
@@ -236,7 +312,7 @@ priority = 1000
     );
     let s = build(&[("file", &text)]);
     let names: Vec<&str> = s
-        .table("web")
+        .table("web", false)
         .unwrap()
         .routes()
         .iter()
@@ -293,7 +369,7 @@ name = \"other\"
 
 /// The first middleware of `router` on entrypoint `web`.
 fn first_mw(s: &Snapshot, router: &str) -> Arc<crate::runtime::middlewares::Middleware> {
-    let routes = s.table("web").unwrap().routes();
+    let routes = s.table("web", false).unwrap().routes();
     let route = routes.iter().find(|r| r.name == router).unwrap();
     Arc::clone(&route.middlewares[0])
 }
@@ -362,7 +438,7 @@ fn limits_and_unsupported_parts_are_reported() {
     let mut c = ctx(&[("web", false)]);
     c.max_routes = 3;
     let s = assemble(&frags(&[("file", &text)]), &c, None, 1);
-    assert_eq!(s.table("web").unwrap().routes().len(), 3);
+    assert_eq!(s.table("web", false).unwrap().routes().len(), 3);
     assert!(
         s.problems
             .iter()

@@ -1,5 +1,7 @@
 //! Entrypoints: a listening socket each, accepting connections up to a limit and serving HTTP/1.1
-//! and h2c (prior knowledge) on them with hyper, with header-read and idle timeouts, upgrades
+//! and h2c (prior knowledge) on them with hyper, or, when the first byte is a TLS handshake's,
+//! HTTPS (HTTP/1.1, or h2 by ALPN) with the option set the SNI's host asks for and the
+//! certificate rustls picks from the snapshot's store; with header-read and idle timeouts, upgrades
 //! (WebSocket: the upgraded connection stays in the connection's task, holding its permit, timed
 //! out only when idle, closed on drain) and graceful draining on shutdown.
 //!
@@ -208,12 +210,16 @@ pub async fn serve(
         let ep = Arc::clone(&ep);
         let builder = Arc::clone(&builder);
         let stop = shutdown.clone();
-        let idle = (limits.idle_timeout, limits.upgraded_idle_timeout);
+        let timeouts = Timeouts {
+            first_bytes: limits.header_read_timeout,
+            idle: limits.idle_timeout,
+            upgraded_idle: limits.upgraded_idle_timeout,
+        };
         conns.spawn(async move {
             // The permit, the source's slot and the open count live as long as the connection,
             // upgraded or not, and are given back however its task ends.
             let _held = (permit, slot, open);
-            serve_conn(stream, peer, proxy, ep, &builder, idle, stop).await;
+            serve_conn(stream, peer, proxy, ep, &builder, timeouts, stop).await;
         });
     }
     drop(listener);
@@ -228,24 +234,92 @@ pub async fn serve(
     }
 }
 
-/// Serve one connection: HTTP until it closes, goes idle or is drained; then, when a request
-/// switched protocols, the upgraded connection until either side closes, it idles or drain.
+/// The time limits of one connection.
+#[derive(Clone, Copy)]
+struct Timeouts {
+    /// For the first byte and, over TLS, the whole handshake (the header-read timeout).
+    first_bytes: Duration,
+    idle: Duration,
+    upgraded_idle: Duration,
+}
+
+/// Serve one connection: plain or over TLS, as its first byte says.
 async fn serve_conn(
     stream: TcpStream,
     peer: SocketAddr,
     proxy: Arc<Proxy>,
     ep: Arc<EntryPoint>,
     builder: &auto::Builder<TokioExecutor>,
-    (idle, upgraded_idle): (Duration, Duration),
-    mut stop: watch::Receiver<bool>,
+    timeouts: Timeouts,
+    stop: watch::Receiver<bool>,
 ) {
     // Activity is counted, not timed: no clock read per read or write.
     let moved = Arc::new(AtomicU64::new(0));
-    let io = TokioIo::new(Activity {
+    let mut first = [0u8; 1];
+    let tls = match tokio::time::timeout(timeouts.first_bytes, stream.peek(&mut first)).await {
+        Ok(Ok(1)) => first[0] == TLS_HANDSHAKE,
+        // Closed, failed or silent for the whole header-read timeout.
+        _ => return,
+    };
+    let io = Activity {
         inner: stream,
         moved: Arc::clone(&moved),
-    });
-    let conn_info = Arc::new(Conn::new(peer));
+    };
+    if !tls {
+        return serve_http(io, peer, false, proxy, ep, builder, (timeouts, moved), stop).await;
+    }
+    match tokio::time::timeout(timeouts.first_bytes, handshake(io, &proxy)).await {
+        Ok(Ok(tls)) => {
+            serve_http(tls, peer, true, proxy, ep, builder, (timeouts, moved), stop).await
+        }
+        Ok(Err(e)) => {
+            ep.stats.tls_failed.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+        }
+        Err(_) => {
+            ep.stats.tls_failed.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(%peer, "TLS handshake not finished in time");
+        }
+    }
+}
+
+/// The first byte of a TLS record carrying a handshake (the ClientHello).
+const TLS_HANDSHAKE: u8 = 0x16;
+
+/// The server side of a TLS handshake: the ClientHello's SNI picks the option set from the
+/// current snapshot, rustls then the certificate.
+async fn handshake(
+    io: Activity,
+    proxy: &Proxy,
+) -> std::io::Result<tokio_rustls::server::TlsStream<Activity>> {
+    let acceptor = tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), io);
+    let start = acceptor.await?;
+    let setup = Arc::clone(&proxy.snapshot.load().tls);
+    let Some(config) = setup.config_for(start.client_hello().server_name()) else {
+        return Err(std::io::Error::other(
+            "refused: the TLS options of this host did not compile",
+        ));
+    };
+    start.into_stream(config).await
+}
+
+/// Serve HTTP on one connection until it closes, goes idle or is drained; then, when a request
+/// switched protocols, the upgraded connection until either side closes, it idles or drain.
+#[allow(clippy::too_many_arguments)]
+async fn serve_http<I>(
+    io: I,
+    peer: SocketAddr,
+    tls: bool,
+    proxy: Arc<Proxy>,
+    ep: Arc<EntryPoint>,
+    builder: &auto::Builder<TokioExecutor>,
+    (timeouts, moved): (Timeouts, Arc<AtomicU64>),
+    mut stop: watch::Receiver<bool>,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let io = TokioIo::new(io);
+    let conn_info = Arc::new(Conn::new(peer, tls));
     let in_service = Arc::clone(&conn_info);
     let svc = service_fn(move |req: http::Request<Incoming>| {
         let proxy = Arc::clone(&proxy);
@@ -259,7 +333,7 @@ async fn serve_conn(
     if closing {
         conn.as_mut().graceful_shutdown();
     }
-    let mut idle_watch = IdleWatch::new(idle, &moved);
+    let mut idle_watch = IdleWatch::new(timeouts.idle, &moved);
     loop {
         tokio::select! {
             res = conn.as_mut() => {
@@ -284,7 +358,13 @@ async fn serve_conn(
         }
     }
     if let Some(upgrade) = conn_info.take_upgrade() {
-        splice(upgrade, peer, IdleWatch::new(upgraded_idle, &moved), stop).await;
+        splice(
+            upgrade,
+            peer,
+            IdleWatch::new(timeouts.upgraded_idle, &moved),
+            stop,
+        )
+        .await;
     }
 }
 

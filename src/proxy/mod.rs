@@ -54,7 +54,9 @@ use forward::{Downstream, RetryPolicy, Upstream};
 #[derive(Debug)]
 pub struct EntryPoint {
     pub name: String,
-    pub scheme: &'static str,
+    /// `http.tls` is set: every router here is served over TLS (plain HTTP reaches only the
+    /// entrypoint's redirection, if any, or a 404).
+    pub tls: bool,
     /// Redirect every request to this scheme and port (entrypoint redirections).
     pub redirect: Option<Arc<Middleware>>,
     /// Networks whose X-Forwarded-* headers are trusted; `trust_all` for `insecure`.
@@ -74,6 +76,8 @@ pub struct EntryPoint {
 #[derive(Debug)]
 pub struct Conn {
     pub peer: SocketAddr,
+    /// `https` on a TLS connection (its routes are the entrypoint's TLS ones), else `http`.
+    pub scheme: &'static str,
     /// The peer address as a header value (X-Real-Ip, X-Forwarded-For).
     pub ip_header: HeaderValue,
     /// A protocol switch (101) answered on this connection: the entrypoint's connection task
@@ -83,9 +87,10 @@ pub struct Conn {
 }
 
 impl Conn {
-    pub fn new(peer: SocketAddr) -> Self {
+    pub fn new(peer: SocketAddr, tls: bool) -> Self {
         Conn {
             peer,
+            scheme: if tls { "https" } else { "http" },
             ip_header: forward::ip_header(peer.ip()),
             upgrade: std::sync::Mutex::new(None),
         }
@@ -143,7 +148,7 @@ impl Proxy {
             None => header_str(&parts.headers, header::HOST),
         };
         let mut record = self.start_record(ep, client_ip, started, &parts);
-        let mut mw_ctx = middlewares::Ctx::new(client_ip, ep.scheme, started);
+        let mut mw_ctx = middlewares::Ctx::new(client_ip, conn.scheme, started);
 
         // Phase 2: entrypoint redirection.
         if let Some(redirect) = &ep.redirect
@@ -154,7 +159,7 @@ impl Proxy {
 
         // Phase 3: route, on the sanitized path (the backend sees the same path).
         sanitize::clean_uri(&mut parts.uri);
-        let Some(route) = self.route(ep, &parts, &raw_host, client_ip) else {
+        let Some(route) = self.route(ep, conn, &parts, &raw_host) else {
             return self.finish_local(ProxyError::NoRoute.response(), record, Vec::new());
         };
         if let Some(r) = record.as_mut() {
@@ -166,7 +171,7 @@ impl Proxy {
         let down = Downstream {
             client_ip,
             client_ip_header: conn.ip_header.clone(),
-            scheme: ep.scheme,
+            scheme: conn.scheme,
             trusted: ep.trust_all || ep.trusted.contains(client_ip),
             server_name: self.server_name.clone(),
         };
@@ -261,20 +266,20 @@ impl Proxy {
     fn route(
         &self,
         ep: &EntryPoint,
+        conn: &Conn,
         parts: &request::Parts,
         raw_host: &str,
-        client_ip: IpAddr,
     ) -> Option<Arc<dynamic::table::Route>> {
         let host = rule::canonical_host(raw_host);
         let snapshot = self.snapshot.load();
-        let table = snapshot.table(&ep.name)?;
+        let table = snapshot.table(&ep.name, conn.scheme == "https")?;
         let found = table.find(&rule::Request {
             host: &host,
             path: parts.uri.path(),
             query: parts.uri.query(),
             method: &parts.method,
             headers: &parts.headers,
-            client_ip,
+            client_ip: conn.peer.ip().to_canonical(),
         });
         found.cloned()
     }

@@ -21,13 +21,6 @@ pub fn entrypoint_parts(
     ports: &BTreeMap<String, u16>,
     stats: Arc<crate::admin::ConnStats>,
 ) -> Result<(EntryPoint, ConnLimits, EntryPointSpec), String> {
-    if ep.http.tls.is_some() {
-        return Err(
-            "http.tls is set but boma does not serve TLS yet; refusing to serve plain \
-                    HTTP where TLS was asked for"
-                .into(),
-        );
-    }
     let timeouts = &ep.transport.responding_timeouts;
     let redirect = match ep.redirection() {
         Some(r) => {
@@ -58,7 +51,7 @@ pub fn entrypoint_parts(
     let idle = timeouts.idle_timeout.to_std();
     let info = EntryPoint {
         name: name.to_string(),
-        scheme: "http",
+        tls: ep.http.tls.is_some(),
         redirect,
         trusted,
         trust_all: ep.forwarded_headers.insecure,
@@ -82,6 +75,7 @@ pub fn entrypoint_parts(
         name: name.to_string(),
         as_default: ep.as_default,
         middlewares: ep.http.middlewares.clone(),
+        tls: ep.http.tls.clone(),
     };
     Ok((info, limits, spec))
 }

@@ -283,9 +283,13 @@ impl Boma {
                 break;
             }
             let parts: Vec<&str> = t.split_whitespace().collect();
-            if parts.len() == 3 && parts[0] == "proxy" && parts[2].starts_with("http://") {
-                let addr = parts[2].trim_start_matches("http://").parse().unwrap();
-                listeners.push((parts[1].to_string(), addr));
+            if parts.len() == 3 && parts[0] == "proxy" {
+                let url = parts[2];
+                let addr = (url
+                    .strip_prefix("http://")
+                    .or_else(|| url.strip_prefix("https://")))
+                .unwrap_or_else(|| panic!("proxy line `{t}`"));
+                listeners.push((parts[1].to_string(), addr.parse().unwrap()));
             }
             if let (3, Some(addr)) = (
                 parts.len(),

@@ -1,0 +1,214 @@
+//! Certificates as the handshake needs them: PEM pairs read (from a file or inline text) into
+//! rustls' `CertifiedKey`, indexed by the names they are for, with a default for an SNI that
+//! matches none: the store's configured `defaultCertificate`, or one generated once per process
+//! (as Traefik's "TRAEFIK DEFAULT CERT").
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+use std::time::SystemTime;
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::sign::CertifiedKey;
+
+use super::der::{self, Facts};
+
+/// A PEM file larger than this is refused (a chain is a few KiB).
+const PEM_MAX: u64 = 1 << 20;
+
+/// Where a file was when it was read: a change of either means reading it again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stamp {
+    pub path: PathBuf,
+    pub modified: Option<SystemTime>,
+    pub len: u64,
+}
+
+impl Stamp {
+    fn of(path: PathBuf) -> Stamp {
+        let meta = std::fs::metadata(&path).ok();
+        Stamp {
+            modified: meta.as_ref().and_then(|m| m.modified().ok()),
+            len: meta.map_or(0, |m| m.len()),
+            path,
+        }
+    }
+
+    /// The file is no longer as it was read.
+    pub fn changed(&self) -> bool {
+        *self != Stamp::of(self.path.clone())
+    }
+}
+
+/// One certificate ready to serve.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub key: Arc<CertifiedKey>,
+    pub facts: Facts,
+    /// The certificate's file, or `inline` for PEM text in the configuration.
+    pub source: String,
+    /// As configured: (certFile, keyFile).
+    pub pair: (String, String),
+}
+
+/// The PEM bytes of `spec` (a path, or PEM text itself) and the stamp of its file.
+pub fn pem_bytes(spec: &str, stamps: &mut Vec<Stamp>) -> Result<Vec<u8>, String> {
+    if spec.contains("-----BEGIN") {
+        return Ok(spec.as_bytes().to_vec());
+    }
+    let path = PathBuf::from(spec);
+    // Stamped before reading: a change made while reading shows up on the next check.
+    stamps.push(Stamp::of(path.clone()));
+    let mut bytes = Vec::new();
+    std::fs::File::open(&path)
+        .and_then(|f| f.take(PEM_MAX + 1).read_to_end(&mut bytes))
+        .map_err(|e| format!("{spec}: {e}"))?;
+    if bytes.len() as u64 > PEM_MAX {
+        return Err(format!("{spec}: larger than {PEM_MAX} bytes"));
+    }
+    Ok(bytes)
+}
+
+/// Reads a chain and its key (each a path or PEM text).
+pub fn load(cert: &str, key: &str, stamps: &mut Vec<Stamp>) -> Result<Loaded, String> {
+    let source = if cert.contains("-----BEGIN") {
+        "inline".to_string()
+    } else {
+        cert.to_string()
+    };
+    let chain_pem = pem_bytes(cert, stamps)?;
+    let key_pem = pem_bytes(key, stamps)?;
+    let chain = CertificateDer::pem_slice_iter(&chain_pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("{source}: {e}"))?;
+    let Some(leaf) = chain.first() else {
+        return Err(format!("{source}: no certificate in it"));
+    };
+    let facts = der::facts(leaf).ok_or_else(|| format!("{source}: not an X.509 certificate"))?;
+    let key_der =
+        PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| format!("{source}: key: {e}"))?;
+    let signer = rustls::crypto::ring::sign::any_supported_type(&key_der)
+        .map_err(|e| format!("{source}: key: {e}"))?;
+    let certified = CertifiedKey::new(chain, signer);
+    certified
+        .keys_match()
+        .map_err(|e| format!("{source}: the key is not the certificate's: {e}"))?;
+    Ok(Loaded {
+        key: Arc::new(certified),
+        facts,
+        source,
+        pair: (cert.to_string(), key.to_string()),
+    })
+}
+
+/// The certificates of a configuration, by name.
+#[derive(Debug, Default)]
+pub struct CertStore {
+    certs: Vec<Loaded>,
+    /// Exact names → index in `certs` (the first certificate for a name wins).
+    exact: HashMap<Box<str>, usize>,
+    /// `*.example.org` is found under `example.org`.
+    wildcard: HashMap<Box<str>, usize>,
+    /// The store's `defaultCertificate`, if any.
+    default: Option<usize>,
+}
+
+impl CertStore {
+    pub fn new(certs: Vec<Loaded>, default: Option<Loaded>) -> CertStore {
+        let mut store = CertStore::default();
+        for cert in certs {
+            let i = store.certs.len();
+            for name in &cert.facts.names {
+                match name.strip_prefix("*.") {
+                    Some(parent) => store.wildcard.entry(parent.into()).or_insert(i),
+                    None => store.exact.entry(name.as_str().into()).or_insert(i),
+                };
+            }
+            store.certs.push(cert);
+        }
+        if let Some(cert) = default {
+            store.default = Some(store.certs.len());
+            store.certs.push(cert);
+        }
+        store
+    }
+
+    /// The certificate for `sni` (lower case, no trailing dot): an exact name, else a wildcard
+    /// one label up.
+    pub fn find(&self, sni: &str) -> Option<&Arc<CertifiedKey>> {
+        let i = (self.exact.get(sni).copied())
+            .or_else(|| self.wildcard.get(sni.split_once('.')?.1).copied())?;
+        Some(&self.certs[i].key)
+    }
+
+    /// Served when the SNI matches nothing (or there is none).
+    pub fn fallback(&self) -> Option<Arc<CertifiedKey>> {
+        match self.default {
+            Some(i) => Some(Arc::clone(&self.certs[i].key)),
+            None => generated(),
+        }
+    }
+
+    /// Every certificate with what it says about itself (the API lists them).
+    pub fn certificates(&self) -> impl Iterator<Item = &Loaded> {
+        self.certs.iter()
+    }
+
+    /// The certificate loaded from `cert` and `key` (as configured), if this store has it.
+    pub fn loaded_from(&self, cert: &str, key: &str) -> Option<&Loaded> {
+        (self.certs.iter()).find(|l| l.pair.0 == cert && l.pair.1 == key)
+    }
+}
+
+/// The process's generated default certificate (made on first use; `None`, logged, only if the
+/// system's random source fails).
+fn generated() -> Option<Arc<CertifiedKey>> {
+    static GENERATED: OnceLock<Option<Arc<CertifiedKey>>> = OnceLock::new();
+    GENERATED
+        .get_or_init(|| {
+            let made = (|| -> Result<Arc<CertifiedKey>, String> {
+                let mut params = rcgen::CertificateParams::new(vec!["boma.default.invalid".into()])
+                    .map_err(|e| e.to_string())?;
+                params
+                    .distinguished_name
+                    .push(rcgen::DnType::CommonName, "BOMA DEFAULT CERT");
+                let key = rcgen::KeyPair::generate().map_err(|e| e.to_string())?;
+                let cert = params.self_signed(&key).map_err(|e| e.to_string())?;
+                let der = PrivateKeyDer::try_from(key.serialize_der())?;
+                let signer = rustls::crypto::ring::sign::any_supported_type(&der)
+                    .map_err(|e| e.to_string())?;
+                Ok(Arc::new(CertifiedKey::new(
+                    vec![cert.der().clone()],
+                    signer,
+                )))
+            })();
+            made.map_err(|e| tracing::error!(error = %e, "cannot generate the default certificate"))
+                .ok()
+        })
+        .clone()
+}
+
+/// rustls' view of a store under one option set: `strict` refuses an SNI that matches no
+/// certificate (`sniStrict`), and a handshake without SNI.
+#[derive(Debug)]
+pub struct Resolver {
+    pub store: Arc<CertStore>,
+    pub strict: bool,
+}
+
+impl rustls::server::ResolvesServerCert for Resolver {
+    fn resolve(&self, hello: rustls::server::ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let sni = hello
+            .server_name()
+            .map(|s| s.trim_end_matches('.').to_ascii_lowercase());
+        if let Some(found) = sni.as_deref().and_then(|s| self.store.find(s)) {
+            return Some(Arc::clone(found));
+        }
+        if self.strict {
+            return None;
+        }
+        self.store.fallback()
+    }
+}

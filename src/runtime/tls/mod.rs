@@ -1,0 +1,198 @@
+//! TLS termination's compiled form: the certificates of every provider's `[tls]` in one store,
+//! each option set as a rustls server configuration, and which option set a host's handshake
+//! gets (from the routers' `tls.options`). The proxy picks a configuration by the ClientHello's
+//! SNI ([`TlsSetup::config_for`]); rustls then picks the certificate from the store.
+//!
+//! Compiling reads the certificate files; the files read are stamped, so the assembler can see
+//! a renewed certificate ([`TlsSetup::files_changed`]) and compile again. Connections already
+//! open keep the configuration they started with.
+
+pub mod certs;
+pub mod config;
+pub mod der;
+pub mod options;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use rustls::ServerConfig;
+
+use certs::{CertStore, Loaded, Stamp};
+use config::{Options, Tls};
+
+/// The name of the option set used where none is named.
+pub const DEFAULT_OPTIONS: &str = "default";
+
+/// Everything compiling looks at: equal inputs with unchanged files give the same setup.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TlsInput {
+    /// Each provider's `[tls]`, by namespace.
+    pub sections: BTreeMap<String, Tls>,
+    /// Host (lower case) → qualified option set, from the TLS routers' `Host` rules.
+    pub host_options: BTreeMap<String, String>,
+}
+
+/// The compiled TLS configuration of one snapshot.
+#[derive(Debug, Default)]
+pub struct TlsSetup {
+    pub input: TlsInput,
+    pub store: Arc<CertStore>,
+    /// Qualified option set name → its configuration (`None`: it did not compile, and the
+    /// handshakes it governs are refused rather than served weaker).
+    configs: HashMap<String, Option<Arc<ServerConfig>>>,
+    /// Host → qualified option set name.
+    hosts: HashMap<Box<str>, String>,
+    /// The files read, to notice when one changes.
+    files: Vec<Stamp>,
+    /// Faults found while compiling: (what, why).
+    pub problems: Vec<(String, String)>,
+}
+
+impl TlsSetup {
+    /// Compile `input`; `prev` is returned as is when nothing it read has changed.
+    pub fn compile(input: TlsInput, prev: Option<&Arc<TlsSetup>>) -> Arc<TlsSetup> {
+        if let Some(prev) = prev
+            && prev.input == input
+            && !prev.files_changed()
+        {
+            return Arc::clone(prev);
+        }
+        let mut files = Vec::new();
+        let mut problems = Vec::new();
+        let last = prev.map(|p| &*p.store);
+        let store = Arc::new(build_store(&input, last, &mut files, &mut problems));
+        let mut configs = HashMap::new();
+        let mut options: BTreeMap<String, &Options> = BTreeMap::new();
+        for (ns, tls) in &input.sections {
+            for (name, opts) in &tls.options {
+                // Any provider's `default` is the default (the first wins), as in Traefik.
+                let key = if name == DEFAULT_OPTIONS {
+                    DEFAULT_OPTIONS.to_string()
+                } else {
+                    format!("{name}@{ns}")
+                };
+                options.entry(key).or_insert(opts);
+            }
+        }
+        let builtin = Options::default();
+        options
+            .entry(DEFAULT_OPTIONS.to_string())
+            .or_insert(&builtin);
+        for (name, opts) in options {
+            let config = match options::server_config(opts, &store, &mut files) {
+                Ok(c) => Some(c),
+                Err(why) => {
+                    problems.push((format!("tls options {name}"), why));
+                    None
+                }
+            };
+            configs.insert(name, config);
+        }
+        let mut hosts = HashMap::new();
+        for (host, name) in &input.host_options {
+            let name = if configs.contains_key(name) {
+                name.clone()
+            } else {
+                problems.push((
+                    format!("host {host}"),
+                    format!("TLS options `{name}` do not exist; using the default ones"),
+                ));
+                DEFAULT_OPTIONS.to_string()
+            };
+            hosts.insert(host.as_str().into(), name);
+        }
+        Arc::new(TlsSetup {
+            input,
+            store,
+            configs,
+            hosts,
+            files,
+            problems,
+        })
+    }
+
+    /// The configuration a handshake for `sni` gets: its host's option set, else the default
+    /// one. `None` when that set did not compile (the handshake is refused).
+    pub fn config_for(&self, sni: Option<&str>) -> Option<Arc<ServerConfig>> {
+        let name = sni
+            .map(|s| s.trim_end_matches('.').to_ascii_lowercase())
+            .and_then(|s| self.hosts.get(s.as_str()))
+            .map_or(DEFAULT_OPTIONS, String::as_str);
+        self.configs.get(name).cloned().flatten()
+    }
+
+    /// A certificate, key or CA file read by the last compile has changed since.
+    pub fn files_changed(&self) -> bool {
+        self.files.iter().any(Stamp::changed)
+    }
+
+    /// Certificates in the store, for the API.
+    pub fn certificates(&self) -> impl Iterator<Item = &Loaded> {
+        self.store.certificates()
+    }
+}
+
+/// Every provider's certificates (each pair once) and the default store's default certificate.
+/// A pair that no longer loads keeps its `last` good certificate (a renewal caught between
+/// writing the certificate and its key is read again at the next check).
+fn build_store(
+    input: &TlsInput,
+    last: Option<&CertStore>,
+    files: &mut Vec<Stamp>,
+    problems: &mut Vec<(String, String)>,
+) -> CertStore {
+    let mut load = |cert: &str, key: &str, what: String| match certs::load(cert, key, files) {
+        Ok(loaded) => Some(loaded),
+        Err(why) => {
+            let kept = last.and_then(|l| l.loaded_from(cert, key)).cloned();
+            let note = if kept.is_some() {
+                "; the last good one is kept"
+            } else {
+                ""
+            };
+            problems.push((what, format!("{why}{note}")));
+            kept
+        }
+    };
+    let mut notes = Vec::new();
+    let mut seen = Vec::new();
+    let mut loaded = Vec::new();
+    let mut default = None;
+    for (ns, tls) in &input.sections {
+        for c in &tls.certificates {
+            if seen.contains(&c) {
+                continue;
+            }
+            seen.push(c);
+            let what = format!("tls certificate ({ns})");
+            loaded.extend(load(&c.cert_file, &c.key_file, what));
+        }
+        for (name, store) in &tls.stores {
+            if name != "default" {
+                notes.push((
+                    format!("tls store {name}@{ns}"),
+                    "only the `default` store is used (as in Traefik v3)".into(),
+                ));
+                continue;
+            }
+            if store.default_generated_cert.is_some() {
+                notes.push((
+                    format!("tls store default@{ns}"),
+                    "defaultGeneratedCert needs an ACME resolver, which boma does not have yet"
+                        .into(),
+                ));
+            }
+            if let Some(d) = &store.default_certificate
+                && default.is_none()
+            {
+                default = load(
+                    &d.cert_file,
+                    &d.key_file,
+                    format!("tls default certificate ({ns})"),
+                );
+            }
+        }
+    }
+    problems.extend(notes);
+    CertStore::new(loaded, default)
+}

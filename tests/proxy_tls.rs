@@ -1,0 +1,444 @@
+//! TLS termination with real clients: curl (OpenSSL) and `openssl s_client` for what a browser
+//! sees (the certificate picked by SNI, its chain, h2 by ALPN, refused versions and names),
+//! rustls through tokio-rustls for a connection held open across a certificate renewal and for
+//! a handshake flood. Certificates are made by the `openssl` CLI; the backend is a real HTTP
+//! server echoing the request it got.
+
+mod support;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::rt::TokioIo;
+use support::{Backend, Boma, eventually};
+
+/// The CA `ca` in `dir` and leaves `a` (a.tls.test), `w` (*.w.tls.test) and `dflt`.
+fn certificates(dir: &Path) {
+    support::tls::issue(dir, "ca", "a", "subjectAltName=DNS:a.tls.test\n");
+    support::tls::issue(dir, "ca", "w", "subjectAltName=DNS:*.w.tls.test\n");
+    support::tls::issue(dir, "ca", "dflt", "subjectAltName=DNS:default.tls.test\n");
+}
+
+/// Entry points: `web` (plain routers, and the TLS router `mixed` on the same port), `websecure`
+/// (`http.tls`: every router TLS), `redir` (redirects to websecure); `strict` options for
+/// `strict.tls.test`: TLS 1.3 only.
+const STATIC: &str = r#"
+[entryPoints.web]
+address = "127.0.0.1:0"
+[entryPoints.websecure]
+address = "127.0.0.1:0"
+[entryPoints.websecure.http.tls]
+[entryPoints.redir]
+address = "127.0.0.1:0"
+[entryPoints.redir.http.redirections.entryPoint]
+to = "websecure"
+scheme = "https"
+[providers.file]
+filename = "{dir}/dynamic.toml"
+[limits]
+max_connections_per_ip = 100000
+"#;
+
+fn dynamic(dir: &Path, backend: &Backend) -> String {
+    let d = dir.display();
+    format!(
+        r#"
+[http.routers.secure]
+rule = "Host(`a.tls.test`) || Host(`x.w.tls.test`) || Host(`other.tls.test`)"
+service = "s"
+entryPoints = ["websecure"]
+[http.routers.plain]
+rule = "Host(`a.tls.test`)"
+service = "s"
+entryPoints = ["web"]
+[http.routers.mixed]
+rule = "Host(`m.w.tls.test`)"
+service = "s"
+entryPoints = ["web"]
+[http.routers.mixed.tls]
+[http.routers.strict]
+rule = "Host(`strict.tls.test`)"
+service = "s"
+entryPoints = ["websecure"]
+[http.routers.strict.tls]
+options = "strict"
+[http.services.s.loadBalancer]
+[[http.services.s.loadBalancer.servers]]
+url = "{url}"
+[[tls.certificates]]
+certFile = "{d}/a.pem"
+keyFile = "{d}/a.key"
+[[tls.certificates]]
+certFile = "{d}/w.pem"
+keyFile = "{d}/w.key"
+[tls.stores.default.defaultCertificate]
+certFile = "{d}/dflt.pem"
+keyFile = "{d}/dflt.key"
+[tls.options.strict]
+minVersion = "VersionTLS13"
+"#,
+        url = backend.url()
+    )
+}
+
+/// Runs a command; (exit code, stdout).
+async fn run(program: &str, args: &[&str]) -> (i32, String) {
+    let out = tokio::process::Command::new(program)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .unwrap_or_else(|e| panic!("cannot run {program} ({e}); run `make deps`"));
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+/// curl to `https://{host}:{port}{path}` with the test CA, the name resolved to 127.0.0.1;
+/// (exit code, "<status> <http version>\n<body>").
+async fn curl(ca: &Path, host: &str, port: u16, path: &str, extra: &[&str]) -> (i32, String) {
+    let resolve = format!("{host}:{port}:127.0.0.1");
+    let url = format!("https://{host}:{port}{path}");
+    let ca = ca.display().to_string();
+    let mut args = vec![
+        "-sS",
+        "--max-time",
+        "10",
+        "--cacert",
+        &ca,
+        "--resolve",
+        &resolve,
+    ];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&["-w", "\n%{http_code} %{http_version}", &url]);
+    let (code, out) = run("curl", &args).await;
+    // Put the status line first.
+    let (body, status) = out.rsplit_once('\n').unwrap_or(("", &out));
+    (code, format!("{status}\n{body}"))
+}
+
+/// The subject common name of the certificate served for `sni` on `port` (None: no handshake).
+async fn served_cn(port: u16, sni: &str) -> Option<String> {
+    let connect = format!("127.0.0.1:{port}");
+    let (_, out) = run(
+        "openssl",
+        &["s_client", "-connect", &connect, "-servername", sni],
+    )
+    .await;
+    out.lines()
+        .find_map(|l| l.strip_prefix("subject="))
+        .map(|s| s.replace(' ', "").trim_start_matches("CN=").to_string())
+}
+
+/// Waits (bounded) until `sni` is served the certificate named `cn` on `port`: the dynamic file
+/// is applied just after boma says it is ready.
+async fn wait_served(port: u16, sni: &str, cn: &str) {
+    let served = eventually(Duration::from_secs(15), || async {
+        (served_cn(port, sni).await.as_deref() == Some(cn)).then_some(())
+    })
+    .await;
+    assert!(
+        served.is_some(),
+        "{sni} was never served the certificate {cn}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sni_chain_alpn_redirect_and_the_plain_side_of_the_same_port() {
+    let backend = Backend::start("b1").await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    certificates(d);
+    let boma = Boma::start(STATIC, Some(&dynamic(d, &backend)));
+    let tls = boma.addr("websecure").port();
+    wait_served(tls, "a.tls.test", "a").await;
+    let web = boma.addr("web").port();
+    let ca = d.join("ca.pem");
+
+    // SNI picks the certificate; curl verifies chain and name, ALPN gives h2.
+    let (code, out) = curl(&ca, "a.tls.test", tls, "/hello", &[]).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.starts_with("200 2\n"), "{out}");
+    assert!(out.contains("x-forwarded-proto: https"), "{out}");
+    assert!(out.contains(&format!("x-forwarded-port: {tls}\n")), "{out}");
+    let (code, out) = curl(&ca, "x.w.tls.test", tls, "/", &["--http1.1"]).await;
+    assert_eq!((code, &out[..8]), (0, "200 1.1\n"), "{out}");
+    assert_eq!(served_cn(tls, "a.tls.test").await.as_deref(), Some("a"));
+    assert_eq!(served_cn(tls, "x.w.tls.test").await.as_deref(), Some("w"));
+    // A name without a certificate gets the store's default one (curl would refuse it).
+    assert_eq!(
+        served_cn(tls, "other.tls.test").await.as_deref(),
+        Some("dflt")
+    );
+    let (code, _) = curl(&ca, "other.tls.test", tls, "/", &[]).await;
+    assert_ne!(
+        code, 0,
+        "the default certificate is not valid for other.tls.test"
+    );
+    let (code, out) = curl(&ca, "other.tls.test", tls, "/", &["-k"]).await;
+    assert_eq!((code, &out[..6]), (0, "200 2\n"), "{out}");
+
+    // One port, both sides: the plain router over HTTP, the TLS router over TLS, not crossed.
+    let (code, out) = run(
+        "curl",
+        &[
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "-H",
+            "Host: a.tls.test",
+        ]
+        .into_iter()
+        .chain([format!("http://127.0.0.1:{web}/").as_str()])
+        .collect::<Vec<_>>(),
+    )
+    .await;
+    assert_eq!((code, out.as_str()), (0, "200"));
+    let (code, out) = curl(&ca, "m.w.tls.test", web, "/", &[]).await;
+    assert_eq!((code, &out[..6]), (0, "200 2\n"), "{out}");
+    let (code, out) = curl(&ca, "a.tls.test", web, "/", &[]).await;
+    assert_eq!(
+        (code, &out[..6]),
+        (0, "404 2\n"),
+        "a plain router is not served over TLS: {out}"
+    );
+    let plain_on_tls = format!("http://127.0.0.1:{tls}/");
+    let (_, out) = run(
+        "curl",
+        &[
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "-H",
+            "Host: a.tls.test",
+            &plain_on_tls,
+        ],
+    )
+    .await;
+    assert_eq!(out, "404", "a TLS router is not served over plain HTTP");
+
+    // The entry point redirection to websecure.
+    let redir = format!("http://127.0.0.1:{}/x?y=1", boma.addr("redir").port());
+    let (_, out) = run(
+        "curl",
+        &[
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code} %{redirect_url}",
+            "-H",
+            "Host: a.tls.test",
+            &redir,
+        ],
+    )
+    .await;
+    // 301 for a GET with `permanent`, as Traefik answers (308 for other methods).
+    assert_eq!(out, format!("301 https://a.tls.test:{tls}/x?y=1"));
+
+    // Options by host: strict.tls.test is TLS 1.3 only.
+    let (code, out) = curl(
+        &ca,
+        "strict.tls.test",
+        tls,
+        "/",
+        &["-k", "--tls-max", "1.2"],
+    )
+    .await;
+    assert_ne!(code, 0, "TLS 1.2 refused for strict.tls.test: {out}");
+    let (code, out) = curl(&ca, "strict.tls.test", tls, "/", &["-k", "--tlsv1.3"]).await;
+    assert_eq!((code, &out[..6]), (0, "200 2\n"), "{out}");
+    let (code, out) = curl(&ca, "a.tls.test", tls, "/", &["--tls-max", "1.2"]).await;
+    assert_eq!(
+        (code, &out[..6]),
+        (0, "200 2\n"),
+        "default options keep TLS 1.2: {out}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sni_strict_refuses_names_without_a_certificate() {
+    let backend = Backend::start("b1").await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    certificates(d);
+    // The default option set made strict: no default certificate for unknown names.
+    let dynamic = dynamic(d, &backend).replace(
+        "[tls.options.strict]\n",
+        "[tls.options.default]\nsniStrict = true\n",
+    );
+    let boma = Boma::start(STATIC, Some(&dynamic));
+    let tls = boma.addr("websecure").port();
+    wait_served(tls, "a.tls.test", "a").await;
+    assert_eq!(served_cn(tls, "a.tls.test").await.as_deref(), Some("a"));
+    assert_eq!(served_cn(tls, "other.tls.test").await, None);
+    let (code, _) = curl(&d.join("ca.pem"), "other.tls.test", tls, "/", &["-k"]).await;
+    assert_ne!(code, 0);
+}
+
+/// A rustls client trusting `ca`, offering HTTP/1.1.
+fn client_config(ca: &Path) -> Arc<rustls::ClientConfig> {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::CertificateDer::pem_file_iter(ca).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Arc::new(config)
+}
+
+async fn tls_connect(
+    config: &Arc<rustls::ClientConfig>,
+    port: u16,
+    name: &str,
+    from: &str,
+) -> std::io::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.bind(format!("{from}:0").parse().unwrap())?;
+    let tcp = socket.connect(([127, 0, 0, 1], port).into()).await?;
+    let name = rustls::pki_types::ServerName::try_from(name.to_string()).unwrap();
+    tokio_rustls::TlsConnector::from(Arc::clone(config))
+        .connect(name, tcp)
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renewed_certificate_is_served_and_open_connections_stay() {
+    let backend = Backend::start("b1").await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    certificates(d);
+    let boma = Boma::start(STATIC, Some(&dynamic(d, &backend)));
+    let tls = boma.addr("websecure").port();
+    wait_served(tls, "a.tls.test", "a").await;
+    let config = client_config(&d.join("ca.pem"));
+
+    // A keep-alive HTTP/1.1 connection, open before the renewal.
+    let stream = tls_connect(&config, tls, "a.tls.test", "127.0.0.1")
+        .await
+        .unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let get = || {
+        http::Request::get("/")
+            .header("host", "a.tls.test")
+            .body(Empty::<Bytes>::new())
+            .unwrap()
+    };
+    assert_eq!(sender.send_request(get()).await.unwrap().status(), 200);
+
+    // Renewal: a new key and certificate for the same name, written over the old files (the
+    // key first, as a renewal script would; boma keeps the last good pair in between).
+    support::tls::issue(d, "ca", "a2", "subjectAltName=DNS:a.tls.test\n");
+    std::fs::copy(d.join("a2.key"), d.join("a.key")).unwrap();
+    std::fs::copy(d.join("a2.pem"), d.join("a.pem")).unwrap();
+    let renewed = eventually(Duration::from_secs(15), || async {
+        (served_cn(tls, "a.tls.test").await.as_deref() == Some("a2")).then_some(())
+    })
+    .await;
+    assert!(
+        renewed.is_some(),
+        "the renewed certificate was never served"
+    );
+
+    // The connection opened before the renewal still works, and new ones verify.
+    let resp = sender.send_request(get()).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    assert!(String::from_utf8_lossy(&body).contains("x-forwarded-proto: https"));
+    let (code, out) = curl(&d.join("ca.pem"), "a.tls.test", tls, "/", &[]).await;
+    assert_eq!((code, &out[..6]), (0, "200 2\n"), "{out}");
+
+    // A broken renewal (a key that is not the certificate's) keeps the last good pair.
+    std::fs::copy(d.join("w.key"), d.join("a.key")).unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(served_cn(tls, "a.tls.test").await.as_deref(), Some("a2"));
+    let stderr = boma.stderr();
+    assert!(
+        stderr.contains("the key is not the certificate's") && stderr.contains("last good one"),
+        "the broken renewal is reported: {stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handshake_flood_does_not_starve_plain_http() {
+    let backend = Backend::start("b1").await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    certificates(d);
+    let boma = Boma::start(STATIC, Some(&dynamic(d, &backend)));
+    let tls = boma.addr("websecure").port();
+    wait_served(tls, "a.tls.test", "a").await;
+    let web = boma.addr("web");
+    let config = client_config(&d.join("ca.pem"));
+
+    // From 127.0.0.2: 200 connections that start a handshake and stall mid-ClientHello, and
+    // 32 clients making full handshakes back to back.
+    let mut stalled = Vec::new();
+    for _ in 0..200 {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+        let mut s = socket.connect(([127, 0, 0, 1], tls).into()).await.unwrap();
+        tokio::io::AsyncWriteExt::write_all(&mut s, &[0x16, 0x03, 0x01, 0x02, 0x00, 0x01])
+            .await
+            .unwrap();
+        stalled.push(s);
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let handshakes = Arc::new(AtomicU64::new(0));
+    let mut flood = Vec::new();
+    for _ in 0..32 {
+        let (stop, handshakes, config) = (stop.clone(), handshakes.clone(), config.clone());
+        flood.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                if tls_connect(&config, tls, "a.tls.test", "127.0.0.2")
+                    .await
+                    .is_ok()
+                {
+                    handshakes.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }));
+    }
+    // Wait until the flood is under way, then plain HTTP must be answered during it.
+    let started = eventually(Duration::from_secs(10), || async {
+        (handshakes.load(Ordering::Relaxed) >= 50).then_some(())
+    })
+    .await;
+    assert!(started.is_some(), "the flood never got going");
+    let client = support::Client::new();
+    for _ in 0..20 {
+        let r = tokio::time::timeout(Duration::from_secs(10), client.get(web, "a.tls.test", "/"))
+            .await
+            .expect("plain HTTP starved by the handshake flood");
+        assert_eq!(r.status, 200);
+    }
+    let during = handshakes.load(Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        handshakes.load(Ordering::Relaxed) > during,
+        "the flood was still running while plain requests were answered"
+    );
+    stop.store(true, Ordering::Relaxed);
+    for f in flood {
+        let _ = f.await;
+    }
+    drop(stalled);
+}
