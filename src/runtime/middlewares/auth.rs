@@ -244,6 +244,14 @@ fn read_users_file(path: &str) -> Result<Vec<String>, MiddlewareError> {
         source,
     };
     let mut text = String::new();
+    // A FIFO would block the open itself, and with it every reload: regular files only.
+    let meta = std::fs::metadata(path).map_err(err)?;
+    if !meta.is_file() {
+        return Err(MiddlewareError::invalid(
+            KIND,
+            format!("usersFile {path:?} is not a regular file"),
+        ));
+    }
     std::fs::File::open(path)
         .and_then(|f| f.take(USERS_FILE_MAX + 1).read_to_string(&mut text))
         .map_err(err)?;

@@ -62,8 +62,14 @@ pub fn pem_bytes(spec: &str, stamps: &mut Vec<Stamp>) -> Result<Vec<u8>, String>
     // Stamped before reading: a change made while reading shows up on the next check.
     stamps.push(Stamp::of(path.clone()));
     let mut bytes = Vec::new();
-    std::fs::File::open(&path)
-        .and_then(|f| f.take(PEM_MAX + 1).read_to_end(&mut bytes))
+    // A FIFO would block the open itself and a device might never end: only regular files.
+    let meta = std::fs::metadata(&path).map_err(|e| format!("{spec}: {e}"))?;
+    if !meta.is_file() {
+        return Err(format!("{spec}: not a regular file"));
+    }
+    let file = std::fs::File::open(&path).map_err(|e| format!("{spec}: {e}"))?;
+    file.take(PEM_MAX + 1)
+        .read_to_end(&mut bytes)
         .map_err(|e| format!("{spec}: {e}"))?;
     if bytes.len() as u64 > PEM_MAX {
         return Err(format!("{spec}: larger than {PEM_MAX} bytes"));
@@ -210,5 +216,77 @@ impl rustls::server::ResolvesServerCert for Resolver {
             return None;
         }
         self.store.fallback()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A self-signed certificate for `names` as (cert PEM, key PEM).
+    fn pair(names: &[&str]) -> (String, String) {
+        let params =
+            rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+                .unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        (cert.pem(), key.serialize_pem())
+    }
+
+    #[test]
+    fn exact_names_then_wildcards_then_the_default() {
+        let (a_cert, a_key) = pair(&["a.lan"]);
+        let (w_cert, w_key) = pair(&["*.w.lan", "w.lan"]);
+        let (d_cert, d_key) = pair(&["default.lan"]);
+        let mut stamps = Vec::new();
+        let a = load(&a_cert, &a_key, &mut stamps).unwrap();
+        let w = load(&w_cert, &w_key, &mut stamps).unwrap();
+        let d = load(&d_cert, &d_key, &mut stamps).unwrap();
+        assert!(stamps.is_empty(), "inline PEM has no file to watch");
+        assert_eq!(a.source, "inline");
+        let (a_key_arc, w_key_arc, d_key_arc) = (a.key.clone(), w.key.clone(), d.key.clone());
+        let store = CertStore::new(vec![a, w], Some(d));
+        let same = |found: Option<&Arc<CertifiedKey>>, want: &Arc<CertifiedKey>| {
+            found.is_some_and(|f| Arc::ptr_eq(f, want))
+        };
+        assert!(same(store.find("a.lan"), &a_key_arc));
+        assert!(same(store.find("x.w.lan"), &w_key_arc));
+        assert!(same(store.find("w.lan"), &w_key_arc));
+        // A wildcard covers one label only.
+        assert!(store.find("y.x.w.lan").is_none());
+        assert!(store.find("b.lan").is_none());
+        assert!(Arc::ptr_eq(&store.fallback().unwrap(), &d_key_arc));
+        // Without a configured default, the generated one (the same every time).
+        let bare = CertStore::new(Vec::new(), None);
+        let g = bare.fallback().unwrap();
+        assert!(Arc::ptr_eq(&g, &bare.fallback().unwrap()));
+    }
+
+    #[test]
+    fn bad_pairs_are_errors() {
+        let (a_cert, a_key) = pair(&["a.lan"]);
+        let (_, other_key) = pair(&["b.lan"]);
+        let mut stamps = Vec::new();
+        let e = load(&a_cert, &other_key, &mut stamps).unwrap_err();
+        assert!(e.contains("not the certificate's"), "{e}");
+        let e = load(&a_key, &a_key, &mut stamps).unwrap_err();
+        assert!(e.contains("no certificate"), "{e}");
+        let e = load("/nonexistent/cert.pem", &a_key, &mut stamps).unwrap_err();
+        assert!(e.contains("/nonexistent/cert.pem"), "{e}");
+        assert_eq!(stamps.len(), 1, "a missing file is still watched");
+        assert!(!stamps[0].changed());
+    }
+
+    #[test]
+    fn a_fifo_is_refused_without_blocking() {
+        let dir = std::env::temp_dir().join(format!("boma-tls-fifo-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let fifo = dir.join("cert.pem");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        assert!(made.is_ok_and(|s| s.success()), "mkfifo");
+        let e = pem_bytes(fifo.to_str().unwrap(), &mut Vec::new()).unwrap_err();
+        assert!(e.contains("not a regular file"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
