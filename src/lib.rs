@@ -122,6 +122,7 @@ impl Gateway {
         let (access_log, log_task) = start_access_log(cfg)?;
         let dhcp_server = net::dhcp::ServerConfig::from_config(cfg);
         let dhcp_channels = dhcp_server.as_ref().map(|_| net::dhcp::Channels::new());
+        let resolvers = open_resolvers(cfg);
         let admin_info = admin::Info {
             entrypoints: (listening.iter())
                 .map(|l| admin::EntryPointInfo {
@@ -134,6 +135,9 @@ impl Gateway {
             start_date: std::time::SystemTime::now(),
             dhcp: dhcp_channels.as_ref().map(|(_, h)| h.clone()),
             update: Arc::new(update::Updater::new(cfg.update.as_ref())),
+            local_cas: (resolvers.iter())
+                .filter_map(|(n, r)| Some((n.clone(), Arc::clone(r.as_ref().ok()?))))
+                .collect(),
         };
         let updater = Arc::clone(&admin_info.update);
         let mut threads = Vec::new();
@@ -161,7 +165,7 @@ impl Gateway {
             admin: admin_info,
         };
         let (specs, grace) = start_workers(cfg, bound, workers, &shared, &stop_rx, &mut threads)?;
-        let frag_tx = start_assembler(cfg, specs, &store, &mut tasks, &stop_rx)?;
+        let frag_tx = start_assembler(cfg, (specs, resolvers), &store, &mut tasks, &stop_rx)?;
         tasks.spawn(proxy::health::run(
             store.clone(),
             upstream_tls,
@@ -419,11 +423,36 @@ fn start_workers(
     Ok((specs, grace))
 }
 
+/// The static configuration's certificate resolvers, opened (a local CA is made on first use of
+/// its storage), or why not: a CA that cannot be opened leaves its routers with the default
+/// certificate and a problem, never the gateway down.
+type Resolvers = BTreeMap<String, Result<Arc<runtime::tls::local_ca::LocalCa>, String>>;
+
+fn open_resolvers(cfg: &Config) -> Resolvers {
+    let mut out = BTreeMap::new();
+    for (name, r) in &cfg.certificates_resolvers {
+        let Some(ca) = &r.local_ca else { continue };
+        let settings = runtime::tls::local_ca::Settings {
+            storage: ca.storage.clone(),
+            common_name: ca.common_name.clone(),
+            domains: ca.domains.iter().map(|d| d.to_ascii_lowercase()).collect(),
+            leaf_validity: ca.certificate_duration.to_std(),
+            max_leaves: ca.max_certificates,
+        };
+        let opened = runtime::tls::local_ca::LocalCa::open(settings).map(Arc::new);
+        if let Err(e) = &opened {
+            tracing::error!(resolver = %name, error = %e, "local CA unavailable");
+        }
+        out.insert(name.clone(), opened);
+    }
+    out
+}
+
 /// The assembler task, after assembling what is known now (the internal provider), so the API
 /// answers as soon as boma says ready. Returns where providers send their fragments.
 fn start_assembler(
     cfg: &Config,
-    entrypoints: Vec<EntryPointSpec>,
+    (entrypoints, resolvers): (Vec<EntryPointSpec>, Resolvers),
     store: &Store,
     tasks: &mut JoinSet<()>,
     stop: &watch::Receiver<bool>,
@@ -436,6 +465,7 @@ fn start_assembler(
             max_sources: cfg.limits.rate_limit_sources,
         },
         admin: admin_gate(cfg)?,
+        resolvers,
     };
     let mut initial = BTreeMap::new();
     if let Some(api) = &cfg.api {

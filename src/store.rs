@@ -1,5 +1,4 @@
-//! Durable writes of persistent state (DHCP leases today; certificates and the update state
-//! later): a file is replaced whole or not at all, and once [`write_durably`] returns, the new
+//! Durable writes of persistent state (DHCP leases, the local CA's certificate and key): a file is replaced whole or not at all, and once [`write_durably`] returns, the new
 //! content survives a power cut.
 //!
 //! The sequence is the classic one: write a temporary file next to the target, `fsync` it,
@@ -14,13 +13,26 @@ use std::path::{Path, PathBuf};
 
 /// Replace `path` with `bytes` durably (see the module docs). The parent directory must exist.
 pub fn write_durably(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    write_with_mode(path, bytes, 0o644)
+}
+
+/// [`write_durably`] for a secret (a private key): readable and writable by its owner only,
+/// from the first byte written.
+pub fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    write_with_mode(path, bytes, 0o600)
+}
+
+fn write_with_mode(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
     let dir = parent(path);
     let tmp = temp_path(path);
     let result = (|| {
+        // A temporary file left by a crash may have another mode: start from none.
+        let _ = fs::remove_file(&tmp);
         let mut file = OpenOptions::new()
             .write(true)
-            .create(true)
-            .truncate(true)
+            .create_new(true)
+            .mode(mode)
             .open(&tmp)?;
         file.write_all(bytes)?;
         file.sync_all()?;

@@ -442,3 +442,120 @@ async fn a_handshake_flood_does_not_starve_plain_http() {
     }
     drop(stalled);
 }
+
+/// boma's offline CA as the resolver of the `websecure` entry point, its certificate
+/// downloadable from `localca@internal` on plain HTTP, the API on `traefik`.
+const LOCAL_CA_STATIC: &str = r#"
+[entryPoints.web]
+address = "127.0.0.1:0"
+[entryPoints.websecure]
+address = "127.0.0.1:0"
+[entryPoints.websecure.http.tls]
+certResolver = "village"
+[entryPoints.traefik]
+address = "127.0.0.1:0"
+[api]
+insecure = true
+[certificatesResolvers.village.localCA]
+storage = "{storage}"
+domains = ["village.lan"]
+[providers.file]
+filename = "{dir}/dynamic.toml"
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_ca_issues_on_first_use_and_survives_a_restart() {
+    let backend = Backend::start("b1").await;
+    let storage = tempfile::tempdir().unwrap();
+    let ca_dir = storage.path().join("ca");
+    let static_toml = LOCAL_CA_STATIC.replace("{storage}", &ca_dir.display().to_string());
+    let dynamic = format!(
+        r#"
+[http.routers.cloud]
+rule = "Host(`cloud.village.lan`)"
+service = "s"
+entryPoints = ["websecure"]
+[http.routers.outside]
+rule = "Host(`outside.test`)"
+service = "s"
+entryPoints = ["websecure"]
+[http.routers.ca]
+rule = "Host(`ca.village.lan`)"
+service = "localca@internal"
+entryPoints = ["web"]
+[http.services.s.loadBalancer]
+[[http.services.s.loadBalancer.servers]]
+url = "{}"
+"#,
+        backend.url()
+    );
+    let download = |boma: &Boma, to: &Path| {
+        let url = format!("http://127.0.0.1:{}/ca.crt", boma.addr("web").port());
+        let to = to.display().to_string();
+        async move {
+            run(
+                "curl",
+                &[
+                    "-sS",
+                    "-f",
+                    "-H",
+                    "Host: ca.village.lan",
+                    "-o",
+                    &to,
+                    "-w",
+                    "%{content_type}",
+                    &url,
+                ],
+            )
+            .await
+        }
+    };
+    let got = tempfile::tempdir().unwrap();
+    let first_ca = got.path().join("first.crt");
+    {
+        let boma = Boma::start(&static_toml, Some(&dynamic));
+        let tls = boma.addr("websecure").port();
+        wait_served(tls, "cloud.village.lan", "cloud.village.lan").await;
+        // The CA certificate, from plain HTTP without credentials (it is public).
+        let (code, kind) = download(&boma, &first_ca).await;
+        assert_eq!((code, kind.as_str()), (0, "application/x-x509-ca-cert"));
+        let pem = std::fs::read_to_string(&first_ca).unwrap();
+        assert!(pem.starts_with("-----BEGIN CERTIFICATE-----"), "{pem}");
+        // The issued leaf verifies against the downloaded CA (curl checks chain and name).
+        let (code, out) = curl(&first_ca, "cloud.village.lan", tls, "/", &[]).await;
+        assert_eq!((code, &out[..6]), (0, "200 2\n"), "{out}");
+        // No leaf outside the CA's domains, nor for a name no router has.
+        assert_eq!(
+            served_cn(tls, "outside.test").await.as_deref(),
+            Some("BOMADEFAULTCERT")
+        );
+        assert_eq!(
+            served_cn(tls, "nobody.village.lan").await.as_deref(),
+            Some("BOMADEFAULTCERT")
+        );
+        assert!(
+            boma.stderr()
+                .contains("outside.test is outside the domains")
+        );
+        // The API lists what was issued.
+        let api = format!("http://127.0.0.1:{}/api/tls", boma.addr("traefik").port());
+        let (_, json) = run("curl", &["-sS", &api]).await;
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        let hosts: Vec<&str> = (v["resolvers"][0]["certificates"].as_array().unwrap().iter())
+            .filter_map(|c| c["host"].as_str())
+            .collect();
+        assert_eq!(hosts, ["cloud.village.lan"], "{json}");
+    }
+    // After a restart: the same CA (clients trusted it once), a fresh leaf that verifies.
+    let boma = Boma::start(&static_toml, Some(&dynamic));
+    let tls = boma.addr("websecure").port();
+    wait_served(tls, "cloud.village.lan", "cloud.village.lan").await;
+    let second_ca = got.path().join("second.crt");
+    download(&boma, &second_ca).await;
+    assert_eq!(
+        std::fs::read(&first_ca).unwrap(),
+        std::fs::read(&second_ca).unwrap()
+    );
+    let (code, out) = curl(&first_ca, "cloud.village.lan", tls, "/", &[]).await;
+    assert_eq!((code, &out[..6]), (0, "200 2\n"), "{out}");
+}

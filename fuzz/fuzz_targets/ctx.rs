@@ -20,5 +20,6 @@ pub fn assemble_ctx() -> boma::dynamic::AssembleCtx {
         max_routes: 1000,
         middleware_bounds: Default::default(),
         admin: Default::default(),
+        resolvers: Default::default(),
     }
 }

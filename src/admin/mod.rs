@@ -1,7 +1,9 @@
 //! The admin side: the JSON API (`api@internal`), the dashboard (`dashboard@internal`) and
 //! `ping@internal`, answered from the current snapshot. Paths and shapes follow Traefik's API
 //! (`/api/http/routers`, `/api/http/services`, `/api/overview`, `/api/entrypoints`,
-//! `/api/version`, `/api/rawdata`) so existing scripts keep working; `/api/problems` and `/api/dhcp` (state, counters, `/api/dhcp/leases`) are boma's own.
+//! `/api/version`, `/api/rawdata`) so existing scripts keep working; `/api/problems`,
+//! `/api/dhcp` (state, counters, `/api/dhcp/leases`), `/api/tls` (certificates and local CAs)
+//! and `localca@internal` (the local CA's certificate, public) are boma's own.
 //!
 //! It only reads: nothing here changes configuration. Who may reach it is decided by routers and
 //! middlewares (Traefik's model): `[api] insecure = true` publishes it on the `traefik`
@@ -68,6 +70,8 @@ pub struct Info {
     pub dhcp: Option<crate::net::dhcp::Handle>,
     /// A/B updates: the running slot and the last update's state (`/api/version`), uploads.
     pub update: Arc<crate::update::Updater>,
+    /// The local CAs that opened, by resolver name (`localca@internal`, `/api/tls`).
+    pub local_cas: Vec<(String, Arc<crate::runtime::tls::local_ca::LocalCa>)>,
 }
 
 /// Answer a request routed to an internal service.
@@ -85,6 +89,7 @@ pub fn respond(
         Internal::Ping => text(StatusCode::OK, "OK"),
         Internal::Locked => locked(path),
         Internal::Noop => text(StatusCode::OK, ""),
+        Internal::LocalCa => local_ca(info),
         Internal::Dashboard => match path {
             "/" | "" => redirect("/dashboard/"),
             "/dashboard" => redirect("/dashboard/"),
@@ -98,6 +103,7 @@ pub fn respond(
             }
             _ => text(StatusCode::NOT_FOUND, "404 page not found\n"),
         },
+        Internal::Api if path == "/api/tls/ca.crt" => local_ca(info),
         Internal::Api => match api(path, snapshot, info) {
             Some(v) => {
                 let mut r = Response::new(Bytes::from(v.to_string()));
@@ -110,6 +116,56 @@ pub fn respond(
             None => text(StatusCode::NOT_FOUND, "404 page not found\n"),
         },
     }
+}
+
+/// `localca@internal`: the first local CA's certificate as a file a phone or laptop offers to
+/// install (404 when no local CA is configured).
+fn local_ca(info: &Info) -> Response<Bytes> {
+    let Some((name, ca)) = info.local_cas.first() else {
+        return text(StatusCode::NOT_FOUND, "no local CA is configured\n");
+    };
+    let mut r = Response::new(Bytes::from(ca.ca_pem().to_string()));
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/x-x509-ca-cert"),
+    );
+    let file = format!("attachment; filename=\"{name}-ca.crt\"");
+    if let Ok(v) = header::HeaderValue::from_str(&file) {
+        h.insert(header::CONTENT_DISPOSITION, v);
+    }
+    r
+}
+
+/// `/api/tls`: the configured certificates (names, expiry, file) and the local CAs with the
+/// certificates they issued.
+fn tls(s: &Snapshot, info: &Info) -> Value {
+    let certificates: Vec<Value> = (s.tls.certificates())
+        .map(|c| {
+            json!({
+                "source": c.source,
+                "names": c.facts.names,
+                "ips": c.facts.ips,
+                "subject": c.facts.subject,
+                "issuer": c.facts.issuer,
+                "notBefore": c.facts.not_before,
+                "notAfter": c.facts.not_after,
+            })
+        })
+        .collect();
+    let resolvers: Vec<Value> = (info.local_cas.iter())
+        .map(|(name, ca)| {
+            json!({
+                "name": name,
+                "kind": "localCA",
+                "issued": ca.issued.load(Ordering::Relaxed),
+                "certificates": (ca.leaves().into_iter())
+                    .map(|(host, not_after)| json!({"host": host, "notAfter": not_after}))
+                    .collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    json!({"certificates": certificates, "resolvers": resolvers})
 }
 
 /// The API and dashboard while `[admin] users` is not set: 403, with how to set it (an HTML page
@@ -283,6 +339,7 @@ fn api(path: &str, s: &Snapshot, info: &Info) -> Option<Value> {
         "/api/http/routers" => json!(routers(s)),
         "/api/http/services" => json!(services(s)),
         "/api/problems" => json!(s.problems),
+        "/api/tls" => tls(s, info),
         "/api/dhcp/leases" => json!(*s.leases),
         "/api/dhcp" => match &info.dhcp {
             Some(h) => json!({

@@ -14,6 +14,7 @@ mod entrypoint;
 mod error;
 mod net;
 pub mod nocase;
+mod resolvers;
 mod sections;
 mod spans;
 mod update;
@@ -43,6 +44,7 @@ pub use error::{ConfigError, ConfigErrors, Locator, Span};
 pub use net::{
     Dhcp, DhcpHost, Ipv4Cidr, Lan, MAX_POOL, Nat, Wan, WanMode, is_host_label, is_ifname, parse_mac,
 };
+pub use resolvers::{CertResolver, LocalCa as LocalCaConfig};
 pub use sections::{
     AccessLog, AccessLogFields, AccessLogFilters, Admin, Api, FieldHeaders, FieldMode,
     FileProvider, Limits, Log, LogFormat, LogLevel, Providers, ServersTransport,
@@ -97,6 +99,9 @@ pub struct Config {
     pub wifi: Option<Wifi>,
     /// Signed A/B updates: where and how (defaults when `None`; on only on an A/B-booted system).
     pub update: Option<Update>,
+    /// Certificate resolvers by name, for routers' `tls.certResolver`.
+    #[serde(rename = "certificatesResolvers", default)]
+    pub certificates_resolvers: BTreeMap<String, CertResolver>,
 }
 
 impl Config {
@@ -156,7 +161,6 @@ const UNSUPPORTED: nocase::Unsupported = &[
             "ping",
             "tracing",
             "hostResolver",
-            "certificatesResolvers",
             "experimental",
             "core",
             "spiffe",
@@ -180,6 +184,7 @@ const UNSUPPORTED: nocase::Unsupported = &[
         &["encodeQuerySemicolons", "sanitizePath", "maxHeaderBytes"],
     ),
     ("Transport", &["keepAliveMaxTime", "keepAliveMaxRequests"]),
+    ("CertResolver", &["acme", "tailscale"]),
     ("ForwardedHeaders", &["connection"]),
     (
         "Providers",

@@ -577,6 +577,32 @@ fn documented_example_parses_and_matches_defaults() {
 }
 
 #[test]
+fn certificate_resolvers_are_local_cas_with_checked_bounds() {
+    let c = parse_ok("[certificatesResolvers.v.localCA]\n");
+    let ca = c.certificates_resolvers["v"]
+        .local_ca
+        .as_ref()
+        .expect("localCA");
+    assert_eq!(*ca, crate::config::LocalCaConfig::default());
+    assert_eq!(ca.storage, std::path::PathBuf::from("/data/boma/local-ca"));
+    let p = problems(
+        "[certificatesResolvers.a.localCA]\ndomains = [\"*.x.lan\", \"ok.lan\"]\n\
+         certificateDuration = \"10m\"\nmaxCertificates = 0\n\
+         [certificatesResolvers.b]\n",
+    );
+    for want in [
+        "`*.x.lan` is not a domain name",
+        "at least 1h",
+        "at least 1",
+        "a resolver needs a kind",
+    ] {
+        assert!(p.iter().any(|e| e.contains(want)), "{want}: {p:?}");
+    }
+    let p = problems("[certificatesResolvers.le.acme]\nemail = \"a@b.c\"\n");
+    assert!(p.iter().any(|e| e.contains("acme")), "{p:?}");
+}
+
+#[test]
 fn update_section_is_optional_and_its_bounds_are_checked() {
     let c = parse_ok("[update]\ncommit_after = \"10s\"\n");
     let u = c.update.expect("[update]");

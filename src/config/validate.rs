@@ -45,6 +45,7 @@ pub(super) fn check(config: &Config, spans: &SpanMap, locator: &Locator<'_>) -> 
     {
         check.value(&["serversTransport", "rootCAs"], message);
     }
+    check.resolvers(config);
     check.errors
 }
 
@@ -55,6 +56,33 @@ pub(super) struct Check<'a> {
 }
 
 impl Check<'_> {
+    /// `[certificatesResolvers]`: each one a local CA with sane bounds.
+    fn resolvers(&mut self, config: &Config) {
+        const R: &str = "certificatesResolvers";
+        for (name, resolver) in &config.certificates_resolvers {
+            let Some(ca) = &resolver.local_ca else {
+                self.key(&[R, name], "a resolver needs a kind: localCA");
+                continue;
+            };
+            for (i, d) in ca.domains.iter().enumerate() {
+                if !super::is_domain_name(d) || d.starts_with("*.") {
+                    let why = format!("`{d}` is not a domain name (subdomains are included)");
+                    self.value(&[R, name, "localCA", "domains", &i.to_string()], why);
+                }
+            }
+            if ca.certificate_duration < Duration::from_secs(3600) {
+                let path = [R, name, "localCA", "certificateDuration"];
+                self.value(&path, "at least 1h");
+            }
+            if ca.max_certificates == 0 {
+                self.value(&[R, name, "localCA", "maxCertificates"], "at least 1");
+            }
+            if ca.common_name.trim().is_empty() {
+                self.value(&[R, name, "localCA", "commonName"], "must not be empty");
+            }
+        }
+    }
+
     /// A problem with the value at `path`.
     pub(super) fn value(&mut self, path: &[&str], message: impl Into<String>) {
         let span = self.spans.value_span(path);

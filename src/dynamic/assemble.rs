@@ -39,6 +39,8 @@ pub struct AssembleCtx {
     pub middleware_bounds: middlewares::Bounds,
     /// Who may use the API and dashboard through an operator's router.
     pub admin: AdminGate,
+    /// The static configuration's certificate resolvers: opened, or why not.
+    pub resolvers: BTreeMap<String, Result<Arc<crate::runtime::tls::local_ca::LocalCa>, String>>,
 }
 
 /// What guards `api@internal` and `dashboard@internal` when a router of any provider but
@@ -129,7 +131,7 @@ pub fn assemble(
     let tls_tables = (placed.per_ep_tls.into_iter())
         .map(|(ep, routes)| (ep, RouteTable::new(routes)))
         .collect();
-    let tls = super::tls::setup(fragments, placed.tls_hosts, prev, &mut b.problems);
+    let tls = super::tls::setup(fragments, placed.tls_hosts, ctx, prev, &mut b.problems);
     let services = (b.services.into_iter())
         .filter_map(|(name, built)| Some((name, built.ok()?)))
         .collect();
@@ -287,7 +289,7 @@ impl<'a> Builder<'a> {
             chain.extend(gate.iter().cloned());
             let per_ep = match &tls {
                 Some(tls) => {
-                    placed.tls_hosts.add(name, &rule_, tls, &mut self.problems);
+                    (placed.tls_hosts).add(name, &rule_, tls, ctx, &mut self.problems);
                     &mut placed.per_ep_tls
                 }
                 None => &mut placed.per_ep,

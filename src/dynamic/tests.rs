@@ -22,6 +22,7 @@ fn ctx(eps: &[(&str, bool)]) -> AssembleCtx {
         max_routes: 100,
         middleware_bounds: Default::default(),
         admin: Default::default(),
+        resolvers: Default::default(),
     }
 }
 

@@ -5,9 +5,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use super::{Fragment, Problem, Snapshot, qualify, schema};
+use super::{AssembleCtx, Fragment, Problem, Snapshot, qualify, schema};
 use crate::rule::Rule;
-use crate::runtime::tls::{DEFAULT_OPTIONS, TlsInput, TlsSetup};
+use crate::runtime::tls::{DEFAULT_OPTIONS, Resolvers, TlsInput, TlsSetup};
 
 /// What a TLS route asks for.
 pub(super) struct RouteTls {
@@ -51,6 +51,8 @@ pub(super) fn router_tls(
 pub(super) struct HostOptions {
     map: BTreeMap<String, String>,
     conflicted: BTreeSet<String>,
+    /// Host → the local CA (by resolver name) that issues its certificate.
+    resolvers: BTreeMap<String, String>,
 }
 
 impl HostOptions {
@@ -60,16 +62,11 @@ impl HostOptions {
         router: &str,
         rule: &Rule,
         tls: &RouteTls,
+        ctx: &AssembleCtx,
         problems: &mut Vec<Problem>,
     ) {
-        if let Some(resolver) = &tls.cert_resolver {
-            problems.push(Problem::new(
-                format!("router {router}"),
-                format!(
-                    "certResolver `{resolver}` does not exist (boma has no ACME resolver yet); \
-                     certificates come from [tls] and the default certificate"
-                ),
-            ));
+        if let Some(name) = &tls.cert_resolver {
+            self.resolver(router, name, rule, ctx, problems);
         }
         for host in rule.mentioned_hosts() {
             if self.conflicted.contains(&host) {
@@ -95,12 +92,54 @@ impl HostOptions {
             }
         }
     }
+
+    /// Router `router` names resolver `name` for the hosts of `rule`.
+    fn resolver(
+        &mut self,
+        router: &str,
+        name: &str,
+        rule: &Rule,
+        ctx: &AssembleCtx,
+        problems: &mut Vec<Problem>,
+    ) {
+        let problem = |why: String| Problem::new(format!("router {router}"), why);
+        let ca = match ctx.resolvers.get(name) {
+            Some(Ok(ca)) => ca,
+            Some(Err(why)) => {
+                problems.push(problem(format!(
+                    "certResolver `{name}` is unavailable ({why}); the default certificate \
+                     is served"
+                )));
+                return;
+            }
+            None => {
+                problems.push(problem(format!(
+                    "certResolver `{name}` does not exist ([certificatesResolvers] has no such \
+                     name; boma has no ACME resolver yet); the default certificate is served"
+                )));
+                return;
+            }
+        };
+        for host in rule.mentioned_hosts() {
+            if !ca.covers(&host) {
+                problems.push(problem(format!(
+                    "{host} is outside the domains of certResolver `{name}`; no certificate is \
+                     issued for it"
+                )));
+                continue;
+            }
+            self.resolvers
+                .entry(host)
+                .or_insert_with(|| name.to_string());
+        }
+    }
 }
 
 /// The TLS setup of `fragments` with the TLS routers' `hosts`; its faults become problems.
 pub(super) fn setup(
     fragments: &BTreeMap<String, Fragment>,
     hosts: HostOptions,
+    ctx: &AssembleCtx,
     prev: Option<&Snapshot>,
     problems: &mut Vec<Problem>,
 ) -> Arc<TlsSetup> {
@@ -109,8 +148,12 @@ pub(super) fn setup(
             .filter_map(|(ns, f)| Some((ns.clone(), f.config.tls.clone()?)))
             .collect(),
         host_options: hosts.map,
+        host_resolvers: hosts.resolvers,
     };
-    let setup = TlsSetup::compile(input, prev.map(|p| &p.tls));
+    let opened: Resolvers = (ctx.resolvers.iter())
+        .filter_map(|(name, r)| Some((name.clone(), Arc::clone(r.as_ref().ok()?))))
+        .collect();
+    let setup = TlsSetup::compile(input, &opened, prev.map(|p| &p.tls));
     problems
         .extend((setup.problems.iter()).map(|(what, why)| Problem::new(what.clone(), why.clone())));
     setup

@@ -219,7 +219,17 @@ pub async fn serve(
             // The permit, the source's slot and the open count live as long as the connection,
             // upgraded or not, and are given back however its task ends.
             let _held = (permit, slot, open);
-            serve_conn(stream, peer, proxy, ep, &builder, timeouts, stop).await;
+            let conn = Accepted {
+                peer,
+                proxy,
+                ep,
+                builder: &builder,
+                timeouts,
+                // Activity is counted, not timed: no clock read per read or write.
+                moved: Arc::new(AtomicU64::new(0)),
+                stop,
+            };
+            serve_conn(stream, conn).await;
         });
     }
     drop(listener);
@@ -243,41 +253,43 @@ struct Timeouts {
     upgraded_idle: Duration,
 }
 
-/// Serve one connection: plain or over TLS, as its first byte says.
-async fn serve_conn(
-    stream: TcpStream,
+/// One accepted connection and what serving it takes.
+struct Accepted<'a> {
     peer: SocketAddr,
     proxy: Arc<Proxy>,
     ep: Arc<EntryPoint>,
-    builder: &auto::Builder<TokioExecutor>,
+    builder: &'a auto::Builder<TokioExecutor>,
     timeouts: Timeouts,
+    /// Bumped by every read or write that moves bytes (the idle timeouts).
+    moved: Arc<AtomicU64>,
     stop: watch::Receiver<bool>,
-) {
-    // Activity is counted, not timed: no clock read per read or write.
-    let moved = Arc::new(AtomicU64::new(0));
+}
+
+/// Serve one connection: plain or over TLS, as its first byte says.
+async fn serve_conn(stream: TcpStream, conn: Accepted<'_>) {
     let mut first = [0u8; 1];
-    let tls = match tokio::time::timeout(timeouts.first_bytes, stream.peek(&mut first)).await {
+    let first_bytes = conn.timeouts.first_bytes;
+    let tls = match tokio::time::timeout(first_bytes, stream.peek(&mut first)).await {
         Ok(Ok(1)) => first[0] == TLS_HANDSHAKE,
         // Closed, failed or silent for the whole header-read timeout.
         _ => return,
     };
     let io = Activity {
         inner: stream,
-        moved: Arc::clone(&moved),
+        moved: Arc::clone(&conn.moved),
     };
     if !tls {
-        return serve_http(io, peer, false, proxy, ep, builder, (timeouts, moved), stop).await;
+        return serve_http(io, false, conn).await;
     }
-    match tokio::time::timeout(timeouts.first_bytes, handshake(io, &proxy)).await {
-        Ok(Ok(tls)) => {
-            serve_http(tls, peer, true, proxy, ep, builder, (timeouts, moved), stop).await
-        }
+    let (peer, stats) = (conn.peer, &conn.ep.stats);
+    match tokio::time::timeout(first_bytes, handshake(io, &conn.proxy)).await {
+        Ok(Ok(tls)) => serve_http(tls, true, conn).await,
         Ok(Err(e)) => {
-            ep.stats.tls_failed.fetch_add(1, Ordering::Relaxed);
+            stats.tls_failed.fetch_add(1, Ordering::Relaxed);
             tracing::debug!(%peer, error = %e, "TLS handshake failed");
         }
         Err(_) => {
-            ep.stats.tls_failed.fetch_add(1, Ordering::Relaxed);
+            stats.tls_failed.fetch_add(1, Ordering::Relaxed);
             tracing::debug!(%peer, "TLS handshake not finished in time");
         }
     }
@@ -305,19 +317,19 @@ async fn handshake(
 
 /// Serve HTTP on one connection until it closes, goes idle or is drained; then, when a request
 /// switched protocols, the upgraded connection until either side closes, it idles or drain.
-#[allow(clippy::too_many_arguments)]
-async fn serve_http<I>(
-    io: I,
-    peer: SocketAddr,
-    tls: bool,
-    proxy: Arc<Proxy>,
-    ep: Arc<EntryPoint>,
-    builder: &auto::Builder<TokioExecutor>,
-    (timeouts, moved): (Timeouts, Arc<AtomicU64>),
-    mut stop: watch::Receiver<bool>,
-) where
+async fn serve_http<I>(io: I, tls: bool, conn: Accepted<'_>)
+where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let Accepted {
+        peer,
+        proxy,
+        ep,
+        builder,
+        timeouts,
+        moved,
+        mut stop,
+    } = conn;
     let io = TokioIo::new(io);
     let conn_info = Arc::new(Conn::new(peer, tls));
     let in_service = Arc::clone(&conn_info);

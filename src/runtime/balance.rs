@@ -304,6 +304,9 @@ pub enum Internal {
     Ping,
     /// `noop@internal`: answers nothing useful; for routers that only redirect.
     Noop,
+    /// `localca@internal` (boma's): the local CA's certificate, for clients to download and
+    /// trust; public, as a CA certificate is.
+    LocalCa,
     /// What `api@internal` and `dashboard@internal` become behind an operator's router while
     /// `[admin] users` is not set: a page (or, under `/api`, a JSON error) saying how to set it.
     /// Never named in configuration.
@@ -317,6 +320,7 @@ impl Internal {
             "dashboard@internal" => Some(Internal::Dashboard),
             "ping@internal" => Some(Internal::Ping),
             "noop@internal" => Some(Internal::Noop),
+            "localca@internal" => Some(Internal::LocalCa),
             _ => None,
         }
     }

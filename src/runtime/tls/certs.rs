@@ -119,6 +119,8 @@ pub struct CertStore {
     wildcard: HashMap<Box<str>, usize>,
     /// The store's `defaultCertificate`, if any.
     default: Option<usize>,
+    /// Hosts whose routers name a local CA: issued a certificate when nothing above has one.
+    issuers: HashMap<Box<str>, Arc<super::local_ca::LocalCa>>,
 }
 
 impl CertStore {
@@ -141,12 +143,20 @@ impl CertStore {
         store
     }
 
+    /// Hosts to issue certificates for, with their CA.
+    pub fn set_issuers(&mut self, issuers: HashMap<Box<str>, Arc<super::local_ca::LocalCa>>) {
+        self.issuers = issuers;
+    }
+
     /// The certificate for `sni` (lower case, no trailing dot): an exact name, else a wildcard
-    /// one label up.
-    pub fn find(&self, sni: &str) -> Option<&Arc<CertifiedKey>> {
-        let i = (self.exact.get(sni).copied())
-            .or_else(|| self.wildcard.get(sni.split_once('.')?.1).copied())?;
-        Some(&self.certs[i].key)
+    /// one label up, else one issued by the local CA its routers name.
+    pub fn find(&self, sni: &str) -> Option<Arc<CertifiedKey>> {
+        let configured = (self.exact.get(sni).copied())
+            .or_else(|| self.wildcard.get(sni.split_once('.')?.1).copied());
+        match configured {
+            Some(i) => Some(Arc::clone(&self.certs[i].key)),
+            None => self.issuers.get(sni)?.leaf(sni),
+        }
     }
 
     /// Served when the SNI matches nothing (or there is none).
@@ -210,7 +220,7 @@ impl rustls::server::ResolvesServerCert for Resolver {
             .server_name()
             .map(|s| s.trim_end_matches('.').to_ascii_lowercase());
         if let Some(found) = sni.as_deref().and_then(|s| self.store.find(s)) {
-            return Some(Arc::clone(found));
+            return Some(found);
         }
         if self.strict {
             return None;
@@ -246,8 +256,8 @@ mod tests {
         assert_eq!(a.source, "inline");
         let (a_key_arc, w_key_arc, d_key_arc) = (a.key.clone(), w.key.clone(), d.key.clone());
         let store = CertStore::new(vec![a, w], Some(d));
-        let same = |found: Option<&Arc<CertifiedKey>>, want: &Arc<CertifiedKey>| {
-            found.is_some_and(|f| Arc::ptr_eq(f, want))
+        let same = |found: Option<Arc<CertifiedKey>>, want: &Arc<CertifiedKey>| {
+            found.is_some_and(|f| Arc::ptr_eq(&f, want))
         };
         assert!(same(store.find("a.lan"), &a_key_arc));
         assert!(same(store.find("x.w.lan"), &w_key_arc));

@@ -10,6 +10,7 @@
 pub mod certs;
 pub mod config;
 pub mod der;
+pub mod local_ca;
 pub mod options;
 
 use std::collections::{BTreeMap, HashMap};
@@ -19,6 +20,10 @@ use rustls::ServerConfig;
 
 use certs::{CertStore, Loaded, Stamp};
 use config::{Options, Tls};
+use local_ca::LocalCa;
+
+/// The certificate resolvers of the static configuration that opened, by name.
+pub type Resolvers = BTreeMap<String, Arc<LocalCa>>;
 
 /// The name of the option set used where none is named.
 pub const DEFAULT_OPTIONS: &str = "default";
@@ -30,6 +35,8 @@ pub struct TlsInput {
     pub sections: BTreeMap<String, Tls>,
     /// Host (lower case) → qualified option set, from the TLS routers' `Host` rules.
     pub host_options: BTreeMap<String, String>,
+    /// Host → the resolver (a local CA, by name) its TLS routers name.
+    pub host_resolvers: BTreeMap<String, String>,
 }
 
 /// The compiled TLS configuration of one snapshot.
@@ -49,8 +56,13 @@ pub struct TlsSetup {
 }
 
 impl TlsSetup {
-    /// Compile `input`; `prev` is returned as is when nothing it read has changed.
-    pub fn compile(input: TlsInput, prev: Option<&Arc<TlsSetup>>) -> Arc<TlsSetup> {
+    /// Compile `input` with the static `resolvers`; `prev` is returned as is when nothing it
+    /// read has changed.
+    pub fn compile(
+        input: TlsInput,
+        resolvers: &Resolvers,
+        prev: Option<&Arc<TlsSetup>>,
+    ) -> Arc<TlsSetup> {
         if let Some(prev) = prev
             && prev.input == input
             && !prev.files_changed()
@@ -60,7 +72,13 @@ impl TlsSetup {
         let mut files = Vec::new();
         let mut problems = Vec::new();
         let last = prev.map(|p| &*p.store);
-        let store = Arc::new(build_store(&input, last, &mut files, &mut problems));
+        let mut store = build_store(&input, last, &mut files, &mut problems);
+        store.set_issuers(
+            (input.host_resolvers.iter())
+                .filter_map(|(host, r)| Some((host.as_str().into(), Arc::clone(resolvers.get(r)?))))
+                .collect(),
+        );
+        let store = Arc::new(store);
         let mut configs = HashMap::new();
         let mut options: BTreeMap<String, &Options> = BTreeMap::new();
         for (ns, tls) in &input.sections {
