@@ -37,6 +37,8 @@ command -v ping >/dev/null || need_apt+=(iputils-ping)
 # mkenvimage (u-boot-tools) and fw_printenv/fw_setenv (libubootenv-tool).
 command -v mkenvimage >/dev/null || need_apt+=(u-boot-tools)
 command -v fw_printenv >/dev/null || need_apt+=(libubootenv-tool)
+# promtool (Debian's prometheus package) checks the /metrics exposition in the metrics test.
+command -v promtool >/dev/null || need_apt+=(prometheus)
 # Kea's perfdhcp: the DHCP benchmark's load generator (make bench).
 command -v perfdhcp >/dev/null || [ -x /usr/sbin/perfdhcp ] || need_apt+=(kea-admin)
 

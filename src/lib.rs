@@ -12,6 +12,7 @@ pub mod dynamic;
 pub mod ipnet;
 pub mod linelog;
 pub mod lru;
+pub mod metrics;
 pub mod net;
 pub mod providers;
 pub mod proxy;
@@ -123,38 +124,16 @@ impl Gateway {
         let dhcp_server = net::dhcp::ServerConfig::from_config(cfg);
         let dhcp_channels = dhcp_server.as_ref().map(|_| net::dhcp::Channels::new());
         let resolvers = open_resolvers(cfg);
-        let admin_info = admin::Info {
-            entrypoints: (listening.iter())
-                .map(|l| admin::EntryPointInfo {
-                    name: l.name.clone(),
-                    address: l.addr,
-                    connections: Arc::default(),
-                })
-                .collect(),
-            started: std::time::Instant::now(),
-            start_date: std::time::SystemTime::now(),
-            dhcp: dhcp_channels.as_ref().map(|(_, h)| h.clone()),
-            update: Arc::new(update::Updater::new(cfg.update.as_ref())),
-            local_cas: (resolvers.iter())
-                .filter_map(|(n, r)| Some((n.clone(), Arc::clone(r.as_ref().ok()?))))
-                .collect(),
-        };
-        let updater = Arc::clone(&admin_info.update);
         let mut threads = Vec::new();
-        let dns = match &cfg.dns {
-            Some(dns_cfg) => {
-                let (started, thread) = dns::spawn(dns_cfg, &store, &stop_rx)?;
-                threads.push(thread);
-                listening.extend(started.addrs.iter().map(|&addr| Listening {
-                    what: "dns",
-                    name: "dns".into(),
-                    addr,
-                    scheme: "udp+tcp",
-                }));
-                Some(started.resolver)
-            }
-            None => None,
-        };
+        let dns = start_dns(cfg, &store, &stop_rx, &mut listening, &mut threads)?;
+        let dhcp_handle = dhcp_channels.as_ref().map(|(_, h)| h.clone());
+        let admin_info = admin_info(
+            cfg,
+            &listening,
+            workers,
+            (&resolvers, dns.clone(), dhcp_handle),
+        );
+        let updater = Arc::clone(&admin_info.update);
         let upstream_tls =
             proxy::connect::UpstreamTls::new(cfg.servers_transport.clone().unwrap_or_default());
         let shared = proxy::worker::Shared {
@@ -163,9 +142,11 @@ impl Gateway {
             access_log,
             server_name: proxy::worker::server_name(),
             admin: admin_info,
+            worker: 0,
         };
         let (specs, grace) = start_workers(cfg, bound, workers, &shared, &stop_rx, &mut threads)?;
-        let frag_tx = start_assembler(cfg, (specs, resolvers), &store, &mut tasks, &stop_rx)?;
+        let assembler = (specs, resolvers, shared.admin.metrics.clone());
+        let frag_tx = start_assembler(cfg, assembler, &store, &mut tasks, &stop_rx)?;
         tasks.spawn(proxy::health::run(
             store.clone(),
             upstream_tls,
@@ -412,6 +393,7 @@ fn start_workers(
             access_log: shared.access_log.clone(),
             server_name: shared.server_name.clone(),
             admin: shared.admin.clone(),
+            worker: i,
         };
         let stop = stop.clone();
         let handle = std::thread::Builder::new()
@@ -421,6 +403,73 @@ fn start_workers(
         threads.push(handle);
     }
     Ok((specs, grace))
+}
+
+/// The DNS server on its own thread, when `[dns]` is there; its addresses join `listening`.
+fn start_dns(
+    cfg: &Config,
+    store: &Store,
+    stop: &watch::Receiver<bool>,
+    listening: &mut Vec<Listening>,
+    threads: &mut Vec<std::thread::JoinHandle<()>>,
+) -> Result<Option<Arc<dns::Resolver>>, StartError> {
+    let Some(dns_cfg) = &cfg.dns else {
+        return Ok(None);
+    };
+    let (started, thread) = dns::spawn(dns_cfg, store, stop)?;
+    threads.push(thread);
+    listening.extend(started.addrs.iter().map(|&addr| Listening {
+        what: "dns",
+        name: "dns".into(),
+        addr,
+        scheme: "udp+tcp",
+    }));
+    Ok(Some(started.resolver))
+}
+
+/// What the API, dashboard and metrics report, and where they read it.
+fn admin_info(
+    cfg: &Config,
+    listening: &[Listening],
+    workers: usize,
+    (resolvers, dns, dhcp): (
+        &Resolvers,
+        Option<Arc<dns::Resolver>>,
+        Option<net::dhcp::Handle>,
+    ),
+) -> admin::Info {
+    admin::Info {
+        entrypoints: (listening.iter())
+            .filter(|l| l.what == "proxy")
+            .map(|l| admin::EntryPointInfo {
+                name: l.name.clone(),
+                address: l.addr,
+                connections: Arc::default(),
+            })
+            .collect(),
+        started: std::time::Instant::now(),
+        start_date: std::time::SystemTime::now(),
+        dhcp,
+        update: Arc::new(update::Updater::new(cfg.update.as_ref())),
+        local_cas: (resolvers.iter())
+            .filter_map(|(n, r)| Some((n.clone(), Arc::clone(r.as_ref().ok()?))))
+            .collect(),
+        metrics: metrics_registry(cfg, workers),
+        dns,
+    }
+}
+
+/// The request metrics' registry, with `[metrics.prometheus]`: one shard per worker.
+fn metrics_registry(cfg: &Config, workers: usize) -> Option<Arc<metrics::Registry>> {
+    let p = cfg.metrics.as_ref()?.prometheus.as_ref()?;
+    let settings = metrics::Settings {
+        buckets: p.buckets.clone(),
+        entrypoints: p.add_entry_points_labels,
+        routers: p.add_routers_labels,
+        services: p.add_services_labels,
+        max_series: cfg.limits.max_metric_series,
+    };
+    Some(Arc::new(metrics::Registry::new(settings, workers)))
 }
 
 /// The static configuration's certificate resolvers, opened (a local CA is made on first use of
@@ -452,7 +501,11 @@ fn open_resolvers(cfg: &Config) -> Resolvers {
 /// answers as soon as boma says ready. Returns where providers send their fragments.
 fn start_assembler(
     cfg: &Config,
-    (entrypoints, resolvers): (Vec<EntryPointSpec>, Resolvers),
+    (entrypoints, resolvers, metrics): (
+        Vec<EntryPointSpec>,
+        Resolvers,
+        Option<Arc<metrics::Registry>>,
+    ),
     store: &Store,
     tasks: &mut JoinSet<()>,
     stop: &watch::Receiver<bool>,
@@ -468,19 +521,23 @@ fn start_assembler(
         resolvers,
     };
     let mut initial = BTreeMap::new();
-    if let Some(api) = &cfg.api {
+    if cfg.api.is_some() || cfg.metrics.is_some() {
         let internal =
-            providers::internal::fragment(api, &cfg.entry_points).map_err(|message| {
-                StartError::EntryPoint {
-                    name: "traefik".into(),
-                    message,
-                }
+            providers::internal::fragment(cfg).map_err(|message| StartError::EntryPoint {
+                name: "traefik".into(),
+                message,
             })?;
         initial.insert("internal".to_string(), internal);
     }
     store.publish(Arc::new(dynamic::assemble(&initial, &ctx, None, 1)));
     let (store, stop) = (store.clone(), stop.clone());
-    tasks.spawn(dynamic::run::run(frag_rx, ctx, initial, store, stop));
+    tasks.spawn(dynamic::run::run(
+        frag_rx,
+        (ctx, metrics),
+        initial,
+        store,
+        stop,
+    ));
     Ok(frag_tx)
 }
 

@@ -20,6 +20,8 @@ use bytes::Bytes;
 use http::{Method, Response, StatusCode, header};
 use serde_json::{Value, json};
 
+mod prometheus;
+
 use crate::dynamic::{Snapshot, qualify};
 use crate::runtime::balance::{Internal, Service};
 
@@ -72,6 +74,10 @@ pub struct Info {
     pub update: Arc<crate::update::Updater>,
     /// The local CAs that opened, by resolver name (`localca@internal`, `/api/tls`).
     pub local_cas: Vec<(String, Arc<crate::runtime::tls::local_ca::LocalCa>)>,
+    /// The request metrics, with `[metrics.prometheus]`.
+    pub metrics: Option<Arc<crate::metrics::Registry>>,
+    /// The DNS server's counters, when it runs.
+    pub dns: Option<Arc<crate::dns::Resolver>>,
 }
 
 /// Answer a request routed to an internal service.
@@ -90,6 +96,14 @@ pub fn respond(
         Internal::Locked => locked(path),
         Internal::Noop => text(StatusCode::OK, ""),
         Internal::LocalCa => local_ca(info),
+        Internal::Prometheus => {
+            let mut r = Response::new(Bytes::from(prometheus::render(snapshot, info)));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                header::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            r
+        }
         Internal::Dashboard => match path {
             "/" | "" => redirect("/dashboard/"),
             "/dashboard" => redirect("/dashboard/"),

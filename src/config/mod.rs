@@ -47,8 +47,8 @@ pub use net::{
 pub use resolvers::{CertResolver, LocalCa as LocalCaConfig};
 pub use sections::{
     AccessLog, AccessLogFields, AccessLogFilters, Admin, Api, FieldHeaders, FieldMode,
-    FileProvider, Limits, Log, LogFormat, LogLevel, Providers, ServersTransport,
-    admin_user_problem,
+    FileProvider, Limits, Log, LogFormat, LogLevel, Metrics, Prometheus, Providers,
+    ServersTransport, admin_user_problem,
 };
 pub use spans::{KeySpans, SpanMap};
 pub use update::Update;
@@ -60,7 +60,7 @@ pub use wifi::{CHANNELS_5GHZ, DEFAULT_CHANNEL, Secret, Wifi, WifiMode, passphras
 pub const DEFAULT_TOML: &str = include_str!("default.toml");
 
 /// The whole static configuration.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Where to listen, by entry point name. Unlike Traefik, no `:80` entry point is made up when
@@ -99,6 +99,8 @@ pub struct Config {
     pub wifi: Option<Wifi>,
     /// Signed A/B updates: where and how (defaults when `None`; on only on an A/B-booted system).
     pub update: Option<Update>,
+    /// Prometheus metrics; off when `None`.
+    pub metrics: Option<Metrics>,
     /// Certificate resolvers by name, for routers' `tls.certResolver`.
     #[serde(rename = "certificatesResolvers", default)]
     pub certificates_resolvers: BTreeMap<String, CertResolver>,
@@ -157,7 +159,6 @@ const UNSUPPORTED: nocase::Unsupported = &[
         &[
             "global",
             "tcpServersTransport",
-            "metrics",
             "ping",
             "tracing",
             "hostResolver",
@@ -185,6 +186,11 @@ const UNSUPPORTED: nocase::Unsupported = &[
     ),
     ("Transport", &["keepAliveMaxTime", "keepAliveMaxRequests"]),
     ("CertResolver", &["acme", "tailscale"]),
+    (
+        "Metrics",
+        &["datadog", "statsD", "influxDB2", "otlp", "addInternals"],
+    ),
+    ("Prometheus", &["headerLabels"]),
     ("ForwardedHeaders", &["connection"]),
     (
         "Providers",

@@ -312,6 +312,10 @@ pub struct Limits {
     /// An upgraded (WebSocket) connection with no byte in either direction for this long is
     /// closed; one that carries traffic lives as long as it does (default 1h).
     pub upgraded_idle_timeout: Duration,
+    /// Prometheus series (one per label set: entry point, router or service, code, method,
+    /// protocol) each worker keeps; new label sets beyond it are counted, not recorded
+    /// (default 4096).
+    pub max_metric_series: usize,
 }
 
 impl Limits {
@@ -336,6 +340,47 @@ impl Default for Limits {
             passive_cooldown: Duration::from_secs(10),
             rate_limit_sources: 10_000,
             upgraded_idle_timeout: Duration::from_secs(3600),
+            max_metric_series: 4096,
+        }
+    }
+}
+
+/// `[metrics]`: Prometheus only (Traefik's other backends are refused as unsupported).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Metrics {
+    pub prometheus: Option<Prometheus>,
+}
+
+/// `[metrics.prometheus]`, with Traefik's keys and defaults.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Prometheus {
+    /// Upper bounds of the duration histograms, in seconds.
+    pub buckets: Vec<f64>,
+    #[serde(rename = "addEntryPointsLabels")]
+    pub add_entry_points_labels: bool,
+    #[serde(rename = "addRoutersLabels")]
+    pub add_routers_labels: bool,
+    #[serde(rename = "addServicesLabels")]
+    pub add_services_labels: bool,
+    /// Where `/metrics` is served (`prometheus@internal`), unless `manualRouting`.
+    #[serde(rename = "entryPoint")]
+    pub entry_point: String,
+    /// No router is made: route to `prometheus@internal` yourself.
+    #[serde(rename = "manualRouting")]
+    pub manual_routing: bool,
+}
+
+impl Default for Prometheus {
+    fn default() -> Self {
+        Prometheus {
+            buckets: vec![0.1, 0.3, 1.2, 5.0],
+            add_entry_points_labels: true,
+            add_routers_labels: false,
+            add_services_labels: true,
+            entry_point: "traefik".into(),
+            manual_routing: false,
         }
     }
 }

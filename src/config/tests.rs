@@ -213,7 +213,7 @@ fn all_unknown_keys_are_reported_with_positions() {
   debugLogGeneratedTemplate = true
 [limits]
   max_conections = 10
-[metrics]
+[tracing]
 "#;
     assert_eq!(
         problems(src),
@@ -222,7 +222,7 @@ fn all_unknown_keys_are_reported_with_positions() {
             "6:5: unknown key `bogus`; expected one of `readTimeout`, `writeTimeout`, `idleTimeout`",
             "9:3: `debugLogGeneratedTemplate` is a Traefik option that boma does not support",
             "11:3: unknown key `max_conections`; did you mean `max_connections`?",
-            "12:2: `metrics` is a Traefik option that boma does not support",
+            "12:2: `tracing` is a Traefik option that boma does not support",
         ]
     );
 }

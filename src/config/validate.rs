@@ -46,6 +46,7 @@ pub(super) fn check(config: &Config, spans: &SpanMap, locator: &Locator<'_>) -> 
         check.value(&["serversTransport", "rootCAs"], message);
     }
     check.resolvers(config);
+    check.metrics(config);
     check.errors
 }
 
@@ -56,6 +57,29 @@ pub(super) struct Check<'a> {
 }
 
 impl Check<'_> {
+    /// `[metrics.prometheus]`: ascending finite buckets, an entry point that exists.
+    fn metrics(&mut self, config: &Config) {
+        let Some(p) = config.metrics.as_ref().and_then(|m| m.prometheus.as_ref()) else {
+            return;
+        };
+        let path = ["metrics", "prometheus"];
+        let ascending = p.buckets.windows(2).all(|w| w[0] < w[1]);
+        if p.buckets.is_empty() || !ascending || p.buckets.iter().any(|b| !b.is_finite()) {
+            self.value(
+                &[path[0], path[1], "buckets"],
+                "finite bounds in ascending order",
+            );
+        }
+        if !p.manual_routing && !config.entry_points.contains_key(&p.entry_point) {
+            let why = format!(
+                "entry point `{}` does not exist (define it, or set manualRouting and route to \
+                 prometheus@internal)",
+                p.entry_point
+            );
+            self.key(&[path[0], path[1]], why);
+        }
+    }
+
     /// `[certificatesResolvers]`: each one a local CA with sane bounds.
     fn resolvers(&mut self, config: &Config) {
         const R: &str = "certificatesResolvers";
@@ -286,6 +310,7 @@ impl Check<'_> {
             ("max_connections_per_ip", limits.max_connections_per_ip),
             ("max_routes", limits.max_routes),
             ("rate_limit_sources", limits.rate_limit_sources),
+            ("max_metric_series", limits.max_metric_series),
         ];
         for (key, n) in counts {
             if n == 0 {

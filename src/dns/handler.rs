@@ -103,6 +103,12 @@ pub struct Pending {
     started: Instant,
 }
 
+impl std::fmt::Debug for Resolver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Resolver").finish_non_exhaustive()
+    }
+}
+
 /// Everything the query path reads; shared by every listener of one server.
 pub struct Resolver {
     zone: ArcSwap<LocalZone>,

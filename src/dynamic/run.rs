@@ -18,7 +18,7 @@ pub const TLS_FILES_CHECK: std::time::Duration = std::time::Duration::from_secs(
 /// Collect fragments, coalesce bursts, assemble, publish only when something changed.
 pub async fn run(
     mut rx: mpsc::Receiver<(String, Fragment)>,
-    ctx: AssembleCtx,
+    (ctx, metrics): (AssembleCtx, Option<Arc<crate::metrics::Registry>>),
     mut fragments: BTreeMap<String, Fragment>,
     store: Store,
     mut stop: watch::Receiver<bool>,
@@ -32,6 +32,9 @@ pub async fn run(
         let mut changed = tokio::select! {
             m = rx.recv(), if !providers_done => match m {
                 Some((ns, frag)) => {
+                    if let Some(m) = &metrics {
+                        m.provider_update(&ns);
+                    }
                     let changed = fragments.get(&ns) != Some(&frag);
                     fragments.insert(ns, frag);
                     changed
@@ -52,6 +55,9 @@ pub async fn run(
         };
         // Coalesce a burst (several providers, or a container storm) into one assemble.
         while let Ok((ns, frag)) = rx.try_recv() {
+            if let Some(m) = &metrics {
+                m.provider_update(&ns);
+            }
             changed |= fragments.get(&ns) != Some(&frag);
             fragments.insert(ns, frag);
         }
@@ -75,5 +81,13 @@ pub async fn run(
             "configuration applied"
         );
         store.publish(Arc::new(snapshot));
+        if let Some(m) = &metrics {
+            m.reloads.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+            (m.last_reload).store(
+                now.map_or(0, |d| d.as_secs()),
+                std::sync::atomic::Ordering::Relaxed,
+            );
+        }
     }
 }

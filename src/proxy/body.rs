@@ -32,10 +32,12 @@ pub fn empty() -> Body {
         .boxed()
 }
 
-/// Runs at the end of a response: drops guards, writes the access log line.
+/// Runs at the end of a response: drops guards, writes the access log line, records the
+/// request's metrics.
 pub struct Finisher {
     pub guards: Vec<Guard>,
     pub log: Option<(AccessLog, Record)>,
+    pub metrics: Option<Observe>,
     pub bytes: u64,
 }
 
@@ -45,6 +47,43 @@ impl Drop for Finisher {
             record.size = self.bytes;
             log.write(record);
         }
+        if let Some(o) = self.metrics.take() {
+            let route = (o.route.as_deref()).map(|r| (r.name.as_str(), r.service_name.as_str()));
+            o.registry.observe(
+                o.shard,
+                &crate::metrics::Request {
+                    entrypoint: &o.ep.name,
+                    route,
+                    code: o.code,
+                    method: o.method,
+                    protocol: o.protocol,
+                    seconds: o.started.elapsed().as_secs_f64(),
+                    bytes: self.bytes,
+                },
+            );
+        }
+    }
+}
+
+/// A request's metric labels, kept until its answer has been sent.
+pub struct Observe {
+    pub registry: std::sync::Arc<crate::metrics::Registry>,
+    /// The worker's shard.
+    pub shard: usize,
+    pub ep: std::sync::Arc<super::EntryPoint>,
+    /// The router that took it, if one did.
+    pub route: Option<std::sync::Arc<crate::dynamic::table::Route>>,
+    pub method: u8,
+    pub protocol: crate::metrics::Protocol,
+    pub code: u16,
+    pub started: std::time::Instant,
+}
+
+impl Observe {
+    /// With the status code of the answer.
+    pub fn answered(mut self, status: http::StatusCode) -> Observe {
+        self.code = status.as_u16();
+        self
     }
 }
 

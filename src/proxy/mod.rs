@@ -46,7 +46,7 @@ use crate::rule;
 use crate::runtime::balance::{Internal, Service};
 use crate::runtime::middlewares::{self, Flow, Middleware};
 use accesslog::{AccessLog, Record};
-use body::{Body, Finisher, Tracked};
+use body::{Body, Finisher, Observe, Tracked};
 use error::ProxyError;
 use forward::{Downstream, RetryPolicy, Upstream};
 
@@ -112,6 +112,8 @@ pub struct Proxy {
     pub access_log: Option<AccessLog>,
     pub server_name: HeaderValue,
     pub admin: crate::admin::Info,
+    /// The request metrics and this worker's shard of them, with `[metrics.prometheus]`.
+    pub metrics: Option<(Arc<crate::metrics::Registry>, usize)>,
 }
 
 fn proto_name(v: Version) -> &'static str {
@@ -135,7 +137,7 @@ impl Proxy {
     /// Answer one request. Never fails: every error becomes a response.
     pub async fn handle(
         &self,
-        ep: &EntryPoint,
+        ep: &Arc<EntryPoint>,
         conn: &Conn,
         req: Request<Incoming>,
     ) -> Response<Body> {
@@ -148,22 +150,26 @@ impl Proxy {
             None => header_str(&parts.headers, header::HOST),
         };
         let mut record = self.start_record(ep, client_ip, started, &parts);
+        let mut obs = self.start_observe(ep, &parts, started);
         let mut mw_ctx = middlewares::Ctx::new(client_ip, conn.scheme, started);
 
         // Phase 2: entrypoint redirection.
         if let Some(redirect) = &ep.redirect
             && let Flow::Respond(resp) = redirect.on_request(&mut parts, &mut mw_ctx)
         {
-            return self.finish_local(resp, record, Vec::new());
+            return self.finish_local(resp, record, Vec::new(), obs);
         }
 
         // Phase 3: route, on the sanitized path (the backend sees the same path).
         sanitize::clean_uri(&mut parts.uri);
         let Some(route) = self.route(ep, conn, &parts, &raw_host) else {
-            return self.finish_local(ProxyError::NoRoute.response(), record, Vec::new());
+            return self.finish_local(ProxyError::NoRoute.response(), record, Vec::new(), obs);
         };
         if let Some(r) = record.as_mut() {
             r.router = route.name.clone();
+        }
+        if let Some(o) = obs.as_mut() {
+            o.route = Some(Arc::clone(&route));
         }
         // Forwarded headers are the entrypoint's business: set before the router's middlewares,
         // which may override them (customRequestHeaders).
@@ -181,10 +187,10 @@ impl Proxy {
         let mut body = Some(body);
         if let Some(resp) = (self.request_side(&route, &mut parts, &mut mw_ctx, &mut body)).await {
             let guards = std::mem::take(&mut mw_ctx.guards);
-            return self.finish_local(resp, record, guards);
+            return self.finish_local(resp, record, guards, obs);
         }
         let Some(body) = body else {
-            return self.finish_local(ProxyError::NoRoute.response(), record, Vec::new());
+            return self.finish_local(ProxyError::NoRoute.response(), record, Vec::new(), obs);
         };
 
         // Phase 5: upstream request.
@@ -210,7 +216,7 @@ impl Proxy {
             Err(e) => {
                 tracing::debug!(router = %route.name, error = %e, "proxy error");
                 let guards = std::mem::take(&mut mw_ctx.guards);
-                return self.finish_local(e.response(), record, guards);
+                return self.finish_local(e.response(), record, guards, obs);
             }
         };
         if let Some(r) = record.as_mut() {
@@ -229,7 +235,7 @@ impl Proxy {
             }
             _ => forward::strip_hop_by_hop(fwd.response.headers_mut(), false),
         }
-        self.response_side(ep, &route, fwd, mw_ctx, record)
+        self.response_side(ep, &route, fwd, mw_ctx, (record, obs))
     }
 
     /// The access-log record of a request, when there is an access log.
@@ -259,6 +265,32 @@ impl Proxy {
             entrypoint: ep.name.clone(),
             attempts: 0,
             headers: log.capture_headers(&parts.headers),
+        })
+    }
+
+    /// The request's metrics, recorded when its answer has been sent (with
+    /// `[metrics.prometheus]`).
+    fn start_observe(
+        &self,
+        ep: &Arc<EntryPoint>,
+        parts: &request::Parts,
+        started: Instant,
+    ) -> Option<Observe> {
+        let (registry, shard) = self.metrics.as_ref()?;
+        let h = |name| parts.headers.get(name).map(HeaderValue::as_bytes);
+        Some(Observe {
+            registry: Arc::clone(registry),
+            shard: *shard,
+            ep: Arc::clone(ep),
+            route: None,
+            method: crate::metrics::method_index(parts.method.as_str()),
+            protocol: crate::metrics::Protocol::of(
+                h(header::UPGRADE),
+                h(header::ACCEPT),
+                h(header::CONTENT_TYPE),
+            ),
+            code: 0,
+            started,
         })
     }
 
@@ -339,7 +371,7 @@ impl Proxy {
         route: &dynamic::table::Route,
         fwd: forward::Forwarded,
         mut ctx: middlewares::Ctx,
-        mut record: Option<Record>,
+        (mut record, obs): (Option<Record>, Option<Observe>),
     ) -> Response<Body> {
         let (mut rparts, rbody) = fwd.response.into_parts();
         if let Some(cookie) = fwd.set_cookie {
@@ -354,6 +386,7 @@ impl Proxy {
         let fin = Finisher {
             guards: std::mem::take(&mut ctx.guards),
             log: self.access_log.clone().zip(record),
+            metrics: obs.map(|o| o.answered(rparts.status)),
             bytes: 0,
         };
         // The write timeout counts from the request's arrival (`ctx.now`).
@@ -368,6 +401,7 @@ impl Proxy {
         resp: Response<bytes::Bytes>,
         record: Option<Record>,
         guards: Vec<middlewares::Guard>,
+        obs: Option<Observe>,
     ) -> Response<Body> {
         let (parts, bytes) = resp.into_parts();
         let record = record.map(|mut r| {
@@ -377,6 +411,7 @@ impl Proxy {
         let fin = Finisher {
             guards,
             log: self.access_log.clone().zip(record),
+            metrics: obs.map(|o| o.answered(parts.status)),
             bytes: 0,
         };
         let body = Tracked::new(body::full(bytes), fin, None).boxed();

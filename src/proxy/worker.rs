@@ -25,6 +25,8 @@ pub struct Shared {
     /// This host's name, for X-Forwarded-Server.
     pub server_name: http::HeaderValue,
     pub admin: crate::admin::Info,
+    /// This worker's index (its shard of the request metrics).
+    pub worker: usize,
 }
 
 /// One worker thread: a single-threaded runtime serving its share of every entrypoint.
@@ -45,6 +47,7 @@ pub fn run(set: WorkerSet, shared: Shared, stop: watch::Receiver<bool>) {
             upstream: Upstream::new(shared.upstream),
             access_log: shared.access_log,
             server_name: shared.server_name,
+            metrics: (shared.admin.metrics.clone()).map(|m| (m, shared.worker)),
             admin: shared.admin,
         });
         let mut serving = JoinSet::new();

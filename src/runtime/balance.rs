@@ -307,6 +307,8 @@ pub enum Internal {
     /// `localca@internal` (boma's): the local CA's certificate, for clients to download and
     /// trust; public, as a CA certificate is.
     LocalCa,
+    /// `prometheus@internal`: the metrics in Prometheus' text format.
+    Prometheus,
     /// What `api@internal` and `dashboard@internal` become behind an operator's router while
     /// `[admin] users` is not set: a page (or, under `/api`, a JSON error) saying how to set it.
     /// Never named in configuration.
@@ -321,6 +323,7 @@ impl Internal {
             "ping@internal" => Some(Internal::Ping),
             "noop@internal" => Some(Internal::Noop),
             "localca@internal" => Some(Internal::LocalCa),
+            "prometheus@internal" => Some(Internal::Prometheus),
             _ => None,
         }
     }
