@@ -10,10 +10,13 @@
 # requests/s is its own single-core throughput instead of its share of two cores with the load
 # generator (much steadier on a shared host). BOMA_B=path: a second boma binary measured in the
 # same run, after the first (before/after a change). ROUNDS=n: the measurements n times over.
+# METRICS=1: boma once more, with [metrics.prometheus] on (Traefik's default labels plus
+# routers), in the same round: the cost of recording every request.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BOMA=${BOMA:-target/release/boma}
 BOMA_B=${BOMA_B:-}
+METRICS=${METRICS:-0}
 PIN=${PIN:-0}
 ROUNDS=${ROUNDS:-1}
 DURATION=${DURATION:-8}
@@ -81,8 +84,11 @@ else
   load=""; proxy_cpu=""; wrk_threads=2
 fi
 $load nginx -c "$work/backend/nginx.conf" -g 'daemon off;' & pids+=($!)
-boma_one() { # name binary
-  $proxy_cpu "$2" run --config "$work/boma.toml" > "$work/boma.log" 2>&1 & b=$!; pids+=($b)
+{ cat "$work/boma.toml"
+  printf '[entryPoints.traefik]\naddress = "127.0.0.1:%s"\n' $((BASE + 4))
+  printf '[metrics.prometheus]\naddRoutersLabels = true\n'; } > "$work/boma-metrics.toml"
+boma_one() { # name binary [config]
+  $proxy_cpu "$2" run --config "${3:-$work/boma.toml}" > "$work/boma.log" 2>&1 & b=$!; pids+=($b)
   one "$1" "http://127.0.0.1:$BOMA_PORT/" "$b"
   kill "$b"; wait "$b" 2>/dev/null || true
 }
@@ -92,4 +98,5 @@ for _ in $(seq 1 "$ROUNDS"); do
   kill "$ngx"; wait "$ngx" 2>/dev/null || true
   boma_one boma "$BOMA"
   [ -z "$BOMA_B" ] || boma_one "boma ($BOMA_B)" "$BOMA_B"
+  [ "$METRICS" != 1 ] || boma_one "boma, metrics on" "$BOMA" "$work/boma-metrics.toml"
 done

@@ -18,7 +18,7 @@ THREADS=${THREADS:-2}
 BOMA=${BOMA:-target/release/boma}
 OUT=${OUT:-docs/benchmarks.md}
 BASE=${BASE_PORT:-18080}
-BACKEND_PORT=$((BASE + 1)); NGINX_PORT=$((BASE + 2)); TRAEFIK_PORT=$((BASE + 3)); BOMA_PORT=$((BASE + 4))
+BACKEND_PORT=$((BASE + 1)); NGINX_PORT=$((BASE + 2)); TRAEFIK_PORT=$((BASE + 3)); BOMA_PORT=$((BASE + 4)); METRICS_PORT=$((BASE + 5))
 SECTIONS=${SECTIONS:-proxy dns docker dhcp memory size}
 # The x86 release code built with the Pi binary's size setting (opt-level s), for one more row.
 BOMA_SMALL=${BOMA_SMALL:-target/opt-s/release/boma}
@@ -185,6 +185,14 @@ kill "$tfk"; wait "$tfk" 2>/dev/null || true
 measure boma "$bpid" "http://127.0.0.1:$BOMA_PORT/"
 kill "$bpid"; wait "$bpid" 2>/dev/null || true
 
+# The same with [metrics.prometheus] on (routers' labels too): the cost of recording requests.
+{ cat "$work/boma.toml"
+  printf '[entryPoints.traefik]\naddress = "127.0.0.1:%s"\n' "$METRICS_PORT"
+  printf '[metrics.prometheus]\naddRoutersLabels = true\n'; } > "$work/boma-metrics.toml"
+"$BOMA" run --config "$work/boma-metrics.toml" > "$work/boma-m.log" 2>&1 & bpid=$!; pids+=($bpid)
+measure boma-m "$bpid" "http://127.0.0.1:$BOMA_PORT/"
+kill "$bpid"; wait "$bpid" 2>/dev/null || true
+
 "$BOMA_SMALL" run --config "$work/boma.toml" > "$work/boma-s.log" 2>&1 & bpid=$!; pids+=($bpid)
 measure boma-s "$bpid" "http://127.0.0.1:$BOMA_PORT/"
 kill "$bpid"; wait "$bpid" 2>/dev/null || true
@@ -304,8 +312,9 @@ proxy_section() {
   echo "| | requests/s | p99 latency (ms) | RSS idle (KiB) | RSS after load (KiB) |"
   echo "|---|---:|---:|---:|---:|"
   echo "| backend direct | ${RPS[backend]} | ${P99[backend]} | | |"
-  for n in nginx traefik boma boma-s; do
+  for n in nginx traefik boma boma-m boma-s; do
     label=$n; [ "$n" = boma-s ] && label="boma, opt-level s (as the Pi binary)"
+    [ "$n" = boma-m ] && label="boma, [metrics.prometheus] on"
     echo "| $label | ${RPS[$n]} | ${P99[$n]} | ${RSS_IDLE[$n]} | ${RSS_LOAD[$n]} |"
   done
   echo
@@ -318,6 +327,7 @@ proxy_section() {
   echo "| boma / nginx p99 | $(ratio "${P99[boma]}" "${P99[nginx]}") | ≤ 1 |"
   echo "| boma / Traefik RSS after load | $(ratio "${RSS_LOAD[boma]}" "${RSS_LOAD[traefik]}") | ≤ 0.1 |"
   echo "| boma opt-level s / boma requests/s | $(ratio "${RPS[boma-s]}" "${RPS[boma]}") | (the Pi binary's cost of its size) |"
+  echo "| boma metrics on / off requests/s | $(ratio "${RPS[boma-m]}" "${RPS[boma]}") | ≥ 0.95 (issue 13) |"
   echo
   echo "Versions: $(nginx -v 2>&1 | sed 's/^nginx version: //'), Traefik $(traefik version 2>/dev/null | awk '/^Version/{print $2}'), boma $("$BOMA" version | awk '{print $2}'), $(wrk -v 2>&1 | head -1 | awk '{print $1, $2}')."
 }
