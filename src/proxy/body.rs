@@ -32,6 +32,21 @@ pub fn empty() -> Body {
         .boxed()
 }
 
+/// The body of a response a `compress` middleware chose to encode, gzip-encoded as it streams.
+pub fn compressed<B>(
+    headers: &mut http::HeaderMap,
+    body: B,
+    plan: crate::runtime::middlewares::compress::Plan,
+) -> Body
+where
+    B: HttpBody<Data = Bytes> + Send + Sync + 'static,
+    B::Error: Into<BoxError>,
+{
+    use crate::runtime::middlewares::compress::{GzipBody, mark_encoded};
+    mark_encoded(headers);
+    GzipBody::new(body, plan.slot).boxed()
+}
+
 /// Runs at the end of a response: drops guards, writes the access log line, records the
 /// request's metrics.
 pub struct Finisher {

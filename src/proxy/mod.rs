@@ -391,7 +391,13 @@ impl Proxy {
         };
         // The write timeout counts from the request's arrival (`ctx.now`).
         let deadline = (ep.write_timeout).map(|t| tokio::time::Instant::from_std(ctx.now) + t);
-        let body = Tracked::new(rbody, fin, deadline).boxed();
+        let body = match rparts.extensions.remove::<middlewares::compress::Plan>() {
+            None => Tracked::new(rbody, fin, deadline).boxed(),
+            Some(plan) => {
+                let encoded = body::compressed(&mut rparts.headers, rbody, plan);
+                Tracked::new(encoded, fin, deadline).boxed()
+            }
+        };
         Response::from_parts(rparts, body)
     }
 

@@ -192,6 +192,36 @@ async fn answer(
             }
             Response::new(boxed(format!("{name} received {n}")))
         }
+        p if p.starts_with("/bytes") => {
+            // `n` bytes of text (default 4096); `/bytes/png` says image/png, `/bytes/encoded`
+            // says it is br-encoded already, `/bytes/stream` sends it without a length.
+            let n = query_param(&req, "n").unwrap_or(4096) as usize;
+            let text: Vec<u8> = b"boma compresses this line. "
+                .iter()
+                .copied()
+                .cycle()
+                .take(n)
+                .collect();
+            let kind = match p {
+                "/bytes/png" => "image/png",
+                _ => "text/plain; charset=utf-8",
+            };
+            let mut r = Response::builder().header("content-type", kind);
+            if p == "/bytes/encoded" {
+                r = r.header("content-encoding", "br");
+            }
+            let body = if p == "/bytes/stream" {
+                let chunks: Vec<Result<Frame<Bytes>, Box<dyn std::error::Error + Send + Sync>>> =
+                    (text
+                        .chunks(1000)
+                        .map(|c| Ok(Frame::data(Bytes::copy_from_slice(c)))))
+                    .collect();
+                BodyExt::boxed(StreamBody::new(futures_util::stream::iter(chunks)))
+            } else {
+                boxed(text)
+            };
+            r.body(body).unwrap()
+        }
         "/status" => {
             let code = query_param(&req, "code").unwrap_or(200) as u16;
             Response::builder()

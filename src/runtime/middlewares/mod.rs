@@ -28,12 +28,15 @@
 //!    body is finished or the request is abandoned; dropping it releases them.
 //!
 //! `chain` compiles to [`Compiled::Chain`] (names to expand, cycles to detect: the assembler's
-//! job). `compress`, `buffering`, `circuitBreaker`, `errors`, `forwardAuth`, `digestAuth`,
+//! job). `compress` marks the responses to encode ([`compress::Plan`]); the core encodes the
+//! body as it streams ([`compress::GzipBody`]). `buffering`, `circuitBreaker`, `errors`,
+//! `forwardAuth`, `digestAuth`,
 //! `grpcWeb`, `contentType`, `passTLSClientCert` and `plugin` parse loosely and compile to
 //! [`MiddlewareError::Unsupported`], which the assembler records as a problem for routers
 //! using them.
 
 mod auth;
+pub mod compress;
 mod headers;
 mod ip;
 mod limit;
@@ -53,6 +56,7 @@ use serde::Deserialize;
 use serde::de::IgnoredAny;
 
 pub use auth::{BasicAuthConfig, Verified, Verify};
+pub use compress::CompressConfig;
 pub use headers::HeadersConfig;
 pub use ip::{IpAllowListConfig, IpStrategyConfig, SourceCriterionConfig};
 pub use limit::{Guard, InFlightReqConfig, MAX_SOURCES, RateLimitConfig, RetryConfig};
@@ -112,7 +116,7 @@ pub struct MiddlewareConfig {
     #[serde(rename = "circuitBreaker")]
     pub circuit_breaker: Option<IgnoredAny>,
     #[serde(rename = "compress")]
-    pub compress: Option<IgnoredAny>,
+    pub compress: Option<CompressConfig>,
     #[serde(rename = "passTLSClientCert")]
     pub pass_tls_client_cert: Option<IgnoredAny>,
     #[serde(rename = "contentType")]
@@ -214,6 +218,8 @@ pub struct Ctx {
     pub user: Option<String>,
     /// What a middleware decided at request time and needs at response time, by middleware id.
     notes: Vec<(u64, headers::Note)>,
+    /// The compress middlewares (by id) that take this answer, and whether they encode it.
+    compress_for: Vec<(u64, bool)>,
 }
 
 impl Ctx {
@@ -227,6 +233,7 @@ impl Ctx {
             drop_x_forwarded_for: false,
             user: None,
             notes: Vec::new(),
+            compress_for: Vec::new(),
         }
     }
 
@@ -264,6 +271,7 @@ enum Kind {
     RateLimit(limit::RateLimit),
     InFlightReq(limit::InFlightReq),
     Retry(limit::Retry),
+    Compress(compress::Compress),
 }
 
 impl std::fmt::Debug for Middleware {
@@ -291,6 +299,7 @@ impl Middleware {
             Kind::RateLimit(_) => "rateLimit",
             Kind::InFlightReq(_) => "inFlightReq",
             Kind::Retry(_) => "retry",
+            Kind::Compress(_) => "compress",
         }
     }
 
@@ -310,6 +319,7 @@ impl Middleware {
             Kind::RateLimit(m) => m.on_request(req, ctx),
             Kind::InFlightReq(m) => m.on_request(req, ctx),
             Kind::Retry(_) => Flow::Continue,
+            Kind::Compress(m) => m.on_request(req, ctx),
         }
     }
 
@@ -327,8 +337,10 @@ impl Middleware {
 
     /// Response phase: adjust the response head (only `headers` does anything here).
     pub fn on_response(&self, ctx: &Ctx, resp: &mut http::response::Parts) {
-        if let Kind::Headers(m) = &self.kind {
-            m.on_response(ctx.note(self.id), resp);
+        match &self.kind {
+            Kind::Headers(m) => m.on_response(ctx.note(self.id), resp),
+            Kind::Compress(m) => m.on_response(ctx, resp),
+            _ => {}
         }
     }
 
@@ -405,6 +417,7 @@ pub fn compile_with(cfg: &MiddlewareConfig, bounds: Bounds) -> Result<Compiled, 
         many => return Err(MiddlewareError::Several(many.join(", "))),
     };
     let c = cfg;
+    let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
     let kind = if let Some(x) = &c.add_prefix {
         Kind::AddPrefix(path::AddPrefix::compile(x)?)
     } else if let Some(x) = &c.strip_prefix {
@@ -433,11 +446,10 @@ pub fn compile_with(cfg: &MiddlewareConfig, bounds: Bounds) -> Result<Compiled, 
         Kind::InFlightReq(limit::InFlightReq::compile(x, bounds.max_sources)?)
     } else if let Some(x) = &c.retry {
         Kind::Retry(limit::Retry::compile(x)?)
+    } else if let Some(x) = &c.compress {
+        Kind::Compress(compress::Compress::compile(x, id)?)
     } else {
         return Err(MiddlewareError::Unsupported(name));
     };
-    Ok(Compiled::One(Middleware {
-        id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
-        kind,
-    }))
+    Ok(Compiled::One(Middleware { id, kind }))
 }

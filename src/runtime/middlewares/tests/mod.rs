@@ -109,11 +109,6 @@ fn compile_checks_how_many_types_are_set() {
 #[test]
 fn unsupported_types_parse_loosely_and_are_reported() {
     let cases = [
-        ("[compress]", "compress"),
-        (
-            "[compress]\nexcludedContentTypes = [\"text/event-stream\"]\nminResponseBodyBytes = 1200",
-            "compress",
-        ),
         ("[buffering]\nmaxRequestBodyBytes = 2000000", "buffering"),
         (
             "[circuitBreaker]\nexpression = \"NetworkErrorRatio() > 0.5\"",
