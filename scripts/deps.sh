@@ -37,6 +37,10 @@ command -v ping >/dev/null || need_apt+=(iputils-ping)
 # mkenvimage (u-boot-tools) and fw_printenv/fw_setenv (libubootenv-tool).
 command -v mkenvimage >/dev/null || need_apt+=(u-boot-tools)
 command -v fw_printenv >/dev/null || need_apt+=(libubootenv-tool)
+# Headless Chromium renders the dashboard in its test, with the local CA trusted in its NSS
+# store (certutil).
+command -v chromium >/dev/null || need_apt+=(chromium fonts-dejavu-core)
+command -v certutil >/dev/null || need_apt+=(libnss3-tools)
 # promtool (Debian's prometheus package) checks the /metrics exposition in the metrics test.
 command -v promtool >/dev/null || need_apt+=(prometheus)
 # Kea's perfdhcp: the DHCP benchmark's load generator (make bench).

@@ -227,6 +227,57 @@ fn provider_of(name: &str) -> &str {
     name.rsplit_once('@').map_or("", |(_, p)| p)
 }
 
+/// `/api/http/middlewares`: every compiled middleware with the routers that use it.
+fn middlewares(s: &Snapshot) -> Vec<Value> {
+    s.middlewares
+        .iter()
+        .map(|(name, m)| {
+            let used_by: Vec<&String> = (s.routers.keys())
+                .filter(|r| {
+                    let provider = provider_of(r);
+                    s.router_config(r).is_some_and(|c| {
+                        c.middlewares.iter().any(|x| qualify(x, provider) == *name)
+                    })
+                })
+                .collect();
+            json!({
+                "name": name,
+                "provider": provider_of(name),
+                "type": m.type_name(),
+                "status": "enabled",
+                "usedBy": used_by,
+            })
+        })
+        .collect()
+}
+
+/// `/api/dns`: the local zone's names (those of routers, static hosts and DHCP clients).
+fn dns(s: &Snapshot, info: &Info) -> Value {
+    let Some(dns) = &info.dns else {
+        return json!({"status": "off"});
+    };
+    let zone = dns.zone();
+    let origin = zone.origin().to_utf8();
+    let origin = origin.trim_end_matches('.');
+    let (entries, wildcard) = zone.entries();
+    let mut names: Vec<Value> = (entries.into_iter())
+        .map(|(name, ips)| {
+            let answer: Vec<String> = ips.iter().map(|ip| ip.to_string()).collect();
+            json!({"name": name, "addresses": answer})
+        })
+        .collect();
+    if wildcard {
+        // Router names the wildcard answers (with the gateway's address) are not stored.
+        for host in &s.hosts {
+            let inside = host == origin || host.ends_with(&format!(".{origin}"));
+            if inside && !names.iter().any(|n| n["name"] == json!(host)) {
+                names.push(json!({"name": host, "addresses": []}));
+            }
+        }
+    }
+    json!({"status": "on", "zone": origin, "wildcard": wildcard, "names": names})
+}
+
 fn routers(s: &Snapshot) -> Vec<Value> {
     s.routers
         .iter()
@@ -352,6 +403,8 @@ fn api(path: &str, s: &Snapshot, info: &Info) -> Option<Value> {
         ),
         "/api/http/routers" => json!(routers(s)),
         "/api/http/services" => json!(services(s)),
+        "/api/http/middlewares" => json!(middlewares(s)),
+        "/api/dns" => dns(s, info),
         "/api/problems" => json!(s.problems),
         "/api/tls" => tls(s, info),
         "/api/dhcp/leases" => json!(*s.leases),

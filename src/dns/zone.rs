@@ -186,6 +186,16 @@ impl LocalZone {
         &self.spec.origin
     }
 
+    /// Every name the zone holds with its addresses (empty: the gateway's, per query), sorted;
+    /// and whether the wildcard answers the rest.
+    pub fn entries(&self) -> (Vec<(String, Vec<IpAddr>)>, bool) {
+        let mut out: Vec<(String, Vec<IpAddr>)> = (self.names.iter())
+            .map(|(n, ips)| (n.to_utf8().trim_end_matches('.').to_string(), ips.clone()))
+            .collect();
+        out.sort();
+        (out, self.spec.wildcard)
+    }
+
     /// How many names the zone holds (besides the wildcard).
     pub fn len(&self) -> usize {
         self.names.len()

@@ -1,0 +1,179 @@
+//! The dashboard in a real browser: headless Chromium (Debian's `chromium`, installed by
+//! `make deps`) loads it over HTTPS from a router of the operator's, behind `[admin] users`,
+//! with boma's local CA trusted in the browser's own certificate store (NSS, `certutil`), as a
+//! village phone would after installing it once. The test waits for the routers and the local
+//! DNS names to render, checks their text and natural order, that neither a laptop's nor a
+//! phone's window is scrolled sideways (the page reports its own overflow), and keeps a
+//! screenshot in
+//! `target/test-artifacts/` (the one in `docs/` is a copy).
+
+mod support;
+
+use std::path::Path;
+use std::process::Command;
+
+use support::{Backend, Boma, Client};
+
+fn run(cmd: &mut Command) -> String {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?} ({e}); run `make deps`"));
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Headless Chromium with `home` as its HOME (its NSS store) and `boma.village.lan` mapped to
+/// loopback; `args` decide what it does with `url`.
+fn chromium(home: &Path, url: &str, args: &[&str]) -> String {
+    let profile = home.join("profile");
+    let mut cmd = Command::new("chromium");
+    cmd.env("HOME", home)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--disable-extensions",
+            "--host-resolver-rules=MAP boma.village.lan 127.0.0.1",
+            // Long enough for the page's API calls; virtual time, so never a wall-clock wait.
+            "--virtual-time-budget=8000",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args(args)
+        .arg(url);
+    run(&mut cmd)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_renders_in_chromium_over_https_with_the_local_ca() {
+    let backend = Backend::start("app").await;
+    let storage = tempfile::tempdir().unwrap();
+    let static_toml = format!(
+        r#"
+[entryPoints.web]
+address = "127.0.0.1:0"
+[entryPoints.websecure]
+address = "127.0.0.1:0"
+[entryPoints.websecure.http.tls]
+certResolver = "village"
+[certificatesResolvers.village.localCA]
+storage = "{}"
+domains = ["village.lan"]
+[admin]
+users = ["admin:{{SHA}}5en6G6MezRroT3XKqkdPOmY/BfQ="]
+[dns]
+listen = ["127.0.0.1:0"]
+zone = "village.lan"
+address = "127.0.0.1"
+upstreams = []
+[providers.file]
+filename = "{{dir}}/dynamic.toml"
+"#,
+        storage.path().join("ca").display()
+    );
+    let dynamic = format!(
+        r#"
+[http.routers.dash]
+rule = "Host(`boma.village.lan`)"
+service = "dashboard@internal"
+entryPoints = ["websecure"]
+[http.routers.dashapi]
+rule = "Host(`boma.village.lan`) && PathPrefix(`/api`)"
+service = "api@internal"
+entryPoints = ["websecure"]
+[http.routers.ca]
+rule = "Host(`ca.village.lan`)"
+service = "localca@internal"
+entryPoints = ["web"]
+[http.routers.r10]
+rule = "Host(`r10.village.lan`)"
+service = "app"
+[http.routers.r2]
+rule = "Host(`r2.village.lan`)"
+service = "app"
+[[http.services.app.loadBalancer.servers]]
+url = "{}"
+"#,
+        backend.url()
+    );
+    let boma = Boma::start(&static_toml, Some(&dynamic));
+    let client = Client::new();
+    boma.routed(&client, "r2.village.lan", "/").await;
+
+    // The CA as a phone gets it, then trusted in the browser's store.
+    let home = tempfile::tempdir().unwrap();
+    let ca = client.get(boma.addr("web"), "ca.village.lan", "/").await;
+    assert_eq!(ca.status, 200);
+    let ca_file = home.path().join("village-ca.crt");
+    std::fs::write(&ca_file, &ca.body).unwrap();
+    let nssdb = home.path().join(".pki/nssdb");
+    std::fs::create_dir_all(&nssdb).unwrap();
+    let db = format!("sql:{}", nssdb.display());
+    run(Command::new("certutil").args(["-d", &db, "-N", "--empty-password"]));
+    run(Command::new("certutil")
+        .args(["-d", &db, "-A", "-t", "C,,", "-n", "village CA", "-i"])
+        .arg(&ca_file));
+
+    let port = boma.addr("websecure").port();
+    let url = format!("https://admin:secret@boma.village.lan:{port}/dashboard/");
+    // A laptop's width first: everything fits.
+    let wide = chromium(
+        home.path(),
+        &url,
+        &["--window-size=1280,2000", "--dump-dom"],
+    );
+    assert!(
+        wide.contains("data-overflow=\"no\""),
+        "wider than 1280 px:\n{wide}"
+    );
+    let dom = chromium(home.path(), &url, &["--window-size=412,2400", "--dump-dom"]);
+    // A phone's: rows are cards, nothing scrolls sideways.
+    assert!(
+        dom.contains("data-overflow=\"no\""),
+        "wider than 412 px:\n{dom}"
+    );
+    // The header line says what the API said (the script's own text also holds the error
+    // message, so the rendered span is what is read).
+    let meta = dom
+        .split("<span id=\"meta\">")
+        .nth(1)
+        .and_then(|m| m.split('<').next());
+    assert!(meta.is_some_and(|m| m.starts_with("v0.")), "{meta:?}");
+    for text in [
+        "r2@file",
+        "r10@file",
+        "Host(`r2.village.lan`)",
+        "r10.village.lan",
+        "the gateway",
+    ] {
+        assert!(dom.contains(text), "{text} not rendered:\n{dom}");
+    }
+    // Natural order: r2 before r10 (a plain string sort puts r10 first).
+    let (r2, r10) = (dom.find("r2@file").unwrap(), dom.find("r10@file").unwrap());
+    assert!(r2 < r10, "r2 is listed after r10");
+    assert!(dom.contains("zone village.lan"), "{dom}");
+    assert!(
+        dom.contains("local CA"),
+        "the certificate issued for the dashboard:\n{dom}"
+    );
+
+    // The phone screenshot, kept as an artifact.
+    let artifacts = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-artifacts");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    let shot = artifacts.join("dashboard-phone.png");
+    let _ = std::fs::remove_file(&shot);
+    chromium(
+        home.path(),
+        &url,
+        &[
+            "--window-size=412,1800",
+            &format!("--screenshot={}", shot.display()),
+        ],
+    );
+    let png = std::fs::read(&shot).expect("screenshot written");
+    assert!(png.starts_with(b"\x89PNG"), "not a PNG");
+}
