@@ -257,6 +257,23 @@ async fn sni_chain_alpn_redirect_and_the_plain_side_of_the_same_port() {
     assert_ne!(code, 0, "TLS 1.2 refused for strict.tls.test: {out}");
     let (code, out) = curl(&ca, "strict.tls.test", tls, "/", &["-k", "--tlsv1.3"]).await;
     assert_eq!((code, &out[..6]), (0, "200 2\n"), "{out}");
+    // A connection made for a.tls.test (default options) asking for strict.tls.test: 421,
+    // as Traefik's SNI check answers; it would otherwise skip the TLS 1.3 floor.
+    let (code, out) = curl(
+        &ca,
+        "a.tls.test",
+        tls,
+        "/",
+        &["-H", "Host: strict.tls.test"],
+    )
+    .await;
+    assert_eq!((code, &out[..6]), (0, "421 2\n"), "{out}");
+    let (code, out) = curl(&ca, "a.tls.test", tls, "/", &["-H", "Host: x.w.tls.test"]).await;
+    assert_eq!(
+        (code, &out[..6]),
+        (0, "200 2\n"),
+        "same options, another name: {out}"
+    );
     let (code, out) = curl(&ca, "a.tls.test", tls, "/", &["--tls-max", "1.2"]).await;
     assert_eq!(
         (code, &out[..6]),
@@ -387,6 +404,9 @@ async fn a_handshake_flood_does_not_starve_plain_http() {
     let tls = boma.addr("websecure").port();
     wait_served(tls, "a.tls.test", "a").await;
     let web = boma.addr("web");
+    // The flood goes to the port the plain requests use (`web` serves both): the handshakes
+    // share its accept loop, connection permits and workers with them.
+    let flooded = web.port();
     let config = client_config(&d.join("ca.pem"));
 
     // From 127.0.0.2: 200 connections that start a handshake and stall mid-ClientHello, and
@@ -395,7 +415,10 @@ async fn a_handshake_flood_does_not_starve_plain_http() {
     for _ in 0..200 {
         let socket = tokio::net::TcpSocket::new_v4().unwrap();
         socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
-        let mut s = socket.connect(([127, 0, 0, 1], tls).into()).await.unwrap();
+        let mut s = socket
+            .connect(([127, 0, 0, 1], flooded).into())
+            .await
+            .unwrap();
         tokio::io::AsyncWriteExt::write_all(&mut s, &[0x16, 0x03, 0x01, 0x02, 0x00, 0x01])
             .await
             .unwrap();
@@ -408,7 +431,7 @@ async fn a_handshake_flood_does_not_starve_plain_http() {
         let (stop, handshakes, config) = (stop.clone(), handshakes.clone(), config.clone());
         flood.push(tokio::spawn(async move {
             while !stop.load(Ordering::Relaxed) {
-                if tls_connect(&config, tls, "a.tls.test", "127.0.0.2")
+                if tls_connect(&config, flooded, "a.tls.test", "127.0.0.2")
                     .await
                     .is_ok()
                 {

@@ -592,7 +592,7 @@ fn certificate_resolvers_are_local_cas_with_checked_bounds() {
     );
     for want in [
         "`*.x.lan` is not a domain name",
-        "at least 1h",
+        "from 1h to 825 days",
         "at least 1",
         "a resolver needs a kind",
     ] {

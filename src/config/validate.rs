@@ -94,9 +94,12 @@ impl Check<'_> {
                     self.value(&[R, name, "localCA", "domains", &i.to_string()], why);
                 }
             }
-            if ca.certificate_duration < Duration::from_secs(3600) {
+            // Apple's devices refuse server certificates valid for more than 825 days, even
+            // from a CA their owner installed.
+            let d = ca.certificate_duration;
+            if d < Duration::from_secs(3600) || d > Duration::from_secs(825 * 86_400) {
                 let path = [R, name, "localCA", "certificateDuration"];
-                self.value(&path, "at least 1h");
+                self.value(&path, "from 1h to 825 days (19800h)");
             }
             if ca.max_certificates == 0 {
                 self.value(&[R, name, "localCA", "maxCertificates"], "at least 1");

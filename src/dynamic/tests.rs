@@ -211,9 +211,12 @@ cipherSuites = [\"TLS_NOT_A_SUITE\"]
     ));
     assert!(problem_about(&s, "router own@file", "certResolver `le`"));
     assert!(problem_about(&s, "tls options bad@file", "TLS_NOT_A_SUITE"));
-    // A compiled host gets its options; an unknown one the default.
-    assert!(s.tls.config_for(Some("both.lan")).is_some());
-    assert!(s.tls.config_for(Some("nowhere.lan")).is_some());
+    // A host gets its set, a host no router names the default one, and a host whose set does
+    // not exist (or did not compile) is refused rather than served with the default.
+    let set = |h: &str| s.tls.config_for(Some(h)).map(|(_, name)| name.to_string());
+    assert_eq!(set("both.lan").as_deref(), Some("modern@file"));
+    assert_eq!(set("nowhere.lan").as_deref(), Some("default"));
+    assert_eq!(set("own.lan"), None);
     // Reassembling the same input reuses the compiled setup.
     let again = assemble(&frags, &c, Some(&s), 2);
     assert!(Arc::ptr_eq(&s.tls, &again.tls));

@@ -68,6 +68,14 @@ impl HostOptions {
         if let Some(name) = &tls.cert_resolver {
             self.resolver(router, name, rule, ctx, problems);
         }
+        let asks = tls.options != DEFAULT_OPTIONS || tls.cert_resolver.is_some();
+        if asks && rule.mentioned_hosts().is_empty() {
+            problems.push(Problem::new(
+                format!("router {router}"),
+                "its rule names no host (Host(`name`)), so its TLS options and certResolver \
+                 apply to no handshake: they are chosen by the client's server name",
+            ));
+        }
         for host in rule.mentioned_hosts() {
             if self.conflicted.contains(&host) {
                 continue;

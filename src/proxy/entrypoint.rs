@@ -279,11 +279,11 @@ async fn serve_conn(stream: TcpStream, conn: Accepted<'_>) {
         moved: Arc::clone(&conn.moved),
     };
     if !tls {
-        return serve_http(io, false, conn).await;
+        return serve_http(io, None, conn).await;
     }
     let (peer, stats) = (conn.peer, &conn.ep.stats);
     match tokio::time::timeout(first_bytes, handshake(io, &conn.proxy)).await {
-        Ok(Ok(tls)) => serve_http(tls, true, conn).await,
+        Ok(Ok((tls, options))) => serve_http(tls, Some(options), conn).await,
         Ok(Err(e)) => {
             stats.tls_failed.fetch_add(1, Ordering::Relaxed);
             tracing::debug!(%peer, error = %e, "TLS handshake failed");
@@ -299,25 +299,26 @@ async fn serve_conn(stream: TcpStream, conn: Accepted<'_>) {
 const TLS_HANDSHAKE: u8 = 0x16;
 
 /// The server side of a TLS handshake: the ClientHello's SNI picks the option set from the
-/// current snapshot, rustls then the certificate.
+/// current snapshot, rustls then the certificate. Also returns the option set's name.
 async fn handshake(
     io: Activity,
     proxy: &Proxy,
-) -> std::io::Result<tokio_rustls::server::TlsStream<Activity>> {
+) -> std::io::Result<(tokio_rustls::server::TlsStream<Activity>, Box<str>)> {
     let acceptor = tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), io);
     let start = acceptor.await?;
     let setup = Arc::clone(&proxy.snapshot.load().tls);
-    let Some(config) = setup.config_for(start.client_hello().server_name()) else {
+    let Some((config, options)) = setup.config_for(start.client_hello().server_name()) else {
         return Err(std::io::Error::other(
-            "refused: the TLS options of this host did not compile",
+            "refused: the TLS options of this host did not compile or do not exist",
         ));
     };
-    start.into_stream(config).await
+    let options: Box<str> = options.into();
+    Ok((start.into_stream(config).await?, options))
 }
 
 /// Serve HTTP on one connection until it closes, goes idle or is drained; then, when a request
 /// switched protocols, the upgraded connection until either side closes, it idles or drain.
-async fn serve_http<I>(io: I, tls: bool, conn: Accepted<'_>)
+async fn serve_http<I>(io: I, tls: Option<Box<str>>, conn: Accepted<'_>)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {

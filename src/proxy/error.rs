@@ -22,6 +22,9 @@ pub enum ProxyError {
     /// The client went away before the answer (downstream).
     #[error("client closed the request")]
     ClientGone,
+    /// A TLS request for a host whose TLS options differ from its connection's (downstream).
+    #[error("misdirected request")]
+    Misdirected,
 }
 
 impl ProxyError {
@@ -33,6 +36,7 @@ impl ProxyError {
             ProxyError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
             // nginx's and Traefik's "client closed request"
             ProxyError::ClientGone => StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST),
+            ProxyError::Misdirected => StatusCode::MISDIRECTED_REQUEST,
         }
     }
 

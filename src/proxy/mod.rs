@@ -78,6 +78,9 @@ pub struct Conn {
     pub peer: SocketAddr,
     /// `https` on a TLS connection (its routes are the entrypoint's TLS ones), else `http`.
     pub scheme: &'static str,
+    /// On a TLS connection, the option set its handshake got (a request for a host whose set
+    /// differs is answered 421, as Traefik's SNI check does).
+    pub tls_options: Option<Box<str>>,
     /// The peer address as a header value (X-Real-Ip, X-Forwarded-For).
     pub ip_header: HeaderValue,
     /// A protocol switch (101) answered on this connection: the entrypoint's connection task
@@ -87,10 +90,12 @@ pub struct Conn {
 }
 
 impl Conn {
-    pub fn new(peer: SocketAddr, tls: bool) -> Self {
+    /// `tls`: the option set of the connection's handshake, `None` for plain HTTP.
+    pub fn new(peer: SocketAddr, tls: Option<Box<str>>) -> Self {
         Conn {
             peer,
-            scheme: if tls { "https" } else { "http" },
+            scheme: if tls.is_some() { "https" } else { "http" },
+            tls_options: tls,
             ip_header: forward::ip_header(peer.ip()),
             upgrade: std::sync::Mutex::new(None),
         }
@@ -158,6 +163,17 @@ impl Proxy {
             && let Flow::Respond(resp) = redirect.on_request(&mut parts, &mut mw_ctx)
         {
             return self.finish_local(resp, record, Vec::new(), obs);
+        }
+
+        // A request for a host whose TLS options are not the ones its connection was made
+        // with (another name on a shared certificate, or no SNI) would skip them: 421.
+        if let Some(made_with) = &conn.tls_options {
+            let host = rule::canonical_host(&raw_host);
+            let snapshot = self.snapshot.load();
+            if snapshot.tls.options_for(Some(&host)) != &**made_with {
+                let resp = ProxyError::Misdirected.response();
+                return self.finish_local(resp, record, Vec::new(), obs);
+            }
         }
 
         // Phase 3: route, on the sanitized path (the backend sees the same path).

@@ -53,9 +53,14 @@ pub struct Loaded {
     pub pair: (String, String),
 }
 
+/// Whether `spec` is PEM text rather than a path (a key never goes into a message).
+fn inline(spec: &str) -> bool {
+    spec.contains("-----BEGIN") || spec.contains('\n') || spec.len() > 4096
+}
+
 /// The PEM bytes of `spec` (a path, or PEM text itself) and the stamp of its file.
 pub fn pem_bytes(spec: &str, stamps: &mut Vec<Stamp>) -> Result<Vec<u8>, String> {
-    if spec.contains("-----BEGIN") {
+    if inline(spec) {
         return Ok(spec.as_bytes().to_vec());
     }
     let path = PathBuf::from(spec);
@@ -79,7 +84,7 @@ pub fn pem_bytes(spec: &str, stamps: &mut Vec<Stamp>) -> Result<Vec<u8>, String>
 
 /// Reads a chain and its key (each a path or PEM text).
 pub fn load(cert: &str, key: &str, stamps: &mut Vec<Stamp>) -> Result<Loaded, String> {
-    let source = if cert.contains("-----BEGIN") {
+    let source = if inline(cert) {
         "inline".to_string()
     } else {
         cert.to_string()
@@ -295,7 +300,12 @@ mod tests {
         let fifo = dir.join("cert.pem");
         let made = std::process::Command::new("mkfifo").arg(&fifo).status();
         assert!(made.is_ok_and(|s| s.success()), "mkfifo");
-        let e = pem_bytes(fifo.to_str().unwrap(), &mut Vec::new()).unwrap_err();
+        // In a thread: a regression would block in open(); the test then fails, not hangs.
+        let path = fifo.to_str().unwrap().to_string();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || tx.send(pem_bytes(&path, &mut Vec::new())));
+        let got = rx.recv_timeout(std::time::Duration::from_secs(10));
+        let e = got.expect("pem_bytes blocked on a FIFO").unwrap_err();
         assert!(e.contains("not a regular file"), "{e}");
         let _ = std::fs::remove_dir_all(&dir);
     }

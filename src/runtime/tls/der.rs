@@ -152,6 +152,10 @@ fn alt_names(ext: &[u8], facts: &mut Facts) -> Option<()> {
 fn time(input: &[u8]) -> Option<(i64, &[u8])> {
     let (tag, body, rest) = tlv(input)?;
     let text = std::str::from_utf8(body).ok()?.strip_suffix('Z')?;
+    // Digits only: the slicing below is by byte, and `parse` would take a sign.
+    if !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
     let (year, rest_digits) = match tag {
         UTC_TIME if text.len() == 12 => {
             let yy: i64 = text[..2].parse().ok()?;
@@ -232,5 +236,11 @@ mod tests {
             assert_eq!(facts(&der[..cut]), None, "cut at {cut}");
         }
         assert_eq!(facts(&[0x30, 0x84, 0xff, 0xff, 0xff, 0xff]), None);
+        // A time with a multi-byte character where digits belong, or a sign: no panic, no time.
+        for bad in ["1\u{e9}000000000Z", "+10101000000Z", "-1010100000Z"] {
+            let mut t = vec![UTC_TIME, bad.len() as u8];
+            t.extend_from_slice(bad.as_bytes());
+            assert_eq!(time(&t), None, "{bad}");
+        }
     }
 }

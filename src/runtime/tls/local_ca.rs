@@ -76,12 +76,24 @@ impl LocalCa {
         let (cert_path, key_path) = (dir.join("ca.pem"), dir.join("ca.key"));
         let io = |p: &Path, e: std::io::Error| format!("{}: {e}", p.display());
         if !cert_path.exists() {
-            // The key is written first: a power cut in between leaves a key with no
-            // certificate, which no client can have trusted, and it is made again.
+            if unix(SystemTime::now()) < EARLIEST {
+                // A box without a battery-backed clock starts in 1970: a CA made now would be
+                // expired once the clock is right, and it is never replaced.
+                return Err("the clock is not set (NTP); the local CA is made once it is".into());
+            }
             crate::store::ensure_dir(dir).map_err(|e| io(dir, e))?;
-            let (pem, key) = make_ca(&settings)?;
-            crate::store::write_private(&key_path, key.serialize_pem().as_bytes())
-                .map_err(|e| io(&key_path, e))?;
+            // The key is written first. A key without a certificate (a power cut in between)
+            // is kept and certified: no key is ever overwritten.
+            let key = if key_path.exists() {
+                let pem = std::fs::read_to_string(&key_path).map_err(|e| io(&key_path, e))?;
+                KeyPair::from_pem(&pem).map_err(err("ca.key"))?
+            } else {
+                let key = KeyPair::generate().map_err(err("CA key"))?;
+                crate::store::write_private(&key_path, key.serialize_pem().as_bytes())
+                    .map_err(|e| io(&key_path, e))?;
+                key
+            };
+            let pem = make_ca(&settings, &key)?;
             crate::store::write_durably(&cert_path, pem.as_bytes())
                 .map_err(|e| io(&cert_path, e))?;
             tracing::info!(storage = %dir.display(), "local CA created");
@@ -96,6 +108,14 @@ impl LocalCa {
         let ca_der = CertificateDer::from_pem_slice(ca_pem.as_bytes())
             .map_err(|e| format!("ca.pem: {e}"))?;
         let facts = super::der::facts(&ca_der).ok_or("ca.pem: not an X.509 certificate")?;
+        let now = unix(SystemTime::now()) as i64;
+        if now < facts.not_before || now > facts.not_after {
+            return Err(format!(
+                "ca.pem is valid from {} to {} (Unix seconds) and the clock says {now}: set the \
+                 clock (NTP), or move the CA aside to make a new one",
+                facts.not_before, facts.not_after
+            ));
+        }
         let subject = facts.subject.ok_or("ca.pem: no common name")?;
         let key = KeyPair::from_pem(key_pem).map_err(err("ca.key"))?;
         // The issuer is what leaves name: the CA's subject and key. Its certificate is not
@@ -256,16 +276,19 @@ fn ca_params(cn: &str, domains: &[String]) -> CertificateParams {
     params
 }
 
-/// A new CA: its certificate (PEM, valid for 20 years) and key.
-fn make_ca(settings: &Settings) -> Result<(String, KeyPair), String> {
+/// The earliest plausible time, in Unix seconds: before it, the clock has not been set
+/// (2026-01-01).
+const EARLIEST: u64 = 1_767_225_600;
+
+/// A new CA certificate for `key` (PEM, valid for 20 years).
+fn make_ca(settings: &Settings, key: &KeyPair) -> Result<String, String> {
     let mut params = ca_params(&settings.common_name, &settings.domains);
     let now = SystemTime::now();
     params.not_before = offset(now - Duration::from_secs(86_400))?;
     params.not_after = offset(now + Duration::from_secs(20 * 365 * 86_400))?;
     params.serial_number = Some(serial()?);
-    let key = KeyPair::generate().map_err(err("CA key"))?;
-    let cert = params.self_signed(&key).map_err(err("CA certificate"))?;
-    Ok((cert.pem(), key))
+    let cert = params.self_signed(key).map_err(err("CA certificate"))?;
+    Ok(cert.pem())
 }
 
 /// A random positive 16-byte serial number.
@@ -314,6 +337,16 @@ mod tests {
         // A leaf of the reopened CA verifies against the CA made first.
         let leaf = again.leaf("cloud.village.lan").unwrap();
         ca.verify(&leaf, "cloud.village.lan").unwrap();
+    }
+
+    #[test]
+    fn a_key_left_without_its_certificate_is_certified_not_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        LocalCa::open(settings(dir.path(), &[])).unwrap();
+        let key = std::fs::read(dir.path().join("ca/ca.key")).unwrap();
+        std::fs::remove_file(dir.path().join("ca/ca.pem")).unwrap();
+        LocalCa::open(settings(dir.path(), &[])).unwrap();
+        assert_eq!(std::fs::read(dir.path().join("ca/ca.key")).unwrap(), key);
     }
 
     #[test]

@@ -97,27 +97,35 @@ impl TlsSetup {
             .entry(DEFAULT_OPTIONS.to_string())
             .or_insert(&builtin);
         for (name, opts) in options {
-            let config = match options::server_config(opts, &store, &mut files) {
+            let mut notes = Vec::new();
+            let config = match options::server_config(opts, &store, &mut files, &mut notes) {
                 Ok(c) => Some(c),
                 Err(why) => {
                     problems.push((format!("tls options {name}"), why));
                     None
                 }
             };
+            problems.extend(
+                notes
+                    .into_iter()
+                    .map(|n| (format!("tls options {name}"), n)),
+            );
             configs.insert(name, config);
         }
         let mut hosts = HashMap::new();
         for (host, name) in &input.host_options {
-            let name = if configs.contains_key(name) {
-                name.clone()
-            } else {
+            if !configs.contains_key(name) {
+                // Never the default set instead: a typo must not drop clientAuth or a version
+                // floor. Its handshakes are refused until the name exists.
                 problems.push((
                     format!("host {host}"),
-                    format!("TLS options `{name}` do not exist; using the default ones"),
+                    format!(
+                        "TLS options `{name}` do not exist; handshakes for this host are refused"
+                    ),
                 ));
-                DEFAULT_OPTIONS.to_string()
-            };
-            hosts.insert(host.as_str().into(), name);
+                configs.insert(name.clone(), None);
+            }
+            hosts.insert(host.as_str().into(), name.clone());
         }
         Arc::new(TlsSetup {
             input,
@@ -129,14 +137,19 @@ impl TlsSetup {
         })
     }
 
-    /// The configuration a handshake for `sni` gets: its host's option set, else the default
-    /// one. `None` when that set did not compile (the handshake is refused).
-    pub fn config_for(&self, sni: Option<&str>) -> Option<Arc<ServerConfig>> {
-        let name = sni
-            .map(|s| s.trim_end_matches('.').to_ascii_lowercase())
+    /// The name of the option set a handshake (or request) for `host` gets: its host's, else
+    /// the default one.
+    pub fn options_for(&self, host: Option<&str>) -> &str {
+        host.map(|s| s.trim_end_matches('.').to_ascii_lowercase())
             .and_then(|s| self.hosts.get(s.as_str()))
-            .map_or(DEFAULT_OPTIONS, String::as_str);
-        self.configs.get(name).cloned().flatten()
+            .map_or(DEFAULT_OPTIONS, String::as_str)
+    }
+
+    /// The configuration a handshake for `sni` gets, with its option set's name. `None` when
+    /// that set did not compile or does not exist (the handshake is refused).
+    pub fn config_for(&self, sni: Option<&str>) -> Option<(Arc<ServerConfig>, &str)> {
+        let name = self.options_for(sni);
+        Some((self.configs.get(name).cloned().flatten()?, name))
     }
 
     /// A certificate, key or CA file read by the last compile has changed since.

@@ -17,14 +17,16 @@ use super::config::Options;
 /// only an ACME client answers).
 const DEFAULT_ALPN: [&str; 2] = ["h2", "http/1.1"];
 
-/// The server configuration of option set `opts` over `store`.
+/// The server configuration of option set `opts` over `store`; what it left out goes to
+/// `notes`.
 pub fn server_config(
     opts: &Options,
     store: &Arc<CertStore>,
     stamps: &mut Vec<Stamp>,
+    notes: &mut Vec<String>,
 ) -> Result<Arc<ServerConfig>, String> {
     let versions = versions(opts)?;
-    let provider = Arc::new(provider(opts)?);
+    let provider = Arc::new(provider(opts, notes)?);
     let builder = ServerConfig::builder_with_provider(Arc::clone(&provider))
         .with_protocol_versions(&versions)
         .map_err(|e| e.to_string())?;
@@ -83,34 +85,93 @@ fn versions(opts: &Options) -> Result<Vec<&'static rustls::SupportedProtocolVers
     Ok(out)
 }
 
-/// ring's suites and groups, narrowed to the TLS 1.2 suites and the curves asked for.
-fn provider(opts: &Options) -> Result<CryptoProvider, String> {
+/// A cipher suite name as Traefik (Go) writes it.
+enum GoSuite {
+    /// A TLS 1.2 suite rustls has.
+    Tls12(rustls::CipherSuite),
+    /// A TLS 1.3 suite: always on (Go ignores them in the list too).
+    Tls13,
+    /// A suite Go knows and rustls does not offer (CBC, RSA key exchange, 3DES, RC4).
+    Weak,
+}
+
+fn go_suite(name: &str) -> Option<GoSuite> {
+    use rustls::CipherSuite as C;
+    Some(match name {
+        "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256" => {
+            GoSuite::Tls12(C::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256)
+        }
+        "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256" => {
+            GoSuite::Tls12(C::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256)
+        }
+        "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384" => {
+            GoSuite::Tls12(C::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384)
+        }
+        "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384" => {
+            GoSuite::Tls12(C::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384)
+        }
+        "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305"
+        | "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256" => {
+            GoSuite::Tls12(C::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256)
+        }
+        "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305" | "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256" => {
+            GoSuite::Tls12(C::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256)
+        }
+        "TLS_AES_128_GCM_SHA256" | "TLS_AES_256_GCM_SHA384" | "TLS_CHACHA20_POLY1305_SHA256" => {
+            GoSuite::Tls13
+        }
+        n if n.starts_with("TLS_RSA_WITH_")
+            || n.starts_with("TLS_ECDHE_RSA_WITH_")
+            || n.starts_with("TLS_ECDHE_ECDSA_WITH_") =>
+        {
+            GoSuite::Weak
+        }
+        _ => return None,
+    })
+}
+
+/// ring's suites and groups, narrowed to the TLS 1.2 suites and the curves asked for. Names
+/// Go knows that boma does not offer are left out, with a note: that is stricter, never
+/// weaker; a list left with nothing usable is an error.
+fn provider(opts: &Options, notes: &mut Vec<String>) -> Result<CryptoProvider, String> {
     let mut provider = rustls::crypto::ring::default_provider();
     if !opts.cipher_suites.is_empty() {
-        let name = |s: &rustls::SupportedCipherSuite| format!("{:?}", s.suite());
-        for wanted in &opts.cipher_suites {
-            let known = provider.cipher_suites.iter().any(|s| name(s) == *wanted);
-            if !known {
-                return Err(format!("cipher suite `{wanted}` is not one boma offers"));
+        let mut wanted = Vec::new();
+        for name in &opts.cipher_suites {
+            match go_suite(name.trim()) {
+                Some(GoSuite::Tls12(s)) => wanted.push(s),
+                Some(GoSuite::Tls13) => {}
+                Some(GoSuite::Weak) => notes.push(format!("cipher suite {name} is not offered")),
+                None => return Err(format!("unknown cipher suite `{name}`")),
             }
         }
+        if wanted.is_empty() {
+            return Err("none of cipherSuites is one boma offers for TLS 1.2".into());
+        }
         // Go's rule: the list narrows TLS 1.2 only; TLS 1.3's suites are always on.
-        provider.cipher_suites.retain(|s| {
-            s.version() == &rustls::version::TLS13 || opts.cipher_suites.contains(&name(s))
-        });
+        provider
+            .cipher_suites
+            .retain(|s| s.version() == &rustls::version::TLS13 || wanted.contains(&s.suite()));
     }
     if !opts.curve_preferences.is_empty() {
         let all = std::mem::take(&mut provider.kx_groups);
-        for wanted in &opts.curve_preferences {
-            let group = match wanted.as_str() {
+        for name in &opts.curve_preferences {
+            let group = match name.trim() {
                 "CurveP256" | "secp256r1" => rustls::NamedGroup::secp256r1,
                 "CurveP384" | "secp384r1" => rustls::NamedGroup::secp384r1,
                 "X25519" | "x25519" => rustls::NamedGroup::X25519,
-                other => return Err(format!("curve `{other}` is not one boma offers")),
+                "CurveP521" | "secp521r1" | "X25519MLKEM768" => {
+                    notes.push(format!("curve {name} is not offered"));
+                    continue;
+                }
+                other => return Err(format!("unknown curve `{other}`")),
             };
             if let Some(g) = all.iter().find(|g| g.name() == group) {
                 provider.kx_groups.push(*g);
             }
+        }
+        if provider.kx_groups.is_empty() {
+            return Err("none of curvePreferences is one boma offers".into());
         }
     }
     Ok(provider)
@@ -161,4 +222,48 @@ fn client_verifier(
         .build()
         .map(Some)
         .map_err(|e| format!("clientAuth: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(suites: &[&str], curves: &[&str]) -> Options {
+        Options {
+            cipher_suites: suites.iter().map(|s| s.to_string()).collect(),
+            curve_preferences: curves.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn go_names_from_traefik_configs_are_read() {
+        // Mozilla's "intermediate" list as Traefik users paste it, TLS 1.3 names included.
+        let mozilla = [
+            "TLS_AES_128_GCM_SHA256",
+            "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
+            "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+            "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384",
+            "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384",
+            "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305",
+            "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305",
+        ];
+        let mut notes = Vec::new();
+        let p = provider(&opts(&mozilla, &["X25519", "CurveP256"]), &mut notes).unwrap();
+        assert!(notes.is_empty(), "{notes:?}");
+        assert_eq!(p.kx_groups.len(), 2);
+        // A CBC suite is left out with a note; a list of nothing usable is an error.
+        let weak = [
+            "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA",
+            "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+        ];
+        let mut notes = Vec::new();
+        let p = provider(&opts(&weak, &["CurveP521", "CurveP384"]), &mut notes).unwrap();
+        assert_eq!(notes.len(), 2, "{notes:?}");
+        let tls12 = (p.cipher_suites.iter()).filter(|s| s.version() == &rustls::version::TLS12);
+        assert_eq!(tls12.count(), 1);
+        assert!(provider(&opts(&["TLS_RSA_WITH_AES_128_CBC_SHA"], &[]), &mut notes).is_err());
+        assert!(provider(&opts(&["NOT_A_SUITE"], &[]), &mut notes).is_err());
+        assert!(provider(&opts(&[], &["CurveP521"]), &mut notes).is_err());
+    }
 }
