@@ -268,8 +268,10 @@ struct Accepted<'a> {
 /// Serve one connection: plain or over TLS, as its first byte says.
 async fn serve_conn(stream: TcpStream, conn: Accepted<'_>) {
     let mut first = [0u8; 1];
-    let first_bytes = conn.timeouts.first_bytes;
-    let tls = match tokio::time::timeout(first_bytes, stream.peek(&mut first)).await {
+    // One deadline for the first byte and the whole handshake: a slow client gets one
+    // header-read timeout for both, not one each.
+    let deadline = tokio::time::Instant::now() + conn.timeouts.first_bytes;
+    let tls = match tokio::time::timeout_at(deadline, stream.peek(&mut first)).await {
         Ok(Ok(1)) => first[0] == TLS_HANDSHAKE,
         // Closed, failed or silent for the whole header-read timeout.
         _ => return,
@@ -282,7 +284,7 @@ async fn serve_conn(stream: TcpStream, conn: Accepted<'_>) {
         return serve_http(io, None, conn).await;
     }
     let (peer, stats) = (conn.peer, &conn.ep.stats);
-    match tokio::time::timeout(first_bytes, handshake(io, &conn.proxy)).await {
+    match tokio::time::timeout_at(deadline, handshake(io, &conn.proxy)).await {
         Ok(Ok((tls, options))) => serve_http(tls, Some(options), conn).await,
         Ok(Err(e)) => {
             stats.tls_failed.fetch_add(1, Ordering::Relaxed);

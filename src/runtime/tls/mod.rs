@@ -53,6 +53,8 @@ pub struct TlsSetup {
     files: Vec<Stamp>,
     /// Faults found while compiling: (what, why).
     pub problems: Vec<(String, String)>,
+    /// Issues and reads session tickets; kept from one compile to the next.
+    ticketer: Option<Arc<dyn rustls::server::ProducesTickets>>,
 }
 
 impl TlsSetup {
@@ -92,13 +94,25 @@ impl TlsSetup {
                 options.entry(key).or_insert(opts);
             }
         }
+        let ticketer = match prev.and_then(|p| p.ticketer.clone()) {
+            Some(t) => Some(t),
+            None => match rustls::crypto::ring::Ticketer::new() {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    problems.push(("tls".into(), format!("no session tickets: {e}")));
+                    None
+                }
+            },
+        };
         let builtin = Options::default();
         options
             .entry(DEFAULT_OPTIONS.to_string())
             .or_insert(&builtin);
         for (name, opts) in options {
             let mut notes = Vec::new();
-            let config = match options::server_config(opts, &store, &mut files, &mut notes) {
+            let tickets = ticketer.as_ref();
+            let built = options::server_config(opts, &store, (&mut files, &mut notes), tickets);
+            let config = match built {
                 Ok(c) => Some(c),
                 Err(why) => {
                     problems.push((format!("tls options {name}"), why));
@@ -134,6 +148,7 @@ impl TlsSetup {
             hosts,
             files,
             problems,
+            ticketer,
         })
     }
 
@@ -226,4 +241,23 @@ fn build_store(
     }
     problems.extend(notes);
     CertStore::new(loaded, default)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_recompile_keeps_the_session_ticket_keys() {
+        let first = TlsSetup::compile(TlsInput::default(), &Resolvers::new(), None);
+        let mut input = TlsInput::default();
+        input.host_options.insert("a.lan".into(), DEFAULT_OPTIONS.into());
+        let second = TlsSetup::compile(input, &Resolvers::new(), Some(&first));
+        assert!(!Arc::ptr_eq(&first, &second), "a new input is compiled again");
+        let (a, b) = (first.ticketer.as_ref(), second.ticketer.as_ref());
+        assert!(a.zip(b).is_some_and(|(a, b)| Arc::ptr_eq(a, b)));
+        // And the same input is not compiled again at all.
+        let third = TlsSetup::compile(second.input.clone(), &Resolvers::new(), Some(&second));
+        assert!(Arc::ptr_eq(&second, &third));
+    }
 }

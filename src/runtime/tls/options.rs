@@ -17,13 +17,14 @@ use super::config::Options;
 /// only an ACME client answers).
 const DEFAULT_ALPN: [&str; 2] = ["h2", "http/1.1"];
 
-/// The server configuration of option set `opts` over `store`; what it left out goes to
-/// `notes`.
+/// The server configuration of option set `opts` over `store`, issuing session tickets with
+/// `ticketer` (shared across compiles, so a reload does not void the tickets clients hold);
+/// what it left out goes to `notes`.
 pub fn server_config(
     opts: &Options,
     store: &Arc<CertStore>,
-    stamps: &mut Vec<Stamp>,
-    notes: &mut Vec<String>,
+    (stamps, notes): (&mut Vec<Stamp>, &mut Vec<String>),
+    ticketer: Option<&Arc<dyn rustls::server::ProducesTickets>>,
 ) -> Result<Arc<ServerConfig>, String> {
     let versions = versions(opts)?;
     let provider = Arc::new(provider(opts, notes)?);
@@ -46,10 +47,9 @@ pub fn server_config(
             .collect(),
         None => DEFAULT_ALPN.iter().map(|p| p.as_bytes().to_vec()).collect(),
     };
-    if opts.disable_session_tickets {
-        config.send_tls13_tickets = 0;
-    } else {
-        config.ticketer = rustls::crypto::ring::Ticketer::new().map_err(|e| e.to_string())?;
+    match ticketer {
+        Some(t) if !opts.disable_session_tickets => config.ticketer = Arc::clone(t),
+        _ => config.send_tls13_tickets = 0,
     }
     Ok(Arc::new(config))
 }
