@@ -289,7 +289,7 @@ impl<'a> Builder<'a> {
             chain.extend(gate.iter().cloned());
             let per_ep = match &tls {
                 Some(tls) => {
-                    (placed.tls_hosts).add(name, &rule_, tls, ctx, &mut self.problems);
+                    (placed.tls_hosts).add((name, ep), &rule_, tls, ctx, &mut self.problems);
                     &mut placed.per_ep_tls
                 }
                 None => &mut placed.per_ep,

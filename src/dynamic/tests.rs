@@ -175,6 +175,13 @@ rule = \"Host(`shared.lan`)\"
 service = \"app\"
 entryPoints = [\"websecure\"]
 
+[http.routers.clash]
+rule = \"Host(`shared.lan`) && Path(`/clash`)\"
+service = \"app\"
+entryPoints = [\"web\"]
+[http.routers.clash.tls]
+options = \"modern\"
+
 [tls.options.modern]
 minVersion = \"VersionTLS13\"
 [tls.options.bad]
@@ -190,20 +197,22 @@ cipherSuites = [\"TLS_NOT_A_SUITE\"]
             .collect()
     };
     assert_eq!(names("web", false), ["both@file"]);
-    assert_eq!(names("web", true), ["own@file"]);
+    assert_eq!(names("web", true), ["own@file", "clash@file"]);
     // (in precedence order: the longer rule first)
     assert_eq!(names("websecure", true), ["other@file", "both@file"]);
     assert!(names("websecure", false).is_empty());
-    let opts = &s.tls.input.host_options;
-    assert_eq!(opts["both.lan"], "modern@file");
-    assert_eq!(opts["own.lan"], "legacy@file");
-    // Two option sets asked for one host: the default ones, and a problem.
-    assert_eq!(opts["shared.lan"], "default");
-    assert!(problem_about(
-        &s,
-        "host shared.lan",
-        "different TLS options"
-    ));
+    let opts = |ep: &str, h: &str| {
+        let key = (ep.to_string(), h.to_string());
+        s.tls.input.host_options[&key].clone()
+    };
+    assert_eq!(opts("websecure", "both.lan"), "modern@file");
+    assert_eq!(opts("web", "own.lan"), "legacy@file");
+    // Two option sets asked for one host on one entry point: the default ones, and a problem;
+    // on another entry point the host keeps its own set.
+    assert_eq!(opts("web", "shared.lan"), "default");
+    let clash = "host shared.lan on entry point web";
+    assert!(problem_about(&s, clash, "different TLS options"));
+    assert_eq!(opts("websecure", "shared.lan"), "modern@file");
     assert!(problem_about(
         &s,
         "host own.lan",
@@ -213,10 +222,11 @@ cipherSuites = [\"TLS_NOT_A_SUITE\"]
     assert!(problem_about(&s, "tls options bad@file", "TLS_NOT_A_SUITE"));
     // A host gets its set, a host no router names the default one, and a host whose set does
     // not exist (or did not compile) is refused rather than served with the default.
-    let set = |h: &str| s.tls.config_for(Some(h)).map(|(_, name)| name.to_string());
-    assert_eq!(set("both.lan").as_deref(), Some("modern@file"));
-    assert_eq!(set("nowhere.lan").as_deref(), Some("default"));
-    assert_eq!(set("own.lan"), None);
+    let set = |ep: &str, h: &str| s.tls.config_for(ep, Some(h)).map(|(_, n)| n.to_string());
+    assert_eq!(set("websecure", "both.lan").as_deref(), Some("modern@file"));
+    assert_eq!(set("websecure", "nowhere.lan").as_deref(), Some("default"));
+    assert_eq!(set("web", "own.lan"), None);
+    assert_eq!(set("web", "both.lan").as_deref(), Some("default"));
     // Reassembling the same input reuses the compiled setup.
     let again = assemble(&frags, &c, Some(&s), 2);
     assert!(Arc::ptr_eq(&s.tls, &again.tls));

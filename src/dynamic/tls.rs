@@ -49,17 +49,18 @@ pub(super) fn router_tls(
 /// The option set of each TLS router's host, as the routers are placed.
 #[derive(Default)]
 pub(super) struct HostOptions {
-    map: BTreeMap<String, String>,
-    conflicted: BTreeSet<String>,
+    /// (entrypoint, host) → option set: Traefik keeps one map per entry point.
+    map: BTreeMap<(String, String), String>,
+    conflicted: BTreeSet<(String, String)>,
     /// Host → the local CA (by resolver name) that issues its certificate.
     resolvers: BTreeMap<String, String>,
 }
 
 impl HostOptions {
-    /// Router `router` with `rule` is served over TLS with `tls`.
+    /// Router `router` with `rule` is served over TLS on `ep` with `tls`.
     pub(super) fn add(
         &mut self,
-        router: &str,
+        (router, ep): (&str, &str),
         rule: &Rule,
         tls: &RouteTls,
         ctx: &AssembleCtx,
@@ -77,25 +78,26 @@ impl HostOptions {
             ));
         }
         for host in rule.mentioned_hosts() {
-            if self.conflicted.contains(&host) {
+            let key = (ep.to_string(), host);
+            if self.conflicted.contains(&key) {
                 continue;
             }
-            match self.map.get(&host) {
+            match self.map.get(&key) {
                 Some(existing) if *existing != tls.options => {
                     problems.push(Problem::new(
-                        format!("host {host}"),
+                        format!("host {} on entry point {ep}", key.1),
                         format!(
                             "routers ask for different TLS options (`{existing}` and `{}`); \
                              the default ones are used",
                             tls.options
                         ),
                     ));
-                    self.map.insert(host.clone(), DEFAULT_OPTIONS.to_string());
-                    self.conflicted.insert(host);
+                    self.map.insert(key.clone(), DEFAULT_OPTIONS.to_string());
+                    self.conflicted.insert(key);
                 }
                 Some(_) => {}
                 None => {
-                    self.map.insert(host, tls.options.clone());
+                    self.map.insert(key, tls.options.clone());
                 }
             }
         }

@@ -284,7 +284,7 @@ async fn serve_conn(stream: TcpStream, conn: Accepted<'_>) {
         return serve_http(io, None, conn).await;
     }
     let (peer, stats) = (conn.peer, &conn.ep.stats);
-    match tokio::time::timeout_at(deadline, handshake(io, &conn.proxy)).await {
+    match tokio::time::timeout_at(deadline, handshake(io, &conn.proxy, &conn.ep.name)).await {
         Ok(Ok((tls, options))) => serve_http(tls, Some(options), conn).await,
         Ok(Err(e)) => {
             stats.tls_failed.fetch_add(1, Ordering::Relaxed);
@@ -305,11 +305,12 @@ const TLS_HANDSHAKE: u8 = 0x16;
 async fn handshake(
     io: Activity,
     proxy: &Proxy,
+    ep: &str,
 ) -> std::io::Result<(tokio_rustls::server::TlsStream<Activity>, Box<str>)> {
     let acceptor = tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), io);
     let start = acceptor.await?;
     let setup = Arc::clone(&proxy.snapshot.load().tls);
-    let Some((config, options)) = setup.config_for(start.client_hello().server_name()) else {
+    let Some((config, options)) = setup.config_for(ep, start.client_hello().server_name()) else {
         return Err(std::io::Error::other(
             "refused: the TLS options of this host did not compile or do not exist",
         ));

@@ -170,7 +170,7 @@ impl Proxy {
         if let Some(made_with) = &conn.tls_options {
             let host = rule::canonical_host(&raw_host);
             let snapshot = self.snapshot.load();
-            if snapshot.tls.options_for(Some(&host)) != &**made_with {
+            if snapshot.tls.options_for(&ep.name, Some(&host)) != &**made_with {
                 let resp = ProxyError::Misdirected.response();
                 return self.finish_local(resp, record, Vec::new(), obs);
             }

@@ -33,8 +33,9 @@ pub const DEFAULT_OPTIONS: &str = "default";
 pub struct TlsInput {
     /// Each provider's `[tls]`, by namespace.
     pub sections: BTreeMap<String, Tls>,
-    /// Host (lower case) → qualified option set, from the TLS routers' `Host` rules.
-    pub host_options: BTreeMap<String, String>,
+    /// (entry point, host in lower case) → qualified option set, from the TLS routers' `Host`
+    /// rules.
+    pub host_options: BTreeMap<(String, String), String>,
     /// Host → the resolver (a local CA, by name) its TLS routers name.
     pub host_resolvers: BTreeMap<String, String>,
 }
@@ -47,8 +48,8 @@ pub struct TlsSetup {
     /// Qualified option set name → its configuration (`None`: it did not compile, and the
     /// handshakes it governs are refused rather than served weaker).
     configs: HashMap<String, Option<Arc<ServerConfig>>>,
-    /// Host → qualified option set name.
-    hosts: HashMap<Box<str>, String>,
+    /// Entry point → host → qualified option set name.
+    hosts: HashMap<Box<str>, HashMap<Box<str>, String>>,
     /// The files read, to notice when one changes.
     files: Vec<Stamp>,
     /// Faults found while compiling: (what, why).
@@ -126,8 +127,8 @@ impl TlsSetup {
             );
             configs.insert(name, config);
         }
-        let mut hosts = HashMap::new();
-        for (host, name) in &input.host_options {
+        let mut hosts: HashMap<Box<str>, HashMap<Box<str>, String>> = HashMap::new();
+        for ((ep, host), name) in &input.host_options {
             if !configs.contains_key(name) {
                 // Never the default set instead: a typo must not drop clientAuth or a version
                 // floor. Its handshakes are refused until the name exists.
@@ -139,7 +140,8 @@ impl TlsSetup {
                 ));
                 configs.insert(name.clone(), None);
             }
-            hosts.insert(host.as_str().into(), name.clone());
+            (hosts.entry(ep.as_str().into()).or_default())
+                .insert(host.as_str().into(), name.clone());
         }
         Arc::new(TlsSetup {
             input,
@@ -152,18 +154,21 @@ impl TlsSetup {
         })
     }
 
-    /// The name of the option set a handshake (or request) for `host` gets: its host's, else
-    /// the default one.
-    pub fn options_for(&self, host: Option<&str>) -> &str {
+    /// The name of the option set a handshake (or request) for `host` on entry point `ep`
+    /// gets: its host's there, else the default one.
+    pub fn options_for(&self, ep: &str, host: Option<&str>) -> &str {
+        let Some(hosts) = self.hosts.get(ep) else {
+            return DEFAULT_OPTIONS;
+        };
         host.map(|s| s.trim_end_matches('.').to_ascii_lowercase())
-            .and_then(|s| self.hosts.get(s.as_str()))
+            .and_then(|s| hosts.get(s.as_str()))
             .map_or(DEFAULT_OPTIONS, String::as_str)
     }
 
-    /// The configuration a handshake for `sni` gets, with its option set's name. `None` when
-    /// that set did not compile or does not exist (the handshake is refused).
-    pub fn config_for(&self, sni: Option<&str>) -> Option<(Arc<ServerConfig>, &str)> {
-        let name = self.options_for(sni);
+    /// The configuration a handshake on `ep` for `sni` gets, with its option set's name.
+    /// `None` when that set did not compile or does not exist (the handshake is refused).
+    pub fn config_for(&self, ep: &str, sni: Option<&str>) -> Option<(Arc<ServerConfig>, &str)> {
+        let name = self.options_for(ep, sni);
         Some((self.configs.get(name).cloned().flatten()?, name))
     }
 
@@ -251,9 +256,12 @@ mod tests {
     fn a_recompile_keeps_the_session_ticket_keys() {
         let first = TlsSetup::compile(TlsInput::default(), &Resolvers::new(), None);
         let mut input = TlsInput::default();
-        input.host_options.insert("a.lan".into(), DEFAULT_OPTIONS.into());
+        (input.host_options).insert(("web".into(), "a.lan".into()), DEFAULT_OPTIONS.into());
         let second = TlsSetup::compile(input, &Resolvers::new(), Some(&first));
-        assert!(!Arc::ptr_eq(&first, &second), "a new input is compiled again");
+        assert!(
+            !Arc::ptr_eq(&first, &second),
+            "a new input is compiled again"
+        );
         let (a, b) = (first.ticketer.as_ref(), second.ticketer.as_ref());
         assert!(a.zip(b).is_some_and(|(a, b)| Arc::ptr_eq(a, b)));
         // And the same input is not compiled again at all.
