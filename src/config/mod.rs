@@ -133,6 +133,15 @@ impl Config {
                 w.ssid
             ));
         }
+        for (name, r) in &self.certificates_resolvers {
+            if r.local_ca.as_ref().is_some_and(|ca| ca.domains.is_empty()) {
+                out.push(format!(
+                    "certificatesResolvers.{name}.localCA has no domains: a device that trusts \
+                     this CA trusts it for every name, and any router host gets a certificate; \
+                     set domains (e.g. your DNS zone) before its first start"
+                ));
+            }
+        }
         out
     }
 

@@ -23,13 +23,10 @@ pub(super) fn router_tls(
     ep: Option<&crate::config::EntryPointTls>,
     ns: &str,
 ) -> Option<RouteTls> {
+    // As Traefik: the entry point's TLS applies to a router only when it has none of its own
+    // (a router's `tls` table is taken whole, never merged field by field).
     let (options, cert_resolver) = match (&r.tls, ep) {
-        (Some(t), ep) => (
-            t.options
-                .clone()
-                .or_else(|| ep.and_then(|e| e.options.clone())),
-            (t.cert_resolver.clone()).or_else(|| ep.and_then(|e| e.cert_resolver.clone())),
-        ),
+        (Some(t), _) => (t.options.clone(), t.cert_resolver.clone()),
         (None, Some(e)) => (e.options.clone(), e.cert_resolver.clone()),
         (None, None) => return None,
     };

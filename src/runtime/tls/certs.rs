@@ -24,14 +24,21 @@ pub struct Stamp {
     pub path: PathBuf,
     pub modified: Option<SystemTime>,
     pub len: u64,
+    /// Inode and change time: a file replaced by rename, or rewritten with its old mtime
+    /// (`cp -p`, `rsync -t`), changes them.
+    pub ino: u64,
+    pub ctime: (i64, i64),
 }
 
 impl Stamp {
     fn of(path: PathBuf) -> Stamp {
+        use std::os::unix::fs::MetadataExt;
         let meta = std::fs::metadata(&path).ok();
         Stamp {
             modified: meta.as_ref().and_then(|m| m.modified().ok()),
-            len: meta.map_or(0, |m| m.len()),
+            len: meta.as_ref().map_or(0, |m| m.len()),
+            ino: meta.as_ref().map_or(0, |m| m.ino()),
+            ctime: meta.map_or((0, 0), |m| (m.ctime(), m.ctime_nsec())),
             path,
         }
     }

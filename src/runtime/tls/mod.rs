@@ -86,12 +86,22 @@ impl TlsSetup {
         let mut options: BTreeMap<String, &Options> = BTreeMap::new();
         for (ns, tls) in &input.sections {
             for (name, opts) in &tls.options {
-                // Any provider's `default` is the default (the first wins), as in Traefik.
+                // Any provider's `default` is the default; defined by two, the first (by
+                // provider name) is used and the other reported.
                 let key = if name == DEFAULT_OPTIONS {
                     DEFAULT_OPTIONS.to_string()
                 } else {
                     format!("{name}@{ns}")
                 };
+                if key == DEFAULT_OPTIONS && options.contains_key(&key) {
+                    problems.push((
+                        format!("tls options default@{ns}"),
+                        "another provider defines the default options too; the first (by \
+                         provider name) is used"
+                            .into(),
+                    ));
+                    continue;
+                }
                 options.entry(key).or_insert(opts);
             }
         }
