@@ -165,15 +165,9 @@ impl Proxy {
             return self.finish_local(resp, record, Vec::new(), obs);
         }
 
-        // A request for a host whose TLS options are not the ones its connection was made
-        // with (another name on a shared certificate, or no SNI) would skip them: 421.
-        if let Some(made_with) = &conn.tls_options {
-            let host = rule::canonical_host(&raw_host);
-            let snapshot = self.snapshot.load();
-            if snapshot.tls.options_for(&ep.name, Some(&host)) != &**made_with {
-                let resp = ProxyError::Misdirected.response();
-                return self.finish_local(resp, record, Vec::new(), obs);
-            }
+        if self.misdirected(ep, conn, &raw_host) {
+            let resp = ProxyError::Misdirected.response();
+            return self.finish_local(resp, record, Vec::new(), obs);
         }
 
         // Phase 3: route, on the sanitized path (the backend sees the same path).
@@ -252,6 +246,17 @@ impl Proxy {
             _ => forward::strip_hop_by_hop(fwd.response.headers_mut(), false),
         }
         self.response_side(ep, &route, fwd, mw_ctx, (record, obs))
+    }
+
+    /// A request on a TLS connection for a host whose TLS options are not the ones the
+    /// connection was made with (another name on a shared certificate, or no SNI): it would
+    /// skip them, so it is answered 421, as Traefik's SNI check does.
+    fn misdirected(&self, ep: &EntryPoint, conn: &Conn, raw_host: &str) -> bool {
+        let Some(made_with) = &conn.tls_options else {
+            return false;
+        };
+        let host = rule::canonical_host(raw_host);
+        self.snapshot.load().tls.options_for(&ep.name, Some(&host)) != &**made_with
     }
 
     /// The access-log record of a request, when there is an access log.
