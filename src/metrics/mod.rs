@@ -66,11 +66,10 @@ impl Protocol {
 
     /// From the request's `Upgrade`, `Accept` and `Content-Type`.
     pub fn of(upgrade: Option<&[u8]>, accept: Option<&[u8]>, content_type: Option<&[u8]>) -> Self {
+        // Case-insensitive search without a copy: this runs for every request.
         let has = |v: Option<&[u8]>, what: &str| {
             v.is_some_and(|v| {
-                String::from_utf8_lossy(v)
-                    .to_ascii_lowercase()
-                    .contains(what)
+                (v.windows(what.len())).any(|w| w.eq_ignore_ascii_case(what.as_bytes()))
             })
         };
         if has(upgrade, "websocket") {

@@ -361,13 +361,6 @@ pub(super) fn unix_seconds(t: &str) -> Option<i64> {
             sign * (num(oh)? * 3600 + num(om)? * 60)
         }
     };
-    // Days from the civil date (Howard Hinnant's algorithm).
-    let y = if mo <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (mo + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
+    let days = crate::linelog::days_from_civil(y, mo, day);
     Some(days * 86_400 + hh * 3600 + mm * 60 + ss - offset)
 }

@@ -5,6 +5,8 @@
 
 use std::net::IpAddr;
 
+use crate::linelog::days_from_civil;
+
 /// What a certificate says about itself.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Facts {
@@ -174,17 +176,6 @@ fn time(input: &[u8]) -> Option<(i64, &[u8])> {
         days_from_civil(year, month, day) * 86_400 + h * 3600 + m * 60 + s,
         rest,
     ))
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
 }
 
 #[cfg(test)]
