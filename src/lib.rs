@@ -516,6 +516,8 @@ fn start_assembler(
         max_routes: cfg.limits.max_routes,
         middleware_bounds: runtime::middlewares::Bounds {
             max_sources: cfg.limits.rate_limit_sources,
+            max_buffered_memory: cfg.limits.max_buffered_memory,
+            max_buffered_body: cfg.limits.max_buffered_body,
         },
         admin: admin_gate(cfg)?,
         resolvers,

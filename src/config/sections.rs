@@ -316,6 +316,12 @@ pub struct Limits {
     /// protocol) each worker keeps; new label sets beyond it are counted, not recorded
     /// (default 4096).
     pub max_metric_series: usize,
+    /// Bytes of request and response bodies all `buffering` middlewares together keep in
+    /// memory; the rest of a body goes to an unnamed temporary file (default 33554432).
+    pub max_buffered_memory: usize,
+    /// Longest body a `buffering` middleware reads when its own `maxRequestBodyBytes` or
+    /// `maxResponseBodyBytes` is 0, Traefik's "no maximum" (default 268435456).
+    pub max_buffered_body: u64,
 }
 
 impl Limits {
@@ -341,6 +347,8 @@ impl Default for Limits {
             rate_limit_sources: 10_000,
             upgraded_idle_timeout: Duration::from_secs(3600),
             max_metric_series: 4096,
+            max_buffered_memory: 32 << 20,
+            max_buffered_body: 256 << 20,
         }
     }
 }

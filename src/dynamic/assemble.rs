@@ -489,10 +489,10 @@ impl<'a> Builder<'a> {
         };
         stack.push(name.to_string());
         let built = match self.reuse_middleware(name, (ns, key, cfg)) {
-            Some(same) => {
+            Some(same) => self.errors_service(&same).map(|()| {
                 (self.compiled_mws).insert(name.to_string(), Arc::clone(&same));
-                Ok(vec![same])
-            }
+                vec![same]
+            }),
             None => self.compile_middleware(name, ns, cfg, stack),
         };
         stack.pop();
@@ -521,6 +521,18 @@ impl<'a> Builder<'a> {
             .flatten()
     }
 
+    /// An `errors` middleware's page service must exist (a missing one fails its routers, as
+    /// in Traefik); it is looked up by name when a page is fetched.
+    fn errors_service(&mut self, m: &Middleware) -> Result<(), String> {
+        let Some((errors, _)) = m.errors() else {
+            return Ok(());
+        };
+        let name = errors.service().to_string();
+        self.service(&name, &mut Vec::new())
+            .map(drop)
+            .map_err(|why| format!("errors service {name}: {why}"))
+    }
+
     fn compile_middleware(
         &mut self,
         name: &str,
@@ -529,7 +541,11 @@ impl<'a> Builder<'a> {
         stack: &mut Vec<String>,
     ) -> Result<Vec<Arc<Middleware>>, String> {
         match middlewares::compile_with(cfg, self.bounds) {
-            Ok(Compiled::One(m)) => {
+            Ok(Compiled::One(mut m)) => {
+                if let Some(page_service) = m.errors_service_mut() {
+                    *page_service = qualify(page_service, ns);
+                }
+                self.errors_service(&m)?;
                 let m = Arc::new(m);
                 (self.compiled_mws).insert(name.to_string(), Arc::clone(&m));
                 Ok(vec![m])

@@ -24,8 +24,8 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use super::error::ProxyError;
 use crate::runtime::balance::{LoadBalancer, Protocol, Server, Service};
 
-/// Request body type sent upstream.
-pub type UpBody = BoxBody<Bytes, hyper::Error>;
+/// Request body type sent upstream: the client's stream, or a body a buffering middleware read.
+pub type UpBody = BoxBody<Bytes, super::body::BoxError>;
 
 /// Tunables of the upstream side (from `[limits]`).
 #[derive(Debug, Clone)]
@@ -75,7 +75,7 @@ impl Upstream {
         &self,
         server: &Server,
         head: request::Parts,
-        body: Option<Incoming>,
+        body: Option<UpBody>,
     ) -> Result<Response<ResponseBody>, SendError> {
         let exchange = async {
             // Requests with a body stay with hyper-util (full duplex, length counted).
@@ -118,7 +118,7 @@ impl Upstream {
         &self,
         server: &Server,
         mut head: request::Parts,
-        body: Option<Incoming>,
+        body: Option<UpBody>,
     ) -> Result<Response<ResponseBody>, SendError> {
         head.uri = upstream_uri(server, &head.uri).map_err(|e| SendError::Other(e.to_string()))?;
         head.version = match server.protocol {
@@ -126,7 +126,7 @@ impl Upstream {
             Protocol::H2c => Version::HTTP_2,
         };
         let body: UpBody = match body {
-            Some(b) => b.boxed(),
+            Some(b) => b,
             None => http_body_util::Empty::new()
                 .map_err(|never| match never {})
                 .boxed(),
@@ -152,10 +152,20 @@ impl Upstream {
     }
 }
 
-/// An upstream response body: from boma's HTTP/1 client or from hyper's.
+/// A response body: from boma's HTTP/1 client or from hyper's, an answer made here, or one a
+/// buffering middleware read whole.
 pub enum ResponseBody {
     Own(super::h1::Body),
     Hyper(Incoming),
+    Local(http_body_util::Full<Bytes>),
+    Boxed(BoxBody<Bytes, super::body::BoxError>),
+}
+
+impl ResponseBody {
+    /// A small answer made by the proxy.
+    pub fn local(bytes: Bytes) -> Self {
+        ResponseBody::Local(http_body_util::Full::new(bytes))
+    }
 }
 
 impl http_body::Body for ResponseBody {
@@ -169,6 +179,10 @@ impl http_body::Body for ResponseBody {
         match self.get_mut() {
             ResponseBody::Own(b) => std::pin::Pin::new(b).poll_frame(cx).map_err(Into::into),
             ResponseBody::Hyper(b) => std::pin::Pin::new(b).poll_frame(cx).map_err(Into::into),
+            ResponseBody::Local(b) => std::pin::Pin::new(b)
+                .poll_frame(cx)
+                .map_err(|never| match never {}),
+            ResponseBody::Boxed(b) => std::pin::Pin::new(b).poll_frame(cx),
         }
     }
 
@@ -176,6 +190,8 @@ impl http_body::Body for ResponseBody {
         match self {
             ResponseBody::Own(b) => b.is_end_stream(),
             ResponseBody::Hyper(b) => b.is_end_stream(),
+            ResponseBody::Local(b) => b.is_end_stream(),
+            ResponseBody::Boxed(b) => b.is_end_stream(),
         }
     }
 
@@ -183,6 +199,8 @@ impl http_body::Body for ResponseBody {
         match self {
             ResponseBody::Own(b) => b.size_hint(),
             ResponseBody::Hyper(b) => b.size_hint(),
+            ResponseBody::Local(b) => b.size_hint(),
+            ResponseBody::Boxed(b) => b.size_hint(),
         }
     }
 }
@@ -422,7 +440,7 @@ pub async fn forward(
     upstream: &Upstream,
     service: &Arc<Service>,
     parts: request::Parts,
-    body: Incoming,
+    body: Option<UpBody>,
     retry: Option<RetryPolicy>,
 ) -> Result<Forwarded, ProxyError> {
     let now = Instant::now();
@@ -430,7 +448,7 @@ pub async fn forward(
     let Some(lb) = lb_service.load_balancer() else {
         return Err(ProxyError::NoServer);
     };
-    let empty_body = http_body::Body::is_end_stream(&body);
+    let empty_body = body.is_none();
     let retry = retry.unwrap_or(RetryPolicy {
         attempts: 1,
         initial_interval: Duration::ZERO,
@@ -443,7 +461,7 @@ pub async fn forward(
         .authority()
         .and_then(|a| HeaderValue::from_str(a.as_str()).ok());
     let mut parts = Some(parts);
-    let mut body = (!empty_body).then_some(body);
+    let mut body = body;
     let mut failed: Vec<usize> = Vec::new();
     let mut last_err = ProxyError::NoServer;
     for attempt in 0..attempts {
@@ -594,6 +612,7 @@ impl UpstreamUpgrade {
         match response.body_mut() {
             ResponseBody::Own(body) => body.take_upgraded().map(UpstreamUpgrade::Own),
             ResponseBody::Hyper(_) => Some(UpstreamUpgrade::Hyper(hyper::upgrade::on(response))),
+            ResponseBody::Local(_) | ResponseBody::Boxed(_) => None,
         }
     }
 

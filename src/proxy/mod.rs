@@ -19,6 +19,7 @@
 //! here.
 
 pub mod accesslog;
+mod answer;
 pub mod body;
 pub mod connect;
 pub mod entrypoint;
@@ -48,7 +49,7 @@ use crate::runtime::middlewares::{self, Flow, Middleware};
 use accesslog::{AccessLog, Record};
 use body::{Body, Finisher, Observe, Tracked};
 use error::ProxyError;
-use forward::{Downstream, RetryPolicy, Upstream};
+use forward::{Downstream, ResponseBody, RetryPolicy, Upstream};
 
 /// Static facts about one entrypoint, fixed at start-up.
 #[derive(Debug)]
@@ -156,24 +157,25 @@ impl Proxy {
         };
         let mut record = self.start_record(ep, client_ip, started, &parts);
         let mut obs = self.start_observe(ep, &parts, started);
-        let mut mw_ctx = middlewares::Ctx::new(client_ip, conn.scheme, started);
+        let mut ctx = middlewares::Ctx::new(client_ip, conn.scheme, started);
 
         // Phase 2: entrypoint redirection.
         if let Some(redirect) = &ep.redirect
-            && let Flow::Respond(resp) = redirect.on_request(&mut parts, &mut mw_ctx)
+            && let Flow::Respond(resp) = redirect.on_request(&mut parts, &mut ctx)
         {
-            return self.finish_local(resp, record, Vec::new(), obs);
+            return self.finish(ep, resp.map(ResponseBody::local), ctx, (record, obs));
         }
 
         if self.misdirected(ep, conn, &raw_host) {
-            let resp = ProxyError::Misdirected.response();
-            return self.finish_local(resp, record, Vec::new(), obs);
+            let resp = ProxyError::Misdirected.response().map(ResponseBody::local);
+            return self.finish(ep, resp, ctx, (record, obs));
         }
 
         // Phase 3: route, on the sanitized path (the backend sees the same path).
         sanitize::clean_uri(&mut parts.uri);
         let Some(route) = self.route(ep, conn, &parts, &raw_host) else {
-            return self.finish_local(ProxyError::NoRoute.response(), record, Vec::new(), obs);
+            let resp = ProxyError::NoRoute.response().map(ResponseBody::local);
+            return self.finish(ep, resp, ctx, (record, obs));
         };
         if let Some(r) = record.as_mut() {
             r.router = route.name.clone();
@@ -192,26 +194,45 @@ impl Proxy {
             server_name: self.server_name.clone(),
         };
         forward::set_forwarded(&mut parts.headers, &raw_host, &down, upgrade);
+        let body =
+            (!http_body::Body::is_end_stream(&body)).then(|| body.map_err(Into::into).boxed());
 
-        // Phase 4: middlewares, request side (and internal services, answered here).
-        let mut body = Some(body);
-        if let Some(resp) = (self.request_side(&route, &mut parts, &mut mw_ctx, &mut body)).await {
-            let guards = std::mem::take(&mut mw_ctx.guards);
-            return self.finish_local(resp, record, guards, obs);
-        }
-        let Some(body) = body else {
-            return self.finish_local(ProxyError::NoRoute.response(), record, Vec::new(), obs);
+        // Phases 4 to 6.
+        let exchange = Exchange {
+            conn,
+            route: &route,
+            upgrade,
         };
+        let (resp, depth) = self
+            .exchange(exchange, parts, body, &mut ctx, &mut record)
+            .await;
+        let resp = self.walk_back(&route, depth, &mut ctx, resp).await;
+        self.finish(ep, resp, ctx, (record, obs))
+    }
 
-        // Phase 5: upstream request.
-        let on_upgrade = if upgrade {
+    /// Phases 4 and 5: the middlewares' request side, then the service (internal or upstream).
+    /// The answer, and how many of the route's middlewares it goes back through.
+    async fn exchange(
+        &self,
+        x: Exchange<'_>,
+        mut parts: request::Parts,
+        mut body: Option<forward::UpBody>,
+        ctx: &mut middlewares::Ctx,
+        record: &mut Option<Record>,
+    ) -> (Response<ResponseBody>, usize) {
+        let route = x.route;
+        if let Some(answered) = self.request_side(route, &mut parts, ctx, &mut body).await {
+            return answered;
+        }
+        let depth = route.middlewares.len();
+        let on_upgrade = if x.upgrade {
             parts.extensions.remove::<hyper::upgrade::OnUpgrade>()
         } else {
             None
         };
         forward::strip_hop_by_hop(&mut parts.headers, on_upgrade.is_some());
-        if !mw_ctx.drop_x_forwarded_for {
-            forward::append_forwarded_for(&mut parts.headers, &conn.ip_header);
+        if !ctx.drop_x_forwarded_for {
+            forward::append_forwarded_for(&mut parts.headers, &x.conn.ip_header);
         }
         let retry = route.middlewares.iter().find_map(|m| {
             m.retry().map(|(attempts, initial_interval)| RetryPolicy {
@@ -219,33 +240,39 @@ impl Proxy {
                 initial_interval,
             })
         });
+        if route.middlewares.iter().any(|m| m.buffering().is_some()) {
+            ctx.resend = Some(Box::new(parts.clone()));
+        }
         // The Host sent upstream is the request's as the middlewares left it.
-        let result = forward::forward(&self.upstream, &route.service, parts, body, retry).await;
-        let mut fwd = match result {
-            Ok(f) => f,
-            Err(e) => {
-                tracing::debug!(router = %route.name, error = %e, "proxy error");
-                let guards = std::mem::take(&mut mw_ctx.guards);
-                return self.finish_local(e.response(), record, guards, obs);
-            }
-        };
+        let mut fwd =
+            match forward::forward(&self.upstream, &route.service, parts, body, retry).await {
+                Ok(f) => f,
+                Err(e) => {
+                    tracing::debug!(router = %route.name, error = %e, "proxy error");
+                    return (e.response().map(ResponseBody::local), depth);
+                }
+            };
         if let Some(r) = record.as_mut() {
             r.server_url = fwd.server.url.to_string();
             r.attempts = fwd.attempts;
         }
-
-        // Phase 6: response. A 101 hands both connections to the entrypoint to splice.
+        if let Some(cookie) = fwd.set_cookie {
+            fwd.response
+                .headers_mut()
+                .append(header::SET_COOKIE, cookie);
+        }
+        // Phase 6 starts: a 101 hands both connections to the entrypoint to splice.
         let switching = fwd.response.status() == StatusCode::SWITCHING_PROTOCOLS;
         match (switching, on_upgrade) {
             (true, Some(client)) => {
                 if let Some(upstream) = forward::UpstreamUpgrade::of(&mut fwd.response) {
                     let upgrade = forward::Upgrade { client, upstream };
-                    *conn.upgrade.lock().unwrap_or_else(|e| e.into_inner()) = Some(upgrade);
+                    *x.conn.upgrade.lock().unwrap_or_else(|e| e.into_inner()) = Some(upgrade);
                 }
             }
             _ => forward::strip_hop_by_hop(fwd.response.headers_mut(), false),
         }
-        self.response_side(ep, &route, fwd, mw_ctx, (record, obs))
+        (fwd.response, depth)
     }
 
     /// A request on a TLS connection for a host whose TLS options are not the ones the
@@ -338,14 +365,14 @@ impl Proxy {
     }
 
     /// Phase 4: the route's middlewares in order, then an internal service. `Some`: the answer
-    /// (the response side of the middlewares that ran is applied already).
+    /// and how many middlewares it goes back through (those that ran before it).
     async fn request_side(
         &self,
         route: &dynamic::table::Route,
         parts: &mut request::Parts,
         ctx: &mut middlewares::Ctx,
-        body: &mut Option<Incoming>,
-    ) -> Option<Response<bytes::Bytes>> {
+        body: &mut Option<forward::UpBody>,
+    ) -> Option<(Response<ResponseBody>, usize)> {
         for (i, mw) in route.middlewares.iter().enumerate() {
             let mut flow = mw.on_request(parts, ctx);
             if let Flow::Verify(check) = flow {
@@ -353,11 +380,12 @@ impl Proxy {
                 flow = mw.verified(check.run().await, parts, ctx);
             }
             if let Flow::Respond(resp) = flow {
-                let (mut rparts, rbody) = resp.into_parts();
-                for earlier in route.middlewares[..i].iter().rev() {
-                    earlier.on_response(ctx, &mut rparts);
-                }
-                return Some(Response::from_parts(rparts, rbody));
+                return Some((resp.map(ResponseBody::local), i));
+            }
+            if let Some(b) = mw.buffering()
+                && let Err(resp) = answer::buffer_request(b, parts, ctx, body).await
+            {
+                return Some((resp, i));
             }
         }
         if !ctx.delay.is_zero() {
@@ -377,30 +405,19 @@ impl Proxy {
                 crate::admin::respond(*which, &parts.method, path, &snapshot, &self.admin)
             }
         };
-        let (mut rparts, rbody) = resp.into_parts();
-        for mw in route.middlewares.iter().rev() {
-            mw.on_response(ctx, &mut rparts);
-        }
-        Some(Response::from_parts(rparts, rbody))
+        Some((resp.map(ResponseBody::local), route.middlewares.len()))
     }
 
-    /// Phase 6: the upstream's answer through the middlewares' response side, streamed back
-    /// with the access log written when it ends.
-    fn response_side(
+    /// Phase 7: the answer streamed back, with the access log written and the metrics
+    /// recorded when it ends.
+    fn finish(
         &self,
         ep: &EntryPoint,
-        route: &dynamic::table::Route,
-        fwd: forward::Forwarded,
+        resp: Response<ResponseBody>,
         mut ctx: middlewares::Ctx,
         (mut record, obs): (Option<Record>, Option<Observe>),
     ) -> Response<Body> {
-        let (mut rparts, rbody) = fwd.response.into_parts();
-        if let Some(cookie) = fwd.set_cookie {
-            rparts.headers.append(header::SET_COOKIE, cookie);
-        }
-        for mw in route.middlewares.iter().rev() {
-            mw.on_response(&ctx, &mut rparts);
-        }
+        let (mut rparts, rbody) = resp.into_parts();
         if let Some(r) = record.as_mut() {
             r.status = rparts.status.as_u16();
         }
@@ -421,27 +438,12 @@ impl Proxy {
         };
         Response::from_parts(rparts, body)
     }
+}
 
-    /// Phase 7 for answers made here (errors, redirects, middleware answers).
-    fn finish_local(
-        &self,
-        resp: Response<bytes::Bytes>,
-        record: Option<Record>,
-        guards: Vec<middlewares::Guard>,
-        obs: Option<Observe>,
-    ) -> Response<Body> {
-        let (parts, bytes) = resp.into_parts();
-        let record = record.map(|mut r| {
-            r.status = parts.status.as_u16();
-            r
-        });
-        let fin = Finisher {
-            guards,
-            log: self.access_log.clone().zip(record),
-            metrics: obs.map(|o| o.answered(parts.status)),
-            bytes: 0,
-        };
-        let body = Tracked::new(body::full(bytes), fin, None).boxed();
-        Response::from_parts(parts, body)
-    }
+/// What phases 4 to 6 need besides the request.
+struct Exchange<'a> {
+    conn: &'a Conn,
+    route: &'a dynamic::table::Route,
+    /// The client asked for a protocol switch.
+    upgrade: bool,
 }

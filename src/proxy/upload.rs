@@ -10,7 +10,6 @@ use std::sync::Arc;
 use bytes::{Buf, Bytes};
 use http::{Response, StatusCode, header, request};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use serde_json::json;
 use tokio::sync::mpsc;
 
@@ -63,7 +62,7 @@ pub async fn receive(
     route: &Route,
     user: Option<&str>,
     parts: &request::Parts,
-    mut body: Incoming,
+    mut body: super::forward::UpBody,
 ) -> Response<Bytes> {
     let max = updater.config().max_bundle;
     if route.name.ends_with("@internal") || user.is_none() {
@@ -152,7 +151,7 @@ pub async fn receive(
 ///
 /// A client that sent `Expect: 100-continue` has not sent the body yet: reading it would ask
 /// for it, so the answer goes at once (hyper then sends no 100).
-async fn discard(parts: &request::Parts, body: &mut Incoming, limit: u64) {
+async fn discard(parts: &request::Parts, body: &mut super::forward::UpBody, limit: u64) {
     let expects = (parts.headers.get(header::EXPECT))
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
     if expects {

@@ -29,14 +29,24 @@
 //!
 //! `chain` compiles to [`Compiled::Chain`] (names to expand, cycles to detect: the assembler's
 //! job). `compress` marks the responses to encode ([`compress::Plan`]); the core encodes the
-//! body as it streams ([`compress::GzipBody`]). `buffering`, `circuitBreaker`, `errors`,
-//! `forwardAuth`, `digestAuth`,
-//! `grpcWeb`, `contentType`, `passTLSClientCert` and `plugin` parse loosely and compile to
-//! [`MiddlewareError::Unsupported`], which the assembler records as a problem for routers
-//! using them.
+//! body as it streams ([`compress::GzipBody`]).
+//!
+//! Three middlewares act on whole answers, so the core runs their response side itself (it
+//! is asynchronous): `errors` ([`Middleware::errors`]: fetch a page from another service for a
+//! caught status), `buffering` ([`Middleware::buffering`]: read the request whole before the
+//! next middleware, the response whole on the way back, and maybe send again) and
+//! `circuitBreaker`, whose response side records the status ([`Middleware::on_status`]).
+//!
+//! `forwardAuth`, `digestAuth`, `grpcWeb`, `contentType`, `passTLSClientCert` and `plugin`
+//! parse loosely and compile to [`MiddlewareError::Unsupported`], which the assembler records
+//! as a problem for routers using them.
 
 mod auth;
+pub mod buffering;
+mod circuit;
 pub mod compress;
+mod errors;
+mod expr;
 mod headers;
 mod ip;
 mod limit;
@@ -56,7 +66,10 @@ use serde::Deserialize;
 use serde::de::IgnoredAny;
 
 pub use auth::{BasicAuthConfig, Verified, Verify};
+pub use buffering::{Buffered, BufferingConfig};
+pub use circuit::CircuitBreakerConfig;
 pub use compress::CompressConfig;
+pub use errors::{Errors, ErrorsConfig};
 pub use headers::HeadersConfig;
 pub use ip::{IpAllowListConfig, IpStrategyConfig, SourceCriterionConfig};
 pub use limit::{Guard, InFlightReqConfig, MAX_SOURCES, RateLimitConfig, RetryConfig};
@@ -104,17 +117,17 @@ pub struct MiddlewareConfig {
     pub in_flight_req: Option<InFlightReqConfig>,
     #[serde(rename = "retry")]
     pub retry: Option<RetryConfig>,
-    // Accepted, not supported: `compile` reports them.
     #[serde(rename = "errors")]
-    pub errors: Option<IgnoredAny>,
+    pub errors: Option<ErrorsConfig>,
+    #[serde(rename = "buffering")]
+    pub buffering: Option<BufferingConfig>,
+    #[serde(rename = "circuitBreaker")]
+    pub circuit_breaker: Option<CircuitBreakerConfig>,
+    // Accepted, not supported: `compile` reports them.
     #[serde(rename = "digestAuth")]
     pub digest_auth: Option<IgnoredAny>,
     #[serde(rename = "forwardAuth")]
     pub forward_auth: Option<IgnoredAny>,
-    #[serde(rename = "buffering")]
-    pub buffering: Option<IgnoredAny>,
-    #[serde(rename = "circuitBreaker")]
-    pub circuit_breaker: Option<IgnoredAny>,
     #[serde(rename = "compress")]
     pub compress: Option<CompressConfig>,
     #[serde(rename = "passTLSClientCert")]
@@ -220,6 +233,12 @@ pub struct Ctx {
     notes: Vec<(u64, headers::Note)>,
     /// The compress middlewares (by id) that take this answer, and whether they encode it.
     compress_for: Vec<(u64, bool)>,
+    /// The request as each `errors` middleware (by id) saw it.
+    originals: Vec<(u64, Box<errors::Original>)>,
+    /// The request body as a `buffering` middleware read it (replayed by its retries).
+    pub buffered: Option<Buffered>,
+    /// The request head as sent upstream, kept when a `buffering` middleware may resend it.
+    pub resend: Option<Box<http::request::Parts>>,
 }
 
 impl Ctx {
@@ -234,6 +253,9 @@ impl Ctx {
             user: None,
             notes: Vec::new(),
             compress_for: Vec::new(),
+            originals: Vec::new(),
+            buffered: None,
+            resend: None,
         }
     }
 
@@ -272,6 +294,9 @@ enum Kind {
     InFlightReq(limit::InFlightReq),
     Retry(limit::Retry),
     Compress(compress::Compress),
+    Errors(Box<errors::Errors>),
+    Buffering(Box<buffering::Buffering>),
+    CircuitBreaker(Box<circuit::CircuitBreaker>),
 }
 
 impl std::fmt::Debug for Middleware {
@@ -300,6 +325,9 @@ impl Middleware {
             Kind::InFlightReq(_) => "inFlightReq",
             Kind::Retry(_) => "retry",
             Kind::Compress(_) => "compress",
+            Kind::Errors(_) => "errors",
+            Kind::Buffering(_) => "buffering",
+            Kind::CircuitBreaker(_) => "circuitBreaker",
         }
     }
 
@@ -320,6 +348,16 @@ impl Middleware {
             Kind::InFlightReq(m) => m.on_request(req, ctx),
             Kind::Retry(_) => Flow::Continue,
             Kind::Compress(m) => m.on_request(req, ctx),
+            Kind::Errors(m) => {
+                m.on_request(self.id, req, ctx);
+                Flow::Continue
+            }
+            Kind::Buffering(m) if m.request_too_large(req) => {
+                let status = http::StatusCode::PAYLOAD_TOO_LARGE;
+                Flow::Respond(util::text_response(status, util::status_text(status)))
+            }
+            Kind::Buffering(_) => Flow::Continue,
+            Kind::CircuitBreaker(m) => m.on_request(ctx),
         }
     }
 
@@ -341,6 +379,47 @@ impl Middleware {
             Kind::Headers(m) => m.on_response(ctx.note(self.id), resp),
             Kind::Compress(m) => m.on_response(ctx, resp),
             _ => {}
+        }
+    }
+
+    /// The answer with this status passed through this middleware on its way back (before
+    /// [`Middleware::on_response`]; only circuitBreaker records it).
+    pub fn on_status(&self, ctx: &Ctx, status: http::StatusCode) {
+        if let Kind::CircuitBreaker(m) = &self.kind {
+            m.on_response(ctx, status);
+        }
+    }
+
+    /// This `errors` middleware and its id (the core fetches the page).
+    pub fn errors(&self) -> Option<(&errors::Errors, u64)> {
+        match &self.kind {
+            Kind::Errors(m) => Some((m, self.id)),
+            _ => None,
+        }
+    }
+
+    /// The page service of an `errors` middleware, to be qualified and checked by the
+    /// assembler before the middleware is shared.
+    pub fn errors_service_mut(&mut self) -> Option<&mut String> {
+        match &mut self.kind {
+            Kind::Errors(m) => Some(&mut m.service),
+            _ => None,
+        }
+    }
+
+    /// This `buffering` middleware (the core reads the bodies).
+    pub fn buffering(&self) -> Option<&buffering::Buffering> {
+        match &self.kind {
+            Kind::Buffering(m) => Some(m),
+            _ => None,
+        }
+    }
+
+    /// `"standby"`, `"tripped"` or `"recovering"` for a circuitBreaker (for the API).
+    pub fn breaker_state(&self) -> Option<&'static str> {
+        match &self.kind {
+            Kind::CircuitBreaker(m) => Some(m.state()),
+            _ => None,
         }
     }
 
@@ -399,12 +478,18 @@ pub fn compile(cfg: &MiddlewareConfig) -> Result<Compiled, MiddlewareError> {
 pub struct Bounds {
     /// Client sources tracked by one rateLimit or inFlightReq.
     pub max_sources: usize,
+    /// Bytes all buffering middlewares together keep in memory (the rest is spilled).
+    pub max_buffered_memory: usize,
+    /// Longest body a buffering middleware reads when its own maximum is 0.
+    pub max_buffered_body: u64,
 }
 
 impl Default for Bounds {
     fn default() -> Self {
         Bounds {
             max_sources: MAX_SOURCES,
+            max_buffered_memory: 32 << 20,
+            max_buffered_body: 256 << 20,
         }
     }
 }
@@ -448,6 +533,12 @@ pub fn compile_with(cfg: &MiddlewareConfig, bounds: Bounds) -> Result<Compiled, 
         Kind::Retry(limit::Retry::compile(x)?)
     } else if let Some(x) = &c.compress {
         Kind::Compress(compress::Compress::compile(x, id)?)
+    } else if let Some(x) = &c.errors {
+        Kind::Errors(Box::new(errors::Errors::compile(x)?))
+    } else if let Some(x) = &c.buffering {
+        Kind::Buffering(Box::new(buffering::Buffering::compile(x, &bounds)?))
+    } else if let Some(x) = &c.circuit_breaker {
+        Kind::CircuitBreaker(Box::new(circuit::CircuitBreaker::compile(x)?))
     } else {
         return Err(MiddlewareError::Unsupported(name));
     };

@@ -107,8 +107,8 @@ fn compile_checks_how_many_types_are_set() {
 }
 
 #[test]
-fn unsupported_types_parse_loosely_and_are_reported() {
-    let cases = [
+fn errors_buffering_and_circuit_breaker_compile() {
+    for (text, kind) in [
         ("[buffering]\nmaxRequestBodyBytes = 2000000", "buffering"),
         (
             "[circuitBreaker]\nexpression = \"NetworkErrorRatio() > 0.5\"",
@@ -118,6 +118,18 @@ fn unsupported_types_parse_loosely_and_are_reported() {
             "[errors]\nstatus = [\"500-599\"]\nservice = \"err\"\nquery = \"/{status}.html\"",
             "errors",
         ),
+    ] {
+        let cfg: MiddlewareConfig = toml::from_str(text).expect(text);
+        match compile(&cfg) {
+            Ok(Compiled::One(m)) => assert_eq!(m.type_name(), kind),
+            other => panic!("{text}: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn unsupported_types_parse_loosely_and_are_reported() {
+    let cases = [
         (
             "[forwardAuth]\naddress = \"http://auth\"\n[forwardAuth.tls]\ninsecureSkipVerify = true",
             "forwardAuth",
