@@ -177,7 +177,7 @@ fn has_body(status: StatusCode) -> bool {
 
 /// Go's `http.StatusText` as a plain answer.
 fn text(status: StatusCode) -> Response<ResponseBody> {
-    let reason = status.canonical_reason().unwrap_or("");
+    let reason = crate::runtime::middlewares::status_text(status);
     let mut resp = Response::new(ResponseBody::local(Bytes::from_static(reason.as_bytes())));
     *resp.status_mut() = status;
     resp.headers_mut().insert(

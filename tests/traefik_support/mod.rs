@@ -45,9 +45,15 @@ pub async fn http(
         req.push_str(&format!("{k}: {v}\r\n"));
     }
     req.push_str("Connection: close\r\n\r\n");
+    raw_exchange(to, req.as_bytes()).await
+}
+
+/// `request` (a whole HTTP/1.1 request, head and body, asking `Connection: close`) on a fresh
+/// connection; the answer, bounded to 10 s and 1 MiB.
+pub async fn raw_exchange(to: SocketAddr, request: &[u8]) -> Result<Raw, String> {
     let exchange = async {
         let mut stream = TcpStream::connect(to).await?;
-        stream.write_all(req.as_bytes()).await?;
+        stream.write_all(request).await?;
         let mut buf = Vec::new();
         stream.take(1 << 20).read_to_end(&mut buf).await?;
         Ok::<_, std::io::Error>(buf)

@@ -187,12 +187,12 @@ impl Buffering {
     }
 }
 
-/// The answer for a body that could not be buffered: 413 for one too large (request or
-/// response, as oxy's size error handler answers both), else 400 for a request, 500 for a
-/// response.
+/// The answer for a body that could not be buffered: 413 for a request too large (oxy's size
+/// error handler), 400 for a broken one, and 500 for any response that could not be read whole,
+/// as Traefik answers.
 pub fn overflow_status(o: &Overflow, request: bool) -> StatusCode {
     match o {
-        Overflow::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        Overflow::TooLarge if request => StatusCode::PAYLOAD_TOO_LARGE,
         _ if request => StatusCode::BAD_REQUEST,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     }

@@ -78,7 +78,7 @@ pub use path::{
     StripPrefixRegexConfig,
 };
 pub use redirect::{RedirectRegexConfig, RedirectSchemeConfig};
-pub use util::GoDuration;
+pub use util::{GoDuration, status_text};
 
 /// Serde shape of one `[http.middlewares.NAME]` table: exactly one field may be set.
 /// Field names are Traefik's (camelCase); values given as strings (labels) are accepted where

@@ -478,9 +478,15 @@ pub(crate) fn go_http_error(status: StatusCode, msg: &str) -> Response<Bytes> {
     resp
 }
 
-/// The reason phrase Go's `http.StatusText` gives, used as the body of short answers.
-pub(crate) fn status_text(status: StatusCode) -> &'static str {
-    status.canonical_reason().unwrap_or("")
+/// The reason phrase Go's `http.StatusText` gives, used as the body of short answers (Go
+/// keeps RFC 2616's names where RFC 9110 renamed them).
+pub fn status_text(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        413 => "Request Entity Too Large",
+        414 => "Request URI Too Long",
+        416 => "Requested Range Not Satisfiable",
+        _ => status.canonical_reason().unwrap_or(""),
+    }
 }
 
 /// Rewrites the request path (already escaped); answers 500 if no valid URI results.
