@@ -2,7 +2,8 @@
 //! `make deps`) loads it over HTTPS from a router of the operator's, behind `[admin] users`,
 //! with boma's local CA trusted in the browser's own certificate store (NSS, `certutil`), as a
 //! village phone would after installing it once. The test waits for the routers and the local
-//! DNS names to render, checks their text and natural order, that neither a laptop's nor a
+//! DNS names and the (absent) Docker engine's state to render, checks their text and natural
+//! order, that neither a laptop's nor a
 //! phone's window is scrolled sideways (the page reports its own overflow), and keeps a
 //! screenshot in
 //! `target/test-artifacts/` (the one in `docs/` is a copy).
@@ -72,6 +73,8 @@ address = "127.0.0.1"
 upstreams = []
 [providers.file]
 filename = "{{dir}}/dynamic.toml"
+[providers.docker]
+endpoint = "unix://{{dir}}/no-docker.sock"
 "#,
         storage.path().join("ca").display()
     );
@@ -156,6 +159,14 @@ url = "{}"
     let (r2, r10) = (dom.find("r2@file").unwrap(), dom.find("r10@file").unwrap());
     assert!(r2 < r10, "r2 is listed after r10");
     assert!(dom.contains("zone village.lan"), "{dom}");
+    // The Docker engine named in the config, which is not there, in its own table.
+    let engines = (dom.split("<tbody id=\"engines\">").nth(1))
+        .and_then(|t| t.split("</tbody>").next())
+        .unwrap_or("");
+    assert!(
+        engines.contains("no-docker.sock") && engines.contains("unreachable"),
+        "engine state not rendered: {engines:?}"
+    );
     assert!(
         dom.contains("local CA"),
         "the certificate issued for the dashboard:\n{dom}"

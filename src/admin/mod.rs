@@ -406,6 +406,7 @@ fn api(path: &str, s: &Snapshot, info: &Info) -> Option<Value> {
         "/api/http/middlewares" => json!(middlewares(s)),
         "/api/dns" => dns(s, info),
         "/api/problems" => json!(s.problems),
+        "/api/providers/docker" => json!(crate::providers::docker::engines()),
         "/api/tls" => tls(s, info),
         "/api/dhcp/leases" => json!(*s.leases),
         "/api/dhcp" => match &info.dhcp {

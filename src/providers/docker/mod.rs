@@ -48,7 +48,7 @@ pub use client::{Endpoint, TlsFiles};
 
 use crate::rule::constraint::Constraint;
 use crate::rule::template::{self, Template};
-pub use watch::{DockerSource, Kind, run};
+pub use watch::{DockerSource, EngineStatus, Kind, engines, run};
 
 #[cfg(doc)]
 use crate::dynamic::{Fragment, Problem};

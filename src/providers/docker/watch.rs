@@ -51,6 +51,33 @@ const MAX_SETTLE_ROUNDS: u32 = 50;
 /// lists at least every `refreshSeconds`, which serves the same end).
 const WATCHDOG: Duration = Duration::from_secs(15);
 
+/// One watched engine as `/api/providers/docker` and the dashboard show it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct EngineStatus {
+    /// The provider namespace (`docker`, `docker-lab`, `swarm`).
+    pub provider: String,
+    pub endpoint: String,
+    pub swarm: bool,
+    /// `connected` or `unreachable` (serving the last known containers).
+    pub state: &'static str,
+    pub error: Option<String>,
+    /// Containers (or swarm tasks) known, and the routers they make.
+    pub containers: usize,
+    pub routers: usize,
+    /// Unix seconds of the last change of `state`.
+    pub since: u64,
+}
+
+/// The engines this process watches, by namespace (one entry per provider task).
+static ENGINES: std::sync::Mutex<BTreeMap<String, EngineStatus>> =
+    std::sync::Mutex::new(BTreeMap::new());
+
+/// Every watched engine's state, by namespace.
+pub fn engines() -> Vec<EngineStatus> {
+    let all = ENGINES.lock().unwrap_or_else(|e| e.into_inner());
+    all.values().cloned().collect()
+}
+
 /// What the engine is read for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -311,10 +338,39 @@ impl Task {
         }
     }
 
+    /// Record the engine's state for the API.
+    fn report(&self, routers: usize) {
+        let s = &self.src.settings;
+        let mut all = ENGINES.lock().unwrap_or_else(|e| e.into_inner());
+        let state = if self.down.is_some() {
+            "unreachable"
+        } else {
+            "connected"
+        };
+        let since = match all.get(&s.namespace) {
+            Some(old) if old.state == state => old.since,
+            _ => (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH))
+                .map_or(0, |d| d.as_secs()),
+        };
+        let status = EngineStatus {
+            provider: s.namespace.clone(),
+            endpoint: self.src.endpoint.to_string(),
+            swarm: s.swarm,
+            state,
+            error: self.down.clone(),
+            containers: self.containers.len(),
+            routers,
+            since,
+        };
+        all.insert(s.namespace.clone(), status);
+    }
+
     /// Build and send the fragment if it changed; false when the assembler is gone.
     async fn publish(&mut self) -> bool {
         let s = &self.src.settings;
         let mut fragment = build(&self.containers, s);
+        let routers = (fragment.config.http.as_ref()).map_or(0, |h| h.routers.len());
+        self.report(routers);
         if let Some(why) = &self.down {
             fragment.problems.push(Problem::new(
                 format!("provider {}", s.namespace),
