@@ -29,10 +29,11 @@ impl Proxy {
             mw.on_status(ctx, resp.status());
             if let Some((errors, id)) = mw.errors() {
                 if errors.catches(resp.status()) {
-                    resp = self.error_page(errors, id, resp.status(), ctx).await;
+                    // Boxed: a rare branch, kept out of every request's future.
+                    resp = Box::pin(self.error_page(errors, id, resp.status(), ctx)).await;
                 }
             } else if let Some(b) = mw.buffering() {
-                resp = self.buffer_response(b, route, (i, depth), ctx, resp).await;
+                resp = Box::pin(self.buffer_response(b, route, (i, depth), ctx, resp)).await;
             } else {
                 let (mut parts, body) = resp.into_parts();
                 mw.on_response(ctx, &mut parts);
@@ -51,9 +52,12 @@ impl Proxy {
         status: StatusCode,
         ctx: &Ctx,
     ) -> Response<ResponseBody> {
-        let Some((code, head)) = errors.page_request(id, status, ctx) else {
+        let Some((code, mut head)) = errors.page_request(id, status, ctx) else {
             return text(status);
         };
+        // As the service's own reverse proxy would: no hop-by-hop headers, the client's address.
+        forward::strip_hop_by_hop(&mut head.headers, false);
+        forward::append_forwarded_for(&mut head.headers, &forward::ip_header(ctx.client_ip));
         let service = self.snapshot.load().services.get(errors.service()).cloned();
         let page = match service {
             Some(svc) => forward::forward(&self.upstream, &svc, head, None, None).await,
@@ -107,8 +111,7 @@ impl Proxy {
                 }
                 continue;
             }
-            let head = again.is_some_and(|m| m == http::Method::HEAD);
-            if !head && has_body(parts.status) {
+            if !ctx.head && has_body(parts.status) {
                 parts.headers.remove(header::TRANSFER_ENCODING);
                 parts
                     .headers
@@ -130,6 +133,11 @@ impl Proxy {
         match sent {
             Ok(mut fwd) => {
                 forward::strip_hop_by_hop(fwd.response.headers_mut(), false);
+                if let Some(cookie) = fwd.set_cookie {
+                    fwd.response
+                        .headers_mut()
+                        .append(header::SET_COOKIE, cookie);
+                }
                 fwd.response
             }
             Err(e) => e.response().map(ResponseBody::local),

@@ -158,6 +158,7 @@ impl Proxy {
         let mut record = self.start_record(ep, client_ip, started, &parts);
         let mut obs = self.start_observe(ep, &parts, started);
         let mut ctx = middlewares::Ctx::new(client_ip, conn.scheme, started);
+        ctx.head = parts.method == http::Method::HEAD;
 
         // Phase 2: entrypoint redirection.
         if let Some(redirect) = &ep.redirect
@@ -240,7 +241,7 @@ impl Proxy {
                 initial_interval,
             })
         });
-        if route.middlewares.iter().any(|m| m.buffering().is_some()) {
+        if (route.middlewares.iter()).any(|m| m.buffering().is_some_and(|b| b.retries())) {
             ctx.resend = Some(Box::new(parts.clone()));
         }
         // The Host sent upstream is the request's as the middlewares left it.

@@ -6,13 +6,15 @@
 //! Bounded twice: each body keeps at most `mem*BodyBytes` (1 MiB) in memory and all buffering
 //! middlewares together at most `[limits] max_buffered_memory`; the rest goes to an unnamed
 //! temporary file (removed when the body is dropped). A body with no `max*BodyBytes` is
-//! still cut at `[limits] max_buffered_body` (Traefik has no ceiling; an SD card has one).
+//! still cut at `[limits] max_buffered_body` (Traefik has no ceiling; an SD card has one), and
+//! all spill files together stay within it too (503 beyond). Both budgets are held by guards,
+//! so a request abandoned mid-read gives its share back.
 //! File writes and reads run on the blocking pool, never on a worker's event loop.
 
 use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::{Bytes, BytesMut};
 use http::StatusCode;
@@ -73,13 +75,17 @@ const FUNCS: &[Func] = &[
 ];
 
 /// Bytes all buffered bodies hold in memory now.
-static IN_MEMORY: AtomicUsize = AtomicUsize::new(0);
+static IN_MEMORY: AtomicU64 = AtomicU64::new(0);
+/// Bytes all buffered bodies hold in spill files now.
+static SPILLED: AtomicU64 = AtomicU64::new(0);
 
 /// Limits on one body.
 #[derive(Debug, Clone, Copy)]
 struct Limits {
     mem: u64,
     max: u64,
+    /// All spill files together (`[limits] max_buffered_body`).
+    spill_budget: u64,
 }
 
 pub struct Buffering {
@@ -99,6 +105,8 @@ pub enum Overflow {
     Body(String),
     /// The spill file failed.
     Io(std::io::Error),
+    /// The spill files of all buffered bodies together are at `[limits] max_buffered_body`.
+    Full,
 }
 
 impl Buffering {
@@ -119,6 +127,7 @@ impl Buffering {
             Ok(Limits {
                 mem: mem as u64,
                 max,
+                spill_budget: bounds.max_buffered_body,
             })
         };
         let retry = match c.retry_expression.trim() {
@@ -168,6 +177,11 @@ impl Buffering {
         collect(body, self.response, self.memory_budget).await
     }
 
+    /// Whether a retry expression is set (the core then keeps the request head for resends).
+    pub fn retries(&self) -> bool {
+        self.retry.is_some()
+    }
+
     /// Whether to send the request again after attempt `attempt` (1 for the first) was
     /// answered with `status`.
     pub fn retry(&self, attempt: u32, status: StatusCode, method: &http::Method) -> bool {
@@ -188,11 +202,12 @@ impl Buffering {
 }
 
 /// The answer for a body that could not be buffered: 413 for a request too large (oxy's size
-/// error handler), 400 for a broken one, and 500 for any response that could not be read whole,
-/// as Traefik answers.
+/// error handler), 503 when the spill files are full, 400 for a broken one, and 500 for any
+/// response that could not be read whole, as Traefik answers.
 pub fn overflow_status(o: &Overflow, request: bool) -> StatusCode {
     match o {
         Overflow::TooLarge if request => StatusCode::PAYLOAD_TOO_LARGE,
+        Overflow::Full if request => StatusCode::SERVICE_UNAVAILABLE,
         _ if request => StatusCode::BAD_REQUEST,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
@@ -209,11 +224,18 @@ struct Inner {
     mem: Bytes,
     file: Option<std::fs::File>,
     len: u64,
+    /// The memory and spill bytes this body holds of the shared budgets.
+    _held: (Held, Held),
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        IN_MEMORY.fetch_sub(self.mem.len(), Ordering::Relaxed);
+        // Closing a large unlinked file frees its blocks: not on a worker's event loop.
+        if let Some(file) = self.file.take()
+            && let Ok(rt) = tokio::runtime::Handle::try_current()
+        {
+            rt.spawn_blocking(move || drop(file));
+        }
     }
 }
 
@@ -275,82 +297,101 @@ where
     B: Body<Data = Bytes> + Unpin,
     B::Error: std::fmt::Display,
 {
-    let mut mem = BytesMut::new();
-    let mut reserved = 0usize;
+    // Exactly the memory the body may keep, when its length is known (no doubling).
+    let hint = body.size_hint().exact().unwrap_or(0).min(limits.mem) as usize;
+    let mut mem = BytesMut::with_capacity(hint);
+    // Given back when dropped: on an error, or when the request is abandoned mid-read.
+    let mut mem_held = Held::new(&IN_MEMORY);
+    let mut spill_held = Held::new(&SPILLED);
     let mut pending = BytesMut::new();
     let mut file: Option<std::fs::File> = None;
     let mut len = 0u64;
-    let release = |n: usize| IN_MEMORY.fetch_sub(n, Ordering::Relaxed);
-    let result = async {
-        while let Some(frame) = body.frame().await {
-            let frame = frame.map_err(|e| Overflow::Body(e.to_string()))?;
-            let Ok(data) = frame.into_data() else {
-                continue; // trailers are not kept
-            };
-            len += data.len() as u64;
-            if len > limits.max {
-                return Err(Overflow::TooLarge);
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| Overflow::Body(e.to_string()))?;
+        let Ok(data) = frame.into_data() else {
+            continue; // trailers are not kept
+        };
+        len += data.len() as u64;
+        if len > limits.max {
+            return Err(Overflow::TooLarge);
+        }
+        let mut data = &data[..];
+        if file.is_none() {
+            let room = (limits.mem as usize)
+                .saturating_sub(mem.len())
+                .min(data.len());
+            let granted = mem_held.take(room as u64, budget as u64) as usize;
+            mem.extend_from_slice(&data[..granted]);
+            data = &data[granted..];
+            if !data.is_empty() {
+                let made = tokio::task::spawn_blocking(tempfile::tempfile).await;
+                let made = made.map_err(|e| Overflow::Io(std::io::Error::other(e)))?;
+                file = Some(made.map_err(Overflow::Io)?);
             }
-            let mut data = &data[..];
-            if file.is_none() {
-                let room = (limits.mem as usize)
-                    .saturating_sub(mem.len())
-                    .min(data.len());
-                let granted = reserve(room, budget);
-                reserved += granted;
-                mem.extend_from_slice(&data[..granted]);
-                data = &data[granted..];
-                if !data.is_empty() {
-                    file = Some(
-                        tokio::task::spawn_blocking(tempfile::tempfile)
-                            .await
-                            .map_err(|e| Overflow::Io(std::io::Error::other(e)))?
-                            .map_err(Overflow::Io)?,
-                    );
-                }
+        }
+        if !data.is_empty() {
+            let n = data.len() as u64;
+            if spill_held.take(n, limits.spill_budget) < n {
+                return Err(Overflow::Full);
             }
             pending.extend_from_slice(data);
-            if pending.len() >= CHUNK {
-                file = Some(spill(file.take(), pending.split().freeze()).await?);
-            }
         }
-        if !pending.is_empty() {
+        if pending.len() >= CHUNK {
             file = Some(spill(file.take(), pending.split().freeze()).await?);
         }
-        Ok(())
     }
-    .await;
-    if let Err(e) = result {
-        release(reserved);
-        return Err(e);
+    if !pending.is_empty() {
+        file = Some(spill(file.take(), pending.split().freeze()).await?);
     }
-    debug_assert_eq!(reserved, mem.len());
     Ok(Buffered {
         inner: Arc::new(Inner {
             mem: mem.freeze(),
             file,
             len,
+            _held: (mem_held, spill_held),
         }),
     })
 }
 
-/// Take up to `want` bytes of the shared memory budget; what was granted.
-fn reserve(want: usize, budget: usize) -> usize {
-    let mut now = IN_MEMORY.load(Ordering::Relaxed);
-    loop {
-        let grant = want.min(budget.saturating_sub(now));
-        if grant == 0 {
-            return 0;
+/// Bytes taken from a shared budget, given back when dropped.
+struct Held {
+    counter: &'static AtomicU64,
+    n: u64,
+}
+
+impl Held {
+    fn new(counter: &'static AtomicU64) -> Self {
+        Held { counter, n: 0 }
+    }
+
+    /// Take up to `want` more bytes while the counter stays within `budget`; what was taken.
+    fn take(&mut self, want: u64, budget: u64) -> u64 {
+        let mut now = self.counter.load(Ordering::Relaxed);
+        loop {
+            let grant = want.min(budget.saturating_sub(now));
+            if grant == 0 {
+                return 0;
+            }
+            let next = now + grant;
+            match (self.counter).compare_exchange_weak(
+                now,
+                next,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => {
+                    self.n += grant;
+                    return grant;
+                }
+                Err(seen) => now = seen,
+            }
         }
-        match IN_MEMORY.compare_exchange_weak(
-            now,
-            now + grant,
-            Ordering::Relaxed,
-            Ordering::Relaxed,
-        ) {
-            Ok(_) => return grant,
-            Err(seen) => now = seen,
-        }
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.counter.fetch_sub(self.n, Ordering::Relaxed);
     }
 }
 
@@ -368,6 +409,7 @@ async fn spill(file: Option<std::fs::File>, data: Bytes) -> Result<std::fs::File
 #[cfg(test)]
 mod tests {
     use super::*;
+    use futures_util::StreamExt;
     use http_body_util::{Full, StreamBody};
 
     fn bounds() -> super::super::Bounds {
@@ -441,6 +483,29 @@ mod tests {
         let spilled = b.request(chunks(1, 100)).await.unwrap();
         assert!(spilled.inner.mem.is_empty() && spilled.inner.file.is_some());
         assert_eq!(read_all(&spilled).await, vec![b'a'; 100]);
+    }
+
+    #[tokio::test]
+    async fn budgets_are_given_back_even_by_an_abandoned_read() {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let mut a = Held::new(&COUNTER);
+        assert_eq!(a.take(60, 100), 60);
+        let mut b = Held::new(&COUNTER);
+        assert_eq!(b.take(60, 100), 40, "only what is left of the budget");
+        drop(a);
+        assert_eq!(COUNTER.load(Ordering::Relaxed), 40);
+        drop(b);
+        assert_eq!(COUNTER.load(Ordering::Relaxed), 0);
+        // A read that never ends, abandoned: its guard goes with the future.
+        let endless = StreamBody::new(
+            futures_util::stream::iter([Ok::<_, std::convert::Infallible>(Frame::data(
+                Bytes::from_static(b"x"),
+            ))])
+            .chain(futures_util::stream::pending()),
+        );
+        let b = Buffering::compile(&BufferingConfig::default(), &bounds()).unwrap();
+        let read = tokio::time::timeout(std::time::Duration::from_millis(20), b.request(endless));
+        assert!(read.await.is_err(), "the read cannot finish");
     }
 
     #[test]

@@ -66,8 +66,9 @@ const FUNCS: &[Func] = &[
 
 /// Distinct status codes counted in the window (answers with others count only in the total).
 pub const MAX_CODES: usize = 32;
-/// Latency histogram buckets: exact below 16 µs, then 8 per power of two up to about an hour.
-pub const LAT_BUCKETS: usize = 16 + 28 * 8;
+/// Latency histogram buckets: exact below 32 µs, then 16 per power of two up to about an hour
+/// (a bucket's middle is within 3 % of any latency in it).
+pub const LAT_BUCKETS: usize = 32 + 27 * 16;
 const COUNTER_SLOTS: usize = 10;
 const LAT_SLOTS: usize = 6;
 const LAT_SLOT_SECS: u64 = 10;
@@ -225,7 +226,7 @@ impl Window {
         for (i, n) in merged.iter().enumerate() {
             seen += n;
             if seen >= want {
-                return (bucket_high(i) / 1000) as f64;
+                return (bucket_middle(i) / 1000) as f64;
             }
         }
         0.0
@@ -234,22 +235,28 @@ impl Window {
 
 /// The histogram bucket of a latency in microseconds.
 fn lat_bucket(micros: u64) -> usize {
-    if micros < 16 {
+    if micros < 32 {
         return micros as usize;
     }
-    let exp = 63 - micros.leading_zeros() as usize; // >= 4
-    let sub = ((micros >> (exp - 3)) & 7) as usize;
-    (16 + (exp - 4) * 8 + sub).min(LAT_BUCKETS - 1)
+    let exp = 63 - micros.leading_zeros() as usize; // >= 5
+    let sub = ((micros >> (exp - 4)) & 15) as usize;
+    (32 + (exp - 5) * 16 + sub).min(LAT_BUCKETS - 1)
 }
 
-/// The highest latency (µs) that falls into bucket `i`.
-fn bucket_high(i: usize) -> u64 {
-    if i < 16 {
-        return i as u64;
+/// The lowest and highest latency (µs) that fall into bucket `i`.
+fn bucket_range(i: usize) -> (u64, u64) {
+    if i < 32 {
+        return (i as u64, i as u64);
     }
-    let exp = (i - 16) / 8 + 4;
-    let sub = ((i - 16) % 8) as u64;
-    ((8 + sub + 1) << (exp - 3)) - 1
+    let exp = (i - 32) / 16 + 5;
+    let sub = ((i - 32) % 16) as u64;
+    ((16 + sub) << (exp - 4), ((17 + sub) << (exp - 4)) - 1)
+}
+
+/// The latency a bucket stands for: its middle.
+fn bucket_middle(i: usize) -> u64 {
+    let (lo, hi) = bucket_range(i);
+    lo + (hi - lo) / 2
 }
 
 fn positive(d: Option<GoDuration>, default: Duration) -> Duration {
@@ -293,9 +300,11 @@ impl CircuitBreaker {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Pass the request on, or answer with the fallback while tripped or recovering.
-    pub fn on_request(&self, ctx: &mut Ctx) -> Flow {
+    /// Pass the request on (noting when, for its latency), or answer with the fallback while
+    /// tripped or recovering.
+    pub fn on_request(&self, id: u64, ctx: &mut Ctx) -> Flow {
         if self.allow(ctx.now) {
+            ctx.breaker_starts.push((id, Instant::now()));
             return Flow::Continue;
         }
         let text = util::status_text(self.code);
@@ -342,12 +351,15 @@ impl CircuitBreaker {
     }
 
     /// Record an answer that went through the breaker, then check the expression when due.
-    pub fn on_response(&self, ctx: &Ctx, status: StatusCode) {
+    pub fn on_response(&self, id: u64, ctx: &Ctx, status: StatusCode) {
         let now = Instant::now();
+        let started = (ctx.breaker_starts.iter())
+            .find(|(i, _)| *i == id)
+            .map_or(ctx.now, |(_, t)| *t);
         let mut st = self.lock();
         st.win.advance(now.duration_since(self.epoch).as_secs());
         st.win
-            .record(status.as_u16(), now.saturating_duration_since(ctx.now));
+            .record(status.as_u16(), now.saturating_duration_since(started));
         if now < st.next_check {
             return;
         }
@@ -397,7 +409,7 @@ mod tests {
             expression: expr.into(),
             check_period: Some(GoDuration(1)),
             fallback_duration: Some(GoDuration(50_000_000)),
-            recovery_duration: Some(GoDuration(200_000_000)),
+            recovery_duration: Some(GoDuration(2_000_000_000)),
             response_code: None,
         })
         .unwrap()
@@ -407,19 +419,20 @@ mod tests {
         Ctx::new("127.0.0.1".parse().unwrap(), "http", Instant::now())
     }
 
+    fn answer(cb: &CircuitBreaker, code: u16) {
+        std::thread::sleep(Duration::from_millis(2));
+        cb.on_response(1, &ctx(), StatusCode::from_u16(code).unwrap());
+    }
+
     #[test]
-    fn trips_on_network_errors_then_recovers() {
+    fn trips_on_network_errors_recovers_and_trips_again() {
         let cb = breaker("NetworkErrorRatio() > 0.5");
-        let c = ctx();
-        cb.on_response(&c, StatusCode::OK);
-        std::thread::sleep(Duration::from_millis(2));
-        cb.on_response(&c, StatusCode::BAD_GATEWAY);
+        answer(&cb, 200);
+        answer(&cb, 502);
         assert_eq!(cb.state(), "standby", "1 of 2 is not over half");
-        std::thread::sleep(Duration::from_millis(2));
-        cb.on_response(&c, StatusCode::GATEWAY_TIMEOUT);
+        answer(&cb, 504);
         assert_eq!(cb.state(), "tripped");
-        let mut c = ctx();
-        match cb.on_request(&mut c) {
+        match cb.on_request(1, &mut ctx()) {
             Flow::Respond(r) => {
                 assert_eq!(r.status(), 503);
                 assert_eq!(r.body().as_ref(), b"Service Unavailable");
@@ -427,45 +440,43 @@ mod tests {
             other => panic!("not the fallback: {other:?}"),
         }
         std::thread::sleep(Duration::from_millis(60));
-        // Recovering: the first request right away is refused (target ~0), later ones pass
-        // at up to half.
+        // Recovering (2 s): a share growing from none towards half passes; early on, few.
         let mut passed = 0;
         for _ in 0..40 {
-            std::thread::sleep(Duration::from_millis(4));
-            let mut c = ctx();
-            if matches!(cb.on_request(&mut c), Flow::Continue) {
+            std::thread::sleep(Duration::from_millis(5));
+            if matches!(cb.on_request(1, &mut ctx()), Flow::Continue) {
                 passed += 1;
             }
         }
         assert_eq!(cb.state(), "recovering");
-        assert!(passed > 0 && passed <= 21, "{passed} of 40 passed");
-        std::thread::sleep(Duration::from_millis(200));
-        let mut c = ctx();
-        assert!(matches!(cb.on_request(&mut c), Flow::Continue));
-        assert_eq!(cb.state(), "standby");
+        assert!(passed > 0 && passed < 20, "{passed} of 40 passed");
+        // Failing again while recovering trips it again.
+        for _ in 0..3 {
+            answer(&cb, 502);
+        }
+        assert_eq!(cb.state(), "tripped");
     }
 
     #[test]
     fn code_ratio_and_threshold() {
         let cb = breaker("ResponseCodeRatio(500, 600, 0, 600) > 0.25 && RequestThreshold() >= 4");
-        let c = ctx();
         for code in [200, 200, 500] {
-            cb.on_response(&c, StatusCode::from_u16(code).unwrap());
-            std::thread::sleep(Duration::from_millis(2));
+            answer(&cb, code);
         }
         assert_eq!(cb.state(), "standby", "3 answers are under the threshold");
-        cb.on_response(&c, StatusCode::INTERNAL_SERVER_ERROR);
+        answer(&cb, 500);
         assert_eq!(cb.state(), "tripped", "2 of 4 is over 0.25");
     }
 
     #[test]
     fn latency_histogram() {
-        for v in [0, 1, 15, 16, 17, 100, 1000, 123_456, 3_600_000_000] {
-            let b = lat_bucket(v);
-            assert!(bucket_high(b) >= v, "{v} above its bucket");
+        for v in [0, 1, 31, 32, 33, 100, 1000, 99_999, 123_456, 3_600_000_000] {
+            let (lo, hi) = bucket_range(lat_bucket(v));
+            assert!(lo <= v && v <= hi, "{v} outside its bucket {lo}..={hi}");
+            let mid = bucket_middle(lat_bucket(v)) as f64;
             assert!(
-                bucket_high(b) <= v + v / 8 + 1 || b == LAT_BUCKETS - 1,
-                "{v} bucket too wide"
+                (mid - v as f64).abs() <= v as f64 * 0.035 + 1.0,
+                "{v}: {mid}"
             );
         }
         let mut w = Window::new();
@@ -473,8 +484,15 @@ mod tests {
             w.record(200, Duration::from_millis(ms));
         }
         let p50 = w.latency_ms(50.0);
-        assert!((48.0..=57.0).contains(&p50), "p50 {p50}");
-        assert!(w.latency_ms(100.0) >= 100.0);
+        assert!((49.0..=52.0).contains(&p50), "p50 {p50}");
+        assert!(w.latency_ms(100.0) >= 99.0);
+        // 99 ms everywhere is not "over 100 ms".
+        let mut w = Window::new();
+        for _ in 0..10 {
+            w.record(200, Duration::from_millis(99));
+        }
+        let p50 = w.latency_ms(50.0);
+        assert!((97.0..=100.0).contains(&p50), "p50 {p50}");
     }
 
     #[test]

@@ -163,8 +163,9 @@ impl Errors {
     }
 
     /// Whether an answer with `status` is replaced by the page.
+    /// Informational answers (a 101 above all) pass, as Traefik's code catcher lets them.
     pub fn catches(&self, status: StatusCode) -> bool {
-        contains(&self.ranges, status.as_u16())
+        !status.is_informational() && contains(&self.ranges, status.as_u16())
     }
 
     /// The status the client gets and the page request, for a caught answer with `status`.

@@ -72,6 +72,7 @@ impl Expr {
             tokens: &tokens,
             at: 0,
             funcs,
+            depth: 0,
         };
         let e = p.or()?;
         match p.tokens.get(p.at) {
@@ -181,7 +182,11 @@ struct Parser<'t, 'f> {
     tokens: &'t [Tok],
     at: usize,
     funcs: &'f [Func],
+    depth: usize,
 }
+
+/// Deepest nesting of parentheses accepted (the parser recurses once per level).
+const MAX_DEPTH: usize = 32;
 
 impl Parser<'_, '_> {
     fn next(&mut self) -> Option<&Tok> {
@@ -223,7 +228,12 @@ impl Parser<'_, '_> {
     fn atom(&mut self) -> Result<Expr, String> {
         if self.peek() == Some(&Tok::Open) {
             self.at += 1;
+            self.depth += 1;
+            if self.depth > MAX_DEPTH {
+                return Err(format!("parentheses nested deeper than {MAX_DEPTH}"));
+            }
             let e = self.or()?;
+            self.depth -= 1;
             return match self.next() {
                 Some(Tok::Close) => Ok(e),
                 _ => Err("missing )".into()),
@@ -347,10 +357,13 @@ mod tests {
         assert!(eval("Failed() || Ratio() > 1 && Ratio() < 0", 0.0, true));
         assert!(!eval("(Failed() || Ratio() > 1) && Ratio() < 0", 0.0, true));
         assert!(eval("Failed() && Ratio() < 2", 1.0, true));
+        let nested = format!("{}Failed(){}", "(".repeat(32), ")".repeat(32));
+        assert!(eval(&nested, 0.0, true));
     }
 
     #[test]
     fn mistakes_are_configuration_errors() {
+        let deep = format!("{}Failed(){}", "(".repeat(100_000), ")".repeat(100_000));
         for bad in [
             "",
             "Ratio > 1",
@@ -365,6 +378,7 @@ mod tests {
             "Failed() Failed()",
             "Ratio() > 1 ; rm",
             "Ratio() > 1.2.3",
+            &deep,
         ] {
             assert!(Expr::parse(bad, FUNCS).is_err(), "{bad:?} was accepted");
         }

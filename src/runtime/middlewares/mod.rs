@@ -239,6 +239,10 @@ pub struct Ctx {
     pub buffered: Option<Buffered>,
     /// The request head as sent upstream, kept when a `buffering` middleware may resend it.
     pub resend: Option<Box<http::request::Parts>>,
+    /// The request is a HEAD (its answer's length is not its body's).
+    pub head: bool,
+    /// When each circuitBreaker (by id) let the request through.
+    breaker_starts: Vec<(u64, Instant)>,
 }
 
 impl Ctx {
@@ -256,6 +260,8 @@ impl Ctx {
             originals: Vec::new(),
             buffered: None,
             resend: None,
+            head: false,
+            breaker_starts: Vec::new(),
         }
     }
 
@@ -357,7 +363,7 @@ impl Middleware {
                 Flow::Respond(util::text_response(status, util::status_text(status)))
             }
             Kind::Buffering(_) => Flow::Continue,
-            Kind::CircuitBreaker(m) => m.on_request(ctx),
+            Kind::CircuitBreaker(m) => m.on_request(self.id, ctx),
         }
     }
 
@@ -386,7 +392,7 @@ impl Middleware {
     /// [`Middleware::on_response`]; only circuitBreaker records it).
     pub fn on_status(&self, ctx: &Ctx, status: http::StatusCode) {
         if let Kind::CircuitBreaker(m) = &self.kind {
-            m.on_response(ctx, status);
+            m.on_response(self.id, ctx, status);
         }
     }
 
