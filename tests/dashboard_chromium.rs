@@ -1,19 +1,23 @@
 //! The dashboard in a real browser: headless Chromium (Debian's `chromium`, installed by
 //! `make deps`) loads it over HTTPS from a router of the operator's, behind `[admin] users`,
 //! with boma's local CA trusted in the browser's own certificate store (NSS, `certutil`), as a
-//! village phone would after installing it once. The test waits for the routers and the local
-//! DNS names and the (absent) Docker engine's state to render, checks their text and natural
-//! order, that neither a laptop's nor a
-//! phone's window is scrolled sideways (the page reports its own overflow), and keeps a
-//! screenshot in
-//! `target/test-artifacts/` (the one in `docs/` is a copy).
+//! village phone would after installing it once. boma runs as a gateway in its own network
+//! namespace, with a LAN bridge and its DHCP server; a real client (busybox `udhcpc`) takes a
+//! lease first, and Chromium runs in the gateway's namespace. The test waits for the routers,
+//! the lease, the local DNS names and the (absent) Docker engine's state to render, checks their
+//! text and natural order, that neither a laptop's nor a phone's window is scrolled sideways
+//! (the page reports its own overflow), and keeps a screenshot in `target/test-artifacts/`
+//! (the one in `docs/` is a copy).
 
+mod net_support;
 mod support;
 
 use std::path::Path;
 use std::process::Command;
+use std::time::Duration;
 
-use support::{Backend, Boma, Client};
+use net_support::{Netns, cable, udhcpc, wait_for};
+use support::Boma;
 
 fn run(cmd: &mut Command) -> String {
     let out = cmd
@@ -27,11 +31,11 @@ fn run(cmd: &mut Command) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// Headless Chromium with `home` as its HOME (its NSS store) and `boma.village.lan` mapped to
-/// loopback; `args` decide what it does with `url`.
-fn chromium(home: &Path, url: &str, args: &[&str]) -> String {
+/// Headless Chromium in the gateway's namespace, with `home` as its HOME (its NSS store) and
+/// `boma.village.lan` mapped to loopback; `args` decide what it does with `url`.
+fn chromium(gw: &Netns, home: &Path, url: &str, args: &[&str]) -> String {
     let profile = home.join("profile");
-    let mut cmd = Command::new("chromium");
+    let mut cmd = gw.command("chromium");
     cmd.env("HOME", home)
         .args([
             "--headless",
@@ -49,9 +53,21 @@ fn chromium(home: &Path, url: &str, args: &[&str]) -> String {
     run(&mut cmd)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_dashboard_renders_in_chromium_over_https_with_the_local_ca() {
-    let backend = Backend::start("app").await;
+/// A GET from inside the gateway's namespace (`curl`), its body when it answered 2xx.
+fn curl(gw: &Netns, args: &[&str]) -> Option<String> {
+    let mut full = vec!["curl", "-sf", "--max-time", "5"];
+    full.extend_from_slice(args);
+    let out = gw.try_exec(&full);
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[test]
+fn the_dashboard_renders_in_chromium_over_https_with_the_local_ca() {
+    let gw = Netns::new("dash");
+    let laptop = Netns::new("lap");
+    cable(&gw, "p1", &laptop, "eth0", None);
     let storage = tempfile::tempdir().unwrap();
     let static_toml = format!(
         r#"
@@ -66,6 +82,14 @@ storage = "{}"
 domains = ["village.lan"]
 [admin]
 users = ["admin:{{SHA}}5en6G6MezRroT3XKqkdPOmY/BfQ="]
+[lan]
+interface = "br0"
+address = "10.77.0.1/24"
+bridge = ["p1"]
+[dhcp]
+range = ["10.77.0.100", "10.77.0.120"]
+lease_time = "1h"
+state_dir = "{{dir}}/state"
 [dns]
 listen = ["127.0.0.1:0"]
 zone = "village.lan"
@@ -78,8 +102,8 @@ endpoint = "unix://{{dir}}/no-docker.sock"
 "#,
         storage.path().join("ca").display()
     );
-    let dynamic = format!(
-        r#"
+    // The app's server need not answer: the dashboard lists routers, it does not call them.
+    let dynamic = r#"
 [http.routers.dash]
 rule = "Host(`boma.village.lan`)"
 service = "dashboard@internal"
@@ -99,20 +123,24 @@ service = "app"
 rule = "Host(`r2.village.lan`)"
 service = "app"
 [[http.services.app.loadBalancer.servers]]
-url = "{}"
-"#,
-        backend.url()
-    );
-    let boma = Boma::start(&static_toml, Some(&dynamic));
-    let client = Client::new();
-    boma.routed(&client, "r2.village.lan", "/").await;
+url = "http://127.0.0.1:9"
+"#;
+    let boma = Boma::start_in(Some(&gw.name), &static_toml, Some(dynamic));
+    let dir = boma.dir.path().to_path_buf();
 
-    // The CA as a phone gets it, then trusted in the browser's store.
+    // The CA as a phone gets it (once the routers are in), then trusted in the browser's store.
+    let web = boma.addr("web");
+    let ca = wait_for(Duration::from_secs(20), || {
+        let pem = curl(
+            &gw,
+            &["-H", "Host: ca.village.lan", &format!("http://{web}/")],
+        )?;
+        pem.starts_with("-----BEGIN CERTIFICATE").then_some(pem)
+    })
+    .expect("the local CA is served on ca.village.lan");
     let home = tempfile::tempdir().unwrap();
-    let ca = client.get(boma.addr("web"), "ca.village.lan", "/").await;
-    assert_eq!(ca.status, 200);
     let ca_file = home.path().join("village-ca.crt");
-    std::fs::write(&ca_file, &ca.body).unwrap();
+    std::fs::write(&ca_file, &ca).unwrap();
     let nssdb = home.path().join(".pki/nssdb");
     std::fs::create_dir_all(&nssdb).unwrap();
     let db = format!("sql:{}", nssdb.display());
@@ -121,10 +149,33 @@ url = "{}"
         .args(["-d", &db, "-A", "-t", "C,,", "-n", "village CA", "-i"])
         .arg(&ca_file));
 
+    // A laptop on the LAN takes a lease; the API lists it before the browser looks.
+    let lease = udhcpc(&laptop, "eth0", "laptop-7", &dir).expect("udhcpc gets a lease");
+    let port = boma.addr("websecure").port();
+    let leases_url = format!("https://boma.village.lan:{port}/api/dhcp/leases");
+    let resolve = format!("boma.village.lan:{port}:127.0.0.1");
+    let listed = wait_for(Duration::from_secs(10), || {
+        let body = curl(
+            &gw,
+            &[
+                "--cacert",
+                ca_file.to_str()?,
+                "--resolve",
+                &resolve,
+                "-u",
+                "admin:secret",
+                &leases_url,
+            ],
+        )?;
+        body.contains("laptop-7").then_some(())
+    });
+    assert!(listed.is_some(), "the lease of {lease:?} is not in the API");
+
     let port = boma.addr("websecure").port();
     let url = format!("https://admin:secret@boma.village.lan:{port}/dashboard/");
     // A laptop's width first: everything fits.
     let wide = chromium(
+        &gw,
         home.path(),
         &url,
         &["--window-size=1280,2000", "--dump-dom"],
@@ -133,7 +184,12 @@ url = "{}"
         wide.contains("data-overflow=\"no\""),
         "wider than 1280 px:\n{wide}"
     );
-    let dom = chromium(home.path(), &url, &["--window-size=412,2400", "--dump-dom"]);
+    let dom = chromium(
+        &gw,
+        home.path(),
+        &url,
+        &["--window-size=412,2400", "--dump-dom"],
+    );
     // A phone's: rows are cards, nothing scrolls sideways.
     assert!(
         dom.contains("data-overflow=\"no\""),
@@ -159,6 +215,18 @@ url = "{}"
     let (r2, r10) = (dom.find("r2@file").unwrap(), dom.find("r10@file").unwrap());
     assert!(r2 < r10, "r2 is listed after r10");
     assert!(dom.contains("zone village.lan"), "{dom}");
+    // The laptop's lease, and its name in the local zone.
+    let leases = (dom.split("<tbody id=\"leases\">").nth(1))
+        .and_then(|t| t.split("</tbody>").next())
+        .unwrap_or("");
+    assert!(
+        leases.contains("laptop-7") && leases.contains(&lease.ip),
+        "lease not rendered: {leases:?}"
+    );
+    assert!(
+        dom.contains("laptop-7.village.lan"),
+        "the lease's DNS name is not listed"
+    );
     // The Docker engine named in the config, which is not there, in its own table.
     let engines = (dom.split("<tbody id=\"engines\">").nth(1))
         .and_then(|t| t.split("</tbody>").next())
@@ -178,6 +246,7 @@ url = "{}"
     let shot = artifacts.join("dashboard-phone.png");
     let _ = std::fs::remove_file(&shot);
     chromium(
+        &gw,
         home.path(),
         &url,
         &[
