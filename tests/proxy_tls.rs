@@ -1,8 +1,9 @@
 //! TLS termination with real clients: curl (OpenSSL) and `openssl s_client` for what a browser
 //! sees (the certificate picked by SNI, its chain, h2 by ALPN, refused versions and names),
 //! rustls through tokio-rustls for a connection held open across a certificate renewal and for
-//! a handshake flood. Certificates are made by the `openssl` CLI; the backend is a real HTTP
-//! server echoing the request it got.
+//! a handshake flood; client certificates (`clientAuth`) required or verified when given.
+//! Certificates are made by the `openssl` CLI; the backend is a real HTTP server echoing the
+//! request it got.
 
 mod support;
 
@@ -581,4 +582,92 @@ url = "{}"
     );
     let (code, out) = curl(&first_ca, "cloud.village.lan", tls, "/", &[]).await;
     assert_eq!((code, &out[..6]), (0, "200 2\n"), "{out}");
+}
+
+/// `clientAuth`: a router whose options require a client certificate from the village's own CA
+/// refuses a handshake without one or with one from another CA; one whose options verify a
+/// certificate only if given takes both an anonymous client and a good certificate, never a bad
+/// one. curl (OpenSSL) is the client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_certificates_are_required_or_verified_when_given() {
+    let backend = Backend::start("s").await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    support::tls::issue(
+        d,
+        "ca",
+        "m",
+        "subjectAltName=DNS:mtls.tls.test,DNS:maybe.tls.test\n",
+    );
+    support::tls::issue(d, "clientca", "alice", "extendedKeyUsage=clientAuth\n");
+    support::tls::issue(d, "otherca", "mallory", "extendedKeyUsage=clientAuth\n");
+    let dynamic = format!(
+        r#"
+[http.routers.mtls]
+rule = "Host(`mtls.tls.test`)"
+service = "s"
+entryPoints = ["websecure"]
+[http.routers.mtls.tls]
+options = "mtls"
+[http.routers.maybe]
+rule = "Host(`maybe.tls.test`)"
+service = "s"
+entryPoints = ["websecure"]
+[http.routers.maybe.tls]
+options = "maybe"
+[http.services.s.loadBalancer]
+[[http.services.s.loadBalancer.servers]]
+url = "{url}"
+[[tls.certificates]]
+certFile = "{d}/m.pem"
+keyFile = "{d}/m.key"
+[tls.options.mtls.clientAuth]
+caFiles = ["{d}/clientca.pem"]
+clientAuthType = "RequireAndVerifyClientCert"
+[tls.options.maybe.clientAuth]
+caFiles = ["{d}/clientca.pem"]
+clientAuthType = "VerifyClientCertIfGiven"
+"#,
+        url = backend.url(),
+        d = d.display()
+    );
+    let boma = Boma::start(STATIC, Some(&dynamic));
+    let port = boma.addr("websecure").port();
+    let ca = d.join("ca.pem");
+    wait_served(port, "maybe.tls.test", "m").await;
+    let cert = |who: &str| {
+        vec![
+            "--cert".to_string(),
+            d.join(format!("{who}.pem")).display().to_string(),
+            "--key".to_string(),
+            d.join(format!("{who}.key")).display().to_string(),
+        ]
+    };
+    let (alice, mallory) = (cert("alice"), cert("mallory"));
+    let cases: [(&str, Option<&Vec<String>>, bool); 6] = [
+        ("mtls.tls.test", None, false),
+        ("mtls.tls.test", Some(&alice), true),
+        ("mtls.tls.test", Some(&mallory), false),
+        ("maybe.tls.test", None, true),
+        ("maybe.tls.test", Some(&alice), true),
+        ("maybe.tls.test", Some(&mallory), false),
+    ];
+    for (host, client, served) in cases {
+        let extra: Vec<&str> =
+            client.map_or(Vec::new(), |v| v.iter().map(String::as_str).collect());
+        let (code, out) = curl(&ca, host, port, "/", &extra).await;
+        let who = client.map_or("no certificate", |c| {
+            if c == &alice {
+                "alice (village CA)"
+            } else {
+                "mallory (another CA)"
+            }
+        });
+        if served {
+            assert_eq!(code, 0, "{host} with {who}: {out}");
+            assert!(out.starts_with("200 "), "{host} with {who}: {out}");
+        } else {
+            assert_ne!(code, 0, "{host} with {who} was served: {out}");
+        }
+    }
 }

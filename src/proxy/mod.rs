@@ -10,8 +10,10 @@
 //!    (redirect, 401, 403, 429...).
 //! 5. **upstream request** (`forward`): hop-by-hop headers dropped, X-Forwarded-* set, a server
 //!    picked by the balancer, the request streamed to it; retried only when safe.
-//! 6. **response**: hop-by-hop headers dropped, middlewares' response side in reverse order,
-//!    the body streamed back; a 101 joins both upgraded connections.
+//! 6. **response** (`answer`): hop-by-hop headers dropped, then back through the middlewares
+//!    that ran, last first (errors pages, buffered answers and breaker records included), the
+//!    body streamed back; a 101 joins both upgraded connections. Every answer takes this way
+//!    back, the proxy's own errors included, as in Traefik.
 //! 7. **log**: the access-log line is written when the body has been sent.
 //!
 //! Errors are classified in `error` and turned into status codes there, in one place. The
@@ -396,7 +398,12 @@ impl Proxy {
             return None;
         };
         let resp = match body.take() {
-            Some(b) if *which == Internal::Api && upload::is_upload(parts) => {
+            // An empty upload too: the updater says what is wrong with it.
+            b if *which == Internal::Api && upload::is_upload(parts) => {
+                let b = b.unwrap_or_else(|| {
+                    let empty = http_body_util::Empty::new().map_err(|never| match never {});
+                    empty.boxed()
+                });
                 let user = ctx.user.as_deref();
                 upload::receive(&self.admin.update, route, user, parts, b).await
             }
