@@ -53,7 +53,7 @@ impl Proxy {
         ctx: &Ctx,
     ) -> Response<ResponseBody> {
         let Some((code, mut head)) = errors.page_request(id, status, ctx) else {
-            return text(status);
+            return text(errors.status_for(status));
         };
         // As the service's own reverse proxy would: no hop-by-hop headers, the client's address.
         forward::strip_hop_by_hop(&mut head.headers, false);

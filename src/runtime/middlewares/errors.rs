@@ -168,7 +168,15 @@ impl Errors {
         !status.is_informational() && contains(&self.ranges, status.as_u16())
     }
 
-    /// The status the client gets and the page request, for a caught answer with `status`.
+    /// The status the client gets for a caught answer with `status` (its rewrite, if any).
+    pub fn status_for(&self, status: StatusCode) -> StatusCode {
+        (self.rewrites.iter())
+            .find(|(r, _)| contains(r, status.as_u16()))
+            .map_or(status, |(_, to)| *to)
+    }
+
+    /// The status the client gets and the page request, for a caught answer with `status`
+    /// (`None`: no page can be asked for; the client gets that status's text).
     pub fn page_request(
         &self,
         id: u64,
@@ -176,9 +184,7 @@ impl Errors {
         ctx: &Ctx,
     ) -> Option<(StatusCode, request::Parts)> {
         let orig = ctx.originals.iter().find(|(i, _)| *i == id)?.1.as_ref();
-        let code = (self.rewrites.iter())
-            .find(|(r, _)| contains(r, status.as_u16()))
-            .map_or(status, |(_, to)| *to);
+        let code = self.status_for(status);
         let mut target = String::from("/");
         if !self.query.is_empty() {
             let q = self.query.trim_start_matches('/');
@@ -194,7 +200,8 @@ impl Errors {
                     .replace("{url}", &query_escape(&url)),
             );
         }
-        let uri: Uri = target.parse().ok()?;
+        // Go's URL parser takes what `http::Uri` refuses (a space, say): escape it first.
+        let uri: Uri = util::escape_url_unsafe(&target).parse().ok()?;
         let (mut parts, ()) = http::Request::new(()).into_parts();
         parts.method = Method::GET;
         parts.uri = uri;
