@@ -117,9 +117,12 @@ pub fn access_point_serves_a_wpa_client(g: &mut Guest) {
 /// second radio), and boma, with `[wifi] mode = "client"` and `[wan] interface = "wlan0"`,
 /// joins it with wpa_supplicant and takes its WAN address from it with udhcpc. boma's own
 /// hostapd, stopped with SIGTERM, has given the radio back (out of the bridge, out of AP mode).
+/// The client's wpa_supplicant must have let go of the second radio before hostapd takes it
+/// (`killall` does not wait; once, hostapd started too early and the uplink never came up).
 fn client_mode_is_the_wan(g: &mut Guest) {
     let uplink = format!(
         "killall wpa_supplicant; \
+         i=0; while [ $i -lt 50 ] && pidof wpa_supplicant >/dev/null; do sleep 0.1; i=$((i + 1)); done; \
          printf 'interface=wlan1\\ndriver=nl80211\\nssid=boma-uplink\\ncountry_code=DE\\nhw_mode=g\\nchannel=1\\nwpa=2\\nwpa_key_mgmt=WPA-PSK\\nrsn_pairwise=CCMP\\nwpa_passphrase={TYPED}\\n' > /tmp/up.conf \
          && printf 'start 10.77.0.50\\nend 10.77.0.60\\ninterface wlan1\\nlease_file /tmp/up.leases\\noption subnet 255.255.255.0\\noption router 10.77.0.1\\noption dns 10.77.0.1\\n' > /tmp/up-dhcpd.conf \
          && touch /tmp/up.leases \
