@@ -3,7 +3,7 @@
 //! explicit rules, port choice, several routers per container, middlewares from the file
 //! provider, same-service merge with weights, disabled and unhealthy containers, the network
 //! label, stop/start/rename, an engine reached over tcp that goes away and comes back, and
-//! several engines with distinct names.
+//! several engines with distinct names and their states in `/api/providers/docker`.
 //!
 //! Each test gives its containers a label of its own and its boma a constraint on it, so tests
 //! running side by side on one engine never see each other's containers. Every container,
@@ -456,4 +456,44 @@ async fn several_engines_keep_distinct_names() {
     .await
     .expect("one router per engine");
     assert_eq!(names, ["both@docker", "both@docker-remote"]);
+    let states = engine_states(&boma, &client).await;
+    assert_eq!(
+        states,
+        [
+            ("docker".into(), "connected".into()),
+            ("docker-remote".into(), "connected".into())
+        ]
+    );
+
+    // Not watched: listed once, and shown so rather than as followed.
+    let unwatched = self::boma(&tag, None, "watch = false", "");
+    wait_status(&unwatched, &client, "both.test", "/", 200).await;
+    let states = engine_states(&unwatched, &client).await;
+    assert_eq!(states, [("docker".into(), "listed".into())]);
+
+    // The engine goes away: shown unreachable, with why, while its routes keep serving.
+    proxy.down().await;
+    let gone = eventually(Duration::from_secs(10), || async {
+        let states = engine_states(&boma, &client).await;
+        (states[1].1 == "unreachable").then_some(states)
+    })
+    .await;
+    assert!(gone.is_some(), "the lost engine is shown unreachable");
+    let all = api(&boma, &client, "/api/providers/docker").await;
+    assert!(
+        all[1]["error"].as_str().is_some_and(|e| !e.is_empty()),
+        "{all}"
+    );
+    assert_eq!(docker_routers(&boma, &client).await.len(), 2);
+}
+
+/// Each engine's provider and state, from `/api/providers/docker`.
+async fn engine_states(boma: &Boma, client: &Client) -> Vec<(String, String)> {
+    let all = api(boma, client, "/api/providers/docker").await;
+    (all.as_array().expect("a list").iter())
+        .map(|e| {
+            let field = |k: &str| e[k].as_str().unwrap_or_default().to_string();
+            (field("provider"), field("state"))
+        })
+        .collect()
 }

@@ -7,7 +7,7 @@ mod support;
 mod traefik_support;
 
 use support::{Backend, Boma};
-use traefik_support::{Traefik, http};
+use traefik_support::{Traefik, http, wait_all_route};
 
 /// Both proxies' middleware: gzip only (Traefik's default also offers br and zstd, which boma
 /// does not), PNGs excluded.
@@ -68,24 +68,10 @@ async fn compress_agrees_with_traefik_and_decodes() {
     let backend = Backend::start("z").await;
     let text = dynamic(&backend);
     let boma = Boma::start(support::BASIC_STATIC, Some(&text));
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("dynamic.toml");
-    std::fs::write(&file, &text).unwrap();
-    let traefik = Traefik::start(&format!(
-        "[providers.file]\nfilename = \"{}\"\n",
-        file.display()
-    ))
-    .await;
+    let traefik = Traefik::start_file(&text).await;
     let web = boma.addr("web");
     // Both routing before comparing.
-    for to in [web, traefik.web] {
-        let ready = support::eventually(std::time::Duration::from_secs(15), || async move {
-            let r = http(to, "GET", "zip.test", "/bytes", &[]).await.ok()?;
-            (r.status == 200).then_some(())
-        })
-        .await;
-        assert!(ready.is_some(), "{to} never routed zip.test");
-    }
+    wait_all_route(&[web, traefik.web], "zip.test", "/bytes").await;
     let mut differ = Vec::new();
     for (what, target, accept) in ROWS {
         let headers: Vec<(&str, &str)> = accept.iter().map(|a| ("Accept-Encoding", *a)).collect();

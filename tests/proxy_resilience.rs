@@ -7,7 +7,7 @@ mod support;
 mod traefik_support;
 
 use support::{Backend, Boma};
-use traefik_support::{Raw, Traefik, http, raw_exchange};
+use traefik_support::{Raw, Traefik, raw_exchange, wait_all_route};
 
 fn dynamic(app: &Backend, pages: &Backend, dead: &str) -> String {
     let app = app.url();
@@ -368,29 +368,24 @@ async fn errors_circuit_breaker_buffering_agree_with_traefik() {
     Traefik::version();
     let app = Backend::start("app").await;
     let pages = Backend::start("pages").await;
-    let dead = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        format!("http://{}", l.local_addr().unwrap())
-    };
+    // A port that refuses: bound, never listening, and held for the whole test so no other
+    // process can take it.
+    let dead_socket =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    dead_socket
+        .bind(&std::net::SocketAddr::from(([127, 0, 0, 1], 0)).into())
+        .expect("bind");
+    let dead_addr = dead_socket.local_addr().unwrap().as_socket().unwrap();
+    let dead = format!("http://{dead_addr}");
     let text = dynamic(&app, &pages, &dead);
-    let boma = Boma::start(support::BASIC_STATIC, Some(&text));
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("dynamic.toml");
-    std::fs::write(&file, &text).unwrap();
-    let traefik = Traefik::start(&format!(
-        "[providers.file]\nfilename = \"{}\"\n",
-        file.display()
-    ))
-    .await;
+    let boma_static = format!(
+        "{}\n[accessLog]\nfilePath = \"{{dir}}/access.log\"\nformat = \"json\"\n",
+        support::BASIC_STATIC
+    );
+    let boma = Boma::start(&boma_static, Some(&text));
+    let traefik = Traefik::start_file(&text).await;
     let web = boma.addr("web");
-    for to in [web, traefik.web] {
-        let ready = support::eventually(std::time::Duration::from_secs(15), || async move {
-            let r = http(to, "GET", "err.test", "/", &[]).await.ok()?;
-            (r.status == 200).then_some(())
-        })
-        .await;
-        assert!(ready.is_some(), "{to} never routed err.test");
-    }
+    wait_all_route(&[web, traefik.web], "err.test", "/").await;
     let ours = run_rows(web).await;
     let theirs = run_rows(traefik.web).await;
     let mut differ = Vec::new();
@@ -421,32 +416,15 @@ async fn errors_circuit_breaker_buffering_agree_with_traefik() {
         traefik_support::tail(&boma.stderr(), 20)
     );
     // The rows above must show each middleware at work, not only agreement.
-    assert!(
-        ours[0].starts_with("500 [pages | GET /500.html?was=500"),
-        "{}",
-        ours[0]
-    );
-    assert!(
-        ours[2].starts_with("410 [pages | GET /410.html?was=418"),
-        "{}",
-        ours[2]
-    );
-    assert!(
-        ours[8].starts_with("503 [Service Unavailable]"),
-        "{}",
-        ours[8]
-    );
-    assert!(
-        ours[10].starts_with("429 [Too Many Requests]"),
-        "{}",
-        ours[10]
-    );
-    assert!(ours[11].starts_with("413 "), "{}", ours[11]);
-    assert!(
-        ours[17].starts_with("200 [app received 200000]"),
-        "{}",
-        ours[17]
-    );
+    let starts = |i: usize, prefix: &str| {
+        assert!(ours[i].starts_with(prefix), "{}: {}", ROWS[i].0, ours[i]);
+    };
+    starts(0, "500 [pages | GET /500.html?was=500");
+    starts(2, "410 [pages | GET /410.html?was=418");
+    starts(8, "503 [Service Unavailable]");
+    starts(10, "429 [Too Many Requests]");
+    starts(11, "413 ");
+    starts(17, "200 [app received 200000]");
     assert!(ours[18].contains("300000 bytes"), "{}", ours[18]);
     // The known difference: every request gets through, past the dead server.
     assert!(
@@ -459,4 +437,24 @@ async fn errors_circuit_breaker_buffering_agree_with_traefik() {
         "{}",
         known(ROWS[19].0).unwrap_or_default()
     );
+    // The access log names the server that answered after the resends, and counts them.
+    let log_path = boma.dir.path().join("access.log");
+    let lines = support::eventually(std::time::Duration::from_secs(10), || async {
+        let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+        let lines: Vec<serde_json::Value> = (text.lines())
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .filter(|v: &serde_json::Value| v["RouterName"] == "retry@file")
+            .collect();
+        (lines.len() == 4).then_some(lines)
+    })
+    .await
+    .expect("four access-log lines for retry.test");
+    for l in &lines {
+        assert_eq!(l["ServiceURL"], app.url(), "{l}");
+    }
+    assert!(
+        lines.iter().any(|l| l["RetryAttempts"] == 1),
+        "one request at least was resent past the dead server: {lines:?}"
+    );
+    drop(dead_socket);
 }

@@ -667,7 +667,13 @@ clientAuthType = "VerifyClientCertIfGiven"
             assert_eq!(code, 0, "{host} with {who}: {out}");
             assert!(out.starts_with("200 "), "{host} with {who}: {out}");
         } else {
-            assert_ne!(code, 0, "{host} with {who} was served: {out}");
+            // Refused in the handshake (35), or by the alert that follows it under TLS 1.3,
+            // seen while sending the request (55) or reading the answer (56): not a timeout,
+            // not an HTTP answer.
+            assert!(
+                matches!(code, 35 | 55 | 56),
+                "{host} with {who}: curl exit {code}, not a TLS refusal: {out}"
+            );
         }
     }
 }

@@ -474,6 +474,41 @@ fn internal_services_exist_without_definition() {
     );
 }
 
+#[test]
+fn errors_pages_come_from_a_defined_http_service() {
+    let text = format!(
+        "{SVC}
+[http.routers.ok]
+rule = \"Host(`ok`)\"
+service = \"app\"
+middlewares = [\"pages\"]
+[http.routers.gone]
+rule = \"Host(`gone`)\"
+service = \"app\"
+middlewares = [\"nopages\"]
+[http.routers.inner]
+rule = \"Host(`inner`)\"
+service = \"app\"
+middlewares = [\"apipages\"]
+[http.middlewares.pages.errors]
+status = [\"500\"]
+service = \"app\"
+[http.middlewares.nopages.errors]
+status = [\"500\"]
+service = \"missing\"
+[http.middlewares.apipages.errors]
+status = [\"500\"]
+service = \"api@internal\"
+"
+    );
+    let s = build(&[("file", &text)]);
+    assert_eq!(s.routers["ok@file"].status(), "enabled", "{:?}", s.problems);
+    assert_eq!(s.routers["gone@file"].status(), "disabled");
+    assert!(problem_about(&s, "router gone@file", "missing@file"));
+    assert_eq!(s.routers["inner@file"].status(), "disabled");
+    assert!(problem_about(&s, "router inner@file", "internal service"));
+}
+
 /// A route of router `name` on entrypoint `ep`.
 fn route<'a>(s: &'a Snapshot, ep: &str, name: &str) -> &'a super::table::Route {
     s.tables[ep]

@@ -30,7 +30,11 @@ impl Proxy {
             if let Some((errors, id)) = mw.errors() {
                 if errors.catches(resp.status()) {
                     // Boxed: a rare branch, kept out of every request's future.
-                    resp = Box::pin(self.error_page(errors, id, resp.status(), ctx)).await;
+                    let status = resp.status();
+                    // The caught answer goes first: its upstream connection is not held
+                    // while the page is fetched.
+                    drop(resp);
+                    resp = Box::pin(self.error_page(errors, id, status, ctx)).await;
                 }
             } else if let Some(b) = mw.buffering() {
                 resp = Box::pin(self.buffer_response(b, route, (i, depth), ctx, resp)).await;
@@ -122,7 +126,7 @@ impl Proxy {
     }
 
     /// The buffered request sent upstream once more.
-    async fn resend(&self, route: &Route, ctx: &Ctx) -> Response<ResponseBody> {
+    async fn resend(&self, route: &Route, ctx: &mut Ctx) -> Response<ResponseBody> {
         let Some(head) = ctx.resend.as_deref() else {
             return text(StatusCode::INTERNAL_SERVER_ERROR);
         };
@@ -130,6 +134,11 @@ impl Proxy {
             .filter(|b| !b.is_empty())
             .map(|b| b.body());
         let sent = forward::forward(&self.upstream, &route.service, head.clone(), body, None).await;
+        let resends = ctx.resent.as_ref().map_or(0, |r| r.1) + 1;
+        let server = sent
+            .as_ref()
+            .map_or(String::new(), |f| f.server.url.to_string());
+        ctx.resent = Some((server, resends));
         match sent {
             Ok(mut fwd) => {
                 forward::strip_hop_by_hop(fwd.response.headers_mut(), false);

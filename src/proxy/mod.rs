@@ -210,6 +210,11 @@ impl Proxy {
             .exchange(exchange, parts, body, &mut ctx, &mut record)
             .await;
         let resp = self.walk_back(&route, depth, &mut ctx, resp).await;
+        if let (Some(r), Some((url, resends))) = (record.as_mut(), ctx.resent.take()) {
+            r.server_url = url;
+            // The first send counts once, even when it failed before any answer.
+            r.attempts = r.attempts.max(1) + resends;
+        }
         self.finish(ep, resp, ctx, (record, obs))
     }
 

@@ -149,6 +149,21 @@ impl Traefik {
     /// free loopback ports, and `providers` (TOML) appended to the static configuration; wait
     /// (bounded) until the API answers.
     pub async fn start(providers: &str) -> Traefik {
+        Self::start_in(providers, None).await
+    }
+
+    /// Start on the file provider with `dynamic` as its file.
+    pub async fn start_file(dynamic: &str) -> Traefik {
+        Self::start_in(
+            "[providers.file]\nfilename = \"{dir}/dynamic.toml\"\n",
+            Some(dynamic),
+        )
+        .await
+    }
+
+    /// `{dir}` in `providers` is the process's own directory, where `dynamic` is written as
+    /// `dynamic.toml`.
+    async fn start_in(providers: &str, dynamic: Option<&str>) -> Traefik {
         let mut last_failure = String::new();
         // Ports are picked by binding :0 and releasing them; another process may take one in
         // between, so a failed bind is retried with new ports.
@@ -160,6 +175,10 @@ impl Traefik {
                 (a.local_addr().unwrap(), b.local_addr().unwrap())
             };
             let cfg = dir.path().join("traefik.toml");
+            if let Some(text) = dynamic {
+                std::fs::write(dir.path().join("dynamic.toml"), text).expect("write dynamic.toml");
+            }
+            let providers = providers.replace("{dir}", &dir.path().display().to_string());
             std::fs::write(
                 &cfg,
                 format!(
@@ -280,6 +299,18 @@ pub async fn wait_routed(
             "{who} listed its routers but {host} never answered 200\nlog:\n{}",
             log()
         );
+    }
+}
+
+/// Wait (bounded) until every proxy in `to` answers `host` + `path` with 200.
+pub async fn wait_all_route(to: &[SocketAddr], host: &str, path: &str) {
+    for &to in to {
+        let ready = eventually(Duration::from_secs(15), || async move {
+            let r = http(to, "GET", host, path, &[]).await.ok()?;
+            (r.status == 200).then_some(())
+        })
+        .await;
+        assert!(ready.is_some(), "{to} never routed {host}{path}");
     }
 }
 

@@ -58,7 +58,8 @@ pub struct EngineStatus {
     pub provider: String,
     pub endpoint: String,
     pub swarm: bool,
-    /// `connected` or `unreachable` (serving the last known containers).
+    /// `connected` (followed through its events), `listed` (`watch = false`: listed once, not
+    /// followed) or `unreachable` (serving the last known containers).
     pub state: &'static str,
     pub error: Option<String>,
     /// Containers (or swarm tasks) known, and the routers they make.
@@ -68,14 +69,19 @@ pub struct EngineStatus {
     pub since: u64,
 }
 
-/// The engines this process watches, by namespace (one entry per provider task).
-static ENGINES: std::sync::Mutex<BTreeMap<String, EngineStatus>> =
+/// The engines this process watches, by namespace (one entry per provider task, with the
+/// task's number: a task ending removes its own entry, not a successor's).
+static ENGINES: std::sync::Mutex<BTreeMap<String, (u64, EngineStatus)>> =
     std::sync::Mutex::new(BTreeMap::new());
+static TASKS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+fn engines_table() -> std::sync::MutexGuard<'static, BTreeMap<String, (u64, EngineStatus)>> {
+    ENGINES.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// Every watched engine's state, by namespace.
 pub fn engines() -> Vec<EngineStatus> {
-    let all = ENGINES.lock().unwrap_or_else(|e| e.into_inner());
-    all.values().cloned().collect()
+    engines_table().values().map(|(_, e)| e.clone()).collect()
 }
 
 /// What the engine is read for.
@@ -109,6 +115,8 @@ struct Task {
     /// The last session got as far as a full list (the retry delay starts again from the
     /// minimum).
     listed: bool,
+    /// This task's number in `ENGINES`.
+    id: u64,
 }
 
 /// Why a session with the engine ended.
@@ -117,12 +125,14 @@ enum End {
     Lost(String),
 }
 
-/// Run the provider for one engine until `stop` changes.
+/// Run the provider for one engine until `stop` changes. Its entry in the engines' table goes
+/// with it.
 pub async fn run(
     src: DockerSource,
     tx: mpsc::Sender<(String, Fragment)>,
     mut stop: watch::Receiver<bool>,
 ) {
+    let namespace = src.settings.namespace.clone();
     let mut task = Task {
         src,
         tx,
@@ -130,7 +140,23 @@ pub async fn run(
         last: None,
         down: None,
         listed: false,
+        id: TASKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
     };
+    let id = task.id;
+    if drive(&mut task, &mut stop).await {
+        // Listed once (`watch = false`): its entry stays, as `listed`, while it is configured.
+        let _ = stop.changed().await;
+    }
+    drop(task);
+    let mut all = engines_table();
+    if all.get(&namespace).is_some_and(|(owner, _)| *owner == id) {
+        all.remove(&namespace);
+    }
+}
+
+/// Follow the engine until stopped; true when it ended because `watch = false` had it listed
+/// once.
+async fn drive(task: &mut Task, stop: &mut watch::Receiver<bool>) -> bool {
     let mut backoff = BACKOFF_MIN;
     loop {
         let end = tokio::select! {
@@ -138,11 +164,11 @@ pub async fn run(
             _ = stop.changed() => End::Stop,
         };
         let why = match end {
-            End::Stop => return,
+            End::Stop => return !task.src.watch && !*stop.borrow() && !task.tx.is_closed(),
             End::Lost(why) => why,
         };
         if !task.src.watch && task.last.is_some() {
-            return;
+            return false;
         }
         if std::mem::take(&mut task.listed) {
             backoff = BACKOFF_MIN;
@@ -152,11 +178,11 @@ pub async fn run(
         }
         task.down = Some(why);
         if !task.publish().await {
-            return;
+            return false;
         }
         tokio::select! {
             _ = tokio::time::sleep(backoff) => {}
-            _ = stop.changed() => return,
+            _ = stop.changed() => return false,
         }
         backoff = (backoff * 2).min(BACKOFF_MAX);
     }
@@ -341,14 +367,14 @@ impl Task {
     /// Record the engine's state for the API.
     fn report(&self, routers: usize) {
         let s = &self.src.settings;
-        let mut all = ENGINES.lock().unwrap_or_else(|e| e.into_inner());
-        let state = if self.down.is_some() {
-            "unreachable"
-        } else {
-            "connected"
+        let mut all = engines_table();
+        let state = match (&self.down, self.src.watch) {
+            (Some(_), _) => "unreachable",
+            (None, true) => "connected",
+            (None, false) => "listed",
         };
         let since = match all.get(&s.namespace) {
-            Some(old) if old.state == state => old.since,
+            Some((_, old)) if old.state == state => old.since,
             _ => (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH))
                 .map_or(0, |d| d.as_secs()),
         };
@@ -362,7 +388,7 @@ impl Task {
             routers,
             since,
         };
-        all.insert(s.namespace.clone(), status);
+        all.insert(s.namespace.clone(), (self.id, status));
     }
 
     /// Build and send the fragment if it changed; false when the assembler is gone.

@@ -11,29 +11,21 @@
 //! so a request abandoned mid-read gives its share back.
 //! File writes and reads run on the blocking pool, never on a worker's event loop.
 
-use std::io::Write;
-use std::os::unix::fs::FileExt;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http::StatusCode;
-use http_body::{Body, Frame};
-use http_body_util::{BodyExt, StreamBody};
+use http_body::Body;
 use serde::Deserialize;
 
+pub use super::buffered::{BoxError, Buffered, Overflow};
+use super::buffered::{Counters, Limits, SHARED};
 use super::expr::{Call, Expr, Func, Ret, Value};
 use super::{MiddlewareError, util};
 
 const KIND: &str = "buffering";
 
-/// The error type of a replayed body.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 const DEFAULT_MEM: u64 = 1024 * 1024;
 /// oxy's bound on retries of one request.
 const MAX_ATTEMPTS: u32 = 10;
-/// Bytes written to (or read from) a spill file at once.
-const CHUNK: usize = 64 * 1024;
 
 /// `[http.middlewares.NAME.buffering]`.
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
@@ -74,39 +66,12 @@ const FUNCS: &[Func] = &[
     },
 ];
 
-/// Bytes all buffered bodies hold in memory now.
-static IN_MEMORY: AtomicU64 = AtomicU64::new(0);
-/// Bytes all buffered bodies hold in spill files now.
-static SPILLED: AtomicU64 = AtomicU64::new(0);
-
-/// Limits on one body.
-#[derive(Debug, Clone, Copy)]
-struct Limits {
-    mem: u64,
-    max: u64,
-    /// All spill files together (`[limits] max_buffered_body`).
-    spill_budget: u64,
-}
-
 pub struct Buffering {
     request: Limits,
     response: Limits,
     retry: Option<Expr>,
-    /// `[limits] max_buffered_memory`.
-    memory_budget: usize,
-}
-
-/// Why a body could not be buffered.
-#[derive(Debug)]
-pub enum Overflow {
-    /// Longer than the limit.
-    TooLarge,
-    /// The body failed while being read.
-    Body(String),
-    /// The spill file failed.
-    Io(std::io::Error),
-    /// The spill files of all buffered bodies together are at `[limits] max_buffered_body`.
-    Full,
+    /// The shared budgets' counters (a test's own in unit tests).
+    counters: &'static Counters,
 }
 
 impl Buffering {
@@ -128,6 +93,7 @@ impl Buffering {
                 mem: mem as u64,
                 max,
                 spill_budget: bounds.max_buffered_body,
+                memory_budget: bounds.max_buffered_memory as u64,
             })
         };
         let retry = match c.retry_expression.trim() {
@@ -148,7 +114,7 @@ impl Buffering {
                 "response",
             )?,
             retry,
-            memory_budget: bounds.max_buffered_memory,
+            counters: &SHARED,
         })
     }
 
@@ -165,7 +131,7 @@ impl Buffering {
         B: Body<Data = Bytes> + Unpin,
         B::Error: std::fmt::Display,
     {
-        collect(body, self.request, self.memory_budget).await
+        Buffered::collect(body, self.request, self.counters).await
     }
 
     /// Read a response body whole.
@@ -174,7 +140,7 @@ impl Buffering {
         B: Body<Data = Bytes> + Unpin,
         B::Error: std::fmt::Display,
     {
-        collect(body, self.response, self.memory_budget).await
+        Buffered::collect(body, self.response, self.counters).await
     }
 
     /// Whether a retry expression is set (the core then keeps the request head for resends).
@@ -213,204 +179,13 @@ pub fn overflow_status(o: &Overflow, request: bool) -> StatusCode {
     }
 }
 
-/// A body read whole: its start in memory, the rest in an unnamed file. Cheap to clone; each
-/// [`Buffered::body`] replays it from the start.
-#[derive(Clone)]
-pub struct Buffered {
-    inner: Arc<Inner>,
-}
-
-struct Inner {
-    mem: Bytes,
-    file: Option<std::fs::File>,
-    len: u64,
-    /// The memory and spill bytes this body holds of the shared budgets.
-    _held: (Held, Held),
-}
-
-impl Drop for Inner {
-    fn drop(&mut self) {
-        // Closing a large unlinked file frees its blocks: not on a worker's event loop.
-        if let Some(file) = self.file.take()
-            && let Ok(rt) = tokio::runtime::Handle::try_current()
-        {
-            rt.spawn_blocking(move || drop(file));
-        }
-    }
-}
-
-impl std::fmt::Debug for Buffered {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Buffered")
-            .field("len", &self.inner.len)
-            .field("in_memory", &self.inner.mem.len())
-            .finish()
-    }
-}
-
-impl Buffered {
-    /// The body's length (for `Content-Length`).
-    pub fn len(&self) -> u64 {
-        self.inner.len
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.inner.len == 0
-    }
-
-    /// The body, from its first byte.
-    pub fn body(&self) -> http_body_util::combinators::BoxBody<Bytes, BoxError> {
-        let state = (Arc::clone(&self.inner), 0u64);
-        let stream = futures_util::stream::unfold(state, |(inner, at)| async move {
-            if at >= inner.len {
-                return None;
-            }
-            let mem_len = inner.mem.len() as u64;
-            if at < mem_len {
-                let chunk = inner.mem.slice(at as usize..);
-                return Some((Ok(Frame::data(chunk)), (inner, mem_len)));
-            }
-            let want = (inner.len - at).min(CHUNK as u64) as usize;
-            let reader = Arc::clone(&inner);
-            let read = tokio::task::spawn_blocking(move || {
-                let mut buf = vec![0u8; want];
-                let file = reader.file.as_ref().ok_or(std::io::ErrorKind::NotFound)?;
-                file.read_exact_at(&mut buf, at - reader.mem.len() as u64)?;
-                Ok::<_, std::io::Error>(buf)
-            })
-            .await;
-            match read {
-                Ok(Ok(buf)) => {
-                    let n = buf.len() as u64;
-                    Some((Ok(Frame::data(Bytes::from(buf))), (inner, at + n)))
-                }
-                Ok(Err(e)) => Some((Err(e.into()), (inner, u64::MAX))),
-                Err(e) => Some((Err(e.into()), (inner, u64::MAX))),
-            }
-        });
-        StreamBody::new(stream).boxed()
-    }
-}
-
-async fn collect<B>(mut body: B, limits: Limits, budget: usize) -> Result<Buffered, Overflow>
-where
-    B: Body<Data = Bytes> + Unpin,
-    B::Error: std::fmt::Display,
-{
-    // Exactly the memory the body may keep, when its length is known (no doubling).
-    let hint = body.size_hint().exact().unwrap_or(0).min(limits.mem) as usize;
-    let mut mem = BytesMut::with_capacity(hint);
-    // Given back when dropped: on an error, or when the request is abandoned mid-read.
-    let mut mem_held = Held::new(&IN_MEMORY);
-    let mut spill_held = Held::new(&SPILLED);
-    let mut pending = BytesMut::new();
-    let mut file: Option<std::fs::File> = None;
-    let mut len = 0u64;
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| Overflow::Body(e.to_string()))?;
-        let Ok(data) = frame.into_data() else {
-            continue; // trailers are not kept
-        };
-        len += data.len() as u64;
-        if len > limits.max {
-            return Err(Overflow::TooLarge);
-        }
-        let mut data = &data[..];
-        if file.is_none() {
-            let room = (limits.mem as usize)
-                .saturating_sub(mem.len())
-                .min(data.len());
-            let granted = mem_held.take(room as u64, budget as u64) as usize;
-            mem.extend_from_slice(&data[..granted]);
-            data = &data[granted..];
-            if !data.is_empty() {
-                let made = tokio::task::spawn_blocking(tempfile::tempfile).await;
-                let made = made.map_err(|e| Overflow::Io(std::io::Error::other(e)))?;
-                file = Some(made.map_err(Overflow::Io)?);
-            }
-        }
-        if !data.is_empty() {
-            let n = data.len() as u64;
-            if spill_held.take(n, limits.spill_budget) < n {
-                return Err(Overflow::Full);
-            }
-            pending.extend_from_slice(data);
-        }
-        if pending.len() >= CHUNK {
-            file = Some(spill(file.take(), pending.split().freeze()).await?);
-        }
-    }
-    if !pending.is_empty() {
-        file = Some(spill(file.take(), pending.split().freeze()).await?);
-    }
-    Ok(Buffered {
-        inner: Arc::new(Inner {
-            mem: mem.freeze(),
-            file,
-            len,
-            _held: (mem_held, spill_held),
-        }),
-    })
-}
-
-/// Bytes taken from a shared budget, given back when dropped.
-struct Held {
-    counter: &'static AtomicU64,
-    n: u64,
-}
-
-impl Held {
-    fn new(counter: &'static AtomicU64) -> Self {
-        Held { counter, n: 0 }
-    }
-
-    /// Take up to `want` more bytes while the counter stays within `budget`; what was taken.
-    fn take(&mut self, want: u64, budget: u64) -> u64 {
-        let mut now = self.counter.load(Ordering::Relaxed);
-        loop {
-            let grant = want.min(budget.saturating_sub(now));
-            if grant == 0 {
-                return 0;
-            }
-            let next = now + grant;
-            match (self.counter).compare_exchange_weak(
-                now,
-                next,
-                Ordering::Relaxed,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => {
-                    self.n += grant;
-                    return grant;
-                }
-                Err(seen) => now = seen,
-            }
-        }
-    }
-}
-
-impl Drop for Held {
-    fn drop(&mut self) {
-        self.counter.fetch_sub(self.n, Ordering::Relaxed);
-    }
-}
-
-/// Append `data` to the spill file (on the blocking pool).
-async fn spill(file: Option<std::fs::File>, data: Bytes) -> Result<std::fs::File, Overflow> {
-    let Some(mut file) = file else {
-        return Err(Overflow::Io(std::io::Error::other("no spill file")));
-    };
-    tokio::task::spawn_blocking(move || file.write_all(&data).map(|()| file))
-        .await
-        .map_err(|e| Overflow::Io(std::io::Error::other(e)))?
-        .map_err(Overflow::Io)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use futures_util::StreamExt;
-    use http_body_util::{Full, StreamBody};
+    use http_body::Frame;
+    use http_body_util::{BodyExt, Full, StreamBody};
+    use std::sync::atomic::Ordering;
 
     fn bounds() -> super::super::Bounds {
         super::super::Bounds::default()
@@ -442,13 +217,13 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(small.len(), 5);
-        assert!(small.inner.file.is_none());
+        assert!(!small.spilled());
         assert_eq!(read_all(&small).await, b"hello");
 
         let big = b.request(chunks(40, 7_000)).await.unwrap();
         assert_eq!(big.len(), 280_000);
-        assert_eq!(big.inner.mem.len(), 10_000);
-        assert!(big.inner.file.is_some());
+        assert_eq!(big.in_memory(), 10_000);
+        assert!(big.spilled());
         let want: Vec<u8> = (0..40)
             .flat_map(|i| vec![b'a' + (i % 26) as u8; 7_000])
             .collect();
@@ -481,31 +256,105 @@ mod tests {
         };
         let b = Buffering::compile(&BufferingConfig::default(), &tight).unwrap();
         let spilled = b.request(chunks(1, 100)).await.unwrap();
-        assert!(spilled.inner.mem.is_empty() && spilled.inner.file.is_some());
+        assert!(spilled.in_memory() == 0 && spilled.spilled());
         assert_eq!(read_all(&spilled).await, vec![b'a'; 100]);
+    }
+
+    /// A buffering middleware counting into `counters`.
+    fn counted(
+        c: &BufferingConfig,
+        bounds: &super::super::Bounds,
+        counters: &'static Counters,
+    ) -> Buffering {
+        let mut b = Buffering::compile(c, bounds).unwrap();
+        b.counters = counters;
+        b
+    }
+
+    /// Wait until the blocking pool has closed dropped spill files.
+    async fn settled(counter: &std::sync::atomic::AtomicU64) -> u64 {
+        for _ in 0..200 {
+            if counter.load(Ordering::Relaxed) == 0 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        counter.load(Ordering::Relaxed)
     }
 
     #[tokio::test]
     async fn budgets_are_given_back_even_by_an_abandoned_read() {
-        static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let mut a = Held::new(&COUNTER);
-        assert_eq!(a.take(60, 100), 60);
-        let mut b = Held::new(&COUNTER);
-        assert_eq!(b.take(60, 100), 40, "only what is left of the budget");
-        drop(a);
-        assert_eq!(COUNTER.load(Ordering::Relaxed), 40);
-        drop(b);
-        assert_eq!(COUNTER.load(Ordering::Relaxed), 0);
-        // A read that never ends, abandoned: its guard goes with the future.
+        static C: Counters = Counters::new();
+        let c = BufferingConfig {
+            mem_request_body_bytes: Some(1000),
+            ..Default::default()
+        };
+        let b = counted(&c, &bounds(), &C);
+        // A read that never ends, abandoned after it has filled memory and begun spilling.
+        let frames = (0..3)
+            .map(|_| Ok::<_, std::convert::Infallible>(Frame::data(Bytes::from(vec![b'z'; 700]))));
         let endless = StreamBody::new(
-            futures_util::stream::iter([Ok::<_, std::convert::Infallible>(Frame::data(
-                Bytes::from_static(b"x"),
-            ))])
-            .chain(futures_util::stream::pending()),
+            futures_util::stream::iter(frames).chain(futures_util::stream::pending()),
         );
-        let b = Buffering::compile(&BufferingConfig::default(), &bounds()).unwrap();
-        let read = tokio::time::timeout(std::time::Duration::from_millis(20), b.request(endless));
+        let read = tokio::time::timeout(std::time::Duration::from_millis(50), b.request(endless));
         assert!(read.await.is_err(), "the read cannot finish");
+        assert_eq!(C.memory.load(Ordering::Relaxed), 0, "memory given back");
+        assert_eq!(settled(&C.spilled).await, 0, "spill share given back");
+        // A failed read gives back too.
+        let failing = StreamBody::new(futures_util::stream::iter([
+            Ok(Frame::data(Bytes::from(vec![b'x'; 1500]))),
+            Err("peer went away"),
+        ]));
+        assert!(matches!(b.request(failing).await, Err(Overflow::Body(_))));
+        assert_eq!(C.memory.load(Ordering::Relaxed), 0);
+        assert_eq!(settled(&C.spilled).await, 0);
+        // A kept body holds its shares until its last clone is gone.
+        let kept = b.request(chunks(3, 700)).await.unwrap();
+        assert_eq!(C.spilled.load(Ordering::Relaxed), 1100);
+        assert!(C.memory.load(Ordering::Relaxed) >= 1000);
+        let clone = kept.clone();
+        drop(kept);
+        assert_eq!(read_all(&clone).await.len(), 2100);
+        drop(clone);
+        assert_eq!(C.memory.load(Ordering::Relaxed), 0);
+        assert_eq!(settled(&C.spilled).await, 0);
+    }
+
+    #[tokio::test]
+    async fn memory_is_granted_before_it_is_allocated() {
+        static C: Counters = Counters::new();
+        let tight = super::super::Bounds {
+            max_buffered_memory: 100_000,
+            ..bounds()
+        };
+        let b = counted(&BufferingConfig::default(), &tight, &C);
+        // Declared lengths of 1 MiB each: only what the budget grants is kept in memory, and
+        // the counter covers every byte of it (no allocation beyond the grant).
+        let mut held = Vec::new();
+        for _ in 0..3 {
+            let body = Full::new(Bytes::from(vec![b'y'; 1 << 20]));
+            let got = b.request(body).await.unwrap();
+            assert_eq!(got.len(), 1 << 20);
+            assert_eq!(read_all(&got).await, vec![b'y'; 1 << 20]);
+            held.push(got);
+        }
+        let kept: u64 = held.iter().map(Buffered::in_memory).sum();
+        assert!(
+            kept <= 100_000,
+            "{kept} bytes in memory against a 100,000 budget"
+        );
+        assert!(C.memory.load(Ordering::Relaxed) <= 100_000);
+        assert_eq!(
+            held[0].in_memory(),
+            100_000,
+            "the first body had the budget"
+        );
+        assert_eq!(held[2].in_memory(), 0, "the last found it full");
+        // Unknown length, small frames: gathered into blocks, still within the budget.
+        drop(held);
+        let small = b.request(chunks(500, 100)).await.unwrap();
+        assert_eq!(small.in_memory(), 50_000);
+        assert_eq!(read_all(&small).await.len(), 50_000);
     }
 
     #[test]

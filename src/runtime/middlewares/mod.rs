@@ -42,6 +42,7 @@
 //! as a problem for routers using them.
 
 mod auth;
+mod buffered;
 pub mod buffering;
 mod circuit;
 pub mod compress;
@@ -241,6 +242,9 @@ pub struct Ctx {
     pub resend: Option<Box<http::request::Parts>>,
     /// The request is a HEAD (its answer's length is not its body's).
     pub head: bool,
+    /// After a `buffering` middleware's resends: the server that answered last, and how many
+    /// resends were made (for the access log).
+    pub resent: Option<(String, u32)>,
     /// When each circuitBreaker (by id) let the request through.
     breaker_starts: Vec<(u64, Instant)>,
 }
@@ -262,6 +266,7 @@ impl Ctx {
             resend: None,
             head: false,
             breaker_starts: Vec::new(),
+            resent: None,
         }
     }
 
