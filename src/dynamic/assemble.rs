@@ -148,10 +148,11 @@ pub fn assemble(
         configs: (fragments.iter())
             .map(|(ns, f)| (ns.clone(), Arc::clone(&f.config)))
             .collect(),
-        routers: placed.statuses,
+        // Rebuilt in bulk: full B-tree nodes, where the inserts above left them half full.
+        routers: placed.statuses.into_iter().collect(),
         default_entrypoints: default_eps,
         problems,
-        hosts: placed.hosts,
+        hosts: placed.hosts.into_iter().collect(),
         leases: merged_leases(fragments, prev),
     }
 }

@@ -65,26 +65,13 @@ pub(crate) enum HostPat {
     Never,
 }
 
-pub(crate) struct Compiled {
-    pub(crate) root: Node,
-    pub(crate) mentioned: Vec<String>,
-}
-
-pub(crate) fn compile(src: &str, expr: &Expr) -> Result<Compiled, RuleError> {
-    let mut c = Compiler {
-        src,
-        mentioned: Vec::new(),
-    };
-    let root = c.node(expr, false)?;
-    Ok(Compiled {
-        root,
-        mentioned: c.mentioned,
-    })
+pub(crate) fn compile(src: &str, expr: &Expr) -> Result<Node, RuleError> {
+    let mut c = Compiler { src };
+    c.node(expr, false)
 }
 
 struct Compiler<'a> {
     src: &'a str,
-    mentioned: Vec<String>,
 }
 
 impl Compiler<'_> {
@@ -113,7 +100,7 @@ impl Compiler<'_> {
             }
             Expr::Call(call) => Ok(Node::Leaf {
                 negated: neg,
-                test: self.test(call, neg)?,
+                test: self.test(call)?,
             }),
         }
     }
@@ -127,7 +114,7 @@ impl Compiler<'_> {
         Err(self.err(call.offset, format!("`{name}` takes {expected}, got {got}")))
     }
 
-    fn test(&mut self, call: &Call, neg: bool) -> Result<Test, RuleError> {
+    fn test(&mut self, call: &Call) -> Result<Test, RuleError> {
         let n = call.args.len();
         if n == 0 {
             return Err(self.err(
@@ -146,15 +133,7 @@ impl Compiler<'_> {
             Kind::Host | Kind::HostHeader => {
                 let mut pats = Vec::with_capacity(n);
                 for a in args {
-                    let pat = self.host_pat(a)?;
-                    if let (HostPat::Exact(h), false) = (&pat, neg) {
-                        // Names only: IP literals and host:port forms are not DNS names.
-                        let name = !h.contains([':', '[']) && h.parse::<IpAddr>().is_err();
-                        if name && !self.mentioned.iter().any(|m| **m == **h) {
-                            self.mentioned.push(h.to_string());
-                        }
-                    }
-                    pats.push(pat);
+                    pats.push(self.host_pat(a)?);
                 }
                 Test::Host(pats)
             }
@@ -393,6 +372,27 @@ impl Node {
                     Test::Path(_) | Test::PathPrefix(_) | Test::PathRegexp(_)
                 )
             }
+        }
+    }
+
+    /// See [`super::Rule::mentioned_hosts`]: walked in the order the rule was written.
+    pub(crate) fn mentioned(&self, out: &mut Vec<String>) {
+        match self {
+            Node::All(xs) | Node::Any(xs) => xs.iter().for_each(|x| x.mentioned(out)),
+            Node::Leaf {
+                negated: false,
+                test: Test::Host(pats),
+            } => {
+                for pat in pats {
+                    let HostPat::Exact(h) = pat else { continue };
+                    // Names only: IP literals and host:port forms are not DNS names.
+                    let name = !h.contains([':', '[']) && h.parse::<IpAddr>().is_err();
+                    if name && !out.iter().any(|m| **m == **h) {
+                        out.push(h.to_string());
+                    }
+                }
+            }
+            Node::Leaf { .. } => {}
         }
     }
 

@@ -89,7 +89,6 @@ pub struct Rule {
     source: Box<str>,
     root: matcher::Node,
     needs_path: bool,
-    mentioned: Vec<String>,
 }
 
 /// A rule that does not parse or compile, with where and why.
@@ -122,12 +121,11 @@ impl Rule {
     /// Parse, compile regexes and validate every argument.
     pub fn parse(src: &str) -> Result<Rule, RuleError> {
         let ast = parser::parse(src)?;
-        let compiled = matcher::compile(src, &ast)?;
+        let root = matcher::compile(src, &ast)?;
         Ok(Rule {
             source: src.into(),
-            needs_path: compiled.root.needs_path(),
-            mentioned: compiled.mentioned,
-            root: compiled.root,
+            needs_path: root.needs_path(),
+            root,
         })
     }
 
@@ -161,8 +159,11 @@ impl Rule {
     /// Every exact host name the rule mentions in a `Host` matcher that is not negated, lower-case,
     /// without a trailing dot, in order of appearance, without duplicates (names to publish in DNS).
     /// Wildcard patterns (`*.x`, `**.x`, `*`), IP literals and `host:port` forms are left out.
+    /// Walked on each call (when a snapshot is assembled), not kept.
     pub fn mentioned_hosts(&self) -> Vec<String> {
-        self.mentioned.clone()
+        let mut out = Vec::new();
+        self.root.mentioned(&mut out);
+        out
     }
 }
 
