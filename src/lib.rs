@@ -68,6 +68,30 @@ pub struct Listening {
     pub scheme: &'static str,
 }
 
+/// The proxy's worker threads: `[limits] workers`, or one per core.
+fn worker_count(cfg: &Config) -> usize {
+    match cfg.limits.workers {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    }
+    .clamp(1, 256)
+}
+
+/// With `[api] insecure`, the dashboard is on the `traefik` entrypoint: printed as such.
+fn list_dashboard(cfg: &Config, listening: &mut Vec<Listening>) {
+    if cfg.api.as_ref().is_some_and(|a| a.insecure)
+        && let Some(l) = listening.iter().find(|l| l.name == "traefik")
+    {
+        let addr = l.addr;
+        listening.push(Listening {
+            what: "admin",
+            name: "dashboard".into(),
+            addr,
+            scheme: "http",
+        });
+    }
+}
+
 /// A started gateway: its listeners and the handle to stop it.
 ///
 /// Connections are served by worker threads, each a single-threaded tokio runtime with its own
@@ -114,11 +138,7 @@ impl Gateway {
                 false
             }
         };
-        let workers = match cfg.limits.workers {
-            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
-            n => n,
-        }
-        .clamp(1, 256);
+        let workers = worker_count(cfg);
         let (bound, mut listening) = bind_entrypoints(cfg, workers)?;
         let (access_log, log_task) = start_access_log(cfg)?;
         let dhcp_server = net::dhcp::ServerConfig::from_config(cfg);
@@ -153,17 +173,7 @@ impl Gateway {
             stop_rx.clone(),
         ));
         start_providers(cfg, &frag_tx, &mut tasks, &stop_rx)?;
-        if cfg.api.as_ref().is_some_and(|a| a.insecure)
-            && let Some(l) = listening.iter().find(|l| l.name == "traefik")
-        {
-            let addr = l.addr;
-            listening.push(Listening {
-                what: "admin",
-                name: "dashboard".into(),
-                addr,
-                scheme: "http",
-            });
-        }
+        list_dashboard(cfg, &mut listening);
         let net_parts = NetParts {
             links_ok,
             dhcp: dhcp_server.zip(dhcp_channels),

@@ -12,4 +12,5 @@
 
 pub mod balance;
 pub mod middlewares;
+pub mod regular;
 pub mod tls;

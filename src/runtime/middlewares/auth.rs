@@ -244,16 +244,15 @@ fn read_users_file(path: &str) -> Result<Vec<String>, MiddlewareError> {
         source,
     };
     let mut text = String::new();
-    // A FIFO would block the open itself, and with it every reload: regular files only.
-    let meta = std::fs::metadata(path).map_err(err)?;
-    if !meta.is_file() {
-        return Err(MiddlewareError::invalid(
-            KIND,
-            format!("usersFile {path:?} is not a regular file"),
-        ));
-    }
-    std::fs::File::open(path)
-        .and_then(|f| f.take(USERS_FILE_MAX + 1).read_to_string(&mut text))
+    let file = crate::runtime::regular::open(std::path::Path::new(path)).map_err(|e| {
+        if crate::runtime::regular::not_regular(&e) {
+            MiddlewareError::invalid(KIND, format!("usersFile {path:?} is not a regular file"))
+        } else {
+            err(e)
+        }
+    })?;
+    file.take(USERS_FILE_MAX + 1)
+        .read_to_string(&mut text)
         .map_err(err)?;
     if text.len() as u64 > USERS_FILE_MAX {
         return Err(MiddlewareError::invalid(

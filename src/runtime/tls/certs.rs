@@ -74,12 +74,7 @@ pub fn pem_bytes(spec: &str, stamps: &mut Vec<Stamp>) -> Result<Vec<u8>, String>
     // Stamped before reading: a change made while reading shows up on the next check.
     stamps.push(Stamp::of(path.clone()));
     let mut bytes = Vec::new();
-    // A FIFO would block the open itself and a device might never end: only regular files.
-    let meta = std::fs::metadata(&path).map_err(|e| format!("{spec}: {e}"))?;
-    if !meta.is_file() {
-        return Err(format!("{spec}: not a regular file"));
-    }
-    let file = std::fs::File::open(&path).map_err(|e| format!("{spec}: {e}"))?;
+    let file = crate::runtime::regular::open(&path).map_err(|e| format!("{spec}: {e}"))?;
     file.take(PEM_MAX + 1)
         .read_to_end(&mut bytes)
         .map_err(|e| format!("{spec}: {e}"))?;

@@ -1,7 +1,7 @@
 //! Just enough DER to read what boma shows and indexes of an X.509 certificate: the names it is
 //! for (subject alternative names, or the subject's common name when it has none), its subject
-//! and issuer common names and its validity. Anything unexpected reads as `None`; the
-//! handshake itself is rustls's business.
+//! and issuer common names, its validity and, for a CA, the DNS names its name constraints
+//! permit. Anything unexpected reads as `None`; the handshake itself is rustls's business.
 
 use std::net::IpAddr;
 
@@ -18,6 +18,9 @@ pub struct Facts {
     /// Unix seconds.
     pub not_before: i64,
     pub not_after: i64,
+    /// The DNS names of the name constraints' permitted subtrees (lower case); empty when the
+    /// certificate has none.
+    pub permitted: Vec<String>,
 }
 
 const SEQUENCE: u8 = 0x30;
@@ -35,6 +38,9 @@ const DNS_NAME: u8 = 0x82;
 const IP_ADDRESS: u8 = 0x87;
 const OID_CN: &[u8] = &[0x55, 0x04, 0x03];
 const OID_SAN: &[u8] = &[0x55, 0x1d, 0x11];
+const OID_NAME_CONSTRAINTS: &[u8] = &[0x55, 0x1d, 0x1e];
+/// `permittedSubtrees [0]` of NameConstraints (implicit, constructed).
+const PERMITTED: u8 = 0xa0;
 
 /// One TLV: (tag, contents, what follows).
 fn tlv(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
@@ -84,7 +90,7 @@ pub fn facts(der: &[u8]) -> Option<Facts> {
     // subjectPublicKeyInfo, the optional unique IDs, then [3] extensions.
     while let Some((tag, body, after)) = tlv(rest) {
         if tag == CTX3 {
-            alt_names(body, &mut facts);
+            extensions(body, &mut facts);
         }
         rest = after;
     }
@@ -116,36 +122,56 @@ fn common_name(name: &[u8]) -> Option<String> {
     None
 }
 
-/// The subject alternative names of the extensions `[3]` wrapper `ext`.
-fn alt_names(ext: &[u8], facts: &mut Facts) -> Option<()> {
+/// The subject alternative names and name constraints of the extensions `[3]` wrapper `ext`.
+fn extensions(ext: &[u8], facts: &mut Facts) -> Option<()> {
     let (mut list, _) = expect(ext, SEQUENCE)?;
     while let Some((one, next)) = expect(list, SEQUENCE) {
         list = next;
         let (oid, mut rest) = expect(one, OID)?;
-        if oid != OID_SAN {
-            continue;
-        }
         if let Some((BOOLEAN, _, after)) = tlv(rest) {
-            rest = after;
+            rest = after; // critical
         }
         let (value, _) = expect(rest, OCTETS)?;
-        let (mut names, _) = expect(value, SEQUENCE)?;
-        while let Some((tag, body, after)) = tlv(names) {
-            match tag {
-                DNS_NAME => facts
-                    .names
-                    .push(String::from_utf8_lossy(body).to_ascii_lowercase()),
-                IP_ADDRESS => {
-                    if let Ok(v4) = <[u8; 4]>::try_from(body) {
-                        facts.ips.push(IpAddr::from(v4));
-                    } else if let Ok(v6) = <[u8; 16]>::try_from(body) {
-                        facts.ips.push(IpAddr::from(v6));
-                    }
-                }
-                _ => {}
-            }
-            names = after;
+        if oid == OID_SAN {
+            alt_names(value, facts);
+        } else if oid == OID_NAME_CONSTRAINTS {
+            permitted(value, facts);
         }
+    }
+    Some(())
+}
+
+/// GeneralNames: the DNS names and IP addresses.
+fn alt_names(value: &[u8], facts: &mut Facts) -> Option<()> {
+    let (mut names, _) = expect(value, SEQUENCE)?;
+    while let Some((tag, body, after)) = tlv(names) {
+        match tag {
+            DNS_NAME => facts
+                .names
+                .push(String::from_utf8_lossy(body).to_ascii_lowercase()),
+            IP_ADDRESS => {
+                if let Ok(v4) = <[u8; 4]>::try_from(body) {
+                    facts.ips.push(IpAddr::from(v4));
+                } else if let Ok(v6) = <[u8; 16]>::try_from(body) {
+                    facts.ips.push(IpAddr::from(v6));
+                }
+            }
+            _ => {}
+        }
+        names = after;
+    }
+    Some(())
+}
+
+/// NameConstraints: the DNS names of the permitted subtrees.
+fn permitted(value: &[u8], facts: &mut Facts) -> Option<()> {
+    let (constraints, _) = expect(value, SEQUENCE)?;
+    let (mut subtrees, _) = expect(constraints, PERMITTED)?;
+    while let Some((subtree, after)) = expect(subtrees, SEQUENCE) {
+        if let Some((DNS_NAME, base, _)) = tlv(subtree) {
+            (facts.permitted).push(String::from_utf8_lossy(base).to_ascii_lowercase());
+        }
+        subtrees = after;
     }
     Some(())
 }
@@ -211,6 +237,27 @@ mod tests {
         assert_eq!(f.issuer.as_deref(), Some("Leaf One"));
         assert_eq!(f.not_before, days_from_civil(2026, 1, 2) * 86_400);
         assert_eq!(f.not_after, days_from_civil(2027, 3, 4) * 86_400);
+        assert!(f.permitted.is_empty());
+    }
+
+    #[test]
+    fn reads_a_cas_permitted_names() {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.name_constraints = Some(rcgen::NameConstraints {
+            permitted_subtrees: vec![
+                rcgen::GeneralSubtree::DnsName("Village.lan".into()),
+                rcgen::GeneralSubtree::IpAddress(rcgen::CidrSubnet::V4(
+                    [10, 0, 0, 0],
+                    [255, 0, 0, 0],
+                )),
+                rcgen::GeneralSubtree::DnsName("school.lan".into()),
+            ],
+            excluded_subtrees: vec![rcgen::GeneralSubtree::DnsName("x.school.lan".into())],
+        });
+        let key = rcgen::KeyPair::generate().unwrap();
+        let f = facts(params.self_signed(&key).unwrap().der()).expect("parsed");
+        assert_eq!(f.permitted, ["village.lan", "school.lan"]);
     }
 
     #[test]

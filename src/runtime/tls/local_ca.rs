@@ -116,6 +116,30 @@ impl LocalCa {
                 facts.not_before, facts.not_after
             ));
         }
+        // The stored CA's name constraints are what clients trust it for: a CA made for other
+        // `domains` than configured is refused (never replaced), with what to do.
+        let mut stored = facts.permitted.clone();
+        let mut wanted: Vec<String> = (settings.domains.iter())
+            .map(|d| d.to_ascii_lowercase())
+            .collect();
+        for list in [&mut stored, &mut wanted] {
+            list.sort();
+            list.dedup();
+        }
+        if stored != wanted {
+            let show = |l: &[String]| match l {
+                [] => "any name".to_string(),
+                l => l.join(", "),
+            };
+            return Err(format!(
+                "ca.pem was made for {} but `domains` says {}: clients trust a CA for the names \
+                 it was made for. Set `domains` back, or move {} aside to make a new CA (every \
+                 client then has to trust the new one)",
+                show(&stored),
+                show(&wanted),
+                settings.storage.display()
+            ));
+        }
         let subject = facts.subject.ok_or("ca.pem: no common name")?;
         let key = KeyPair::from_pem(key_pem).map_err(err("ca.key"))?;
         // The issuer is what leaves name: the CA's subject and key. Its certificate is not
@@ -362,6 +386,30 @@ mod tests {
             std::fs::read(dir.path().join("ca/ca.pem")).unwrap(),
             pem_before
         );
+    }
+
+    #[test]
+    fn a_ca_made_for_other_domains_is_refused_not_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = LocalCa::open(settings(dir.path(), &["village.lan", "school.lan"])).unwrap();
+        let pem = ca.ca_pem().to_string();
+        // The same domains, in another order and case: the same CA.
+        let again = LocalCa::open(settings(dir.path(), &["School.lan", "village.lan"])).unwrap();
+        assert_eq!(again.ca_pem(), pem);
+        for other in [&["village.lan"][..], &["clinic.lan"], &[]] {
+            let e = LocalCa::open(settings(dir.path(), other)).unwrap_err();
+            assert!(e.contains("made for school.lan, village.lan"), "{e}");
+            assert!(e.contains("move"), "{e}");
+        }
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("ca/ca.pem")).unwrap(),
+            pem
+        );
+        // And the other way: a CA for any name is not taken for one with domains.
+        let open = tempfile::tempdir().unwrap();
+        LocalCa::open(settings(open.path(), &[])).unwrap();
+        let e = LocalCa::open(settings(open.path(), &["village.lan"])).unwrap_err();
+        assert!(e.contains("made for any name"), "{e}");
     }
 
     #[test]
