@@ -283,6 +283,13 @@ async fn serve_conn(stream: TcpStream, conn: Accepted<'_>) {
     if !tls {
         return serve_http(io, None, conn).await;
     }
+    // Boxed: the TLS state (rustls's connection, the handshake) is not carried in every plain
+    // connection's task.
+    Box::pin(serve_tls(io, deadline, conn)).await;
+}
+
+/// The TLS handshake within the header-read `deadline`, then HTTP over it.
+async fn serve_tls(io: Activity, deadline: tokio::time::Instant, conn: Accepted<'_>) {
     let (peer, stats) = (conn.peer, &conn.ep.stats);
     match tokio::time::timeout_at(deadline, handshake(io, &conn.proxy, &conn.ep.name)).await {
         Ok(Ok((tls, options))) => serve_http(tls, Some(options), conn).await,
@@ -374,12 +381,13 @@ where
         }
     }
     if let Some(upgrade) = conn_info.take_upgrade() {
-        splice(
+        // Boxed: only upgraded connections carry the copy's state.
+        Box::pin(splice(
             upgrade,
             peer,
             IdleWatch::new(timeouts.upgraded_idle, &moved),
             stop,
-        )
+        ))
         .await;
     }
 }

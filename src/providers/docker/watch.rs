@@ -142,20 +142,34 @@ pub async fn run(
         listed: false,
         id: TASKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
     };
-    let id = task.id;
+    // However this task ends (returned or aborted), its entry goes with it.
+    let _entry = Entry {
+        namespace,
+        id: task.id,
+    };
     if drive(&mut task, &mut stop).await {
         // Listed once (`watch = false`): its entry stays, as `listed`, while it is configured.
         let _ = stop.changed().await;
     }
-    drop(task);
-    let mut all = engines_table();
-    if all.get(&namespace).is_some_and(|(owner, _)| *owner == id) {
-        all.remove(&namespace);
+}
+
+/// A task's entry in the engines' table, removed when dropped (unless a successor owns it).
+struct Entry {
+    namespace: String,
+    id: u64,
+}
+
+impl Drop for Entry {
+    fn drop(&mut self) {
+        let mut all = engines_table();
+        if (all.get(&self.namespace)).is_some_and(|(owner, _)| *owner == self.id) {
+            all.remove(&self.namespace);
+        }
     }
 }
 
-/// Follow the engine until stopped; true when it ended because `watch = false` had it listed
-/// once.
+/// Follow the engine until stopped (retrying while it cannot be reached, `watch = false`
+/// included); true when it ended because `watch = false` had it listed once.
 async fn drive(task: &mut Task, stop: &mut watch::Receiver<bool>) -> bool {
     let mut backoff = BACKOFF_MIN;
     loop {
@@ -167,9 +181,6 @@ async fn drive(task: &mut Task, stop: &mut watch::Receiver<bool>) -> bool {
             End::Stop => return !task.src.watch && !*stop.borrow() && !task.tx.is_closed(),
             End::Lost(why) => why,
         };
-        if !task.src.watch && task.last.is_some() {
-            return false;
-        }
         if std::mem::take(&mut task.listed) {
             backoff = BACKOFF_MIN;
         }

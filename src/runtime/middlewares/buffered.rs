@@ -155,7 +155,7 @@ impl Buffered {
                 return Some((Ok(Frame::data(b.clone())), (inner, block + 1, at)));
             }
             let file = inner.file.as_ref()?;
-            let left = file.len - at;
+            let left = file.len.saturating_sub(at);
             if left == 0 {
                 return None;
             }
@@ -163,7 +163,7 @@ impl Buffered {
             let reader = Arc::clone(&inner);
             let read = tokio::task::spawn_blocking(move || {
                 let mut buf = vec![0u8; want];
-                let file = reader.file.as_ref().and_then(|f| f.file.as_ref());
+                let file = reader.file.as_ref().and_then(SpillFile::file);
                 file.ok_or(std::io::ErrorKind::NotFound)?
                     .read_exact_at(&mut buf, at)?;
                 Ok::<_, std::io::Error>(buf)
@@ -197,16 +197,34 @@ struct Collector {
     len: u64,
 }
 
-/// The spilling part of a read: the file, and a write buffer whose memory was granted (empty
+/// The spilling part of a read: the file, and a write buffer whose memory was granted (none
 /// when the budget had none: frames are then written as they come).
 struct Spill {
     file: SpillFile,
-    buf: Vec<u8>,
-    _buf_held: Held,
+    buf: Option<Granted>,
+}
+
+impl Spill {
+    /// Write what the buffer holds, and keep the buffer for more.
+    async fn flush(&mut self) -> Result<(), Overflow> {
+        if self.buf.as_ref().is_none_or(|g| g.buf.is_empty()) {
+            return Ok(());
+        }
+        let Some(g) = self.buf.take() else {
+            return Ok(());
+        };
+        let mut g = self.file.write(g).await?;
+        g.buf.clear();
+        self.buf = Some(g);
+        Ok(())
+    }
 }
 
 impl Collector {
     async fn push(&mut self, mut data: Bytes) -> Result<(), Overflow> {
+        if data.is_empty() {
+            return Ok(());
+        }
         self.len += data.len() as u64;
         if self.len > self.limits.max {
             return Err(Overflow::TooLarge);
@@ -222,24 +240,21 @@ impl Collector {
             return Ok(());
         };
         let n = data.len() as u64;
-        if spill.file.held.take(n, self.limits.spill_budget) < n {
+        if !spill.file.grant(n, self.limits.spill_budget) {
             return Err(Overflow::Full);
         }
         spill.file.len += n;
-        if spill.buf.capacity() - spill.buf.len() >= data.len() {
-            spill.buf.extend_from_slice(&data);
-            if spill.buf.len() == spill.buf.capacity() {
-                let buf = std::mem::take(&mut spill.buf);
-                spill.buf = spill.file.write(buf).await?;
-                spill.buf.clear();
+        let room = (spill.buf.as_ref()).map_or(0, |g| g.buf.capacity() - g.buf.len());
+        if room >= data.len()
+            && let Some(g) = spill.buf.as_mut()
+        {
+            g.buf.extend_from_slice(&data);
+            if g.buf.len() == g.buf.capacity() {
+                spill.flush().await?;
             }
             return Ok(());
         }
-        if !spill.buf.is_empty() {
-            let buf = std::mem::take(&mut spill.buf);
-            spill.buf = spill.file.write(buf).await?;
-            spill.buf.clear();
-        }
+        spill.flush().await?;
         // Larger than the buffer's room: written from the frame itself.
         spill.file.write(data).await?;
         Ok(())
@@ -286,25 +301,22 @@ impl Collector {
         let made = tokio::task::spawn_blocking(tempfile::tempfile).await;
         let made = made.map_err(|e| Overflow::Io(std::io::Error::other(e)))?;
         let file = SpillFile {
-            file: Some(Arc::new(made.map_err(Overflow::Io)?)),
+            open: Some((
+                made.map_err(Overflow::Io)?,
+                Held::new(&self.counters.spilled),
+            )),
             len: 0,
-            held: Held::new(&self.counters.spilled),
         };
-        let mut buf_held = Held::new(&self.counters.memory);
-        let buf = if buf_held.take(CHUNK as u64, self.limits.memory_budget) == CHUNK as u64 {
-            Vec::with_capacity(CHUNK)
-        } else {
-            drop(std::mem::replace(
-                &mut buf_held,
-                Held::new(&self.counters.memory),
-            ));
-            Vec::new()
-        };
-        self.spill = Some(Spill {
-            file,
-            buf,
-            _buf_held: buf_held,
-        });
+        // The write buffer counts against the memory budget, and stays within what one body
+        // may keep in memory.
+        let size = (CHUNK as u64).min(self.limits.mem);
+        let mut held = Held::new(&self.counters.memory);
+        let buf =
+            (size > 0 && held.take(size, self.limits.memory_budget) == size).then(|| Granted {
+                buf: Vec::with_capacity(size as usize),
+                _held: held,
+            });
+        self.spill = Some(Spill { file, buf });
         Ok(())
     }
 
@@ -314,10 +326,7 @@ impl Collector {
         }
         let file = match self.spill.take() {
             Some(mut spill) => {
-                if !spill.buf.is_empty() {
-                    let buf = std::mem::take(&mut spill.buf);
-                    spill.file.write(buf).await?;
-                }
+                spill.flush().await?;
                 Some(spill.file)
             }
             None => None,
@@ -333,42 +342,69 @@ impl Collector {
     }
 }
 
-/// An unnamed spill file and its share of the spill budget. Dropped, it is closed on the
-/// blocking pool (closing a large unlinked file frees its blocks), and only then is the share
-/// given back.
+/// An unnamed spill file with its share of the spill budget, and the bytes in it. While a
+/// write runs, the file and its share are on the blocking pool with it (`open` is `None`):
+/// whichever side ends last closes the file there, and only then gives the share back.
 struct SpillFile {
-    file: Option<Arc<std::fs::File>>,
-    /// Bytes in it.
+    open: Option<(std::fs::File, Held)>,
     len: u64,
-    held: Held,
 }
 
 impl SpillFile {
+    fn file(&self) -> Option<&std::fs::File> {
+        self.open.as_ref().map(|(f, _)| f)
+    }
+
+    /// Grant `n` more bytes of `budget` to this file; false when it is full.
+    fn grant(&mut self, n: u64, budget: u64) -> bool {
+        match self.open.as_mut() {
+            Some((_, held)) => held.take(n, budget) == n,
+            None => false,
+        }
+    }
+
     /// Append `data` (on the blocking pool); `data` comes back for reuse.
-    async fn write<D>(&self, data: D) -> Result<D, Overflow>
+    async fn write<D>(&mut self, data: D) -> Result<D, Overflow>
     where
         D: AsRef<[u8]> + Send + 'static,
     {
-        let Some(file) = self.file.clone() else {
+        let Some(mut open) = self.open.take() else {
             return Err(Overflow::Io(std::io::Error::other("spill file closed")));
         };
-        let done =
-            tokio::task::spawn_blocking(move || (&*file).write_all(data.as_ref()).map(|()| data));
-        done.await
-            .map_err(|e| Overflow::Io(std::io::Error::other(e)))?
-            .map_err(Overflow::Io)
+        let done = tokio::task::spawn_blocking(move || {
+            let wrote = open.0.write_all(data.as_ref());
+            (open, data, wrote)
+        });
+        let (open, data, wrote) = done
+            .await
+            .map_err(|e| Overflow::Io(std::io::Error::other(e)))?;
+        self.open = Some(open);
+        wrote.map(|()| data).map_err(Overflow::Io)
     }
 }
 
 impl Drop for SpillFile {
     fn drop(&mut self) {
-        let counter = self.held.counter;
-        let held = std::mem::replace(&mut self.held, Held::new(counter));
-        let file = self.file.take();
+        // The file first, then its share (the tuple's order).
+        let Some(open) = self.open.take() else {
+            return;
+        };
         match tokio::runtime::Handle::try_current() {
-            Ok(rt) => drop(rt.spawn_blocking(move || drop((file, held)))),
-            Err(_) => drop((file, held)),
+            Ok(rt) => drop(rt.spawn_blocking(move || drop(open))),
+            Err(_) => drop(open),
         }
+    }
+}
+
+/// A spill-write buffer with the memory granted for it, which goes where the buffer goes.
+struct Granted {
+    buf: Vec<u8>,
+    _held: Held,
+}
+
+impl AsRef<[u8]> for Granted {
+    fn as_ref(&self) -> &[u8] {
+        &self.buf
     }
 }
 

@@ -405,10 +405,14 @@ mod tests {
     use super::*;
 
     fn breaker(expr: &str) -> CircuitBreaker {
+        breaker_falling_back(expr, 50_000_000)
+    }
+
+    fn breaker_falling_back(expr: &str, fallback_ns: i64) -> CircuitBreaker {
         CircuitBreaker::compile(&CircuitBreakerConfig {
             expression: expr.into(),
             check_period: Some(GoDuration(1)),
-            fallback_duration: Some(GoDuration(50_000_000)),
+            fallback_duration: Some(GoDuration(fallback_ns)),
             recovery_duration: Some(GoDuration(2_000_000_000)),
             response_code: None,
         })
@@ -426,7 +430,9 @@ mod tests {
 
     #[test]
     fn trips_on_network_errors_recovers_and_trips_again() {
-        let cb = breaker("NetworkErrorRatio() > 0.5");
+        // A fallback of 10 s: the fallback answer below comes well within it however slow the
+        // machine; recovery is then driven on the requests' own clock.
+        let cb = breaker_falling_back("NetworkErrorRatio() > 0.5", 10_000_000_000);
         answer(&cb, 200);
         answer(&cb, 502);
         assert_eq!(cb.state(), "standby", "1 of 2 is not over half");
@@ -441,7 +447,7 @@ mod tests {
         }
         // Recovering (2 s), on the requests' own clock (no sleeping: a loaded machine cannot
         // change the outcome): a share growing from none towards half passes.
-        let recovery_starts = Instant::now() + Duration::from_millis(60);
+        let recovery_starts = Instant::now() + Duration::from_millis(10_100);
         let passed_between = |from_ms: u64, n: u64| {
             (0..n)
                 .filter(|k| {
