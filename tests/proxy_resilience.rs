@@ -22,6 +22,10 @@ middlewares = ["pages"]
 rule = "Host(`errdown.test`)"
 service = "dead"
 middlewares = ["pages"]
+[http.routers.eping]
+rule = "Host(`errping.test`)"
+service = "app"
+middlewares = ["pingpages"]
 [http.routers.epagedown]
 rule = "Host(`pagedown.test`)"
 service = "app"
@@ -53,6 +57,10 @@ service = "pages"
 query = "/{{status}}.html?was={{originalStatus}}"
 [http.middlewares.pages.errors.statusRewrites]
 "418" = 410
+[http.middlewares.pingpages.errors]
+status = ["500"]
+service = "ping@internal"
+query = "/ping"
 [http.middlewares.pagesdown.errors]
 status = ["500"]
 service = "dead"
@@ -259,6 +267,14 @@ const ROWS: &[Row] = &[
         None,
     ),
     (
+        "errors: the page from an internal service",
+        "errping.test",
+        "GET",
+        "/status?code=500",
+        Body::None,
+        None,
+    ),
+    (
         "buffering: retried past a dead server (1)",
         "retry.test",
         "GET",
@@ -383,7 +399,7 @@ async fn errors_circuit_breaker_buffering_agree_with_traefik() {
         support::BASIC_STATIC
     );
     let boma = Boma::start(&boma_static, Some(&text));
-    let traefik = Traefik::start_file(&text).await;
+    let traefik = Traefik::start_file_with("[ping]\n", &text).await;
     let web = boma.addr("web");
     wait_all_route(&[web, traefik.web], "err.test", "/").await;
     let ours = run_rows(web).await;
@@ -426,16 +442,17 @@ async fn errors_circuit_breaker_buffering_agree_with_traefik() {
     starts(11, "413 ");
     starts(17, "200 [app received 200000]");
     assert!(ours[18].contains("300000 bytes"), "{}", ours[18]);
+    starts(19, "500 [OK]");
     // The known difference: every request gets through, past the dead server.
     assert!(
-        ours[19..].iter().all(|o| o.starts_with("200 [app")),
+        ours[20..].iter().all(|o| o.starts_with("200 [app")),
         "{:?}",
-        &ours[19..]
+        &ours[20..]
     );
     assert!(
-        theirs[19..].iter().any(|o| o.starts_with("502")),
+        theirs[20..].iter().any(|o| o.starts_with("502")),
         "{}",
-        known(ROWS[19].0).unwrap_or_default()
+        known(ROWS[20].0).unwrap_or_default()
     );
     // The access log names the server that answered after the resends, and counts them.
     let log_path = boma.dir.path().join("access.log");

@@ -529,14 +529,9 @@ impl<'a> Builder<'a> {
             return Ok(());
         };
         let name = errors.service().to_string();
-        match self.service(&name, &mut Vec::new()) {
-            // Pages are fetched over HTTP from servers; boma's own handlers are none.
-            Ok(svc) if matches!(*svc, Service::Internal(_)) => Err(format!(
-                "errors service {name}: an internal service cannot serve error pages"
-            )),
-            Ok(_) => Ok(()),
-            Err(why) => Err(format!("errors service {name}: {why}")),
-        }
+        self.service(&name, &mut Vec::new())
+            .map(drop)
+            .map_err(|why| format!("errors service {name}: {why}"))
     }
 
     fn compile_middleware(

@@ -12,6 +12,7 @@ use http::{Response, StatusCode, request};
 use super::forward::{self, ResponseBody, UpBody};
 use super::{Proxy, error::ProxyError};
 use crate::dynamic::table::Route;
+use crate::runtime::balance::Service;
 use crate::runtime::middlewares::buffering::{self, Buffering};
 use crate::runtime::middlewares::{Ctx, Errors};
 
@@ -62,13 +63,24 @@ impl Proxy {
         // As the service's own reverse proxy would: no hop-by-hop headers, the client's address.
         forward::strip_hop_by_hop(&mut head.headers, false);
         forward::append_forwarded_for(&mut head.headers, &forward::ip_header(ctx.client_ip));
-        let service = self.snapshot.load().services.get(errors.service()).cloned();
-        let page = match service {
-            Some(svc) => forward::forward(&self.upstream, &svc, head, None, None).await,
+        let snapshot = self.snapshot.load_full();
+        let page = match snapshot.services.get(errors.service()) {
+            // An internal service answers itself, as Traefik's handler would.
+            Some(svc) if let Service::Internal(which) = &**svc => {
+                let path = head.uri.path();
+                let page =
+                    crate::admin::respond(*which, &head.method, path, &snapshot, &self.admin);
+                Ok(page.map(ResponseBody::local))
+            }
+            Some(svc) => {
+                let svc = std::sync::Arc::clone(svc);
+                drop(snapshot);
+                (forward::forward(&self.upstream, &svc, head, None, None).await).map(|f| f.response)
+            }
             None => Err(ProxyError::NoServer),
         };
         let mut resp = match page {
-            Ok(fwd) => fwd.response,
+            Ok(resp) => resp,
             Err(e) => {
                 tracing::debug!(service = %errors.service(), error = %e, "error page");
                 e.response().map(ResponseBody::local)

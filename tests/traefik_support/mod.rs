@@ -154,11 +154,13 @@ impl Traefik {
 
     /// Start on the file provider with `dynamic` as its file.
     pub async fn start_file(dynamic: &str) -> Traefik {
-        Self::start_in(
-            "[providers.file]\nfilename = \"{dir}/dynamic.toml\"\n",
-            Some(dynamic),
-        )
-        .await
+        Self::start_file_with("", dynamic).await
+    }
+
+    /// [`Traefik::start_file`] with `extra` (TOML) in the static configuration.
+    pub async fn start_file_with(extra: &str, dynamic: &str) -> Traefik {
+        let providers = format!("{extra}[providers.file]\nfilename = \"{{dir}}/dynamic.toml\"\n");
+        Self::start_in(&providers, Some(dynamic)).await
     }
 
     /// `{dir}` in `providers` is the process's own directory, where `dynamic` is written as
