@@ -494,7 +494,9 @@ fn open_resolvers(cfg: &Config) -> Resolvers {
         let settings = runtime::tls::local_ca::Settings {
             storage: ca.storage.clone(),
             common_name: ca.common_name.clone(),
-            domains: ca.domains.iter().map(|d| d.to_ascii_lowercase()).collect(),
+            domains: (ca.domains.iter())
+                .map(|d| d.trim_end_matches('.').to_ascii_lowercase())
+                .collect(),
             leaf_validity: ca.certificate_duration.to_std(),
             max_leaves: ca.max_certificates,
         };

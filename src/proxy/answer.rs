@@ -64,20 +64,23 @@ impl Proxy {
         forward::strip_hop_by_hop(&mut head.headers, false);
         forward::append_forwarded_for(&mut head.headers, &forward::ip_header(ctx.client_ip));
         let snapshot = self.snapshot.load_full();
-        let page = match snapshot.services.get(errors.service()) {
-            // An internal service answers itself, as Traefik's handler would.
-            Some(svc) if let Service::Internal(which) = &**svc => {
-                let path = head.uri.path();
-                let page =
-                    crate::admin::respond(*which, &head.method, path, &snapshot, &self.admin);
-                Ok(page.map(ResponseBody::local))
-            }
-            Some(svc) => {
-                let svc = std::sync::Arc::clone(svc);
-                drop(snapshot);
-                (forward::forward(&self.upstream, &svc, head, None, None).await).map(|f| f.response)
-            }
+        let service = snapshot.services.get(errors.service()).cloned();
+        let page = match service {
             None => Err(ProxyError::NoServer),
+            Some(svc) => match &*svc {
+                // An internal service answers itself, as Traefik's handler would.
+                Service::Internal(which) => {
+                    let path = head.uri.path();
+                    let page =
+                        crate::admin::respond(*which, &head.method, path, &snapshot, &self.admin);
+                    Ok(page.map(ResponseBody::local))
+                }
+                _ => {
+                    drop(snapshot);
+                    (forward::forward(&self.upstream, &svc, head, None, None).await)
+                        .map(|f| f.response)
+                }
+            },
         };
         let mut resp = match page {
             Ok(resp) => resp,

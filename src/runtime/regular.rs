@@ -1,7 +1,7 @@
 //! Opening the files a configuration names (certificates, keys, users files), which must be
 //! regular files: a FIFO or a device would block the open, or never end, and with it every
-//! reload. The file is opened without blocking and checked once open, so that no path swapped
-//! between a check and the open can block it.
+//! reload. The path is checked before it is opened, then opened without blocking and checked
+//! again once open, so that no path swapped between the check and the open can block it.
 
 use std::fs::File;
 use std::io;
@@ -22,11 +22,17 @@ impl std::error::Error for NotRegular {}
 
 /// `path` opened for reading, when it is a regular file.
 pub fn open(path: &Path) -> io::Result<File> {
-    // O_NONBLOCK: opening a FIFO for reading returns at once instead of waiting for a writer.
-    // It changes nothing for a regular file's reads.
+    // Checked first: opening a device or a FIFO has effects of its own (a watchdog armed, a
+    // waiting writer woken).
+    if !std::fs::metadata(path)?.is_file() {
+        return Err(io::Error::other(NotRegular));
+    }
+    // And again once open, for a path swapped in between. O_NONBLOCK: opening a FIFO for
+    // reading returns at once instead of waiting for a writer (it changes nothing for a
+    // regular file's reads); O_NOCTTY: a terminal never becomes boma's.
     let file = std::fs::OpenOptions::new()
         .read(true)
-        .custom_flags(libc::O_NONBLOCK)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
         .open(path)?;
     if !file.metadata()?.is_file() {
         return Err(io::Error::other(NotRegular));

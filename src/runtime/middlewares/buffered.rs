@@ -307,9 +307,9 @@ impl Collector {
             )),
             len: 0,
         };
-        // The write buffer counts against the memory budget, and stays within what one body
-        // may keep in memory.
-        let size = (CHUNK as u64).min(self.limits.mem);
+        // The write buffer counts against the memory budget, and against what one body may
+        // keep in memory (with the blocks it already holds).
+        let size = (CHUNK as u64).min(self.limits.mem.saturating_sub(self.mem_held.n));
         let mut held = Held::new(&self.counters.memory);
         let buf =
             (size > 0 && held.take(size, self.limits.memory_budget) == size).then(|| Granted {

@@ -131,7 +131,10 @@ fn extensions(ext: &[u8], facts: &mut Facts) -> Option<()> {
         if let Some((BOOLEAN, _, after)) = tlv(rest) {
             rest = after; // critical
         }
-        let (value, _) = expect(rest, OCTETS)?;
+        // One malformed extension does not hide the others.
+        let Some((value, _)) = expect(rest, OCTETS) else {
+            continue;
+        };
         if oid == OID_SAN {
             alt_names(value, facts);
         } else if oid == OID_NAME_CONSTRAINTS {

@@ -118,17 +118,16 @@ impl LocalCa {
         }
         // The stored CA's name constraints are what clients trust it for: a CA made for other
         // `domains` than configured is refused (never replaced), with what to do.
-        let mut stored = facts.permitted.clone();
-        let mut wanted: Vec<String> = (settings.domains.iter())
-            .map(|d| d.to_ascii_lowercase())
-            .collect();
+        let canonical = |d: &String| d.trim_end_matches('.').to_ascii_lowercase();
+        let mut stored: Vec<String> = facts.permitted.iter().map(canonical).collect();
+        let mut wanted: Vec<String> = settings.domains.iter().map(canonical).collect();
         for list in [&mut stored, &mut wanted] {
             list.sort();
             list.dedup();
         }
         if stored != wanted {
             let show = |l: &[String]| match l {
-                [] => "any name".to_string(),
+                [] => "any name (no `domains`)".to_string(),
                 l => l.join(", "),
             };
             return Err(format!(
@@ -394,7 +393,7 @@ mod tests {
         let ca = LocalCa::open(settings(dir.path(), &["village.lan", "school.lan"])).unwrap();
         let pem = ca.ca_pem().to_string();
         // The same domains, in another order and case: the same CA.
-        let again = LocalCa::open(settings(dir.path(), &["School.lan", "village.lan"])).unwrap();
+        let again = LocalCa::open(settings(dir.path(), &["School.lan", "village.lan."])).unwrap();
         assert_eq!(again.ca_pem(), pem);
         for other in [&["village.lan"][..], &["clinic.lan"], &[]] {
             let e = LocalCa::open(settings(dir.path(), other)).unwrap_err();
