@@ -207,10 +207,7 @@ struct Spill {
 impl Spill {
     /// Write what the buffer holds, and keep the buffer for more.
     async fn flush(&mut self) -> Result<(), Overflow> {
-        if self.buf.as_ref().is_none_or(|g| g.buf.is_empty()) {
-            return Ok(());
-        }
-        let Some(g) = self.buf.take() else {
+        let Some(g) = self.buf.take_if(|g| !g.buf.is_empty()) else {
             return Ok(());
         };
         let mut g = self.file.write(g).await?;
@@ -272,12 +269,17 @@ impl Collector {
         }
     }
 
-    /// Seal the current block and start one of the size the budget grants; false when it
-    /// grants nothing.
-    fn next_block(&mut self, want: usize) -> bool {
+    /// Move the block being filled, if it holds anything, to the full ones.
+    fn seal(&mut self) {
         if !self.block.is_empty() {
             self.mem.push(Bytes::from(std::mem::take(&mut self.block)));
         }
+    }
+
+    /// Seal the current block and start one of the size the budget grants; false when it
+    /// grants nothing.
+    fn next_block(&mut self, want: usize) -> bool {
+        self.seal();
         let room = self.limits.mem.saturating_sub(self.mem_held.n);
         let size = match self.hint {
             // Known length: the whole of what stays in memory, at once.
@@ -295,9 +297,7 @@ impl Collector {
     }
 
     async fn start_spill(&mut self) -> Result<(), Overflow> {
-        if !self.block.is_empty() {
-            self.mem.push(Bytes::from(std::mem::take(&mut self.block)));
-        }
+        self.seal();
         let made = tokio::task::spawn_blocking(tempfile::tempfile).await;
         let made = made.map_err(|e| Overflow::Io(std::io::Error::other(e)))?;
         let file = SpillFile {
@@ -321,9 +321,7 @@ impl Collector {
     }
 
     async fn finish(mut self) -> Result<Buffered, Overflow> {
-        if !self.block.is_empty() {
-            self.mem.push(Bytes::from(std::mem::take(&mut self.block)));
-        }
+        self.seal();
         let file = match self.spill.take() {
             Some(mut spill) => {
                 spill.flush().await?;
