@@ -286,7 +286,8 @@ pub struct Limits {
     pub max_connections_per_ip: usize,
     /// Size of a request's head (request line and headers), 8 KiB to 1 MiB (default 16384).
     pub max_header_bytes: usize,
-    /// Idle keep-alive connections kept per upstream server (default 32).
+    /// Idle keep-alive connections kept per upstream server (default 64: clients beyond it
+    /// would reconnect for every request; Traefik keeps 200).
     pub upstream_idle_per_host: usize,
     /// How long an idle upstream connection is kept (default 90s).
     pub upstream_idle_timeout: Duration,
@@ -337,7 +338,7 @@ impl Default for Limits {
             max_connections: 4096,
             max_connections_per_ip: 512,
             max_header_bytes: 16 * 1024,
-            upstream_idle_per_host: 32,
+            upstream_idle_per_host: 64,
             upstream_idle_timeout: Duration::from_secs(90),
             upstream_connect_timeout: Duration::from_secs(5),
             upstream_response_timeout: Duration::from_secs(60),

@@ -357,7 +357,7 @@ fn defaults_when_sections_are_present_but_empty() {
         (l.max_connections, l.max_header_bytes, l.max_routes),
         (4096, 16384, 10_000)
     );
-    assert_eq!(l.upstream_idle_per_host, 32);
+    assert_eq!(l.upstream_idle_per_host, 64);
     assert_eq!(l.upstream_idle_timeout, Duration::from_secs(90));
     assert_eq!(l.upstream_connect_timeout, Duration::from_secs(5));
     assert_eq!(l.upstream_response_timeout, Duration::from_secs(60));

@@ -1,7 +1,8 @@
 //! The reverse proxy. A request goes through these phases, in this order, and nothing else:
 //!
-//! 1. **accept** (`entrypoint`): connection limit, HTTP/1.1 or h2c, header-read and idle
-//!    timeouts; hyper answers malformed requests with 400 and oversized headers with 431.
+//! 1. **accept** (`entrypoint`): connection limit, HTTP/1.1 (boma's own server for bodyless
+//!    requests, hyper for the rest) or h2c, header-read and idle timeouts; hyper answers
+//!    malformed requests with 400 and oversized headers with 431.
 //! 2. **redirect**: an entrypoint with `http.redirections` answers every request with a
 //!    redirect to its target entrypoint.
 //! 3. **route**: the canonical host picks candidate routes from the snapshot's host index, then
@@ -142,16 +143,30 @@ fn header_str(h: &http::HeaderMap, name: header::HeaderName) -> String {
 }
 
 impl Proxy {
-    /// Answer one request. Never fails: every error becomes a response.
+    /// Answer one request hyper read. Never fails: every error becomes a response.
     pub async fn handle(
         &self,
         ep: &Arc<EntryPoint>,
         conn: &Conn,
         req: Request<Incoming>,
     ) -> Response<Body> {
+        let (parts, body) = req.into_parts();
+        let body =
+            (!http_body::Body::is_end_stream(&body)).then(|| body.map_err(Into::into).boxed());
+        self.handle_parts(ep, conn, parts, body).await
+    }
+
+    /// Answer one request, given as its head and its body (`None`: none). Never fails: every
+    /// error becomes a response.
+    pub async fn handle_parts(
+        &self,
+        ep: &Arc<EntryPoint>,
+        conn: &Conn,
+        mut parts: request::Parts,
+        body: Option<forward::UpBody>,
+    ) -> Response<Body> {
         let client_ip: IpAddr = conn.peer.ip().to_canonical();
         let started = Instant::now();
-        let (mut parts, body) = req.into_parts();
         // h2 and absolute-form requests carry the authority in the URI, others in Host.
         let raw_host: String = match parts.uri.authority() {
             Some(a) => a.as_str().to_string(),
@@ -197,8 +212,6 @@ impl Proxy {
             server_name: self.server_name.clone(),
         };
         forward::set_forwarded(&mut parts.headers, &raw_host, &down, upgrade);
-        let body =
-            (!http_body::Body::is_end_stream(&body)).then(|| body.map_err(Into::into).boxed());
 
         // Phases 4 to 6.
         let exchange = Exchange {

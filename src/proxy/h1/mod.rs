@@ -1,4 +1,5 @@
-//! boma's own HTTP/1.1 client for plain `http://` servers, the proxy's common case.
+//! boma's own HTTP/1.1 client for plain `http://` servers, the proxy's common case; the
+//! server half of the codec (request heads in, response heads out) is in [`server`].
 //!
 //! The request's task drives the upstream connection itself: the head is written, the response
 //! head read and parsed (httparse), and the response body is a [`Body`] that reads straight from
@@ -33,6 +34,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 mod body;
+pub mod server;
 #[cfg(test)]
 mod tests;
 
@@ -475,8 +477,7 @@ fn framing(method: &Method, head: &ResponseHead) -> Result<Framing, &'static str
 fn keeps_alive(head: &ResponseHead) -> bool {
     head.version == Version::HTTP_11
         && !(head.headers.get_all(header::CONNECTION).iter())
-            .flat_map(|v| v.as_bytes().split(|b| *b == b','))
-            .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"))
+            .any(|v| server::has_token(v, b"close"))
 }
 
 /// Turn a parsed head into the response handed to the proxy; an answer whose length cannot be

@@ -1,5 +1,6 @@
 //! Entrypoints: a listening socket each, accepting connections up to a limit and serving HTTP/1.1
-//! and h2c (prior knowledge) on them with hyper, or, when the first byte is a TLS handshake's,
+//! (boma's own server, [`h1`], for bodyless requests; hyper for the rest) and h2c (prior
+//! knowledge, hyper) on them, or, when the first byte is a TLS handshake's,
 //! HTTPS (HTTP/1.1, or h2 by ALPN) with the option set the SNI's host asks for and the
 //! certificate rustls picks from the snapshot's store; with header-read and idle timeouts, upgrades
 //! (WebSocket: the upgraded connection stays in the connection's task, holding its permit, timed
@@ -31,6 +32,8 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
 use super::{Conn, EntryPoint, Proxy};
+
+mod h1;
 
 /// Longest wait for hyper to hand over both sides of a protocol switch.
 const HAND_OVER: Duration = Duration::from_secs(10);
@@ -212,6 +215,7 @@ pub async fn serve(
         let stop = shutdown.clone();
         let timeouts = Timeouts {
             first_bytes: limits.header_read_timeout,
+            max_head: limits.max_header_bytes.max(8192),
             idle: limits.idle_timeout,
             upgraded_idle: limits.upgraded_idle_timeout,
         };
@@ -247,8 +251,10 @@ pub async fn serve(
 /// The time limits of one connection.
 #[derive(Clone, Copy)]
 struct Timeouts {
-    /// For the first byte and, over TLS, the whole handshake (the header-read timeout).
+    /// For the first byte and, over TLS, the whole handshake; then for each request head.
     first_bytes: Duration,
+    /// Longest request head (hyper answers 431 beyond it).
+    max_head: usize,
     idle: Duration,
     upgraded_idle: Duration,
 }
@@ -341,8 +347,21 @@ where
         moved,
         mut stop,
     } = conn;
-    let io = TokioIo::new(io);
     let conn_info = Arc::new(Conn::new(peer, tls));
+    // boma's own server first; hyper takes the connection over for what it does not serve.
+    let session = h1::Session {
+        proxy: &proxy,
+        ep: &ep,
+        conn: &conn_info,
+        head_timeout: timeouts.first_bytes,
+        max_head: timeouts.max_head,
+        idle: IdleWatch::new(timeouts.idle, &moved),
+        stop: &mut stop,
+    };
+    let Some(io) = h1::serve(io, session).await else {
+        return;
+    };
+    let io = TokioIo::new(io);
     let in_service = Arc::clone(&conn_info);
     let svc = service_fn(move |req: http::Request<Incoming>| {
         let proxy = Arc::clone(&proxy);
@@ -462,6 +481,10 @@ impl IdleWatch {
             moved: Arc::clone(moved),
             seen: moved.load(Ordering::Relaxed),
         }
+    }
+
+    fn period(&self) -> Option<Duration> {
+        self.period
     }
 
     async fn tick(&self) {

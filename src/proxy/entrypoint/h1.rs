@@ -1,0 +1,392 @@
+//! boma's own HTTP/1.1 server, for the request most connections carry: HTTP/1.1 without a
+//! body, an upgrade or an expectation. It reads heads into one small buffer, answers through
+//! [`Proxy::handle_parts`] and writes each answer with as few writes as the body allows (the
+//! head and a body that is ready go out together).
+//!
+//! Everything else (a request body, `Upgrade`, `Expect`, HTTP/1.0, the h2 preface, a head hyper
+//! would refuse) hands the connection to hyper with the bytes read so far put back in front
+//! ([`Rewind`]), and hyper serves it from there to its end. The rules hyper applies are kept
+//! here: the header-read timeout runs from when a head is awaited, a client that goes away
+//! while its request is being answered cancels it, a draining or idle connection ends between
+//! requests, and an answer the connection ends after says `connection: close`.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::{Buf, Bytes, BytesMut};
+use http::{Method, Response, request};
+use http_body::{Body as _, Frame};
+use http_body_util::BodyExt;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::sync::watch;
+use tokio::time::{Instant, Sleep};
+
+use super::IdleWatch;
+use crate::proxy::body::Body;
+use crate::proxy::h1::server::{self, BodyLen, Encoded, Framing, Parsed};
+use crate::proxy::{Conn, EntryPoint, Proxy};
+
+/// Room made in the read buffer before each read (most request heads fit).
+const READ: usize = 4096;
+/// Answer bytes gathered before they are written; larger body frames are written directly.
+const GATHER: usize = 8192;
+/// A far deadline for timers not running.
+const FAR: Duration = Duration::from_secs(86400 * 365);
+
+/// One connection's part of what serving it takes.
+pub(super) struct Session<'a> {
+    pub proxy: &'a Proxy,
+    pub ep: &'a Arc<EntryPoint>,
+    pub conn: &'a Conn,
+    /// From when a head is awaited to when it is whole (hyper's `header_read_timeout`).
+    pub head_timeout: Duration,
+    /// A head not whole in this many bytes goes to hyper (which answers 431).
+    pub max_head: usize,
+    pub idle: IdleWatch,
+    pub stop: &'a mut watch::Receiver<bool>,
+}
+
+/// How waiting for a head ended.
+// Made once per request and moved straight out: boxing the head would cost an allocation.
+#[allow(clippy::large_enum_variant)]
+enum Next {
+    Request(request::Parts, bool),
+    Handover,
+    Closed,
+}
+
+/// Serve requests until the connection ends (`None`) or one is for hyper: then the connection,
+/// with what was read of it and not yet served put back in front.
+pub(super) async fn serve<I>(mut io: I, mut s: Session<'_>) -> Option<Rewind<I>>
+where
+    I: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut buf = BytesMut::new();
+    let mut out = Vec::new();
+    let timers = Timers {
+        head: tokio::time::sleep(FAR),
+        idle: tokio::time::sleep(s.idle.period().unwrap_or(FAR)),
+    };
+    tokio::pin!(timers);
+    let mut closing = *s.stop.borrow();
+    loop {
+        let (parts, asked_close) =
+            match next_head(&mut io, &mut buf, &mut s, timers.as_mut(), &mut closing).await {
+                Next::Request(parts, close) => (parts, close),
+                Next::Handover => return Some(Rewind::new(io, buf.freeze())),
+                Next::Closed => return None,
+            };
+        let head = parts.method == Method::HEAD;
+        let answering = s.proxy.handle_parts(s.ep, s.conn, parts, None);
+        let resp = answer(&mut io, &mut buf, answering).await?;
+        let close = asked_close || closing || *s.stop.borrow();
+        match write(&mut io, &mut out, resp, head, close).await {
+            Ok(false) => {}
+            Ok(true) => {
+                let _ = io.shutdown().await;
+                return None;
+            }
+            Err(e) => {
+                tracing::debug!(peer = %s.conn.peer, error = %e, "answer not written");
+                return None;
+            }
+        }
+        if out.capacity() > 4 * GATHER {
+            out = Vec::new();
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The connection's two timers, made once and moved as needed (no timer per request).
+    struct Timers {
+        #[pin]
+        head: Sleep,
+        #[pin]
+        idle: Sleep,
+    }
+}
+
+/// Read until a whole head is in `buf`, the connection is for hyper, or it ends: closed,
+/// silent for the header-read timeout, or idle or draining with no request begun.
+async fn next_head<I>(
+    io: &mut I,
+    buf: &mut BytesMut,
+    s: &mut Session<'_>,
+    timers: Pin<&mut Timers>,
+    closing: &mut bool,
+) -> Next
+where
+    I: AsyncRead + Unpin,
+{
+    let mut timers = timers.project();
+    let mut waiting = false;
+    loop {
+        if !buf.is_empty() {
+            match server::parse_request(buf) {
+                Parsed::Request { parts, close } => return Next::Request(parts, close),
+                Parsed::Handover => return Next::Handover,
+                Parsed::Partial if buf.len() >= s.max_head => return Next::Handover,
+                Parsed::Partial => {}
+            }
+        }
+        if !waiting {
+            timers.head.as_mut().reset(Instant::now() + s.head_timeout);
+            waiting = true;
+        }
+        buf.reserve(READ);
+        tokio::select! {
+            biased;
+            read = io.read_buf(buf) => match read {
+                Ok(0) | Err(_) => return Next::Closed,
+                Ok(_) => {}
+            },
+            () = timers.head.as_mut() => {
+                tracing::debug!(peer = %s.conn.peer, "request head not read in time");
+                return Next::Closed;
+            }
+            changed = s.stop.changed(), if !*closing => {
+                if changed.is_err() || *s.stop.borrow() {
+                    *closing = true;
+                }
+            }
+            () = timers.idle.as_mut(), if !*closing && s.idle.period().is_some() => {
+                *closing = s.idle.quiet();
+                let period = s.idle.period().unwrap_or(FAR);
+                timers.idle.as_mut().reset(Instant::now() + period);
+            }
+        }
+        // Draining or idle: ended here unless a request has begun (it is answered first).
+        if *closing && buf.is_empty() {
+            return Next::Closed;
+        }
+    }
+}
+
+/// The answer to the request being handled; `None` when the client closed the connection
+/// before it was ready (the request is dropped, as hyper does). Bytes the client sends meanwhile
+/// (a pipelined request) wait in `buf`.
+async fn answer<I, F>(io: &mut I, buf: &mut BytesMut, answering: F) -> Option<Response<Body>>
+where
+    I: AsyncRead + Unpin,
+    F: Future<Output = Response<Body>>,
+{
+    tokio::pin!(answering);
+    loop {
+        if !buf.is_empty() {
+            return Some(answering.await);
+        }
+        buf.reserve(READ);
+        tokio::select! {
+            biased;
+            resp = &mut answering => return Some(resp),
+            read = io.read_buf(buf) => match read {
+                Ok(0) | Err(_) => return None,
+                Ok(_) => {}
+            },
+        }
+    }
+}
+
+/// Write one answer; true when the connection ends after it.
+async fn write<I>(
+    io: &mut I,
+    out: &mut Vec<u8>,
+    resp: Response<Body>,
+    head: bool,
+    close: bool,
+) -> io::Result<bool>
+where
+    I: AsyncWrite + Unpin,
+{
+    let (parts, mut body) = resp.into_parts();
+    let len = if body.is_end_stream() {
+        BodyLen::Empty
+    } else {
+        body.size_hint()
+            .exact()
+            .map_or(BodyLen::Unknown, BodyLen::Known)
+    };
+    out.clear();
+    let Encoded { framing, close } =
+        server::encode_response(out, parts, head, len, close).map_err(|e| io::Error::other(e.0))?;
+    match framing {
+        Framing::Length(0) => {}
+        Framing::Length(n) => write_length(io, out, &mut body, n).await?,
+        Framing::Chunked(allowed) => write_chunked(io, out, &mut body, &allowed).await?,
+    }
+    if !out.is_empty() {
+        io.write_all(out).await?;
+        out.clear();
+    }
+    io.flush().await?;
+    Ok(close)
+}
+
+/// A body of `n` bytes: more or fewer is an error (the connection ends, as with hyper).
+async fn write_length<I>(io: &mut I, out: &mut Vec<u8>, body: &mut Body, n: u64) -> io::Result<()>
+where
+    I: AsyncWrite + Unpin,
+{
+    let mut left = n;
+    while left > 0 {
+        let Some(frame) = next_frame(io, out, body).await? else {
+            return Err(io::Error::other("body shorter than its content-length"));
+        };
+        let Ok(data) = frame.into_data() else {
+            // Trailers end the body; they have no place in a body of known length.
+            return Err(io::Error::other("body shorter than its content-length"));
+        };
+        left = (left.checked_sub(data.len() as u64))
+            .ok_or_else(|| io::Error::other("body longer than its content-length"))?;
+        put(io, out, data).await?;
+        if left > 0 && body.is_end_stream() {
+            return Err(io::Error::other("body shorter than its content-length"));
+        }
+    }
+    Ok(())
+}
+
+/// A chunked body, ended by the last chunk and the trailer fields the head announced.
+async fn write_chunked<I>(
+    io: &mut I,
+    out: &mut Vec<u8>,
+    body: &mut Body,
+    allowed: &[http::HeaderName],
+) -> io::Result<()>
+where
+    I: AsyncWrite + Unpin,
+{
+    loop {
+        let Some(frame) = next_frame(io, out, body).await? else {
+            server::chunked_end(out, None, allowed);
+            return Ok(());
+        };
+        match frame.into_data() {
+            Ok(data) => {
+                if !data.is_empty() {
+                    server::chunk_line(out, data.len());
+                    put(io, out, data).await?;
+                    out.extend_from_slice(b"\r\n");
+                }
+                if body.is_end_stream() {
+                    server::chunked_end(out, None, allowed);
+                    return Ok(());
+                }
+            }
+            Err(frame) => {
+                if let Ok(trailers) = frame.into_trailers() {
+                    server::chunked_end(out, Some(&trailers), allowed);
+                    return Ok(());
+                }
+            }
+        }
+    }
+}
+
+/// The body's next frame. When it is not ready, what `out` holds is written first (the head
+/// goes out at once for an answer whose body is slow to come, as with hyper).
+async fn next_frame<I>(
+    io: &mut I,
+    out: &mut Vec<u8>,
+    body: &mut Body,
+) -> io::Result<Option<Frame<Bytes>>>
+where
+    I: AsyncWrite + Unpin,
+{
+    let now = std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut *body).poll_frame(cx))).await;
+    let frame = match now {
+        Poll::Ready(frame) => frame,
+        Poll::Pending => {
+            if !out.is_empty() {
+                io.write_all(out).await?;
+                out.clear();
+            }
+            io.flush().await?;
+            body.frame().await
+        }
+    };
+    frame.transpose().map_err(io::Error::other)
+}
+
+/// Body bytes: gathered with what precedes them when small, written directly when large.
+async fn put<I>(io: &mut I, out: &mut Vec<u8>, data: Bytes) -> io::Result<()>
+where
+    I: AsyncWrite + Unpin,
+{
+    if data.len() < GATHER {
+        out.extend_from_slice(&data);
+        if out.len() >= GATHER {
+            io.write_all(out).await?;
+            out.clear();
+        }
+        return Ok(());
+    }
+    if !out.is_empty() {
+        io.write_all(out).await?;
+        out.clear();
+    }
+    io.write_all(&data).await
+}
+
+/// A connection with bytes already read from it put back in front, for hyper.
+pub(super) struct Rewind<I> {
+    pre: Bytes,
+    inner: I,
+}
+
+impl<I> Rewind<I> {
+    pub(super) fn new(inner: I, pre: Bytes) -> Self {
+        Rewind { pre, inner }
+    }
+}
+
+impl<I: AsyncRead + Unpin> AsyncRead for Rewind<I> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if this.pre.is_empty() {
+            return Pin::new(&mut this.inner).poll_read(cx, buf);
+        }
+        let n = this.pre.len().min(buf.remaining());
+        buf.put_slice(&this.pre[..n]);
+        this.pre.advance(n);
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<I: AsyncWrite + Unpin> AsyncWrite for Rewind<I> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
