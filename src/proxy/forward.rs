@@ -103,7 +103,7 @@ impl Upstream {
     ) -> Result<Response<ResponseBody>, SendError> {
         use super::h1::{Error, Target};
         let target = Target {
-            authority: server.authority.as_str(),
+            authority: &server.authority,
             path_prefix: &server.path_prefix,
         };
         match super::h1::send(&self.h1, &target, &head).await {
@@ -288,25 +288,25 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     {
         return;
     }
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
-        .collect();
     let trailers_ok = headers
         .get_all(header::TE)
         .iter()
         .any(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"));
-    for name in named {
-        if !(keep_upgrade && name == header::UPGRADE) {
-            headers.remove(&name);
-        }
+    // The fields Connection names go too (RFC 9110 §7.6.1), Connection itself last. Removed
+    // one at a time, each found among the (few) names present: no list built, no header name
+    // made from a token.
+    let doomed = |headers: &HeaderMap, k: &HeaderName| {
+        *k != header::CONNECTION
+            && !(keep_upgrade && *k == header::UPGRADE)
+            && (HOP_BY_HOP.contains(k)
+                || (headers.get_all(header::CONNECTION).iter())
+                    .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+                    .any(|t| t.trim_ascii().eq_ignore_ascii_case(k.as_str().as_bytes())))
+    };
+    while let Some(name) = headers.keys().find(|k| doomed(headers, k)).cloned() {
+        headers.remove(&name);
     }
-    for name in &HOP_BY_HOP {
-        headers.remove(name);
-    }
+    headers.remove(header::CONNECTION);
     if trailers_ok {
         headers.insert(header::TE, HeaderValue::from_static("trailers"));
     }
@@ -336,7 +336,12 @@ const UNTRUSTED_ONLY_REMOVED: [HeaderName; 5] = [
 /// Set X-Forwarded-* (but For) and X-Real-Ip as Traefik's entrypoint does, before the router's
 /// middlewares run: from an untrusted client, incoming values are replaced; from a trusted one
 /// they are kept.
-pub fn set_forwarded(headers: &mut HeaderMap, host: &str, down: &Downstream, upgrade: bool) {
+pub fn set_forwarded(
+    headers: &mut HeaderMap,
+    host: &HeaderValue,
+    down: &Downstream,
+    upgrade: bool,
+) {
     // Room for the six added here at once, not in several doublings.
     headers.reserve(6);
     if !down.trusted
@@ -361,15 +366,18 @@ pub fn set_forwarded(headers: &mut HeaderMap, host: &str, down: &Downstream, upg
         };
         headers.insert(XFPROTO.clone(), HeaderValue::from_static(proto));
     }
-    if !headers.contains_key(&XFHOST)
-        && let Ok(v) = HeaderValue::from_str(host)
-    {
-        headers.insert(XFHOST.clone(), v);
+    if !headers.contains_key(&XFHOST) {
+        headers.insert(XFHOST.clone(), host.clone());
     }
     if !headers.contains_key(&XFPORT) {
         let default = if down.scheme == "https" { 443 } else { 80 };
-        let port = port_of(host).unwrap_or(default);
-        headers.insert(XFPORT.clone(), HeaderValue::from(port));
+        let port = (host.to_str().ok()).and_then(port_of).unwrap_or(default);
+        let value = match port {
+            80 => HeaderValue::from_static("80"),
+            443 => HeaderValue::from_static("443"),
+            p => HeaderValue::from(p),
+        };
+        headers.insert(XFPORT.clone(), value);
     }
     if !headers.contains_key(&XFSERVER) {
         headers.insert(XFSERVER.clone(), down.server_name.clone());
@@ -687,7 +695,8 @@ mod tests {
         h.insert("x-real-ip", HeaderValue::from_static("6.6.6.6"));
         h.insert("x-forwarded-uri", HeaderValue::from_static("/admin"));
         h.insert("x-forwarded-tls-client-cert", HeaderValue::from_static("x"));
-        set_forwarded(&mut h, "app.lan:8080", &down(false), false);
+        let host = HeaderValue::from_static("app.lan:8080");
+        set_forwarded(&mut h, &host, &down(false), false);
         assert!(!h.contains_key("x-forwarded-uri"));
         assert!(!h.contains_key("x-forwarded-tls-client-cert"));
         append_forwarded_for(&mut h, &down(false).client_ip_header);
@@ -703,7 +712,12 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert("x-forwarded-for", HeaderValue::from_static("10.1.1.1"));
         h.insert("x-forwarded-proto", HeaderValue::from_static("https"));
-        set_forwarded(&mut h, "app.lan", &down(true), true);
+        set_forwarded(
+            &mut h,
+            &HeaderValue::from_static("app.lan"),
+            &down(true),
+            true,
+        );
         append_forwarded_for(&mut h, &down(true).client_ip_header);
         assert_eq!(h.get("x-forwarded-for").unwrap(), "10.1.1.1, 192.0.2.1");
         assert_eq!(h.get("x-forwarded-proto").unwrap(), "https");

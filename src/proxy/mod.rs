@@ -167,11 +167,16 @@ impl Proxy {
     ) -> Response<Body> {
         let client_ip: IpAddr = conn.peer.ip().to_canonical();
         let started = Instant::now();
-        // h2 and absolute-form requests carry the authority in the URI, others in Host.
-        let raw_host: String = match parts.uri.authority() {
-            Some(a) => a.as_str().to_string(),
-            None => header_str(&parts.headers, header::HOST),
+        // h2 and absolute-form requests carry the authority in the URI, others in Host (kept
+        // as the header's value: X-Forwarded-Host shares it, nothing is copied).
+        let host_value = match parts.uri.authority() {
+            Some(a) => HeaderValue::from_str(a.as_str()).ok(),
+            None => (parts.headers.get(header::HOST))
+                .filter(|v| v.to_str().is_ok())
+                .cloned(),
         };
+        let host_value = host_value.unwrap_or_else(|| HeaderValue::from_static(""));
+        let raw_host = host_value.to_str().unwrap_or("");
         let mut record = self.start_record(ep, client_ip, started, &parts);
         let mut obs = self.start_observe(ep, &parts, started);
         let mut ctx = middlewares::Ctx::new(client_ip, conn.scheme, started);
@@ -184,14 +189,14 @@ impl Proxy {
             return self.finish(ep, resp.map(ResponseBody::local), ctx, (record, obs));
         }
 
-        if self.misdirected(ep, conn, &raw_host) {
+        if self.misdirected(ep, conn, raw_host) {
             let resp = ProxyError::Misdirected.response().map(ResponseBody::local);
             return self.finish(ep, resp, ctx, (record, obs));
         }
 
         // Phase 3: route, on the sanitized path (the backend sees the same path).
         sanitize::clean_uri(&mut parts.uri);
-        let Some(route) = self.route(ep, conn, &parts, &raw_host) else {
+        let Some(route) = self.route(ep, conn, &parts, raw_host) else {
             let resp = ProxyError::NoRoute.response().map(ResponseBody::local);
             return self.finish(ep, resp, ctx, (record, obs));
         };
@@ -211,7 +216,7 @@ impl Proxy {
             trusted: ep.trust_all || ep.trusted.contains(client_ip),
             server_name: self.server_name.clone(),
         };
-        forward::set_forwarded(&mut parts.headers, &raw_host, &down, upgrade);
+        forward::set_forwarded(&mut parts.headers, &host_value, &down, upgrade);
 
         // Phases 4 to 6.
         let exchange = Exchange {

@@ -29,8 +29,10 @@ use crate::proxy::body::Body;
 use crate::proxy::h1::server::{self, BodyLen, Encoded, Framing, Parsed};
 use crate::proxy::{Conn, EntryPoint, Proxy};
 
-/// Room made in the read buffer before each read (most request heads fit).
+/// Room made in the read buffer before a read when it has less than [`MIN_ROOM`] (most
+/// request heads fit).
 const READ: usize = 4096;
+const MIN_ROOM: usize = 1024;
 /// Answer bytes gathered before they are written; larger body frames are written directly.
 const GATHER: usize = 8192;
 /// A far deadline for timers not running.
@@ -137,7 +139,7 @@ where
             timers.head.as_mut().reset(Instant::now() + s.head_timeout);
             waiting = true;
         }
-        buf.reserve(READ);
+        room(buf);
         tokio::select! {
             biased;
             read = io.read_buf(buf) => match read {
@@ -179,7 +181,7 @@ where
         if !buf.is_empty() {
             return Some(answering.await);
         }
-        buf.reserve(READ);
+        room(buf);
         tokio::select! {
             biased;
             resp = &mut answering => return Some(resp),
@@ -188,6 +190,14 @@ where
                 Ok(_) => {}
             },
         }
+    }
+}
+
+/// Room for a read. Made only when little is left: the head just parsed shares the buffer's
+/// memory until its request is done, so reserving then would allocate a new buffer each time.
+fn room(buf: &mut BytesMut) {
+    if buf.capacity() - buf.len() < MIN_ROOM {
+        buf.reserve(READ);
     }
 }
 

@@ -41,7 +41,7 @@ pub struct Body {
     pub(super) conn: Option<Conn>,
     pub(super) state: State,
     /// Where the connection goes back when the body has ended cleanly.
-    pub(super) home: Option<(Arc<Pool>, Box<str>)>,
+    pub(super) home: Option<(Arc<Pool>, http::uri::Authority)>,
 }
 
 impl Body {
@@ -49,7 +49,7 @@ impl Body {
     pub(super) fn finish(&mut self) {
         self.state = State::Done;
         if let (Some(conn), Some((pool, key))) = (self.conn.take(), self.home.take()) {
-            pool.put(&key, conn);
+            pool.put(key.as_str(), conn);
         }
     }
 

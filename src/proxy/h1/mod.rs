@@ -225,7 +225,7 @@ async fn sweep(pool: Weak<Pool>) {
 /// Where the request goes: the server's authority (the pool key and the connect address) and
 /// the path prefix of `preservePath` servers.
 pub struct Target<'a> {
-    pub authority: &'a str,
+    pub authority: &'a http::uri::Authority,
     pub path_prefix: &'a str,
 }
 
@@ -247,9 +247,9 @@ pub async fn send(
     let mut tries = 0;
     loop {
         tries += 1;
-        let mut conn = match pool.take(target.authority) {
+        let mut conn = match pool.take(target.authority.as_str()) {
             Some(conn) => conn,
-            None => Conn::connect(&pool.connector, target.authority).await?,
+            None => Conn::connect(&pool.connector, target.authority.as_str()).await?,
         };
         match exchange(&mut conn, &encoded).await {
             Ok(answer) => return respond(pool, target, head, conn, answer),
@@ -275,7 +275,8 @@ fn encode_head(head: &request::Parts, target: &Target<'_>, out: &mut Vec<u8>) {
     out.extend_from_slice(b" HTTP/1.1\r\n");
     if !head.headers.contains_key(header::HOST) {
         // As hyper-util's client: the default port is left out.
-        let host = (target.authority.strip_suffix(":80")).unwrap_or(target.authority);
+        let authority = target.authority.as_str();
+        let host = (authority.strip_suffix(":80")).unwrap_or(authority);
         out.extend_from_slice(b"host: ");
         out.extend_from_slice(host.as_bytes());
         out.extend_from_slice(b"\r\n");
@@ -508,7 +509,7 @@ fn respond(
     let mut body = Body {
         conn: Some(conn),
         state,
-        home: keep.then(|| (Arc::clone(pool), target.authority.into())),
+        home: keep.then(|| (Arc::clone(pool), target.authority.clone())),
     };
     if body.state == State::Done {
         body.finish();

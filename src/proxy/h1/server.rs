@@ -78,7 +78,8 @@ pub fn parse_request(buf: &mut BytesMut) -> Parsed {
         // Put back for hyper, which answers 400.
         return handover_with(buf, head);
     };
-    let mut headers = HeaderMap::with_capacity(count);
+    // Room for the X-Forwarded-* fields the proxy adds, so that they need no second allocation.
+    let mut headers = HeaderMap::with_capacity(count + 8);
     let mut close = false;
     for &[name_at, name_len, at, n] in &places[..count] {
         let (Ok(name), Ok(value)) = (

@@ -27,7 +27,7 @@ fn head_of(bytes: &[u8]) -> ResponseHead {
 #[test]
 fn request_heads() {
     let target = Target {
-        authority: "10.0.0.2:8080",
+        authority: &"10.0.0.2:8080".parse().unwrap(),
         path_prefix: "",
     };
     let mut out = Vec::new();
@@ -38,7 +38,7 @@ fn request_heads() {
     );
     // No Host from the client: the server's, without the default port (as hyper-util).
     let port80 = Target {
-        authority: "app:80",
+        authority: &"app:80".parse().unwrap(),
         path_prefix: "",
     };
     out.clear();
@@ -46,7 +46,7 @@ fn request_heads() {
     assert_eq!(out, b"GET / HTTP/1.1\r\nhost: app\r\n\r\n");
 
     let prefixed = Target {
-        authority: "s",
+        authority: &"s".parse().unwrap(),
         path_prefix: "/base",
     };
     out.clear();
@@ -188,7 +188,7 @@ async fn request(
     method: &str,
 ) -> Result<(StatusCode, Vec<u8>), String> {
     let target = Target {
-        authority: addr,
+        authority: &addr.parse().unwrap(),
         path_prefix: "",
     };
     let head = parts(method, "/", &[("host", "t")]);
@@ -239,7 +239,7 @@ async fn chunked_overrides_a_content_length() {
     ]]])
     .await;
     let target = Target {
-        authority: &addr,
+        authority: &addr.parse().unwrap(),
         path_prefix: "",
     };
     let head = parts("GET", "/", &[("host", "t")]);
