@@ -273,6 +273,14 @@ kept_section() { # heading
   awk -v h="$1" '!f && index($0, h) == 1 {f = 1; print; next} f && /^## / {exit} f' "$OUT"
 }
 
+# A measured section's hand-written part: from the notes marker to the next heading. Kept when
+# the section is measured again (the analysis stays; its figures say which run they come from).
+NOTES='<!-- Notes below are written by hand and kept when the section is measured again. -->'
+kept_notes() { # heading
+  [ -f "$OUT" ] || return 0
+  awk -v h="$1" -v m="$NOTES" '!f && index($0, h) == 1 {f = 1; next} f && /^## / {exit} f && $0 == m {n = 1} n' "$OUT"
+}
+
 dns_section() {
   echo "## DNS"
   echo
@@ -405,7 +413,7 @@ cpu=$(awk -F: '/model name/{print $2; exit}' /proc/cpuinfo | sed 's/^ *//')
   echo "Every figure of a section comes from one run; re-run \`make bench\` to refresh them"
   echo "(\`SECTIONS=\"dns size\"\`, say, refreshes those sections and keeps the others)."
   echo
-  if want proxy; then proxy_section; else kept_section "## Reverse proxy"; fi
+  if want proxy; then proxy_section; echo; kept_notes "## Reverse proxy"; else kept_section "## Reverse proxy"; fi
   # Written by hand (a perf profile needs a build with symbols), kept across runs.
   echo
   kept_section "## Reverse proxy profile"
@@ -416,7 +424,7 @@ cpu=$(awk -F: '/model name/{print $2; exit}' /proc/cpuinfo | sed 's/^ *//')
   echo
   if want dhcp; then echo "$DHCP_SECTION"; else kept_section "## DHCP"; fi
   echo
-  if want memory; then echo "$MEMORY_SECTION"; else kept_section "## Memory per route"; fi
+  if want memory; then echo "$MEMORY_SECTION"; echo; kept_notes "## Memory per route"; else kept_section "## Memory per route"; fi
   echo
   if want size; then size_section; else kept_section "## Binary size"; fi
   # Written by hand from cargo-fuzz runs (nightly), kept across runs.
