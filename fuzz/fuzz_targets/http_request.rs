@@ -1,0 +1,60 @@
+//! boma's own HTTP/1.1 server side: request heads as a client sends them, parsed as the
+//! connection loop parses them (one after another off one buffer), must never panic; a head
+//! handed to hyper must leave every unread byte in place, in order; and the answer head boma
+//! writes for any status, header set and body length must never panic either.
+#![no_main]
+
+use boma::proxy::h1::server::{self, BodyLen, Parsed};
+use bytes::BytesMut;
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    // First byte: the answer's shape; the rest: what the client sent.
+    let Some((&shape, sent)) = data.split_first() else {
+        return;
+    };
+    let mut buf = BytesMut::from(sent);
+    loop {
+        let before = buf.clone().freeze();
+        match server::parse_request(&mut buf) {
+            Parsed::Partial => {
+                assert_eq!(&buf[..], &before[..], "a partial head consumed bytes");
+                return;
+            }
+            Parsed::Handover => {
+                assert_eq!(&buf[..], &before[..], "a hand-over lost or moved bytes");
+                return;
+            }
+            Parsed::Request { parts, close } => {
+                assert!(buf.len() < before.len(), "a request consumed nothing");
+                assert!(before.ends_with(&buf), "the rest is not what followed the head");
+                answer(shape, &parts, close);
+            }
+        }
+    }
+});
+
+/// An answer head built from the request's own fields, encoded as the server would.
+fn answer(shape: u8, req: &http::request::Parts, close: bool) {
+    let status = [200u16, 204, 304, 101, 103, 404, 599][usize::from(shape % 7)];
+    let mut resp = http::Response::builder().status(status);
+    for (name, value) in &req.headers {
+        resp = resp.header(name, value);
+    }
+    let Ok(resp) = resp.body(()) else {
+        return;
+    };
+    let body = match shape >> 4 {
+        0 => BodyLen::Empty,
+        1 => BodyLen::Unknown,
+        n => BodyLen::Known(u64::from(n) << 8),
+    };
+    let head = req.method == http::Method::HEAD;
+    let mut out = Vec::new();
+    let (parts, ()) = resp.into_parts();
+    if server::encode_response(&mut out, parts, head, body, close).is_ok() {
+        assert!(out.ends_with(b"\r\n\r\n"), "a head without its end");
+    } else {
+        assert!(out.is_empty(), "a refused head left bytes to send");
+    }
+}
