@@ -2,7 +2,7 @@
 //! requests, a request body in the middle of a keep-alive connection (hyper takes the
 //! connection over with the bytes already read), HEAD and 204 answers that carry no body, a
 //! streamed answer sent chunked, `Connection: close`, HTTP/1.0, and draining an idle keep-alive
-//! connection and one with a request in flight.
+//! connection, one with a request in flight and one whose request with a body was begun.
 
 mod support;
 
@@ -242,6 +242,10 @@ filename = "{dir}/dynamic.toml"
     idle.answer(false).await;
     let mut busy = Conn::open(addr).await;
     busy.send(&get("/late?sleep_ms=1500")).await;
+    // And one whose request with a body has begun: its head ends after the drain began, and
+    // hyper, which takes such requests, must still answer it.
+    let mut begun = Conn::open(addr).await;
+    begun.send("POST /sink HTTP/1.1\r\nHost: h.test\r\n").await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let kill = std::process::Command::new("kill")
         .args(["-TERM", &boma.pid().to_string()])
@@ -255,6 +259,10 @@ filename = "{dir}/dynamic.toml"
         Some(true),
         "an idle connection was kept while draining"
     );
+    begun.send("Content-Length: 5\r\n\r\nhello").await;
+    let a = begun.answer(false).await;
+    assert_eq!(a.text(), "one received 5", "{a:?}");
+    assert_eq!(a.header("connection"), Some("close"), "{a:?}");
     // ...the busy one gets its answer, saying the connection ends, and then it does.
     let a = busy.answer(false).await;
     assert!(a.text().contains("GET /late?sleep_ms=1500"), "{a:?}");

@@ -25,7 +25,7 @@ fuzz_target!(|data: &[u8]| {
                 assert_eq!(&buf[..], &before[..], "a hand-over lost or moved bytes");
                 return;
             }
-            Parsed::Request { parts, close } => {
+            Parsed::Request { parts, close, .. } => {
                 assert!(buf.len() < before.len(), "a request consumed nothing");
                 assert!(before.ends_with(&buf), "the rest is not what followed the head");
                 answer(shape, &parts, close);

@@ -55,7 +55,8 @@ pub(super) struct Session<'a> {
 // Made once per request and moved straight out: boxing the head would cost an allocation.
 #[allow(clippy::large_enum_variant)]
 enum Next {
-    Request(request::Parts, bool),
+    /// The head; whether the client asked to close; whether it accepts trailers.
+    Request(request::Parts, bool, bool),
     Handover,
     Closed,
 }
@@ -75,9 +76,9 @@ where
     tokio::pin!(timers);
     let mut closing = *s.stop.borrow();
     loop {
-        let (parts, asked_close) =
+        let (parts, asked_close, trailers) =
             match next_head(&mut io, &mut buf, &mut s, timers.as_mut(), &mut closing).await {
-                Next::Request(parts, close) => (parts, close),
+                Next::Request(parts, close, trailers) => (parts, close, trailers),
                 Next::Handover => return Some(Rewind::new(io, buf.freeze())),
                 Next::Closed => return None,
             };
@@ -85,7 +86,12 @@ where
         let answering = s.proxy.handle_parts(s.ep, s.conn, parts, None);
         let resp = answer(&mut io, &mut buf, answering).await?;
         let close = asked_close || closing || *s.stop.borrow();
-        match write(&mut io, &mut out, resp, head, close).await {
+        let how = Answering {
+            head,
+            close,
+            trailers,
+        };
+        match write(&mut io, &mut buf, &mut out, resp, how).await {
             Ok(false) => {}
             Ok(true) => {
                 let _ = io.shutdown().await;
@@ -126,13 +132,25 @@ where
 {
     let mut timers = timers.project();
     let mut waiting = false;
+    // Bytes of `buf` known to hold no end of head: each byte is looked at once.
+    let mut checked = 0;
     loop {
         if !buf.is_empty() {
-            match server::parse_request(buf) {
-                Parsed::Request { parts, close } => return Next::Request(parts, close),
-                Parsed::Handover => return Next::Handover,
-                Parsed::Partial if buf.len() >= s.max_head => return Next::Handover,
-                Parsed::Partial => {}
+            match server::head_end(buf, checked) {
+                // Too large (whole or not): hyper answers 431.
+                None if buf.len() >= s.max_head => return Next::Handover,
+                Some(end) if end > s.max_head => return Next::Handover,
+                None => checked = buf.len(),
+                Some(_) => match server::parse_request(buf) {
+                    Parsed::Request {
+                        parts,
+                        close,
+                        trailers,
+                    } => return Next::Request(parts, close, trailers),
+                    Parsed::Handover => return Next::Handover,
+                    // Only blank lines before a request not whole yet.
+                    Parsed::Partial => checked = buf.len(),
+                },
             }
         }
         if !waiting {
@@ -201,16 +219,32 @@ fn room(buf: &mut BytesMut) {
     }
 }
 
+/// What the answer is to: a HEAD request, one after which the connection ends, one whose client
+/// accepts trailers.
+struct Answering {
+    head: bool,
+    close: bool,
+    trailers: bool,
+}
+
+/// The connection while an answer is written: written to, and watched for the client going
+/// away (what it sends meanwhile waits in `buf`).
+struct Out<'a, I> {
+    io: &'a mut I,
+    buf: &'a mut BytesMut,
+    out: &'a mut Vec<u8>,
+}
+
 /// Write one answer; true when the connection ends after it.
 async fn write<I>(
     io: &mut I,
+    buf: &mut BytesMut,
     out: &mut Vec<u8>,
     resp: Response<Body>,
-    head: bool,
-    close: bool,
+    how: Answering,
 ) -> io::Result<bool>
 where
-    I: AsyncWrite + Unpin,
+    I: AsyncRead + AsyncWrite + Unpin,
 {
     let (parts, mut body) = resp.into_parts();
     let len = if body.is_end_stream() {
@@ -221,13 +255,19 @@ where
             .map_or(BodyLen::Unknown, BodyLen::Known)
     };
     out.clear();
-    let Encoded { framing, close } =
-        server::encode_response(out, parts, head, len, close).map_err(|e| io::Error::other(e.0))?;
+    let Encoded { framing, close } = server::encode_response(out, parts, how.head, len, how.close)
+        .map_err(|e| io::Error::other(e.0))?;
+    let mut c = Out { io, buf, out };
     match framing {
         Framing::Length(0) => {}
-        Framing::Length(n) => write_length(io, out, &mut body, n).await?,
-        Framing::Chunked(allowed) => write_chunked(io, out, &mut body, &allowed).await?,
+        Framing::Length(n) => write_length(&mut c, &mut body, n).await?,
+        Framing::Chunked(allowed) => {
+            // Trailer fields go only to a client that said it takes them (`TE: trailers`).
+            let allowed = if how.trailers { allowed } else { Vec::new() };
+            write_chunked(&mut c, &mut body, &allowed).await?;
+        }
     }
+    let Out { io, out, .. } = c;
     if !out.is_empty() {
         io.write_all(out).await?;
         out.clear();
@@ -236,60 +276,61 @@ where
     Ok(close)
 }
 
-/// A body of `n` bytes: more or fewer is an error (the connection ends, as with hyper).
-async fn write_length<I>(io: &mut I, out: &mut Vec<u8>, body: &mut Body, n: u64) -> io::Result<()>
+/// A body of `n` bytes: fewer is an error (the connection ends, as with hyper); more are cut
+/// at `n`, as hyper does.
+async fn write_length<I>(c: &mut Out<'_, I>, body: &mut Body, n: u64) -> io::Result<()>
 where
-    I: AsyncWrite + Unpin,
+    I: AsyncRead + AsyncWrite + Unpin,
 {
+    let short = || io::Error::other("body shorter than its content-length");
     let mut left = n;
     while left > 0 {
-        let Some(frame) = next_frame(io, out, body).await? else {
-            return Err(io::Error::other("body shorter than its content-length"));
+        // Trailers end the body; they have no place in a body of known length.
+        let frame = next_frame(c, body).await?.ok_or_else(short)?;
+        let Ok(mut data) = frame.into_data() else {
+            return Err(short());
         };
-        let Ok(data) = frame.into_data() else {
-            // Trailers end the body; they have no place in a body of known length.
-            return Err(io::Error::other("body shorter than its content-length"));
-        };
-        left = (left.checked_sub(data.len() as u64))
-            .ok_or_else(|| io::Error::other("body longer than its content-length"))?;
-        put(io, out, data).await?;
+        if data.len() as u64 > left {
+            data.truncate(left as usize);
+        }
+        left -= data.len() as u64;
+        put(c, data).await?;
         if left > 0 && body.is_end_stream() {
-            return Err(io::Error::other("body shorter than its content-length"));
+            return Err(short());
         }
     }
     Ok(())
 }
 
-/// A chunked body, ended by the last chunk and the trailer fields the head announced.
+/// A chunked body, ended by the last chunk and the trailer fields allowed.
 async fn write_chunked<I>(
-    io: &mut I,
-    out: &mut Vec<u8>,
+    c: &mut Out<'_, I>,
     body: &mut Body,
     allowed: &[http::HeaderName],
 ) -> io::Result<()>
 where
-    I: AsyncWrite + Unpin,
+    I: AsyncRead + AsyncWrite + Unpin,
 {
     loop {
-        let Some(frame) = next_frame(io, out, body).await? else {
-            server::chunked_end(out, None, allowed);
+        let Some(frame) = next_frame(c, body).await? else {
+            server::chunked_end(c.out, None, allowed);
             return Ok(());
         };
         match frame.into_data() {
             Ok(data) => {
                 if !data.is_empty() {
-                    server::chunk_line(out, data.len());
-                    put(io, out, data).await?;
-                    out.extend_from_slice(b"\r\n");
+                    server::chunk_line(c.out, data.len());
+                    put(c, data).await?;
+                    c.out.extend_from_slice(b"\r\n");
                 }
                 if body.is_end_stream() {
-                    server::chunked_end(out, None, allowed);
+                    server::chunked_end(c.out, None, allowed);
                     return Ok(());
                 }
             }
             Err(frame) => {
                 if let Ok(trailers) = frame.into_trailers() {
-                    server::chunked_end(out, Some(&trailers), allowed);
+                    server::chunked_end(c.out, Some(&trailers), allowed);
                     return Ok(());
                 }
             }
@@ -298,48 +339,59 @@ where
 }
 
 /// The body's next frame. When it is not ready, what `out` holds is written first (the head
-/// goes out at once for an answer whose body is slow to come, as with hyper).
-async fn next_frame<I>(
-    io: &mut I,
-    out: &mut Vec<u8>,
-    body: &mut Body,
-) -> io::Result<Option<Frame<Bytes>>>
+/// goes out at once for an answer whose body is slow to come, as with hyper), and while it is
+/// awaited a client that closes the connection ends the answer (hyper notices that too).
+async fn next_frame<I>(c: &mut Out<'_, I>, body: &mut Body) -> io::Result<Option<Frame<Bytes>>>
 where
-    I: AsyncWrite + Unpin,
+    I: AsyncRead + AsyncWrite + Unpin,
 {
     let now = std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut *body).poll_frame(cx))).await;
     let frame = match now {
         Poll::Ready(frame) => frame,
         Poll::Pending => {
-            if !out.is_empty() {
-                io.write_all(out).await?;
-                out.clear();
+            if !c.out.is_empty() {
+                c.io.write_all(c.out).await?;
+                c.out.clear();
             }
-            io.flush().await?;
-            body.frame().await
+            c.io.flush().await?;
+            loop {
+                if !c.buf.is_empty() {
+                    break body.frame().await;
+                }
+                room(c.buf);
+                tokio::select! {
+                    biased;
+                    frame = body.frame() => break frame,
+                    read = c.io.read_buf(c.buf) => match read {
+                        Ok(0) => return Err(io::ErrorKind::ConnectionAborted.into()),
+                        Err(e) => return Err(e),
+                        Ok(_) => {}
+                    },
+                }
+            }
         }
     };
     frame.transpose().map_err(io::Error::other)
 }
 
 /// Body bytes: gathered with what precedes them when small, written directly when large.
-async fn put<I>(io: &mut I, out: &mut Vec<u8>, data: Bytes) -> io::Result<()>
+async fn put<I>(c: &mut Out<'_, I>, data: Bytes) -> io::Result<()>
 where
     I: AsyncWrite + Unpin,
 {
     if data.len() < GATHER {
-        out.extend_from_slice(&data);
-        if out.len() >= GATHER {
-            io.write_all(out).await?;
-            out.clear();
+        c.out.extend_from_slice(&data);
+        if c.out.len() >= GATHER {
+            c.io.write_all(c.out).await?;
+            c.out.clear();
         }
         return Ok(());
     }
-    if !out.is_empty() {
-        io.write_all(out).await?;
-        out.clear();
+    if !c.out.is_empty() {
+        c.io.write_all(c.out).await?;
+        c.out.clear();
     }
-    io.write_all(&data).await
+    c.io.write_all(&data).await
 }
 
 /// A connection with bytes already read from it put back in front, for hyper.
@@ -367,6 +419,10 @@ impl<I: AsyncRead + Unpin> AsyncRead for Rewind<I> {
         let n = this.pre.len().min(buf.remaining());
         buf.put_slice(&this.pre[..n]);
         this.pre.advance(n);
+        if this.pre.is_empty() {
+            // The read buffer it came from is freed, not kept for the connection's life.
+            this.pre = Bytes::new();
+        }
         Poll::Ready(Ok(()))
     }
 }

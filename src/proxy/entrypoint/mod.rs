@@ -373,6 +373,16 @@ where
     tokio::pin!(conn);
     let mut closing = *stop.borrow();
     if closing {
+        // Draining already: hyper first reads the request put back in front of the connection
+        // (shut down while it still detects the protocol, it would drop that request
+        // unanswered), then answers it and closes.
+        let first = std::future::poll_fn(|cx| Poll::Ready(conn.as_mut().poll(cx))).await;
+        if let Poll::Ready(res) = first {
+            if let Err(e) = res {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+            return;
+        }
         conn.as_mut().graceful_shutdown();
     }
     let mut idle_watch = IdleWatch::new(timeouts.idle, &moved);

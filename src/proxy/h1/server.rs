@@ -10,7 +10,10 @@
 //! Response heads follow what hyper's server writes (its `role::Server::encode`): lower-case
 //! names, the length taken from `content-length` or the body's exact size, chunked otherwise,
 //! no body for HEAD, 1xx, 204 and 304 (HEAD keeps its `content-length`), `connection: close`
-//! added when the connection ends after the answer, a cached `date`.
+//! added when the connection ends after the answer, a cached `date`. One difference: the status
+//! line is always HTTP/1.1 (the version of the request it answers), where hyper repeated an
+//! HTTP/1.0 upstream's version and then ended the body with the close; nginx and Traefik answer
+//! in their own version too.
 
 use std::cell::RefCell;
 use std::mem::MaybeUninit;
@@ -31,8 +34,13 @@ const MAX_URI: usize = u16::MAX as usize - 1;
 #[allow(clippy::large_enum_variant)]
 pub enum Parsed {
     /// A bodyless HTTP/1.1 request, consumed from the buffer; `close`: the client asked for the
-    /// connection to end after the answer.
-    Request { parts: request::Parts, close: bool },
+    /// connection to end after the answer; `trailers`: it accepts trailer fields (`TE:
+    /// trailers`), without which none are sent, as with hyper.
+    Request {
+        parts: request::Parts,
+        close: bool,
+        trailers: bool,
+    },
     /// Not a whole head yet.
     Partial,
     /// Not for this server: hyper serves the connection from here, with the buffer unread.
@@ -81,6 +89,7 @@ pub fn parse_request(buf: &mut BytesMut) -> Parsed {
     // Room for the X-Forwarded-* fields the proxy adds, so that they need no second allocation.
     let mut headers = HeaderMap::with_capacity(count + 8);
     let mut close = false;
+    let mut trailers = false;
     for &[name_at, name_len, at, n] in &places[..count] {
         let (Ok(name), Ok(value)) = (
             HeaderName::from_bytes(&head[name_at..name_at + name_len]),
@@ -97,6 +106,7 @@ pub fn parse_request(buf: &mut BytesMut) -> Parsed {
                 return handover_with(buf, head);
             }
             header::CONNECTION => close |= has_token(&value, b"close"),
+            header::TE => trailers |= has_token(&value, b"trailers"),
             _ => {}
         }
         headers.append(name, value);
@@ -106,7 +116,32 @@ pub fn parse_request(buf: &mut BytesMut) -> Parsed {
     parts.uri = uri;
     parts.version = Version::HTTP_11;
     parts.headers = headers;
-    Parsed::Request { parts, close }
+    Parsed::Request {
+        parts,
+        close,
+        trailers,
+    }
+}
+
+/// Where the head that `buf` begins with ends (just past its empty line), looking only from
+/// `from` on (bytes before it were looked at already): a head is parsed once it is whole, not
+/// again on every read of a client that sends it a byte at a time.
+pub fn head_end(buf: &[u8], from: usize) -> Option<usize> {
+    let start = from.saturating_sub(2);
+    let at = buf[start..]
+        .iter()
+        .position(|b| *b == b'\n')
+        .map(|i| i + start)?;
+    let mut at = at;
+    loop {
+        // A line feed followed by an optional CR and another line feed ends the head.
+        match buf.get(at + 1..) {
+            Some([b'\n', ..]) => return Some(at + 2),
+            Some([b'\r', b'\n', ..]) => return Some(at + 3),
+            _ => {}
+        }
+        at += 1 + buf.get(at + 1..)?.iter().position(|b| *b == b'\n')?;
+    }
 }
 
 /// Put a consumed head back in front of the buffer and hand the connection over.
@@ -159,7 +194,7 @@ pub fn encode_response(
     dst: &mut Vec<u8>,
     mut parts: response::Parts,
     head: bool,
-    body: BodyLen,
+    mut body: BodyLen,
     mut close: bool,
 ) -> Result<Encoded, BadHead> {
     let start = dst.len();
@@ -168,6 +203,8 @@ pub fn encode_response(
         // As hyper: a 1xx cannot be the answer; a 500 with nothing else, then the close.
         status = StatusCode::INTERNAL_SERVER_ERROR;
         parts.headers.clear();
+        parts.extensions.clear();
+        body = BodyLen::Empty;
         close = true;
     }
     if status == StatusCode::SWITCHING_PROTOCOLS {
@@ -288,9 +325,13 @@ fn explicit_length(
                 wrote_len = true;
             }
             BodyLen::Unknown => {
+                // Digits only, as hyper reads it (no sign, no spaces).
                 let parse = |v: &HeaderValue| {
-                    let s = v.to_str().ok()?;
-                    s.trim().parse::<u64>().ok()
+                    let digits = v.as_bytes();
+                    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+                        return None;
+                    }
+                    std::str::from_utf8(digits).ok()?.parse::<u64>().ok()
                 };
                 let n = parse(first).ok_or(BadHead("invalid content-length"))?;
                 if lengths.any(|v| parse(v) != Some(n)) {
@@ -415,11 +456,31 @@ pub fn chunk_line(dst: &mut Vec<u8>, len: usize) {
 pub fn chunked_end(dst: &mut Vec<u8>, trailers: Option<&HeaderMap>, allowed: &[HeaderName]) {
     dst.extend_from_slice(b"0\r\n");
     for (name, value) in trailers.into_iter().flatten() {
-        if allowed.contains(name) {
+        if allowed.contains(name) && may_trail(name) {
             field(dst, name.as_str(), value.as_bytes());
         }
     }
     dst.extend_from_slice(b"\r\n");
+}
+
+/// Fields that cannot be trailers (hyper's list): framing, routing, authentication and the
+/// fields a recipient needs before the body.
+fn may_trail(name: &HeaderName) -> bool {
+    !matches!(
+        *name,
+        header::AUTHORIZATION
+            | header::CACHE_CONTROL
+            | header::CONTENT_ENCODING
+            | header::CONTENT_LENGTH
+            | header::CONTENT_RANGE
+            | header::CONTENT_TYPE
+            | header::HOST
+            | header::MAX_FORWARDS
+            | header::SET_COOKIE
+            | header::TRAILER
+            | header::TRANSFER_ENCODING
+            | header::TE
+    )
 }
 
 thread_local! {

@@ -12,10 +12,16 @@ fn parse(text: &str) -> (Parsed, BytesMut) {
 fn a_bodyless_request_is_taken_and_consumed() {
     let (p, left) =
         parse("GET /a?b=1 HTTP/1.1\r\nHost: x.lan\r\nX-A: 1\r\nx-a: 2\r\n\r\nGET /next");
-    let Parsed::Request { parts, close } = p else {
+    let Parsed::Request {
+        parts,
+        close,
+        trailers,
+    } = p
+    else {
         panic!("not taken: {p:?}");
     };
     assert!(!close);
+    assert!(!trailers);
     assert_eq!(parts.method, Method::GET);
     assert_eq!(parts.uri, "/a?b=1");
     assert_eq!(parts.version, Version::HTTP_11);
@@ -35,9 +41,41 @@ fn partial_heads_wait_for_more() {
 }
 
 #[test]
-fn connection_close_is_seen_among_other_tokens() {
-    let (p, _) = parse("GET / HTTP/1.1\r\nConnection: keep-alive, Close\r\n\r\n");
-    assert!(matches!(p, Parsed::Request { close: true, .. }));
+fn connection_close_and_te_trailers_are_seen_among_other_tokens() {
+    let (p, _) =
+        parse("GET / HTTP/1.1\r\nConnection: keep-alive, Close\r\nTE: gzip, Trailers\r\n\r\n");
+    assert!(matches!(
+        p,
+        Parsed::Request {
+            close: true,
+            trailers: true,
+            ..
+        }
+    ));
+}
+
+#[test]
+fn a_head_end_is_found_once_whole_wherever_reads_cut_it() {
+    let head = b"\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\nGET";
+    let end = head.len() - 3;
+    // Fed a byte at a time, looking only at what is new: found once, where it is (a leading
+    // CRLF, which the parser skips, is not an end).
+    let mut checked = 0;
+    let mut found = Vec::new();
+    for n in 1..=head.len() {
+        if let Some(at) = head_end(&head[..n], checked) {
+            found.push(at);
+        }
+        checked = n;
+    }
+    assert_eq!(found, [end]);
+    assert_eq!(
+        head_end(b"\r\n\r\nGET", 0),
+        Some(4),
+        "blank lines end nothing yet"
+    );
+    assert_eq!(head_end(b"GET / HTTP/1.1\nHost: x\n\n", 0), Some(24));
+    assert_eq!(head_end(b"GET / HTTP/1.1\r\nHost: x\r\n", 0), None);
 }
 
 #[test]
@@ -216,11 +254,42 @@ fn a_transfer_coding_gets_chunked_last() {
 }
 
 #[test]
-fn an_interim_status_becomes_a_closing_500() {
-    let resp = Response::builder().status(103).body(()).unwrap();
-    let (text, enc) = encode(resp, false, BodyLen::Empty, false);
-    assert!(text.starts_with("HTTP/1.1 500 Internal Server Error\r\n"));
+fn an_interim_status_becomes_a_closing_empty_500() {
+    let mut resp = Response::builder()
+        .status(103)
+        .header("link", "</a.css>")
+        .body(())
+        .unwrap();
+    let reason = hyper::ext::ReasonPhrase::from_static(b"Early");
+    resp.extensions_mut().insert(reason);
+    let (text, enc) = encode(resp, false, BodyLen::Known(10), false);
+    assert!(
+        text.starts_with("HTTP/1.1 500 Internal Server Error\r\n"),
+        "{text}"
+    );
+    assert!(text.contains("content-length: 0\r\n"), "{text}");
+    assert!(!text.contains("link"), "{text}");
+    assert_eq!(
+        enc.framing,
+        Framing::Length(0),
+        "the 1xx's body is not sent"
+    );
     assert!(enc.close);
+}
+
+#[test]
+fn a_length_header_is_digits_only() {
+    for bad in ["+5", " 5", "5 ", "0x5", ""] {
+        let mut dst = Vec::new();
+        let parts = Response::builder()
+            .header("content-length", bad)
+            .body(())
+            .unwrap()
+            .into_parts()
+            .0;
+        let res = encode_response(&mut dst, parts, false, BodyLen::Unknown, false);
+        assert!(res.is_err(), "{bad:?} taken");
+    }
 }
 
 #[test]
@@ -239,6 +308,11 @@ fn chunks_are_framed_in_hex_and_trailers_filtered() {
     let mut trailers = HeaderMap::new();
     trailers.insert("x-t", HeaderValue::from_static("1"));
     trailers.insert("x-other", HeaderValue::from_static("2"));
-    chunked_end(&mut dst, Some(&trailers), &[HeaderName::from_static("x-t")]);
+    trailers.insert("content-length", HeaderValue::from_static("3"));
+    let allowed = [
+        HeaderName::from_static("x-t"),
+        HeaderName::from_static("content-length"),
+    ];
+    chunked_end(&mut dst, Some(&trailers), &allowed);
     assert_eq!(dst, b"1a2\r\n0\r\nx-t: 1\r\n\r\n");
 }
