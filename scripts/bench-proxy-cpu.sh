@@ -11,19 +11,21 @@
 # generator (much steadier on a shared host). BOMA_B=path: a second boma binary measured in the
 # same run, after the first (before/after a change). ROUNDS=n: the measurements n times over.
 # METRICS=1: boma once more, with [metrics.prometheus] on (Traefik's default labels plus
-# routers), in the same round: the cost of recording every request.
+# routers), in the same round: the cost of recording every request. TRAEFIK=1: Traefik too, in
+# the same round (with PIN=1, GOMAXPROCS=1 on the proxy's core: its one-core throughput).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BOMA=${BOMA:-target/release/boma}
 BOMA_B=${BOMA_B:-}
 METRICS=${METRICS:-0}
+TRAEFIK=${TRAEFIK:-0}
 PIN=${PIN:-0}
 ROUNDS=${ROUNDS:-1}
 DURATION=${DURATION:-8}
 BASE=${BASE_PORT:-18180}
-BACKEND=$((BASE + 1)); NGINX=$((BASE + 2)); BOMA_PORT=$((BASE + 3))
+BACKEND=$((BASE + 1)); NGINX=$((BASE + 2)); BOMA_PORT=$((BASE + 3)); TRAEFIK_PORT=$((BASE + 5))
 [ -x "$BOMA" ] || { echo "bench-proxy-cpu: $BOMA missing; run make release" >&2; exit 1; }
-for t in nginx wrk curl; do command -v "$t" >/dev/null || { echo "bench-proxy-cpu: $t missing; run make deps" >&2; exit 1; }; done
+for t in nginx wrk curl $([ "$TRAEFIK" = 1 ] && echo traefik); do command -v "$t" >/dev/null || { echo "bench-proxy-cpu: $t missing; run make deps" >&2; exit 1; }; done
 work=$(mktemp -d)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
@@ -92,6 +94,23 @@ boma_one() { # name binary [config]
   one "$1" "http://127.0.0.1:$BOMA_PORT/" "$b"
   kill "$b"; wait "$b" 2>/dev/null || true
 }
+cat > "$work/traefik.toml" <<C
+[entryPoints.web]
+address = "127.0.0.1:$TRAEFIK_PORT"
+[providers.file]
+filename = "$work/dynamic.toml"
+[log]
+level = "ERROR"
+[global]
+sendAnonymousUsage = false
+checkNewVersion = false
+C
+traefik_one() {
+  if [ "$PIN" = 1 ]; then procs_env="GOMAXPROCS=1"; else procs_env="GOMAXPROCS=$(nproc)"; fi
+  $proxy_cpu env "$procs_env" traefik --configFile="$work/traefik.toml" > "$work/traefik.log" 2>&1 & t=$!; pids+=($t)
+  one traefik "http://127.0.0.1:$TRAEFIK_PORT/" "$t"
+  kill "$t"; wait "$t" 2>/dev/null || true
+}
 for _ in $(seq 1 "$ROUNDS"); do
   $proxy_cpu nginx -c "$work/proxy/nginx.conf" -g 'daemon off;' & ngx=$!; pids+=($ngx)
   one nginx "http://127.0.0.1:$NGINX/" "$ngx"
@@ -99,4 +118,5 @@ for _ in $(seq 1 "$ROUNDS"); do
   boma_one boma "$BOMA"
   [ -z "$BOMA_B" ] || boma_one "boma ($BOMA_B)" "$BOMA_B"
   [ "$METRICS" != 1 ] || boma_one "boma, metrics on" "$BOMA" "$work/boma-metrics.toml"
+  [ "$TRAEFIK" != 1 ] || traefik_one
 done
