@@ -10,7 +10,8 @@
 //! connections from it are closed at once and counted, so a slowloris client cannot starve the
 //! others.
 //!
-//! This module owns connections, not requests: each request goes to [`super::Proxy::handle`].
+//! This module owns connections, not requests: each request goes to
+//! [`super::Proxy::handle_parts`] (through [`super::Proxy::handle`] when hyper read it).
 //! Every connection task is owned by the entrypoint's JoinSet and is aborted after the grace period.
 
 use std::collections::HashMap;
