@@ -2,7 +2,8 @@
 //! requests, a request body in the middle of a keep-alive connection (hyper takes the
 //! connection over with the bytes already read), HEAD and 204 answers that carry no body, a
 //! streamed answer sent chunked, `Connection: close`, HTTP/1.0, and draining an idle keep-alive
-//! connection, one with a request in flight and one whose request with a body was begun.
+//! connection, one with a request in flight and one whose request with a body was begun; a
+//! client that goes away while an answer's body is awaited ends that answer.
 
 mod support;
 
@@ -12,7 +13,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use support::{BASIC_STATIC, Backend, Boma, Client};
+use support::{BASIC_STATIC, Backend, Boma, Client, eventually};
 
 fn dynamic_for(b: &Backend) -> String {
     format!(
@@ -268,4 +269,49 @@ filename = "{dir}/dynamic.toml"
     assert!(a.text().contains("GET /late?sleep_ms=1500"), "{a:?}");
     assert_eq!(a.header("connection"), Some("close"), "{a:?}");
     assert!(busy.closed().await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_gone_while_the_body_is_awaited_ends_the_answer() {
+    let static_toml = r#"
+[entryPoints.web]
+address = "127.0.0.1:0"
+[entryPoints.traefik]
+address = "127.0.0.1:0"
+[api]
+insecure = true
+[providers.file]
+filename = "{dir}/dynamic.toml"
+"#;
+    let (_backend, boma, addr) = start(static_toml).await;
+    let api = boma.addr("traefik");
+    let client = Client::new();
+    let open = || async {
+        let r = client.get(api, "x", "/api/entrypoints").await;
+        let eps: serde_json::Value = serde_json::from_str(&r.body).ok()?;
+        let web = eps.as_array()?.iter().find(|e| e["name"] == "web")?;
+        web["connections"]["open"].as_u64()
+    };
+    // The answer's head and first chunk come at once, the next one 30 s later.
+    let mut c = Conn::open(addr).await;
+    c.send(&get("/drip")).await;
+    let status = c.line().await;
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    assert!(c.fill(1).await);
+    // This connection alone (the readiness check's connections close on their own).
+    let alone = eventually(Duration::from_secs(10), || async {
+        (open().await == Some(1)).then_some(())
+    })
+    .await;
+    assert!(alone.is_some(), "open connections: {:?}", open().await);
+    drop(c);
+    // Closed long before the body would have gone on: the connection is gone from the count.
+    let gone = eventually(Duration::from_secs(10), || async {
+        (open().await == Some(0)).then_some(())
+    })
+    .await;
+    assert!(
+        gone.is_some(),
+        "the answer went on for a client that had left"
+    );
 }

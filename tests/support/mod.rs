@@ -160,6 +160,26 @@ async fn answer(
                 .body(boxed(""))
                 .unwrap()
         }
+        "/drip" => {
+            // `n` chunks of "x\n" (default 2), the first at once, then one every `every_ms`
+            // (default 30 s): an answer that stays open with nothing to send.
+            let n = query_param(&req, "n").unwrap_or(2);
+            let every = Duration::from_millis(query_param(&req, "every_ms").unwrap_or(30_000));
+            let stream = futures_util::stream::unfold(0u64, move |sent| async move {
+                if sent == n {
+                    return None;
+                }
+                if sent > 0 {
+                    tokio::time::sleep(every).await;
+                }
+                let chunk = Frame::data(Bytes::from_static(b"x\n"));
+                Some((
+                    Ok::<_, Box<dyn std::error::Error + Send + Sync>>(chunk),
+                    sent + 1,
+                ))
+            });
+            Response::new(BodyExt::boxed(StreamBody::new(stream)))
+        }
         "/stream" => {
             // n bytes in 64 KiB chunks, generated lazily.
             let total = query_param(&req, "n").unwrap_or(0);
