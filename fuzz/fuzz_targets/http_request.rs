@@ -1,7 +1,8 @@
-//! boma's own HTTP/1.1 server side: request heads as a client sends them, parsed as the
-//! connection loop parses them (one after another off one buffer), must never panic; a head
-//! handed to hyper must leave every unread byte in place, in order; and the answer head boma
-//! writes for any status, header set and body length must never panic either.
+//! boma's own HTTP/1.1 server side: request heads as a client sends them, read in pieces and
+//! parsed as the connection loop parses them (the end of a head looked for in the new bytes
+//! only, heads taken one after another off one buffer), must never panic; a head handed to
+//! hyper must leave every unread byte in place, in order; and the answer head boma writes for
+//! any status, header set and body length must never panic either.
 #![no_main]
 
 use boma::proxy::h1::server::{self, BodyLen, Parsed};
@@ -9,17 +10,36 @@ use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    // First byte: the answer's shape; the rest: what the client sent.
+    // First byte: the read size and the answer's shape; the rest: what the client sent.
     let Some((&shape, sent)) = data.split_first() else {
         return;
     };
-    let mut buf = BytesMut::from(sent);
+    let step = 1 + usize::from(shape & 0x0f) * 37;
+    let mut buf = BytesMut::new();
+    let mut fed = 0;
+    let mut checked = 0;
     loop {
+        if fed < sent.len() {
+            let n = step.min(sent.len() - fed);
+            buf.extend_from_slice(&sent[fed..fed + n]);
+            fed += n;
+        }
+        let Some(end) = server::head_end(&buf, checked) else {
+            checked = buf.len();
+            if fed == sent.len() {
+                return;
+            }
+            continue;
+        };
+        assert!(end <= buf.len(), "a head end past the buffer");
         let before = buf.clone().freeze();
         match server::parse_request(&mut buf) {
             Parsed::Partial => {
                 assert_eq!(&buf[..], &before[..], "a partial head consumed bytes");
-                return;
+                checked = buf.len();
+                if fed == sent.len() {
+                    return;
+                }
             }
             Parsed::Handover => {
                 assert_eq!(&buf[..], &before[..], "a hand-over lost or moved bytes");
@@ -28,6 +48,7 @@ fuzz_target!(|data: &[u8]| {
             Parsed::Request { parts, close, .. } => {
                 assert!(buf.len() < before.len(), "a request consumed nothing");
                 assert!(before.ends_with(&buf), "the rest is not what followed the head");
+                checked = 0;
                 answer(shape, &parts, close);
             }
         }
