@@ -47,7 +47,10 @@ fuzz_target!(|data: &[u8]| {
             }
             Parsed::Request { parts, close, .. } => {
                 assert!(buf.len() < before.len(), "a request consumed nothing");
-                assert!(before.ends_with(&buf), "the rest is not what followed the head");
+                assert!(
+                    before.ends_with(&buf),
+                    "the rest is not what followed the head"
+                );
                 checked = 0;
                 answer(shape, &parts, close);
             }
