@@ -390,12 +390,28 @@ fn parse_head(buf: &mut BytesMut) -> Result<Option<ResponseHead>, &'static str> 
         Some(0) => Version::HTTP_10,
         _ => Version::HTTP_11,
     };
-    // Where each value lies in the head, so that the values share the head's bytes instead of
-    // each being copied (names are mostly standard ones, which need no copy).
-    let base = buf.as_ptr() as usize;
-    let mut places = [[0usize; 4]; MAX_HEADERS];
+    let places: [_; MAX_HEADERS] = field_places(buf, parsed.headers);
     let count = parsed.headers.len();
-    for (h, place) in parsed.headers.iter().zip(places.iter_mut()) {
+    let head = buf.split_to(len).freeze();
+    let mut headers = HeaderMap::with_capacity(count);
+    for &place in &places[..count] {
+        let (name, value) = shared_field(&head, place).ok_or("bad header field")?;
+        headers.append(name, value);
+    }
+    Ok(Some(ResponseHead {
+        status,
+        version,
+        headers,
+    }))
+}
+
+/// Where each field's name and value lie in `buf` (offset and length of each), so that once the
+/// head is split off the values share its bytes instead of each being copied (names are mostly
+/// standard ones, which need no copy). Used for request and response heads alike.
+fn field_places<const N: usize>(buf: &[u8], fields: &[httparse::Header<'_>]) -> [[usize; 4]; N] {
+    let base = buf.as_ptr() as usize;
+    let mut places = [[0usize; 4]; N];
+    for (h, place) in fields.iter().zip(places.iter_mut()) {
         let (name, value) = (h.name.as_bytes(), h.value);
         *place = [
             name.as_ptr() as usize - base,
@@ -404,20 +420,18 @@ fn parse_head(buf: &mut BytesMut) -> Result<Option<ResponseHead>, &'static str> 
             value.len(),
         ];
     }
-    let head = buf.split_to(len).freeze();
-    let mut headers = HeaderMap::with_capacity(count);
-    for &[name_at, name_len, at, n] in &places[..count] {
-        let name = HeaderName::from_bytes(&head[name_at..name_at + name_len])
-            .map_err(|_| "bad header name")?;
-        let value = HeaderValue::from_maybe_shared(head.slice(at..at + n))
-            .map_err(|_| "bad header value")?;
-        headers.append(name, value);
-    }
-    Ok(Some(ResponseHead {
-        status,
-        version,
-        headers,
-    }))
+    places
+}
+
+/// The field at `place` (from [`field_places`]) of a head split off as `head`; `None` when its
+/// name or value is not one `http` takes.
+fn shared_field(
+    head: &bytes::Bytes,
+    [name_at, name_len, at, n]: [usize; 4],
+) -> Option<(HeaderName, HeaderValue)> {
+    let name = HeaderName::from_bytes(&head[name_at..name_at + name_len]).ok()?;
+    let value = HeaderValue::from_maybe_shared(head.slice(at..at + n)).ok()?;
+    Some((name, value))
 }
 
 /// How the response body is delimited.

@@ -65,22 +65,11 @@ pub fn parse_request(buf: &mut BytesMut) -> Parsed {
     if method == Method::CONNECT || target.len() > MAX_URI {
         return Parsed::Handover;
     }
-    // Where the target and each field lie in the head, so that they share the head's bytes
-    // instead of being copied (names are mostly standard ones, which need no copy).
-    let base = buf.as_ptr() as usize;
-    let target_at = target.as_ptr() as usize - base;
+    // Where the target and each field lie in the head, so that they share its bytes.
+    let target_at = target.as_ptr() as usize - buf.as_ptr() as usize;
     let target_len = target.len();
     let count = req.headers.len();
-    let mut places = [[0usize; 4]; MAX_HEADERS];
-    for (h, place) in req.headers.iter().zip(places.iter_mut()) {
-        let (name, value) = (h.name.as_bytes(), h.value);
-        *place = [
-            name.as_ptr() as usize - base,
-            name.len(),
-            value.as_ptr() as usize - base,
-            value.len(),
-        ];
-    }
+    let places: [_; MAX_HEADERS] = super::field_places(buf, req.headers);
     let head = buf.split_to(len).freeze();
     let Ok(uri) = Uri::from_maybe_shared(head.slice(target_at..target_at + target_len)) else {
         // Put back for hyper, which answers 400.
@@ -90,11 +79,8 @@ pub fn parse_request(buf: &mut BytesMut) -> Parsed {
     let mut headers = HeaderMap::with_capacity(count + 8);
     let mut close = false;
     let mut trailers = false;
-    for &[name_at, name_len, at, n] in &places[..count] {
-        let (Ok(name), Ok(value)) = (
-            HeaderName::from_bytes(&head[name_at..name_at + name_len]),
-            HeaderValue::from_maybe_shared(head.slice(at..at + n)),
-        ) else {
+    for &place in &places[..count] {
+        let Some((name, value)) = super::shared_field(&head, place) else {
             return handover_with(buf, head);
         };
         match name {
