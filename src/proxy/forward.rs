@@ -106,7 +106,9 @@ impl Upstream {
             authority: &server.authority,
             path_prefix: &server.path_prefix,
         };
-        match super::h1::send(&self.h1, &target, &head).await {
+        let sent = super::h1::send(&self.h1, &target, &head).await;
+        super::h1::spare::give(head.headers);
+        match sent {
             Ok(response) => Ok(response.map(ResponseBody::Own)),
             Err(Error::ConnectTimeout) => Err(SendError::Timeout),
             Err(Error::Connect(why)) => Err(SendError::Connect(why)),
@@ -357,46 +359,51 @@ pub fn set_forwarded(
             headers.remove(h);
         }
     }
-    if !headers.contains_key(&XFPROTO) {
-        let proto = match (upgrade, down.scheme) {
+    // One hash of each name (an entry), where a lookup and then an insert would take two.
+    let set = |headers: &mut HeaderMap, name: &HeaderName, value: &dyn Fn() -> HeaderValue| {
+        if let header::Entry::Vacant(v) = headers.entry(name) {
+            v.insert(value());
+        }
+    };
+    set(headers, &XFPROTO, &|| {
+        HeaderValue::from_static(match (upgrade, down.scheme) {
             (true, "https") => "wss",
             (true, _) => "ws",
             (false, "https") => "https",
             (false, _) => "http",
-        };
-        headers.insert(XFPROTO.clone(), HeaderValue::from_static(proto));
-    }
-    if !headers.contains_key(&XFHOST) {
-        headers.insert(XFHOST.clone(), host.clone());
-    }
-    if !headers.contains_key(&XFPORT) {
+        })
+    });
+    set(headers, &XFHOST, &|| host.clone());
+    set(headers, &XFPORT, &|| {
         let default = if down.scheme == "https" { 443 } else { 80 };
-        let port = (host.to_str().ok()).and_then(port_of).unwrap_or(default);
-        let value = match port {
+        match (host.to_str().ok()).and_then(port_of).unwrap_or(default) {
             80 => HeaderValue::from_static("80"),
             443 => HeaderValue::from_static("443"),
             p => HeaderValue::from(p),
-        };
-        headers.insert(XFPORT.clone(), value);
-    }
-    if !headers.contains_key(&XFSERVER) {
-        headers.insert(XFSERVER.clone(), down.server_name.clone());
-    }
-    if !headers.contains_key(&XREALIP) {
-        headers.insert(XREALIP.clone(), down.client_ip_header.clone());
-    }
+        }
+    });
+    set(headers, &XFSERVER, &|| down.server_name.clone());
+    set(headers, &XREALIP, &|| down.client_ip_header.clone());
 }
 
 /// Append the client to X-Forwarded-For, as the forwarding step does after the middlewares.
 pub fn append_forwarded_for(headers: &mut HeaderMap, client_ip: &HeaderValue) {
-    let joined = match headers.get(&XFF).and_then(|v| v.to_str().ok()) {
-        Some(prior) if !prior.is_empty() => client_ip
-            .to_str()
-            .ok()
-            .and_then(|ip| HeaderValue::from_str(&format!("{prior}, {ip}")).ok()),
-        _ => None,
-    };
-    headers.insert(XFF.clone(), joined.unwrap_or_else(|| client_ip.clone()));
+    match headers.entry(&XFF) {
+        header::Entry::Occupied(mut o) => {
+            let joined = match (o.get().to_str(), client_ip.to_str()) {
+                (Ok(prior), Ok(ip)) if !prior.is_empty() => {
+                    HeaderValue::from_str(&format!("{prior}, {ip}")).ok()
+                }
+                _ => None,
+            };
+            // Every value of a repeated field is replaced by the one joined from the first,
+            // as an insert does.
+            o.insert(joined.unwrap_or_else(|| client_ip.clone()));
+        }
+        header::Entry::Vacant(v) => {
+            v.insert(client_ip.clone());
+        }
+    }
 }
 
 /// The client address as a header value (computed once per connection).
@@ -477,7 +484,7 @@ pub async fn forward(
             let factor = 1u32 << (attempt - 1).min(10);
             tokio::time::sleep(retry.initial_interval.saturating_mul(factor)).await;
         }
-        let now = Instant::now();
+        let now = if attempt == 0 { now } else { Instant::now() };
         let sticky = sticky_pick.filter(|_| attempt == 0);
         let picked = sticky.or_else(|| lb.pick(now, &failed).or_else(|| lb.fallback(&failed)));
         let Some(idx) = picked else {

@@ -83,7 +83,9 @@ where
                 Next::Closed => return None,
             };
         let head = parts.method == Method::HEAD;
-        let answering = s.proxy.handle_parts(s.ep, s.conn, parts, None);
+        // Pinned where it is made: the request's future is kilobytes, and handing it to
+        // `answer` by value would copy it twice more a request.
+        let answering = std::pin::pin!(s.proxy.handle_parts(s.ep, s.conn, parts, None));
         let resp = answer(&mut io, &mut buf, answering).await?;
         let close = asked_close || closing || *s.stop.borrow();
         let how = Answering {
@@ -189,12 +191,15 @@ where
 /// The answer to the request being handled; `None` when the client closed the connection
 /// before it was ready (the request is dropped, as hyper does). Bytes the client sends meanwhile
 /// (a pipelined request) wait in `buf`.
-async fn answer<I, F>(io: &mut I, buf: &mut BytesMut, answering: F) -> Option<Response<Body>>
+async fn answer<I, F>(
+    io: &mut I,
+    buf: &mut BytesMut,
+    mut answering: Pin<&mut F>,
+) -> Option<Response<Body>>
 where
     I: AsyncRead + Unpin,
     F: Future<Output = Response<Body>>,
 {
-    tokio::pin!(answering);
     loop {
         if !buf.is_empty() {
             return Some(answering.await);

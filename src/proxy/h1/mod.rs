@@ -35,6 +35,7 @@ use tokio::net::TcpStream;
 
 mod body;
 pub mod server;
+pub mod spare;
 #[cfg(test)]
 mod tests;
 
@@ -47,6 +48,8 @@ const MAX_HEAD: usize = 64 * 1024;
 const MAX_HEADERS: usize = 128;
 /// Read size while the head is awaited (most heads and small bodies fit).
 const HEAD_READ: usize = 4096;
+/// Request-head buffer kept by a connection between its requests (a larger one is freed).
+const KEEP_OUT: usize = 4096;
 /// Read size for bodies.
 const BODY_READ: usize = 16 * 1024;
 /// Longest chunk-size line and trailer section of a chunked body.
@@ -83,6 +86,8 @@ impl std::error::Error for Error {}
 pub struct Conn {
     io: TcpStream,
     buf: BytesMut,
+    /// The request head being written (kept: each request on the connection reuses it).
+    out: Vec<u8>,
     /// Served an earlier exchange (a failure before any answer byte may be a close the server
     /// made while it was idle).
     reused: bool,
@@ -106,6 +111,7 @@ impl Conn {
         Ok(Conn {
             io,
             buf: BytesMut::new(),
+            out: Vec::new(),
             reused: false,
             idle_since: Instant::now(),
         })
@@ -238,8 +244,6 @@ pub async fn send(
     target: &Target<'_>,
     head: &request::Parts,
 ) -> Result<Response<Body>, Error> {
-    let mut encoded = Vec::with_capacity(512);
-    encode_head(head, target, &mut encoded);
     let safe = matches!(
         head.method,
         Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
@@ -251,7 +255,9 @@ pub async fn send(
             Some(conn) => conn,
             None => Conn::connect(&pool.connector, target.authority.as_str()).await?,
         };
-        match exchange(&mut conn, &encoded).await {
+        conn.out.clear();
+        encode_head(head, target, &mut conn.out);
+        match exchange(&mut conn).await {
             Ok(answer) => return respond(pool, target, head, conn, answer),
             // A kept connection the server had closed while it was idle: replaced when the
             // request cannot have been acted on (not all of it was written) or is safe.
@@ -315,9 +321,14 @@ impl Failure {
 }
 
 /// Write the request head and read the answer's.
-async fn exchange(conn: &mut Conn, encoded: &[u8]) -> Result<ResponseHead, Failure> {
-    let Conn { io, buf, .. } = conn;
-    if let Err(e) = io.write_all(encoded).await {
+async fn exchange(conn: &mut Conn) -> Result<ResponseHead, Failure> {
+    let Conn { io, buf, out, .. } = conn;
+    let written = io.write_all(out).await;
+    if out.capacity() > KEEP_OUT {
+        // A rare large head: its buffer is not kept with the idle connection.
+        *out = Vec::new();
+    }
+    if let Err(e) = written {
         return Err(Failure {
             written: false,
             ..Failure::io(e, false)
@@ -393,7 +404,7 @@ fn parse_head(buf: &mut BytesMut) -> Result<Option<ResponseHead>, &'static str> 
     let places: [_; MAX_HEADERS] = field_places(buf, parsed.headers);
     let count = parsed.headers.len();
     let head = buf.split_to(len).freeze();
-    let mut headers = HeaderMap::with_capacity(count);
+    let mut headers = spare::take(count);
     for &place in &places[..count] {
         let (name, value) = shared_field(&head, place).ok_or("bad header field")?;
         headers.append(name, value);

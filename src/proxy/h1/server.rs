@@ -76,7 +76,7 @@ pub fn parse_request(buf: &mut BytesMut) -> Parsed {
         return handover_with(buf, head);
     };
     // Room for the X-Forwarded-* fields the proxy adds, so that they need no second allocation.
-    let mut headers = HeaderMap::with_capacity(count + 8);
+    let mut headers = super::spare::take(count + 8);
     let mut close = false;
     let mut trailers = false;
     for &place in &places[..count] {
@@ -272,6 +272,8 @@ pub fn encode_response(
         dst.extend_from_slice(b"\r\n");
     }
     dst.extend_from_slice(b"\r\n");
+    // Written: the map serves the next head this thread parses.
+    super::spare::give(parts.headers);
     Ok(Encoded { framing, close })
 }
 
