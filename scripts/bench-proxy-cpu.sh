@@ -3,7 +3,8 @@
 # backend (nginx, 13-byte body) and configurations as the proxy section of scripts/bench.sh, a
 # 2 s warm-up, then `wrk -t2 -c64 -d$DURATION` while the proxy's utime and stime (every thread,
 # every worker process) are read from /proc before and after. Prints one line per proxy:
-# requests/s and microseconds of CPU per request. Loopback only; every process is stopped on exit.
+# requests/s, wrk's p99 latency and microseconds of CPU per request. Loopback only; every
+# process is stopped on exit.
 #
 # PIN=1: the proxy alone on CPU 1 with one worker (nginx `worker_processes 1`, boma
 # `[limits] workers = 1`), wrk (one thread) and the backend on CPU 0, so that a proxy's
@@ -72,12 +73,13 @@ one() { # name url pid
   wait_http "$2"
   $load wrk -t$wrk_threads -c64 -d2s -H 'Host: bench.local' "$2" > /dev/null
   read -r u0 s0 < <(ticks $(procs "$3"))
-  out=$($load wrk -t$wrk_threads -c64 -d"${DURATION}s" -H 'Host: bench.local' "$2")
+  out=$($load wrk -t$wrk_threads -c64 -d"${DURATION}s" --latency -H 'Host: bench.local' "$2")
   read -r u1 s1 < <(ticks $(procs "$3"))
   reqs=$(echo "$out" | awk '/requests in/{print $1}')
   rps=$(echo "$out" | awk '/^Requests\/sec/{printf "%.0f", $2}')
-  awk -v n="$1" -v r="$rps" -v q="$reqs" -v u=$((u1 - u0)) -v s=$((s1 - s0)) -v hz="$hz" \
-    'BEGIN { printf "%s: %s requests/s, CPU per request %.1f us (user %.1f, system %.1f)\n", n, r, (u + s) * 1e6 / hz / q, u * 1e6 / hz / q, s * 1e6 / hz / q }'
+  p99=$(echo "$out" | awk '$1=="99%"{v=$2; if (v ~ /us$/) {sub(/us/,"",v); v=v/1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v=v*1000}; printf "%.2f", v}')
+  awk -v n="$1" -v r="$rps" -v q="$reqs" -v u=$((u1 - u0)) -v s=$((s1 - s0)) -v hz="$hz" -v p="$p99" \
+    'BEGIN { printf "%s: %s requests/s, p99 %s ms, CPU per request %.1f us (user %.1f, system %.1f)\n", n, r, p, (u + s) * 1e6 / hz / q, u * 1e6 / hz / q, s * 1e6 / hz / q }'
 }
 if [ "$PIN" = 1 ]; then
   load="taskset -c 0"; proxy_cpu="taskset -c 1"; wrk_threads=1

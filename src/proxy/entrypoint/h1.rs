@@ -27,6 +27,7 @@ use tokio::time::{Instant, Sleep};
 use super::IdleWatch;
 use crate::proxy::body::Body;
 use crate::proxy::h1::server::{self, BodyLen, Encoded, Framing, Parsed};
+use crate::proxy::h1::spare;
 use crate::proxy::{Conn, EntryPoint, Proxy};
 
 /// Room made in the read buffer before a read when it has less than [`MIN_ROOM`] (most
@@ -83,10 +84,11 @@ where
                 Next::Closed => return None,
             };
         let head = parts.method == Method::HEAD;
-        // Pinned where it is made: the request's future is kilobytes, and handing it to
-        // `answer` by value would copy it twice more a request.
-        let answering = std::pin::pin!(s.proxy.handle_parts(s.ep, s.conn, parts, None));
-        let resp = answer(&mut io, &mut buf, answering).await?;
+        // Boxed: the request's future is kilobytes that an idle connection's task would
+        // otherwise carry between requests (and pinned where it is made, not copied again).
+        let mut answering = Box::pin(s.proxy.handle_parts(s.ep, s.conn, parts, None));
+        let resp = answer(&mut io, &mut buf, answering.as_mut()).await?;
+        drop(answering);
         let close = asked_close || closing || *s.stop.borrow();
         let how = Answering {
             head,
@@ -159,10 +161,9 @@ where
             timers.head.as_mut().reset(Instant::now() + s.head_timeout);
             waiting = true;
         }
-        room(buf);
         tokio::select! {
             biased;
-            read = io.read_buf(buf) => match read {
+            read = read_lent(io, buf) => match read {
                 Ok(0) | Err(_) => return Next::Closed,
                 Ok(_) => {}
             },
@@ -214,6 +215,24 @@ where
             },
         }
     }
+}
+
+/// Read into `buf` as `read_buf` does, but while nothing has arrived an empty buffer waits in
+/// the thread's spare list instead of with the connection: an idle keep-alive connection holds
+/// no buffer, and a busy one takes a kept buffer back instead of allocating.
+async fn read_lent<I: AsyncRead + Unpin>(io: &mut I, buf: &mut BytesMut) -> io::Result<usize> {
+    std::future::poll_fn(|cx| {
+        if buf.capacity() == 0 {
+            *buf = spare::take_buf(READ);
+        }
+        room(buf);
+        let read = std::pin::pin!(io.read_buf(&mut *buf)).poll(cx);
+        if read.is_pending() && buf.is_empty() {
+            spare::give_buf(std::mem::take(buf));
+        }
+        read
+    })
+    .await
 }
 
 /// Room for a read. Made only when little is left: the head just parsed shares the buffer's

@@ -1,11 +1,14 @@
-//! Header maps kept by each worker thread for the next request. Every request through boma's
-//! own HTTP/1 sides needs two maps (the request's, parsed by the server side, and the answer's,
-//! parsed by the client side), two allocations each; a map dropped after its head was written
-//! is cleared and kept here instead, its values released and its capacity not. The list is
-//! per thread (a worker runs on one), and bounded in count and in each map's size.
+//! Header maps and read buffers kept by each worker thread for the next request. Every request
+//! through boma's own HTTP/1 sides needs two maps (the request's, parsed by the server side, and
+//! the answer's, parsed by the client side), two allocations each; a map dropped after its head
+//! was written is cleared and kept here instead, its values released and its capacity not. A
+//! client connection waiting for its next request lends its empty read buffer here, so that an
+//! idle keep-alive connection holds none and a busy one allocates none. The lists are per
+//! thread (a worker runs on one), and bounded in count and in each entry's size.
 
 use std::cell::RefCell;
 
+use bytes::BytesMut;
 use http::HeaderMap;
 
 /// Maps kept per thread: enough for the requests a worker has between two of its heads.
@@ -13,8 +16,13 @@ const KEEP: usize = 32;
 /// A map grown beyond this many fields (a rare large head) is dropped, not kept.
 const MAX_CAPACITY: usize = 64;
 
+/// Read buffers kept per thread, and the largest kept.
+const KEEP_BUFS: usize = 32;
+const MAX_BUF: usize = 16 * 1024;
+
 thread_local! {
     static SPARE: RefCell<Vec<HeaderMap>> = const { RefCell::new(Vec::new()) };
+    static BUFS: RefCell<Vec<BytesMut>> = const { RefCell::new(Vec::new()) };
 }
 
 /// An empty map with room for `fields`: a kept one when there is one.
@@ -41,6 +49,35 @@ pub fn give(mut map: HeaderMap) {
     SPARE.with_borrow_mut(|spare| {
         if spare.len() < KEEP {
             spare.push(map);
+        }
+    });
+}
+
+/// An empty read buffer with room for at least `room` bytes: a kept one when there is one.
+pub fn take_buf(room: usize) -> BytesMut {
+    match BUFS.with_borrow_mut(Vec::pop) {
+        Some(mut buf) => {
+            buf.reserve(room);
+            buf
+        }
+        None => BytesMut::with_capacity(room),
+    }
+}
+
+/// Keep an empty read buffer for a later [`take_buf`] on this thread. One whose memory is larger
+/// than [`MAX_BUF`] is dropped: asking to reclaim more than that succeeds only then (and never
+/// allocates). A buffer still sharing its memory with a head's values cannot be reclaimed and
+/// is kept by its view's size; its memory is freed when those values and it are dropped.
+pub fn give_buf(mut buf: BytesMut) {
+    if !buf.is_empty() || buf.capacity() == 0 || buf.capacity() > MAX_BUF {
+        return;
+    }
+    if buf.try_reclaim(MAX_BUF + 1) {
+        return;
+    }
+    BUFS.with_borrow_mut(|bufs| {
+        if bufs.len() < KEEP_BUFS {
+            bufs.push(buf);
         }
     });
 }
@@ -75,6 +112,32 @@ mod tests {
         let before = SPARE.with_borrow(Vec::len);
         give(map);
         assert_eq!(SPARE.with_borrow(Vec::len), before);
+    }
+
+    #[test]
+    fn a_lent_buffer_comes_back_with_its_memory() {
+        let buf = BytesMut::with_capacity(4096);
+        let at = buf.as_ptr();
+        give_buf(buf);
+        let again = take_buf(1024);
+        assert_eq!(again.as_ptr(), at);
+        assert!(again.capacity() >= 4096);
+    }
+
+    #[test]
+    fn large_or_full_buffers_are_not_kept() {
+        let before = BUFS.with_borrow(Vec::len);
+        // A small view of a large allocation: what it holds is the allocation, not the view.
+        let mut big = BytesMut::with_capacity(MAX_BUF * 4);
+        big.extend_from_slice(&[b'x'; MAX_BUF * 4 - 100]);
+        let head = big.split_to(MAX_BUF * 4 - 100);
+        drop(head);
+        assert!(big.capacity() <= MAX_BUF);
+        give_buf(big);
+        let mut partly = BytesMut::with_capacity(64);
+        partly.extend_from_slice(b"GET");
+        give_buf(partly);
+        assert_eq!(BUFS.with_borrow(Vec::len), before);
     }
 
     #[test]
