@@ -81,11 +81,14 @@ where
             match next_head(&mut io, &mut buf, &mut s, timers.as_mut(), &mut closing).await {
                 Next::Request(parts, close, trailers) => (parts, close, trailers),
                 Next::Handover => return Some(Rewind::new(io, buf.freeze())),
-                Next::Closed => return None,
+                Next::Closed => {
+                    spare::give_buf(std::mem::take(&mut buf));
+                    return None;
+                }
             };
         let head = parts.method == Method::HEAD;
         // Boxed: the request's future is kilobytes that an idle connection's task would
-        // otherwise carry between requests (and pinned where it is made, not copied again).
+        // otherwise carry between requests (copied at most once, into the box).
         let mut answering = Box::pin(s.proxy.handle_parts(s.ep, s.conn, parts, None));
         let resp = answer(&mut io, &mut buf, answering.as_mut()).await?;
         drop(answering);
@@ -219,7 +222,7 @@ where
 
 /// Read into `buf` as `read_buf` does, but while nothing has arrived an empty buffer waits in
 /// the thread's spare list instead of with the connection: an idle keep-alive connection holds
-/// no buffer, and a busy one takes a kept buffer back instead of allocating.
+/// no buffer, and a busy one takes a kept buffer back instead of allocating one.
 async fn read_lent<I: AsyncRead + Unpin>(io: &mut I, buf: &mut BytesMut) -> io::Result<usize> {
     std::future::poll_fn(|cx| {
         if buf.capacity() == 0 {

@@ -3,8 +3,9 @@
 //! the answer's, parsed by the client side), two allocations each; a map dropped after its head
 //! was written is cleared and kept here instead, its values released and its capacity not. A
 //! client connection waiting for its next request lends its empty read buffer here, so that an
-//! idle keep-alive connection holds none and a busy one allocates none. The lists are per
-//! thread (a worker runs on one), and bounded in count and in each entry's size.
+//! idle keep-alive connection holds none and a busy one seldom allocates. The lists are per
+//! thread (a worker runs on one), and bounded in count and in each entry's size (a buffer by
+//! its memory, not by the part of it it views; see [`give_buf`]).
 
 use std::cell::RefCell;
 
@@ -57,6 +58,10 @@ pub fn give(mut map: HeaderMap) {
 pub fn take_buf(room: usize) -> BytesMut {
     match BUFS.with_borrow_mut(Vec::pop) {
         Some(mut buf) => {
+            if buf.try_reclaim(MAX_BUF + 1) {
+                // Kept while its memory was still shared, and that memory is large.
+                return BytesMut::with_capacity(room);
+            }
             buf.reserve(room);
             buf
         }
@@ -66,13 +71,11 @@ pub fn take_buf(room: usize) -> BytesMut {
 
 /// Keep an empty read buffer for a later [`take_buf`] on this thread. One whose memory is larger
 /// than [`MAX_BUF`] is dropped: asking to reclaim more than that succeeds only then (and never
-/// allocates). A buffer still sharing its memory with a head's values cannot be reclaimed and
-/// is kept by its view's size; its memory is freed when those values and it are dropped.
+/// allocates). A buffer whose memory is still shared with a head's values cannot be reclaimed
+/// and is kept by its view's size; the connection loop gives buffers only once a request is
+/// done (its head dropped), and [`take_buf`] checks again and drops one grown large meanwhile.
 pub fn give_buf(mut buf: BytesMut) {
-    if !buf.is_empty() || buf.capacity() == 0 || buf.capacity() > MAX_BUF {
-        return;
-    }
-    if buf.try_reclaim(MAX_BUF + 1) {
+    if !buf.is_empty() || buf.capacity() == 0 || buf.try_reclaim(MAX_BUF + 1) {
         return;
     }
     BUFS.with_borrow_mut(|bufs| {
@@ -138,6 +141,16 @@ mod tests {
         partly.extend_from_slice(b"GET");
         give_buf(partly);
         assert_eq!(BUFS.with_borrow(Vec::len), before);
+    }
+
+    #[test]
+    fn a_buffer_kept_while_shared_is_not_used_once_its_large_memory_is_its_own() {
+        let mut big = BytesMut::with_capacity(MAX_BUF * 4);
+        big.extend_from_slice(&[b'x'; MAX_BUF * 4 - 100]);
+        let head = big.split_to(MAX_BUF * 4 - 100).freeze();
+        give_buf(big);
+        drop(head);
+        assert!(take_buf(1024).capacity() <= MAX_BUF);
     }
 
     #[test]
