@@ -65,7 +65,7 @@ wait_http() { # url host
   echo "bench: $1 (Host $2) never answered" >&2; exit 1
 }
 
-declare -A RPS P99 RSS_IDLE RSS_LOAD
+declare -A RPS P99 RSS_IDLE RSS_LOAD IDLE_CONN
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b == 0) print "n/a"; else printf "%.2f", a / b }'; }
 
 # ============================================================================================
@@ -167,7 +167,11 @@ measure() { # name pid url
   RSS_IDLE[$name]=$(rss_kib "$pid")
   run_wrk "$name" "$url"
   RSS_LOAD[$name]=$(rss_kib "$pid")
-  echo "bench: $name ${RPS[$name]} req/s, p99 ${P99[$name]} ms, RSS idle ${RSS_IDLE[$name]} KiB, after load ${RSS_LOAD[$name]} KiB" >&2
+  # Then 1,000 keep-alive connections held open and idle: the memory each costs.
+  local port=${url##*:}; port=${port%%/*}
+  IDLE_CONN[$name]=$(scripts/bench-idle-conns.py "$port" "$(echo "$pid" $(pgrep -P "$pid" || true) | tr ' ' ',')" 1000 \
+    | awk '{print $(NF-2)}')
+  echo "bench: $name ${RPS[$name]} req/s, p99 ${P99[$name]} ms, RSS idle ${RSS_IDLE[$name]} KiB, after load ${RSS_LOAD[$name]} KiB, ${IDLE_CONN[$name]} bytes per idle connection" >&2
 }
 
 run_wrk backend "http://127.0.0.1:$BACKEND_PORT/"
@@ -315,15 +319,17 @@ proxy_section() {
   echo "Command: \`wrk -t$THREADS -c$CONNS -d${DURATION}s --latency -H 'Host: bench.local'\` against each"
   echo "proxy, all in front of the same backend (nginx returning a 13-byte body on loopback), one"
   echo "after another, on the same machine as the load generator. RSS is the resident set (process"
-  echo "and children) before the load and right after it."
+  echo "and children) before the load and right after it. Then \`scripts/bench-idle-conns.py\` opens"
+  echo "1,000 keep-alive connections to the proxy, one request each, and holds them idle: the growth"
+  echo "of the resident set over the connections is the memory an idle connection costs."
   echo
-  echo "| | requests/s | p99 latency (ms) | RSS idle (KiB) | RSS after load (KiB) |"
-  echo "|---|---:|---:|---:|---:|"
-  echo "| backend direct | ${RPS[backend]} | ${P99[backend]} | | |"
+  echo "| | requests/s | p99 latency (ms) | RSS idle (KiB) | RSS after load (KiB) | bytes per idle connection |"
+  echo "|---|---:|---:|---:|---:|---:|"
+  echo "| backend direct | ${RPS[backend]} | ${P99[backend]} | | | |"
   for n in nginx traefik boma boma-m boma-s; do
     label=$n; [ "$n" = boma-s ] && label="boma, opt-level s (as the Pi binary)"
     [ "$n" = boma-m ] && label="boma, [metrics.prometheus] on"
-    echo "| $label | ${RPS[$n]} | ${P99[$n]} | ${RSS_IDLE[$n]} | ${RSS_LOAD[$n]} |"
+    echo "| $label | ${RPS[$n]} | ${P99[$n]} | ${RSS_IDLE[$n]} | ${RSS_LOAD[$n]} | ${IDLE_CONN[$n]} |"
   done
   echo
   echo "Ratios (budgets from DESIGN.md §6):"
@@ -334,6 +340,8 @@ proxy_section() {
   echo "| boma / Traefik requests/s | $(ratio "${RPS[boma]}" "${RPS[traefik]}") | ≥ 3 |"
   echo "| boma / nginx p99 | $(ratio "${P99[boma]}" "${P99[nginx]}") | ≤ 1 |"
   echo "| boma / Traefik RSS after load | $(ratio "${RSS_LOAD[boma]}" "${RSS_LOAD[traefik]}") | ≤ 0.1 |"
+  echo "| boma / nginx memory per idle connection | $(ratio "${IDLE_CONN[boma]}" "${IDLE_CONN[nginx]}") | (no budget) |"
+  echo "| boma / Traefik memory per idle connection | $(ratio "${IDLE_CONN[boma]}" "${IDLE_CONN[traefik]}") | (no budget) |"
   echo "| boma opt-level s / boma requests/s | $(ratio "${RPS[boma-s]}" "${RPS[boma]}") | (the Pi binary's cost of its size) |"
   echo "| boma metrics on / off requests/s | $(ratio "${RPS[boma-m]}" "${RPS[boma]}") | ≥ 0.95 (issue 13) |"
   echo
