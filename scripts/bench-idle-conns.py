@@ -9,6 +9,7 @@ Usage: bench-idle-conns.py PORT PID[,PID...] [N] [HOST]
   N     connections (default 1000); HOST the Host header (default bench.local, as scripts/bench.sh).
 Prints: N idle connections: RSS before -> after KiB, bytes each.
 """
+import resource
 import socket
 import sys
 import time
@@ -31,6 +32,10 @@ def main():
     n = int(sys.argv[3]) if len(sys.argv) > 3 else 1000
     host = sys.argv[4] if len(sys.argv) > 4 else "bench.local"
     request = f"GET / HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()
+    # A socket each, and room to spare: the default soft limit of 1,024 is just enough for 1,000.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < n + 64:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, n + 64), hard))
     before = rss_kib(pids)
     held = []
     for i in range(n):
@@ -39,7 +44,12 @@ def main():
         s.bind((f"127.0.{1 + i // 200}.{10 + i % 200}", 0))
         s.connect(("127.0.0.1", port))
         s.sendall(request)
-        answer = s.recv(4096)
+        answer = b""
+        while b"\r\n" not in answer:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            answer += chunk
         if not answer.startswith(b"HTTP/1.1 200"):
             sys.exit(f"connection {i}: {answer[:80]!r}")
         held.append(s)

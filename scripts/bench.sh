@@ -95,6 +95,7 @@ wait_http "http://127.0.0.1:$BACKEND_PORT/" bench.local
 # --- nginx as the proxy ---------------------------------------------------------------------
 cat > "$work/proxy/nginx.conf" <<EOF
 worker_processes auto;
+worker_rlimit_nofile 8192;
 pid $work/proxy/nginx.pid;
 error_log $work/proxy/error.log;
 events { worker_connections 4096; }
@@ -170,7 +171,7 @@ measure() { # name pid url
   # Then 1,000 keep-alive connections held open and idle: the memory each costs.
   local port=${url##*:}; port=${port%%/*}
   IDLE_CONN[$name]=$(scripts/bench-idle-conns.py "$port" "$(echo "$pid" $(pgrep -P "$pid" || true) | tr ' ' ',')" 1000 \
-    | awk '{print $(NF-2)}')
+    | awk '{print $(NF-2)}') || { echo "bench: $name: idle connections not measured" >&2; IDLE_CONN[$name]=n/a; }
   echo "bench: $name ${RPS[$name]} req/s, p99 ${P99[$name]} ms, RSS idle ${RSS_IDLE[$name]} KiB, after load ${RSS_LOAD[$name]} KiB, ${IDLE_CONN[$name]} bytes per idle connection" >&2
 }
 
