@@ -86,9 +86,7 @@ max_connections_per_ip = 200
     // The API counts what was refused: 800 of the thousand, once they were all tried.
     let api = boma.addr("traefik");
     let stats = support::eventually(Duration::from_secs(10), || async {
-        let r = client.get(api, "x", "/api/entrypoints").await;
-        let v: serde_json::Value = serde_json::from_str(&r.body).ok()?;
-        let web = v.as_array()?.iter().find(|e| e["name"] == "web")?.clone();
+        let web = client.api_entrypoint(api, "web").await?;
         let c = &web["connections"];
         let open = c["open"].as_u64().unwrap_or(0);
         (c["refusedPerIP"] == 800 && open >= 200).then_some(web)

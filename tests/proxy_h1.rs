@@ -287,9 +287,7 @@ filename = "{dir}/dynamic.toml"
     let api = boma.addr("traefik");
     let client = Client::new();
     let open = || async {
-        let r = client.get(api, "x", "/api/entrypoints").await;
-        let eps: serde_json::Value = serde_json::from_str(&r.body).ok()?;
-        let web = eps.as_array()?.iter().find(|e| e["name"] == "web")?;
+        let web = client.api_entrypoint(api, "web").await?;
         web["connections"]["open"].as_u64()
     };
     // The answer's head and first chunk come at once, the next one 30 s later.

@@ -493,6 +493,14 @@ impl Client {
         }
         self.send(b.body(Full::new(Bytes::new())).unwrap()).await
     }
+
+    /// The record of entry point `name` in boma's `/api/entrypoints` at `api` (its
+    /// `connections` counters among them); `None` when the API does not answer with it.
+    pub async fn api_entrypoint(&self, api: SocketAddr, name: &str) -> Option<serde_json::Value> {
+        let r = self.get(api, "x", "/api/entrypoints").await;
+        let all: serde_json::Value = serde_json::from_str(&r.body).ok()?;
+        all.as_array()?.iter().find(|e| e["name"] == name).cloned()
+    }
 }
 
 /// Poll `f` until it returns Some or `limit` passes.
