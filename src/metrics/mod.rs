@@ -333,73 +333,63 @@ impl Registry {
         ] {
             let series: Vec<(&Key, &Series)> =
                 all.iter().filter(|(k, _)| k.scope == scope).collect();
-            if series.is_empty() {
-                continue;
-            }
-            let what = match scope {
-                Scope::EntryPoint => "entry point",
-                Scope::Router => "router",
-                Scope::Service => "service",
-            };
-            let labels = |k: &Key| -> Vec<(&'static str, String)> {
-                let mut l = vec![
-                    ("code", k.code.to_string()),
-                    (
-                        "method",
-                        METHODS[k.method as usize % METHODS.len()].to_string(),
-                    ),
-                    ("protocol", protocol_label(k.protocol).to_string()),
-                ];
-                match scope {
-                    Scope::EntryPoint => l.push(("entrypoint", k.name.to_string())),
-                    Scope::Router => {
-                        l.push(("router", k.name.to_string()));
-                        l.push(("service", k.service.to_string()));
-                    }
-                    Scope::Service => l.push(("service", k.name.to_string())),
-                }
-                l
-            };
-            let name = format!("{prefix}_requests_total");
-            t.family(
-                &name,
-                "counter",
-                &format!("How many HTTP requests each {what} answered."),
-            );
-            for (k, s) in &series {
-                t.sample(&name, &labels(k), s.count as f64);
-            }
-            let name = format!("{prefix}_request_duration_seconds");
-            t.family(
-                &name,
-                "histogram",
-                &format!("How long each {what} took to answer, body sent."),
-            );
-            for (k, s) in &series {
-                let l = labels(k);
-                let mut cumulative = 0;
-                for (i, bound) in self.settings.buckets.iter().enumerate() {
-                    cumulative += s.buckets.get(i).copied().unwrap_or(0);
-                    let mut lb = l.clone();
-                    lb.push(("le", format_f64(*bound)));
-                    t.sample(&format!("{name}_bucket"), &lb, cumulative as f64);
-                }
-                let mut lb = l.clone();
-                lb.push(("le", "+Inf".into()));
-                t.sample(&format!("{name}_bucket"), &lb, s.count as f64);
-                t.sample(&format!("{name}_sum"), &l, s.sum);
-                t.sample(&format!("{name}_count"), &l, s.count as f64);
-            }
-            let name = format!("{prefix}_responses_bytes_total");
-            t.family(
-                &name,
-                "counter",
-                &format!("Response body bytes each {what} sent."),
-            );
-            for (k, s) in &series {
-                t.sample(&name, &labels(k), s.bytes as f64);
+            if !series.is_empty() {
+                self.render_scope(t, scope, prefix, &series);
             }
         }
+        self.render_totals(t);
+    }
+
+    /// One scope's three families (requests, durations, bytes), one sample set per key.
+    fn render_scope(&self, t: &mut Text, scope: Scope, prefix: &str, series: &[(&Key, &Series)]) {
+        let what = match scope {
+            Scope::EntryPoint => "entry point",
+            Scope::Router => "router",
+            Scope::Service => "service",
+        };
+        let name = format!("{prefix}_requests_total");
+        t.family(
+            &name,
+            "counter",
+            &format!("How many HTTP requests each {what} answered."),
+        );
+        for (k, s) in series {
+            t.sample(&name, &labels(k), s.count as f64);
+        }
+        let name = format!("{prefix}_request_duration_seconds");
+        t.family(
+            &name,
+            "histogram",
+            &format!("How long each {what} took to answer, body sent."),
+        );
+        for (k, s) in series {
+            let l = labels(k);
+            let mut cumulative = 0;
+            for (i, bound) in self.settings.buckets.iter().enumerate() {
+                cumulative += s.buckets.get(i).copied().unwrap_or(0);
+                let mut lb = l.clone();
+                lb.push(("le", format_f64(*bound)));
+                t.sample(&format!("{name}_bucket"), &lb, cumulative as f64);
+            }
+            let mut lb = l.clone();
+            lb.push(("le", "+Inf".into()));
+            t.sample(&format!("{name}_bucket"), &lb, s.count as f64);
+            t.sample(&format!("{name}_sum"), &l, s.sum);
+            t.sample(&format!("{name}_count"), &l, s.count as f64);
+        }
+        let name = format!("{prefix}_responses_bytes_total");
+        t.family(
+            &name,
+            "counter",
+            &format!("Response body bytes each {what} sent."),
+        );
+        for (k, s) in series {
+            t.sample(&name, &labels(k), s.bytes as f64);
+        }
+    }
+
+    /// The series that are not per request: dropped observations, reloads, provider updates.
+    fn render_totals(&self, t: &mut Text) {
         t.family(
             "boma_metrics_series_dropped_total",
             "counter",
@@ -444,6 +434,27 @@ impl Registry {
             );
         }
     }
+}
+
+/// A request series' labels, as Traefik names them for the key's scope.
+fn labels(k: &Key) -> Vec<(&'static str, String)> {
+    let mut l = vec![
+        ("code", k.code.to_string()),
+        (
+            "method",
+            METHODS[k.method as usize % METHODS.len()].to_string(),
+        ),
+        ("protocol", protocol_label(k.protocol).to_string()),
+    ];
+    match k.scope {
+        Scope::EntryPoint => l.push(("entrypoint", k.name.to_string())),
+        Scope::Router => {
+            l.push(("router", k.name.to_string()));
+            l.push(("service", k.service.to_string()));
+        }
+        Scope::Service => l.push(("service", k.name.to_string())),
+    }
+    l
 }
 
 fn protocol_label(p: u8) -> &'static str {

@@ -11,7 +11,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::watch;
 
 use super::codec::{self, Message, MessageType, Network, Reply};
-use super::leases::{self, Request, Table, Verdict};
+use super::leases::{self, Key, Request, Table, Verdict};
 use super::{
     BATCH, CLIENT_PORT, Channels, PUBLISH_EVERY, SERVER_PORT, ServerConfig, State, bind, bump,
     file, probe, unix_now,
@@ -277,100 +277,139 @@ impl Server {
             return None;
         }
         let key = leases::key(msg.chaddr, msg.client_id);
-        let net = &self.cfg.network;
-        let lease = u32::try_from(self.cfg.times.lease).unwrap_or(u32::MAX);
+        let outcome = match msg.kind {
+            MessageType::Discover => self.discover(&msg, &key, now)?,
+            MessageType::Request => self.request(&msg, &key, now)?,
+            MessageType::Decline => return self.decline(&msg, &key, now),
+            MessageType::Release => {
+                bump(&self.ch.stats.releases);
+                self.dirty |= self.table.release(&key, msg.ciaddr, now);
+                return None;
+            }
+            MessageType::Inform => {
+                bump(&self.ch.stats.informs);
+                Outcome::Inform
+            }
+            _ => return None,
+        };
+        self.reply(&msg, outcome)
+    }
+
+    /// DISCOVER: an address offered, or none when the pool is exhausted.
+    fn discover(&mut self, msg: &Message<'_>, key: &Key, now: u64) -> Option<Outcome> {
+        let Some(ip) = self.table.offer(msg.chaddr, key, msg.requested_ip, now) else {
+            bump(&self.ch.stats.exhausted);
+            tracing::warn!(mac = %leases::mac_string(&msg.chaddr), "dhcp: no free address to offer");
+            return None;
+        };
+        bump(&self.ch.stats.offers);
+        Some(Outcome::Offer(ip))
+    }
+
+    /// REQUEST (selecting, renewing, rebinding or rebooting): the table's verdict.
+    fn request(&mut self, msg: &Message<'_>, key: &Key, now: u64) -> Option<Outcome> {
         let stats = &self.ch.stats;
+        if msg
+            .server_id
+            .is_some_and(|id| id != self.cfg.network.server_id)
+        {
+            // The client took another server's offer.
+            bump(&stats.ignored);
+            return None;
+        }
+        let req = Request {
+            mac: msg.chaddr,
+            key,
+            client_id: msg.client_id,
+            ip: msg.requested_ip.unwrap_or(msg.ciaddr),
+            hostname: msg.host_label(),
+            selecting: msg.server_id.is_some(),
+            authoritative: self.cfg.authoritative,
+        };
+        match self.table.request(req, now) {
+            Verdict::Ack(l) => {
+                self.dirty = true;
+                bump(&stats.acks);
+                tracing::info!(ip = %l.addr, mac = %leases::mac_string(&l.mac), name = %l.hostname, "dhcp: lease");
+                Some(Outcome::Ack(l.addr))
+            }
+            Verdict::Nak => {
+                bump(&stats.naks);
+                Some(Outcome::Nak)
+            }
+            Verdict::Ignore => {
+                bump(&stats.ignored);
+                None
+            }
+        }
+    }
+
+    /// DECLINE: the address is in use by someone else and kept out of the pool. Never answered.
+    fn decline(&mut self, msg: &Message<'_>, key: &Key, now: u64) -> Option<(Vec<u8>, SocketAddr)> {
+        bump(&self.ch.stats.declines);
+        if let Some(ip) =
+            (msg.requested_ip).filter(|_| msg.server_id == Some(self.cfg.network.server_id))
+        {
+            tracing::warn!(%ip, mac = %leases::mac_string(&msg.chaddr), "dhcp: address declined (in use); kept out of the pool");
+            self.dirty |= self.table.decline(key, ip, now);
+        }
+        None
+    }
+
+    /// The reply `outcome` makes to `msg`, encoded, and where it goes.
+    fn reply(&self, msg: &Message<'_>, outcome: Outcome) -> Option<(Vec<u8>, SocketAddr)> {
+        let lease = Some(u32::try_from(self.cfg.times.lease).unwrap_or(u32::MAX));
         let mut reply = Reply {
             kind: MessageType::Ack,
-            to: &msg,
+            to: msg,
             yiaddr: Ipv4Addr::UNSPECIFIED,
             ciaddr: Ipv4Addr::UNSPECIFIED,
             lease: None,
             hostname: None,
             message: None,
         };
-        let hostname;
-        match msg.kind {
-            MessageType::Discover => {
-                let Some(ip) = self.table.offer(msg.chaddr, &key, msg.requested_ip, now) else {
-                    bump(&stats.exhausted);
-                    tracing::warn!(mac = %leases::mac_string(&msg.chaddr), "dhcp: no free address to offer");
-                    return None;
-                };
-                bump(&stats.offers);
+        match outcome {
+            Outcome::Offer(ip) => {
                 reply.kind = MessageType::Offer;
                 reply.yiaddr = ip;
-                reply.lease = Some(lease);
+                reply.lease = lease;
             }
-            MessageType::Request => {
-                if msg.server_id.is_some_and(|id| id != net.server_id) {
-                    // The client took another server's offer.
-                    bump(&stats.ignored);
-                    return None;
-                }
-                let ip = msg.requested_ip.unwrap_or(msg.ciaddr);
-                let req = Request {
-                    mac: msg.chaddr,
-                    key: &key,
-                    client_id: msg.client_id,
-                    ip,
-                    hostname: msg.host_label(),
-                    selecting: msg.server_id.is_some(),
-                    authoritative: self.cfg.authoritative,
-                };
-                match self.table.request(req, now) {
-                    Verdict::Ack(l) => {
-                        self.dirty = true;
-                        bump(&stats.acks);
-                        tracing::info!(ip = %l.addr, mac = %leases::mac_string(&l.mac), name = %l.hostname, "dhcp: lease");
-                        reply.yiaddr = l.addr;
-                        reply.ciaddr = msg.ciaddr;
-                        reply.lease = Some(lease);
-                        hostname = self.fixed_name(msg.chaddr);
-                        reply.hostname = hostname.as_deref();
-                    }
-                    Verdict::Nak => {
-                        bump(&stats.naks);
-                        reply.kind = MessageType::Nak;
-                        reply.message = Some("address not available");
-                    }
-                    Verdict::Ignore => {
-                        bump(&stats.ignored);
-                        return None;
-                    }
-                }
-            }
-            MessageType::Decline => {
-                bump(&stats.declines);
-                if let Some(ip) = msg
-                    .requested_ip
-                    .filter(|_| msg.server_id == Some(net.server_id))
-                {
-                    tracing::warn!(%ip, mac = %leases::mac_string(&msg.chaddr), "dhcp: address declined (in use); kept out of the pool");
-                    self.dirty |= self.table.decline(&key, ip, now);
-                }
-                return None;
-            }
-            MessageType::Release => {
-                bump(&stats.releases);
-                self.dirty |= self.table.release(&key, msg.ciaddr, now);
-                return None;
-            }
-            MessageType::Inform => {
-                bump(&stats.informs);
+            Outcome::Ack(ip) => {
+                reply.yiaddr = ip;
                 reply.ciaddr = msg.ciaddr;
+                reply.lease = lease;
+                reply.hostname = self.fixed_name(msg.chaddr);
             }
-            _ => return None,
+            Outcome::Nak => {
+                reply.kind = MessageType::Nak;
+                reply.message = Some("address not available");
+            }
+            Outcome::Inform => reply.ciaddr = msg.ciaddr,
         }
         let mut out = vec![0u8; codec::MAX_REPLY];
-        let len = codec::emit(&reply, net, &mut out).ok()?;
+        let len = codec::emit(&reply, &self.cfg.network, &mut out).ok()?;
         out.truncate(len);
-        Some((out, destination(&msg, &reply)))
+        Some((out, destination(msg, &reply)))
     }
 
-    fn fixed_name(&self, mac: [u8; 6]) -> Option<String> {
-        self.cfg.fixed.iter().find(|f| f.mac == mac)?.name.clone()
+    /// The name a static host is given (option 12), when `[[dhcp.hosts]]` sets one.
+    fn fixed_name(&self, mac: [u8; 6]) -> Option<&str> {
+        self.cfg
+            .fixed
+            .iter()
+            .find(|f| f.mac == mac)?
+            .name
+            .as_deref()
     }
+}
+
+/// What the table decided for a message that is answered.
+enum Outcome {
+    Offer(Ipv4Addr),
+    Ack(Ipv4Addr),
+    Nak,
+    /// An ACK carrying configuration only (no address, no lease).
+    Inform,
 }
 
 /// Where a reply goes (RFC 2131 §4.1, with the broadcast fallback the module docs explain).

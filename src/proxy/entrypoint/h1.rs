@@ -24,7 +24,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::sync::watch;
 use tokio::time::{Instant, Sleep};
 
-use super::IdleWatch;
+use super::activity::IdleWatch;
 use crate::proxy::body::Body;
 use crate::proxy::h1::server::{self, BodyLen, Encoded, Framing, Parsed};
 use crate::proxy::h1::spare;

@@ -204,18 +204,7 @@ pub fn encode_response(
     let can_length = !status.is_informational()
         && status != StatusCode::NO_CONTENT
         && status != StatusCode::NOT_MODIFIED;
-    let mut wrote_date = false;
-    for (name, value) in headers {
-        match *name {
-            header::CONTENT_LENGTH
-            | header::TRANSFER_ENCODING
-            | header::CONNECTION
-            | header::TRAILER => continue,
-            header::DATE => wrote_date = true,
-            _ => {}
-        }
-        field(dst, name.as_str(), value.as_bytes());
-    }
+    let wrote_date = copy_fields(dst, headers);
     let (mut framing, wrote_len) = match explicit_length(dst, headers, head, body, can_body) {
         Ok(x) => x,
         Err(e) => {
@@ -240,25 +229,7 @@ pub fn encode_response(
         });
     }
     if !wrote_len {
-        framing = match body {
-            BodyLen::Unknown if can_body => {
-                field(dst, "transfer-encoding", b"chunked");
-                Framing::Chunked(Vec::new())
-            }
-            BodyLen::Unknown => Framing::Length(0),
-            BodyLen::Empty | BodyLen::Known(0) => {
-                if can_length && !head {
-                    field(dst, "content-length", b"0");
-                }
-                Framing::Length(0)
-            }
-            BodyLen::Known(n) => {
-                if can_length {
-                    field(dst, "content-length", decimal(n).as_slice());
-                }
-                Framing::Length(n)
-            }
-        };
+        framing = implicit_framing(dst, body, can_body, can_length && !head, can_length);
     }
     if !can_body {
         framing = Framing::Length(0);
@@ -275,6 +246,55 @@ pub fn encode_response(
     // Written: the map serves the next head this thread parses.
     super::spare::give(parts.headers);
     Ok(Encoded { framing, close })
+}
+
+/// The answer's fields but those whose framing or connection meaning is written here; true
+/// when it has a `Date`.
+fn copy_fields(dst: &mut Vec<u8>, headers: &HeaderMap) -> bool {
+    let mut wrote_date = false;
+    for (name, value) in headers {
+        match *name {
+            header::CONTENT_LENGTH
+            | header::TRANSFER_ENCODING
+            | header::CONNECTION
+            | header::TRAILER => continue,
+            header::DATE => wrote_date = true,
+            _ => {}
+        }
+        field(dst, name.as_str(), value.as_bytes());
+    }
+    wrote_date
+}
+
+/// The framing of an answer whose own fields gave no length, and the field that says it:
+/// chunked when the length is unknown and a body may follow, else a content-length (written for
+/// an empty body only when `zero_length` allows it, for a known one when `length` does).
+fn implicit_framing(
+    dst: &mut Vec<u8>,
+    body: BodyLen,
+    can_body: bool,
+    zero_length: bool,
+    length: bool,
+) -> Framing {
+    match body {
+        BodyLen::Unknown if can_body => {
+            field(dst, "transfer-encoding", b"chunked");
+            Framing::Chunked(Vec::new())
+        }
+        BodyLen::Unknown => Framing::Length(0),
+        BodyLen::Empty | BodyLen::Known(0) => {
+            if zero_length {
+                field(dst, "content-length", b"0");
+            }
+            Framing::Length(0)
+        }
+        BodyLen::Known(n) => {
+            if length {
+                field(dst, "content-length", decimal(n).as_slice());
+            }
+            Framing::Length(n)
+        }
+    }
 }
 
 /// The status line; a reason phrase the server gave (kept by hyper's client) is repeated.

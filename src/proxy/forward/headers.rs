@@ -1,0 +1,270 @@
+//! Rewriting a request's headers for its way upstream, as Traefik does: hop-by-hop fields
+//! removed (and those `Connection` names), X-Forwarded-* and X-Real-Ip set or kept by whether the
+//! client is trusted, the client appended to X-Forwarded-For.
+
+use std::net::IpAddr;
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+
+/// Facts about the downstream connection the forwarder needs.
+#[derive(Debug, Clone)]
+pub struct Downstream {
+    pub client_ip: IpAddr,
+    /// `client_ip` as a header value.
+    pub client_ip_header: HeaderValue,
+    /// "http" or "https".
+    pub scheme: &'static str,
+    /// Keep incoming X-Forwarded-* (the client is a trusted proxy).
+    pub trusted: bool,
+    /// This host's name, for X-Forwarded-Server.
+    pub server_name: HeaderValue,
+}
+
+const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+];
+
+/// Is this request asking for a protocol upgrade (WebSocket and friends)?
+pub fn upgrade_requested(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::UPGRADE)
+        && headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+}
+
+/// Remove hop-by-hop headers, including those named in Connection. With `keep_upgrade`, the
+/// Upgrade header and a `Connection: upgrade` survive.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
+    // Fast path: one pass over the (few) names instead of a dozen hash lookups.
+    if !keep_upgrade
+        && !headers
+            .keys()
+            .any(|k| *k == header::UPGRADE || HOP_BY_HOP.contains(k))
+    {
+        return;
+    }
+    let trailers_ok = headers
+        .get_all(header::TE)
+        .iter()
+        .any(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"));
+    // The fields Connection names go too (RFC 9110 §7.6.1), Connection itself last. Removed
+    // one at a time, each found among the (few) names present: no list built, no header name
+    // made from a token.
+    let doomed = |headers: &HeaderMap, k: &HeaderName| {
+        *k != header::CONNECTION
+            && !(keep_upgrade && *k == header::UPGRADE)
+            && (HOP_BY_HOP.contains(k)
+                || (headers.get_all(header::CONNECTION).iter())
+                    .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+                    .any(|t| t.trim_ascii().eq_ignore_ascii_case(k.as_str().as_bytes())))
+    };
+    while let Some(name) = headers.keys().find(|k| doomed(headers, k)).cloned() {
+        headers.remove(&name);
+    }
+    headers.remove(header::CONNECTION);
+    if trailers_ok {
+        headers.insert(header::TE, HeaderValue::from_static("trailers"));
+    }
+    if keep_upgrade {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    } else {
+        headers.remove(header::UPGRADE);
+    }
+}
+
+static XFF: HeaderName = HeaderName::from_static("x-forwarded-for");
+static XFPROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static XFHOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+static XFPORT: HeaderName = HeaderName::from_static("x-forwarded-port");
+static XFSERVER: HeaderName = HeaderName::from_static("x-forwarded-server");
+static XREALIP: HeaderName = HeaderName::from_static("x-real-ip");
+/// What Traefik removes from an untrusted client and does not set itself: a backend (or a
+/// forwardAuth server) must never believe a client's claim of them.
+const UNTRUSTED_ONLY_REMOVED: [HeaderName; 5] = [
+    HeaderName::from_static("x-forwarded-prefix"),
+    HeaderName::from_static("x-forwarded-uri"),
+    HeaderName::from_static("x-forwarded-method"),
+    HeaderName::from_static("x-forwarded-tls-client-cert"),
+    HeaderName::from_static("x-forwarded-tls-client-cert-info"),
+];
+
+/// Set X-Forwarded-* (but For) and X-Real-Ip as Traefik's entrypoint does, before the router's
+/// middlewares run: from an untrusted client, incoming values are replaced; from a trusted one
+/// they are kept.
+pub fn set_forwarded(
+    headers: &mut HeaderMap,
+    host: &HeaderValue,
+    down: &Downstream,
+    upgrade: bool,
+) {
+    // Room for the six added here at once, not in several doublings.
+    headers.reserve(6);
+    if !down.trusted
+        && headers.keys().any(|k| {
+            let n = k.as_str();
+            n.starts_with("x-forwarded-") || n == "x-real-ip"
+        })
+    {
+        for h in [&XFF, &XFPROTO, &XFHOST, &XFPORT, &XFSERVER, &XREALIP] {
+            headers.remove(h);
+        }
+        for h in UNTRUSTED_ONLY_REMOVED {
+            headers.remove(h);
+        }
+    }
+    // One hash of each name (an entry), where a lookup and then an insert would take two.
+    let set = |headers: &mut HeaderMap, name: &HeaderName, value: &dyn Fn() -> HeaderValue| {
+        if let header::Entry::Vacant(v) = headers.entry(name) {
+            v.insert(value());
+        }
+    };
+    set(headers, &XFPROTO, &|| {
+        HeaderValue::from_static(match (upgrade, down.scheme) {
+            (true, "https") => "wss",
+            (true, _) => "ws",
+            (false, "https") => "https",
+            (false, _) => "http",
+        })
+    });
+    set(headers, &XFHOST, &|| host.clone());
+    set(headers, &XFPORT, &|| {
+        let default = if down.scheme == "https" { 443 } else { 80 };
+        match (host.to_str().ok()).and_then(port_of).unwrap_or(default) {
+            80 => HeaderValue::from_static("80"),
+            443 => HeaderValue::from_static("443"),
+            p => HeaderValue::from(p),
+        }
+    });
+    set(headers, &XFSERVER, &|| down.server_name.clone());
+    set(headers, &XREALIP, &|| down.client_ip_header.clone());
+}
+
+/// Append the client to X-Forwarded-For, as the forwarding step does after the middlewares.
+pub fn append_forwarded_for(headers: &mut HeaderMap, client_ip: &HeaderValue) {
+    match headers.entry(&XFF) {
+        header::Entry::Occupied(mut o) => {
+            let joined = match (o.get().to_str(), client_ip.to_str()) {
+                (Ok(prior), Ok(ip)) if !prior.is_empty() => {
+                    HeaderValue::from_str(&format!("{prior}, {ip}")).ok()
+                }
+                _ => None,
+            };
+            // Every value of a repeated field is replaced by the one joined from the first,
+            // as an insert does.
+            o.insert(joined.unwrap_or_else(|| client_ip.clone()));
+        }
+        header::Entry::Vacant(v) => {
+            v.insert(client_ip.clone());
+        }
+    }
+}
+
+/// The client address as a header value (computed once per connection).
+pub fn ip_header(ip: IpAddr) -> HeaderValue {
+    HeaderValue::from_str(&ip.to_canonical().to_string())
+        .unwrap_or_else(|_| HeaderValue::from_static("0.0.0.0"))
+}
+
+fn port_of(host: &str) -> Option<u16> {
+    let (_, port) = host.rsplit_once(':')?;
+    if host.starts_with('[') && !host.contains("]:") {
+        return None;
+    }
+    port.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn down(trusted: bool) -> Downstream {
+        Downstream {
+            client_ip: "192.0.2.1".parse().unwrap(),
+            client_ip_header: HeaderValue::from_static("192.0.2.1"),
+            scheme: "http",
+            trusted,
+            server_name: HeaderValue::from_static("gw"),
+        }
+    }
+
+    #[test]
+    fn hop_by_hop_removed() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("close, x-secret"),
+        );
+        h.insert("x-secret", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert(header::TE, HeaderValue::from_static("trailers"));
+        h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        h.insert("x-keep", HeaderValue::from_static("1"));
+        strip_hop_by_hop(&mut h, false);
+        assert!(!h.contains_key("x-secret"));
+        assert!(!h.contains_key(header::CONNECTION));
+        assert!(!h.contains_key("keep-alive"));
+        assert!(!h.contains_key(header::UPGRADE));
+        assert_eq!(h.get(header::TE).unwrap(), "trailers");
+        assert!(h.contains_key("x-keep"));
+    }
+
+    #[test]
+    fn upgrade_kept_when_asked() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, Upgrade"),
+        );
+        h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        assert!(upgrade_requested(&h));
+        strip_hop_by_hop(&mut h, true);
+        assert_eq!(h.get(header::CONNECTION).unwrap(), "upgrade");
+        assert_eq!(h.get(header::UPGRADE).unwrap(), "websocket");
+    }
+
+    #[test]
+    fn forwarded_untrusted_replaced() {
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", HeaderValue::from_static("6.6.6.6"));
+        h.insert("x-real-ip", HeaderValue::from_static("6.6.6.6"));
+        h.insert("x-forwarded-uri", HeaderValue::from_static("/admin"));
+        h.insert("x-forwarded-tls-client-cert", HeaderValue::from_static("x"));
+        let host = HeaderValue::from_static("app.lan:8080");
+        set_forwarded(&mut h, &host, &down(false), false);
+        assert!(!h.contains_key("x-forwarded-uri"));
+        assert!(!h.contains_key("x-forwarded-tls-client-cert"));
+        append_forwarded_for(&mut h, &down(false).client_ip_header);
+        assert_eq!(h.get("x-forwarded-for").unwrap(), "192.0.2.1");
+        assert_eq!(h.get("x-real-ip").unwrap(), "192.0.2.1");
+        assert_eq!(h.get("x-forwarded-host").unwrap(), "app.lan:8080");
+        assert_eq!(h.get("x-forwarded-port").unwrap(), "8080");
+        assert_eq!(h.get("x-forwarded-proto").unwrap(), "http");
+    }
+
+    #[test]
+    fn forwarded_trusted_appended() {
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", HeaderValue::from_static("10.1.1.1"));
+        h.insert("x-forwarded-proto", HeaderValue::from_static("https"));
+        set_forwarded(
+            &mut h,
+            &HeaderValue::from_static("app.lan"),
+            &down(true),
+            true,
+        );
+        append_forwarded_for(&mut h, &down(true).client_ip_header);
+        assert_eq!(h.get("x-forwarded-for").unwrap(), "10.1.1.1, 192.0.2.1");
+        assert_eq!(h.get("x-forwarded-proto").unwrap(), "https");
+        assert_eq!(h.get("x-forwarded-port").unwrap(), "80");
+    }
+}
