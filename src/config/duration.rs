@@ -136,7 +136,6 @@ fn parse_go(input: &str) -> Result<i64, DurationError> {
     if s.is_empty() {
         return Err(invalid());
     }
-    const LIMIT: u64 = 1 << 63;
     let mut total: u64 = 0;
     while !s.is_empty() {
         // Integer part.
@@ -150,28 +149,10 @@ fn parse_go(input: &str) -> Result<i64, DurationError> {
                 .ok_or_else(invalid)?;
         }
         s = &s[int_len..];
-        // Fractional part: digits past u64's precision are consumed and ignored, as in Go.
-        let mut frac: u64 = 0;
-        let mut scale: f64 = 1.0;
-        let mut frac_len = 0;
+        let (mut frac, mut scale, mut frac_len) = (0, 1.0, 0);
         if let Some(rest) = s.strip_prefix('.') {
             frac_len = rest.bytes().take_while(u8::is_ascii_digit).count();
-            let mut overflowed = false;
-            for b in rest[..frac_len].bytes() {
-                if overflowed {
-                    continue;
-                }
-                match frac
-                    .checked_mul(10)
-                    .and_then(|f| f.checked_add(u64::from(b - b'0')))
-                {
-                    Some(f) if f <= LIMIT => {
-                        frac = f;
-                        scale *= 10.0;
-                    }
-                    _ => overflowed = true,
-                }
-            }
+            (frac, scale) = parse_fraction(&rest[..frac_len]);
             s = &rest[frac_len..];
         }
         if int_len == 0 && frac_len == 0 {
@@ -186,19 +167,11 @@ fn parse_go(input: &str) -> Result<i64, DurationError> {
         }
         let unit = &s[..unit_len];
         s = &s[unit_len..];
-        let per: u64 = match unit {
-            "ns" => 1,
-            "us" | "\u{b5}s" | "\u{3bc}s" => 1_000,
-            "ms" => 1_000_000,
-            "s" => 1_000_000_000,
-            "m" => 60_000_000_000,
-            "h" => 3_600_000_000_000,
-            _ => {
-                return Err(DurationError::UnknownUnit {
-                    unit: unit.to_owned(),
-                    input: input.to_owned(),
-                });
-            }
+        let Some(per) = unit_nanos(unit) else {
+            return Err(DurationError::UnknownUnit {
+                unit: unit.to_owned(),
+                input: input.to_owned(),
+            });
         };
         let mut v = whole
             .checked_mul(per)
@@ -225,6 +198,41 @@ fn parse_go(input: &str) -> Result<i64, DurationError> {
     } else {
         i64::try_from(total).map_err(|_| overflow())
     }
+}
+
+/// The largest magnitude a duration has (that of `i64::MIN` nanoseconds).
+const LIMIT: u64 = 1 << 63;
+
+/// A fraction's digits as (numerator, 10^digits kept): digits past u64's precision are
+/// consumed and ignored, as in Go.
+fn parse_fraction(digits: &str) -> (u64, f64) {
+    let (mut frac, mut scale) = (0u64, 1.0f64);
+    for b in digits.bytes() {
+        match frac
+            .checked_mul(10)
+            .and_then(|f| f.checked_add(u64::from(b - b'0')))
+        {
+            Some(f) if f <= LIMIT => {
+                frac = f;
+                scale *= 10.0;
+            }
+            _ => break,
+        }
+    }
+    (frac, scale)
+}
+
+/// Nanoseconds in one of Go's duration units.
+fn unit_nanos(unit: &str) -> Option<u64> {
+    Some(match unit {
+        "ns" => 1,
+        "us" | "\u{b5}s" | "\u{3bc}s" => 1_000,
+        "ms" => 1_000_000,
+        "s" => 1_000_000_000,
+        "m" => 60_000_000_000,
+        "h" => 3_600_000_000_000,
+        _ => return None,
+    })
 }
 
 impl fmt::Display for Duration {

@@ -233,73 +233,19 @@ impl Resolver {
 
     /// Phases 1–5 for one packet received at `now`.
     pub fn handle(&self, packet: &[u8], client: SocketAddr, t: Transport, now: Instant) -> Step {
-        bump(&self.stats.queries);
-        if self.bad_source(client) {
-            let n = bump(&self.stats.bad_source);
-            if n.is_power_of_two() {
-                tracing::info!(%client, total = n, "dropped DNS packets from an impossible source");
-            }
-            return Step::Drop;
-        }
-        let allowed = self.admits(client.ip());
-        let q = match wire::parse(packet) {
+        let q = match self.admit(packet, client, t, now) {
             Ok(q) => q,
-            Err(Reject::Malformed) => {
-                let n = bump(&self.stats.malformed);
-                if n.is_power_of_two() {
-                    tracing::debug!(%client, total = n, "dropped a malformed DNS packet");
-                }
-                return Step::Drop;
-            }
-            Err(Reject::Error(q, rcode)) => {
-                let rcode = if allowed {
-                    rcode
-                } else {
-                    ResponseCode::Refused
-                };
-                return self.reply(&q, client, t, now, Source::Policy, &Reply::error(rcode));
-            }
+            Err(step) => return step,
         };
-        if !allowed {
-            let n = bump(&self.stats.refused);
-            if n.is_power_of_two() {
-                tracing::info!(%client, total = n, "refused DNS queries from outside allowed_networks");
-            }
-            let refused = Reply::error(ResponseCode::Refused);
-            return self.reply(&q, client, t, now, Source::Policy, &refused);
-        }
-        let gateway = self.gateway_for(client.ip());
-        let zone = self.zone.load();
-        if let Some(local) = zone.lookup(&q.lower, q.query.name(), q.qtype(), gateway.as_deref()) {
-            bump(&self.stats.local);
-            let reply = Reply {
-                rcode: local.rcode,
-                authoritative: true,
-                answers: &local.answers,
-                authority: &local.authority,
-            };
-            return self.reply(&q, client, t, now, Source::Local, &reply);
-        }
-        let plain = q.lower.num_labels() == 1;
-        let private_ptr = q.qtype() == RecordType::PTR && filter::is_private_reverse(&q.lower);
-        if (self.policy.domain_needed && plain) || (self.policy.bogus_priv && private_ptr) {
-            bump(&self.stats.policy);
-            let reply = Reply {
-                rcode: ResponseCode::NXDomain,
-                authoritative: true,
-                answers: &[],
-                authority: &[],
-            };
-            return self.reply(&q, client, t, now, Source::Policy, &reply);
+        if let Some(step) = self.answer_here(&q, client, t, now) {
+            return step;
         }
         let key = Key::new(&q.lower, q.qtype());
-        let cached = if let (true, Some(key)) = (self.caching, &key) {
-            self.cache
-                .lock()
+        let cached = match &key {
+            Some(key) if self.caching => (self.cache.lock())
                 .map(|mut c| c.get(key, now))
-                .unwrap_or(None)
-        } else {
-            None
+                .unwrap_or(None),
+            _ => None,
         };
         if let Some(entry) = &cached
             && let Some(left) = entry.remaining(now)
@@ -327,6 +273,90 @@ impl Resolver {
             return Step::Reply(self.unanswered(pending, ResponseCode::Refused));
         }
         Step::Forward(Box::new(pending))
+    }
+
+    /// Phases 1 and 2: the question, or what becomes of a packet that is not one to answer:
+    /// dropped (an impossible source, a malformed packet) or refused (a client outside the
+    /// allowed networks).
+    fn admit(
+        &self,
+        packet: &[u8],
+        client: SocketAddr,
+        t: Transport,
+        now: Instant,
+    ) -> Result<Question, Step> {
+        bump(&self.stats.queries);
+        if self.bad_source(client) {
+            let n = bump(&self.stats.bad_source);
+            if n.is_power_of_two() {
+                tracing::info!(%client, total = n, "dropped DNS packets from an impossible source");
+            }
+            return Err(Step::Drop);
+        }
+        let allowed = self.admits(client.ip());
+        let q = match wire::parse(packet) {
+            Ok(q) => q,
+            Err(Reject::Malformed) => {
+                let n = bump(&self.stats.malformed);
+                if n.is_power_of_two() {
+                    tracing::debug!(%client, total = n, "dropped a malformed DNS packet");
+                }
+                return Err(Step::Drop);
+            }
+            Err(Reject::Error(q, rcode)) => {
+                let rcode = if allowed {
+                    rcode
+                } else {
+                    ResponseCode::Refused
+                };
+                return Err(self.reply(&q, client, t, now, Source::Policy, &Reply::error(rcode)));
+            }
+        };
+        if !allowed {
+            let n = bump(&self.stats.refused);
+            if n.is_power_of_two() {
+                tracing::info!(%client, total = n, "refused DNS queries from outside allowed_networks");
+            }
+            let refused = Reply::error(ResponseCode::Refused);
+            return Err(self.reply(&q, client, t, now, Source::Policy, &refused));
+        }
+        Ok(q)
+    }
+
+    /// Phases 3 and 4: the local zone's answer, or the policy's NXDOMAIN for a plain name
+    /// (`domain_needed`) or a private reverse lookup (`bogus_priv`); `None` goes on to the cache.
+    fn answer_here(
+        &self,
+        q: &Question,
+        client: SocketAddr,
+        t: Transport,
+        now: Instant,
+    ) -> Option<Step> {
+        let gateway = self.gateway_for(client.ip());
+        let zone = self.zone.load();
+        if let Some(local) = zone.lookup(&q.lower, q.query.name(), q.qtype(), gateway.as_deref()) {
+            bump(&self.stats.local);
+            let reply = Reply {
+                rcode: local.rcode,
+                authoritative: true,
+                answers: &local.answers,
+                authority: &local.authority,
+            };
+            return Some(self.reply(q, client, t, now, Source::Local, &reply));
+        }
+        let plain = q.lower.num_labels() == 1;
+        let private_ptr = q.qtype() == RecordType::PTR && filter::is_private_reverse(&q.lower);
+        if (self.policy.domain_needed && plain) || (self.policy.bogus_priv && private_ptr) {
+            bump(&self.stats.policy);
+            let reply = Reply {
+                rcode: ResponseCode::NXDomain,
+                authoritative: true,
+                answers: &[],
+                authority: &[],
+            };
+            return Some(self.reply(q, client, t, now, Source::Policy, &reply));
+        }
+        None
     }
 
     /// A permit for one more forwarded question, unless `max_in_flight` are already waiting.

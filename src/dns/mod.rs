@@ -193,13 +193,7 @@ pub fn start(
     tasks: &mut JoinSet<()>,
 ) -> Result<Started, DnsError> {
     let spec = zone_spec(cfg)?;
-    let allowed = crate::ipnet::IpSet::parse(&cfg.allowed_cidrs())
-        .map_err(|e| DnsError::Config(format!("allowed_networks: {e}")))?;
-    let rebind_allow: Vec<Name> = cfg
-        .rebind_allow
-        .iter()
-        .filter_map(|d| zone::fqdn(d))
-        .collect();
+    let policy = policy(cfg)?;
     let bound = server::bind(&cfg.listen)?;
 
     let upstreams = upstream_addrs(cfg);
@@ -222,16 +216,7 @@ pub fn start(
         cache::Cache::new(cfg.cache_size, stale),
         cfg.cache_size,
         upstream::Upstreams::new(&upstreams, cfg.strict_order, cfg.upstream_timeout.to_std()),
-        handler::Policy {
-            allowed,
-            local: cfg.local_service(),
-            auto_address: cfg.auto_address(),
-            domain_needed: cfg.domain_needed,
-            bogus_priv: cfg.bogus_priv,
-            rebind_protection: cfg.rebind_protection,
-            rebind_allow,
-            serve_stale: cfg.serve_stale,
-        },
+        policy,
         cfg.max_in_flight,
         log,
     ));
@@ -251,6 +236,36 @@ pub fn start(
         stop.clone(),
     ));
 
+    let addrs = serve_bound(bound, &resolver, cfg, stop, tasks)?;
+    Ok(Started { addrs, resolver })
+}
+
+/// Who may ask and what is answered without asking upstream, from `[dns]`.
+fn policy(cfg: &config::Dns) -> Result<handler::Policy, DnsError> {
+    let allowed = crate::ipnet::IpSet::parse(&cfg.allowed_cidrs())
+        .map_err(|e| DnsError::Config(format!("allowed_networks: {e}")))?;
+    Ok(handler::Policy {
+        allowed,
+        local: cfg.local_service(),
+        auto_address: cfg.auto_address(),
+        domain_needed: cfg.domain_needed,
+        bogus_priv: cfg.bogus_priv,
+        rebind_protection: cfg.rebind_protection,
+        rebind_allow: (cfg.rebind_allow.iter())
+            .filter_map(|d| zone::fqdn(d))
+            .collect(),
+        serve_stale: cfg.serve_stale,
+    })
+}
+
+/// A UDP and a TCP server task for each bound address; the addresses.
+fn serve_bound(
+    bound: Vec<server::Bound>,
+    resolver: &Arc<Resolver>,
+    cfg: &config::Dns,
+    stop: &watch::Receiver<bool>,
+    tasks: &mut JoinSet<()>,
+) -> Result<Vec<SocketAddr>, DnsError> {
     let mut addrs = Vec::new();
     for b in bound {
         let udp = tokio::net::UdpSocket::from_std(b.udp).map_err(|source| DnsError::Bind {
@@ -261,17 +276,17 @@ pub fn start(
             addr: b.addr,
             source,
         })?;
-        tasks.spawn(server::serve_udp(udp, Arc::clone(&resolver), stop.clone()));
+        tasks.spawn(server::serve_udp(udp, Arc::clone(resolver), stop.clone()));
         tasks.spawn(server::serve_tcp(
             tcp,
-            Arc::clone(&resolver),
+            Arc::clone(resolver),
             cfg.max_tcp_connections,
             cfg.tcp_idle_timeout.to_std(),
             stop.clone(),
         ));
         addrs.push(b.addr);
     }
-    Ok(Started { addrs, resolver })
+    Ok(addrs)
 }
 
 /// Rebuild the zone whenever the router host names or the leases change; swap it whole.

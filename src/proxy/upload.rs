@@ -96,29 +96,7 @@ pub async fn receive(
         let updater = Arc::clone(updater);
         tokio::task::spawn_blocking(move || updater.install(reader, force))
     };
-    // Once the installer stops reading (it has its answer), the rest of the body is read and
-    // dropped, up to max_bundle, so that the client gets the answer rather than a reset.
-    // A client that stops sending for IDLE gives up its upload: the installer sees the end of
-    // the body (a truncated bundle) and the next upload is not kept waiting behind it.
-    let (mut seen, mut feeding) = (0u64, true);
-    let deadline = tokio::time::Instant::now() + WHOLE;
-    while let Ok(Some(frame)) = tokio::time::timeout(IDLE, body.frame()).await {
-        if tokio::time::Instant::now() > deadline {
-            break;
-        }
-        let Ok(frame) = frame else { break };
-        let Ok(data) = frame.into_data() else {
-            continue;
-        };
-        seen += data.len() as u64;
-        if feeding && tx.send(data).await.is_err() {
-            feeding = false;
-        }
-        if !feeding && seen > max {
-            break;
-        }
-    }
-    drop(tx);
+    feed(&mut body, tx, max).await;
     match job.await {
         Ok(Ok(done)) => {
             let reboot = updater.config().reboot;
@@ -142,6 +120,31 @@ pub async fn receive(
             StatusCode::INTERNAL_SERVER_ERROR,
             json!({"error": format!("the installer failed: {e}")}),
         ),
+    }
+}
+
+/// Pass the body to the installer. Once the installer stops reading (it has its answer), the
+/// rest of the body is read and dropped, up to `max`, so that the client gets the answer rather
+/// than a reset. A client that stops sending for IDLE gives up its upload: the installer sees
+/// the end of the body (a truncated bundle) and the next upload is not kept waiting behind it.
+async fn feed(body: &mut super::forward::UpBody, tx: mpsc::Sender<Bytes>, max: u64) {
+    let (mut seen, mut feeding) = (0u64, true);
+    let deadline = tokio::time::Instant::now() + WHOLE;
+    while let Ok(Some(frame)) = tokio::time::timeout(IDLE, body.frame()).await {
+        if tokio::time::Instant::now() > deadline {
+            break;
+        }
+        let Ok(frame) = frame else { break };
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        seen += data.len() as u64;
+        if feeding && tx.send(data).await.is_err() {
+            feeding = false;
+        }
+        if !feeding && seen > max {
+            break;
+        }
     }
 }
 

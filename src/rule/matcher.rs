@@ -137,26 +137,7 @@ impl Compiler<'_> {
                 }
                 Test::Host(pats)
             }
-            Kind::HostRegexp => {
-                let mut res = Vec::with_capacity(n);
-                for a in args {
-                    if !a.value.is_ascii() {
-                        return Err(self.err(
-                            a.offset,
-                            "`HostRegexp` values must be ASCII; write names in punycode (xn--...)",
-                        ));
-                    }
-                    let built = if goregex::has_template(&a.value) {
-                        goregex::host_template(&a.value).and_then(|r| goregex::build(&r))
-                    } else if n > 1 {
-                        goregex::host_literal(&a.value).and_then(|r| goregex::build(&r))
-                    } else {
-                        goregex::compile_go(&a.value)
-                    };
-                    res.push(self.regex_result(call, a, built)?);
-                }
-                Test::HostRegexp(res)
-            }
+            Kind::HostRegexp => self.host_regexps(call)?,
             Kind::Path | Kind::PathPrefix => {
                 let mut paths = Vec::with_capacity(n);
                 for a in args {
@@ -188,20 +169,7 @@ impl Compiler<'_> {
                 self.headers(call)?
             }
             Kind::Query => self.query(call)?,
-            Kind::QueryRegexp => {
-                self.arity(call, n <= 2, "1 or 2 arguments (key[, regexp])")?;
-                let key = args[0].value.as_str().into();
-                match args.get(1) {
-                    Some(re) => Test::QueryRegexp {
-                        key,
-                        re: self.regex(call, re)?,
-                    },
-                    None => Test::Query {
-                        key,
-                        value: "".into(),
-                    },
-                }
-            }
+            Kind::QueryRegexp => self.query_regexp(call)?,
             Kind::ClientIp => {
                 let mut nets = Vec::with_capacity(n);
                 for a in args {
@@ -209,6 +177,47 @@ impl Compiler<'_> {
                 }
                 Test::ClientIp(nets)
             }
+        })
+    }
+
+    /// `HostRegexp`: one argument is a Go regexp (v3); a `{name:re}` template, or several
+    /// arguments, are Traefik v2's syntax (gorilla/mux templates, literal names).
+    fn host_regexps(&self, call: &Call) -> Result<Test, RuleError> {
+        let n = call.args.len();
+        let mut res = Vec::with_capacity(n);
+        for a in &call.args {
+            if !a.value.is_ascii() {
+                return Err(self.err(
+                    a.offset,
+                    "`HostRegexp` values must be ASCII; write names in punycode (xn--...)",
+                ));
+            }
+            let built = if goregex::has_template(&a.value) {
+                goregex::host_template(&a.value).and_then(|r| goregex::build(&r))
+            } else if n > 1 {
+                goregex::host_literal(&a.value).and_then(|r| goregex::build(&r))
+            } else {
+                goregex::compile_go(&a.value)
+            };
+            res.push(self.regex_result(call, a, built)?);
+        }
+        Ok(Test::HostRegexp(res))
+    }
+
+    /// `QueryRegexp(key[, regexp])`: without the regexp, the key with an empty value.
+    fn query_regexp(&self, call: &Call) -> Result<Test, RuleError> {
+        let args = &call.args;
+        self.arity(call, args.len() <= 2, "1 or 2 arguments (key[, regexp])")?;
+        let key = args[0].value.as_str().into();
+        Ok(match args.get(1) {
+            Some(re) => Test::QueryRegexp {
+                key,
+                re: self.regex(call, re)?,
+            },
+            None => Test::Query {
+                key,
+                value: "".into(),
+            },
         })
     }
 

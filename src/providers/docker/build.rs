@@ -33,79 +33,12 @@ pub fn build(containers: &BTreeMap<String, Container>, s: &Settings) -> Fragment
         ));
     }
 
-    let mut http = Http::default();
-    let mut origins: BTreeMap<(&'static str, String), Vec<String>> = BTreeMap::new();
-    let mut conflicts: BTreeSet<(&'static str, String)> = BTreeSet::new();
+    let mut merged = Merged::default();
     for d in &decoded {
         problems.extend(d.problems.iter().cloned());
-        for (name, svc) in &d.http.services {
-            origins
-                .entry(("service", name.clone()))
-                .or_default()
-                .push(d.origin.clone());
-            match http.services.get_mut(name) {
-                None => {
-                    http.services.insert(name.clone(), svc.clone());
-                }
-                Some(existing) => {
-                    if !merge_service(existing, svc) {
-                        conflicts.insert(("service", name.clone()));
-                    }
-                }
-            }
-        }
-        for (name, r) in &d.http.routers {
-            origins
-                .entry(("router", name.clone()))
-                .or_default()
-                .push(d.origin.clone());
-            match http.routers.get(name) {
-                None => {
-                    http.routers.insert(name.clone(), r.clone());
-                }
-                Some(existing) if existing == r => {}
-                Some(_) => {
-                    conflicts.insert(("router", name.clone()));
-                }
-            }
-        }
-        for (name, m) in &d.http.middlewares {
-            origins
-                .entry(("middleware", name.clone()))
-                .or_default()
-                .push(d.origin.clone());
-            match http.middlewares.get(name) {
-                None => {
-                    http.middlewares.insert(name.clone(), m.clone());
-                }
-                Some(existing) if existing == m => {}
-                Some(_) => {
-                    conflicts.insert(("middleware", name.clone()));
-                }
-            }
-        }
+        merged.add(d);
     }
-    for (kind, name) in &conflicts {
-        match *kind {
-            "service" => {
-                http.services.remove(name);
-            }
-            "router" => {
-                http.routers.remove(name);
-            }
-            _ => {
-                http.middlewares.remove(name);
-            }
-        }
-        let by = origins
-            .get(&(*kind, name.clone()))
-            .map(|v| v.join(", "))
-            .unwrap_or_default();
-        problems.push(Problem::new(
-            format!("{kind} {name}@{}", s.namespace),
-            format!("defined with different settings by containers {by}; left out"),
-        ));
-    }
+    let http = merged.finish(&s.namespace, &mut problems);
     problems.sort();
     problems.dedup();
     let empty = http.routers.is_empty() && http.services.is_empty() && http.middlewares.is_empty();
@@ -116,6 +49,87 @@ pub fn build(containers: &BTreeMap<String, Container>, s: &Settings) -> Fragment
         }),
         problems,
         leases: Vec::new(),
+    }
+}
+
+/// The containers' configuration merged so far: what each name came from, and the names
+/// defined differently by two containers.
+#[derive(Default)]
+struct Merged {
+    http: Http,
+    origins: BTreeMap<(&'static str, String), Vec<String>>,
+    conflicts: BTreeSet<(&'static str, String)>,
+}
+
+impl Merged {
+    /// One container's services, routers and middlewares.
+    fn add(&mut self, d: &Decoded) {
+        for (name, svc) in &d.http.services {
+            self.seen("service", name, &d.origin);
+            match self.http.services.get_mut(name) {
+                None => {
+                    self.http.services.insert(name.clone(), svc.clone());
+                }
+                Some(existing) => {
+                    if !merge_service(existing, svc) {
+                        self.conflicts.insert(("service", name.clone()));
+                    }
+                }
+            }
+        }
+        for (name, r) in &d.http.routers {
+            self.seen("router", name, &d.origin);
+            if !insert_same(&mut self.http.routers, name, r) {
+                self.conflicts.insert(("router", name.clone()));
+            }
+        }
+        for (name, m) in &d.http.middlewares {
+            self.seen("middleware", name, &d.origin);
+            if !insert_same(&mut self.http.middlewares, name, m) {
+                self.conflicts.insert(("middleware", name.clone()));
+            }
+        }
+    }
+
+    fn seen(&mut self, kind: &'static str, name: &str, origin: &str) {
+        (self.origins.entry((kind, name.to_string())).or_default()).push(origin.to_string());
+    }
+
+    /// The merged configuration without the conflicting names, each reported with the
+    /// containers that defined it.
+    fn finish(mut self, namespace: &str, problems: &mut Vec<Problem>) -> Http {
+        for (kind, name) in &self.conflicts {
+            match *kind {
+                "service" => {
+                    self.http.services.remove(name);
+                }
+                "router" => {
+                    self.http.routers.remove(name);
+                }
+                _ => {
+                    self.http.middlewares.remove(name);
+                }
+            }
+            let by = (self.origins.get(&(*kind, name.clone())))
+                .map(|v| v.join(", "))
+                .unwrap_or_default();
+            problems.push(Problem::new(
+                format!("{kind} {name}@{namespace}"),
+                format!("defined with different settings by containers {by}; left out"),
+            ));
+        }
+        self.http
+    }
+}
+
+/// Put `value` under `name` unless it is there already; false when what is there differs.
+fn insert_same<T: Clone + PartialEq>(map: &mut BTreeMap<String, T>, name: &str, value: &T) -> bool {
+    match map.get(name) {
+        None => {
+            map.insert(name.to_string(), value.clone());
+            true
+        }
+        Some(existing) => existing == value,
     }
 }
 

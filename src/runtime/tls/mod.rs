@@ -13,6 +13,7 @@ pub mod der;
 pub mod local_ca;
 pub mod options;
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
@@ -47,7 +48,7 @@ pub struct TlsSetup {
     pub store: Arc<CertStore>,
     /// Qualified option set name → its configuration (`None`: it did not compile, and the
     /// handshakes it governs are refused rather than served weaker).
-    configs: HashMap<String, Option<Arc<ServerConfig>>>,
+    configs: Configs,
     /// Entry point → host → qualified option set name.
     hosts: HashMap<Box<str>, HashMap<Box<str>, String>>,
     /// The files read, to notice when one changes.
@@ -82,77 +83,16 @@ impl TlsSetup {
                 .collect(),
         );
         let store = Arc::new(store);
-        let mut configs = HashMap::new();
-        let mut options: BTreeMap<String, &Options> = BTreeMap::new();
-        for (ns, tls) in &input.sections {
-            for (name, opts) in &tls.options {
-                // Any provider's `default` is the default; defined by two, the first (by
-                // provider name) is used and the other reported.
-                let key = if name == DEFAULT_OPTIONS {
-                    DEFAULT_OPTIONS.to_string()
-                } else {
-                    format!("{name}@{ns}")
-                };
-                if key == DEFAULT_OPTIONS && options.contains_key(&key) {
-                    problems.push((
-                        format!("tls options default@{ns}"),
-                        "another provider defines the default options too; the first (by \
-                         provider name) is used"
-                            .into(),
-                    ));
-                    continue;
-                }
-                options.entry(key).or_insert(opts);
-            }
-        }
-        let ticketer = match prev.and_then(|p| p.ticketer.clone()) {
-            Some(t) => Some(t),
-            None => match rustls::crypto::ring::Ticketer::new() {
-                Ok(t) => Some(t),
-                Err(e) => {
-                    problems.push(("tls".into(), format!("no session tickets: {e}")));
-                    None
-                }
-            },
-        };
-        let builtin = Options::default();
-        options
-            .entry(DEFAULT_OPTIONS.to_string())
-            .or_insert(&builtin);
-        for (name, opts) in options {
-            let mut notes = Vec::new();
-            let tickets = ticketer.as_ref();
-            let built = options::server_config(opts, &store, (&mut files, &mut notes), tickets);
-            let config = match built {
-                Ok(c) => Some(c),
-                Err(why) => {
-                    problems.push((format!("tls options {name}"), why));
-                    None
-                }
-            };
-            problems.extend(
-                notes
-                    .into_iter()
-                    .map(|n| (format!("tls options {name}"), n)),
-            );
-            configs.insert(name, config);
-        }
-        let mut hosts: HashMap<Box<str>, HashMap<Box<str>, String>> = HashMap::new();
-        for ((ep, host), name) in &input.host_options {
-            if !configs.contains_key(name) {
-                // Never the default set instead: a typo must not drop clientAuth or a version
-                // floor. Its handshakes are refused until the name exists.
-                problems.push((
-                    format!("host {host}"),
-                    format!(
-                        "TLS options `{name}` do not exist; handshakes for this host are refused"
-                    ),
-                ));
-                configs.insert(name.clone(), None);
-            }
-            (hosts.entry(ep.as_str().into()).or_default())
-                .insert(host.as_str().into(), name.clone());
-        }
+        let options = option_sets(&input, &mut problems);
+        let ticketer = ticketer(prev, &mut problems);
+        let mut configs = server_configs(
+            options,
+            &store,
+            ticketer.as_ref(),
+            &mut files,
+            &mut problems,
+        );
+        let hosts = host_options(&input, &mut configs, &mut problems);
         Arc::new(TlsSetup {
             input,
             store,
@@ -191,6 +131,114 @@ impl TlsSetup {
     pub fn certificates(&self) -> impl Iterator<Item = &Loaded> {
         self.store.certificates()
     }
+}
+
+/// Option set name → its configuration (`None`: it did not compile).
+type Configs = HashMap<String, Option<Arc<ServerConfig>>>;
+
+/// Every provider's option sets by qualified name (`name@provider`, but `default` unqualified),
+/// the built-in default added when none defines one.
+fn option_sets<'a>(
+    input: &'a TlsInput,
+    problems: &mut Vec<(String, String)>,
+) -> BTreeMap<String, Cow<'a, Options>> {
+    let mut options: BTreeMap<String, Cow<'a, Options>> = BTreeMap::new();
+    for (ns, tls) in &input.sections {
+        for (name, opts) in &tls.options {
+            // Any provider's `default` is the default; defined by two, the first (by
+            // provider name) is used and the other reported.
+            let key = if name == DEFAULT_OPTIONS {
+                DEFAULT_OPTIONS.to_string()
+            } else {
+                format!("{name}@{ns}")
+            };
+            if key == DEFAULT_OPTIONS && options.contains_key(&key) {
+                problems.push((
+                    format!("tls options default@{ns}"),
+                    "another provider defines the default options too; the first (by \
+                     provider name) is used"
+                        .into(),
+                ));
+                continue;
+            }
+            options.entry(key).or_insert(Cow::Borrowed(opts));
+        }
+    }
+    options
+        .entry(DEFAULT_OPTIONS.to_string())
+        .or_insert_with(|| Cow::Owned(Options::default()));
+    options
+}
+
+/// The session-ticket key source: the previous setup's (tickets stay valid across compiles),
+/// else a new one.
+fn ticketer(
+    prev: Option<&Arc<TlsSetup>>,
+    problems: &mut Vec<(String, String)>,
+) -> Option<Arc<dyn rustls::server::ProducesTickets>> {
+    if let Some(t) = prev.and_then(|p| p.ticketer.clone()) {
+        return Some(t);
+    }
+    match rustls::crypto::ring::Ticketer::new() {
+        Ok(t) => Some(t),
+        Err(e) => {
+            problems.push(("tls".into(), format!("no session tickets: {e}")));
+            None
+        }
+    }
+}
+
+/// Each option set as a rustls configuration; what did not compile is reported and kept as
+/// `None`.
+fn server_configs(
+    options: BTreeMap<String, Cow<'_, Options>>,
+    store: &Arc<CertStore>,
+    tickets: Option<&Arc<dyn rustls::server::ProducesTickets>>,
+    files: &mut Vec<Stamp>,
+    problems: &mut Vec<(String, String)>,
+) -> Configs {
+    let mut configs = HashMap::new();
+    for (name, opts) in options {
+        let mut notes = Vec::new();
+        let built = options::server_config(&opts, store, (&mut *files, &mut notes), tickets);
+        let config = match built {
+            Ok(c) => Some(c),
+            Err(why) => {
+                problems.push((format!("tls options {name}"), why));
+                None
+            }
+        };
+        problems.extend(
+            notes
+                .into_iter()
+                .map(|n| (format!("tls options {name}"), n)),
+        );
+        configs.insert(name, config);
+    }
+    configs
+}
+
+/// Entry point → host → the option set its TLS routers name. A name that does not exist is
+/// reported and kept as a set that refuses every handshake.
+fn host_options(
+    input: &TlsInput,
+    configs: &mut Configs,
+    problems: &mut Vec<(String, String)>,
+) -> HashMap<Box<str>, HashMap<Box<str>, String>> {
+    let mut hosts: HashMap<Box<str>, HashMap<Box<str>, String>> = HashMap::new();
+    for ((ep, host), name) in &input.host_options {
+        if !configs.contains_key(name) {
+            // Never the default set instead: a typo must not drop clientAuth or a version
+            // floor. Its handshakes are refused until the name exists.
+            problems.push((
+                format!("host {host}"),
+                format!("TLS options `{name}` do not exist; handshakes for this host are refused"),
+            ));
+            configs.insert(name.clone(), None);
+        }
+        (hosts.entry(ep.as_str().into()).or_default()).insert(host.as_str().into(), name.clone());
+    }
+    hosts
 }
 
 /// Every provider's certificates (each pair once) and the default store's default certificate.
