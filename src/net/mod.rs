@@ -2,7 +2,7 @@
 //! ([`links`], over rtnetlink), boma's nftables table ([`nft`], over nfnetlink), the set-up
 //! that brings them up from the configuration ([`setup`]), and the helper daemons boma runs
 //! ([`supervise`]: udhcpc on the WAN; hostapd or wpa_supplicant for [`wifi`]). It sits beside the proxy and DNS and
-//! below the wiring in `lib.rs`: nothing here imports the dynamic model, the providers or the
+//! below the wiring (`lib.rs`, `wiring`): nothing here imports the dynamic model, the providers or the
 //! consumers, and what it produces (leases, interface addresses) leaves on watch channels.
 //! Everything talks to the kernel of the current network namespace through netlink sockets in
 //! pure Rust: it never runs `ip`, `iw` or `nft`, and it touches only the interfaces it is told to.
