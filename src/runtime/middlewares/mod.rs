@@ -49,6 +49,7 @@ pub mod compress;
 mod errors;
 mod expr;
 mod headers;
+mod htpasswd;
 mod ip;
 mod limit;
 mod path;

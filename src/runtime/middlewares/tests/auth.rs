@@ -64,7 +64,8 @@ fn md5_crypt_vectors() {
         ),
     ];
     for (pw, salt, magic, want) in cases {
-        let got = super::super::auth::md5_crypt(pw.as_bytes(), salt.as_bytes(), magic.as_bytes());
+        let got =
+            super::super::htpasswd::md5_crypt(pw.as_bytes(), salt.as_bytes(), magic.as_bytes());
         assert_eq!(String::from_utf8_lossy(&got), want);
     }
 }
