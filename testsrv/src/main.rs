@@ -87,6 +87,52 @@ fn query(target: &str, key: &str) -> Option<u64> {
     })
 }
 
+/// A request head's lines, without the blank line that ends it; `None` when the connection
+/// ends first or the head is too large (then answered 431).
+fn read_head(reader: &mut BufReader<TcpStream>, out: &mut TcpStream) -> Option<Vec<String>> {
+    let mut head = Vec::new();
+    let mut line = String::new();
+    loop {
+        line.clear();
+        match reader.read_line(&mut line) {
+            Ok(0) | Err(_) => return None,
+            Ok(_) => {}
+        }
+        if line == "\r\n" || line == "\n" {
+            return Some(head);
+        }
+        head.push(line.trim_end().to_string());
+        if head.iter().map(String::len).sum::<usize>() > MAX_HEAD {
+            let _ = out.write_all(b"HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+            return None;
+        }
+    }
+}
+
+/// The status and body of the answer: `/status?code=N` answers N, `/health` "ok", anything
+/// else the server's name, port, request line and headers (500 for all when failing).
+fn answer(head: &[String], target: &str, name: &str, port: u16, fail: bool) -> (u64, String) {
+    let path = target.split('?').next().unwrap_or("/");
+    let status: u64 = if fail {
+        500
+    } else if path == "/status" {
+        query(target, "code")
+            .filter(|c| (200..600).contains(c))
+            .unwrap_or(200)
+    } else {
+        200
+    };
+    if path == "/health" {
+        return (status, "ok\n".into());
+    }
+    let mut body = format!("{name}\nport: {port}\n{}\n", head[0]);
+    for h in head.iter().skip(1) {
+        body.push_str(h);
+        body.push('\n');
+    }
+    (status, body)
+}
+
 fn serve(stream: TcpStream, name: &str, port: u16, fail: bool) {
     let _ = stream.set_read_timeout(Some(Duration::from_secs(60)));
     let local = match stream.local_addr().map(|a| a.ip()) {
@@ -106,23 +152,9 @@ fn serve(stream: TcpStream, name: &str, port: u16, fail: bool) {
     let mut reader = BufReader::new(stream);
     let mut out = write_half;
     loop {
-        let mut head = Vec::new();
-        let mut line = String::new();
-        loop {
-            line.clear();
-            match reader.read_line(&mut line) {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {}
-            }
-            if line == "\r\n" || line == "\n" {
-                break;
-            }
-            head.push(line.trim_end().to_string());
-            if head.iter().map(String::len).sum::<usize>() > MAX_HEAD {
-                let _ = out.write_all(b"HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
-                return;
-            }
-        }
+        let Some(head) = read_head(&mut reader, &mut out) else {
+            return;
+        };
         let Some(request_line) = head.first().cloned() else {
             return;
         };
@@ -146,25 +178,7 @@ fn serve(stream: TcpStream, name: &str, port: u16, fail: bool) {
         if let Some(ms) = query(target, "sleep_ms") {
             std::thread::sleep(Duration::from_millis(ms.min(60_000)));
         }
-        let path = target.split('?').next().unwrap_or("/");
-        let status: u64 = if fail {
-            500
-        } else if path == "/status" {
-            query(target, "code")
-                .filter(|c| (200..600).contains(c))
-                .unwrap_or(200)
-        } else {
-            200
-        };
-        let mut body = format!("{name}\nport: {port}\n{request_line}\n");
-        if path == "/health" {
-            body = "ok\n".into();
-        } else {
-            for h in head.iter().skip(1) {
-                body.push_str(h);
-                body.push('\n');
-            }
-        }
+        let (status, body) = answer(&head, target, name, port, fail);
         let response = format!(
             "HTTP/1.1 {status} X\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nX-Whoami: {name}\r\nX-Whoami-Addr: {local}\r\n{}\r\n",
             body.len(),
