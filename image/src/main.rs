@@ -14,7 +14,7 @@
 //! Paths default to the source tree this binary was built from. A flag a command does not take,
 //! a flag given twice or a flag without its value is an error, never ignored.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use boma_image::build::{Options, build, bundle};
@@ -131,7 +131,7 @@ impl Args {
 }
 
 /// Build options from the flags (`build`, `bundle`).
-fn options(args: &Args, root: &std::path::Path) -> Result<Options, String> {
+fn options(args: &Args, root: &Path) -> Result<Options, String> {
     let mut opts = Options::new(root, &args.required("--board")?);
     if let Some(p) = args.value("--boma") {
         opts.boma = PathBuf::from(p);
@@ -156,171 +156,206 @@ fn options(args: &Args, root: &std::path::Path) -> Result<Options, String> {
     Ok(opts)
 }
 
+/// Run the command `args` names, one function per command.
 fn run(args: &Args) -> Result<(), String> {
     let root = root();
     let target = root.join("target");
     match args.command.as_str() {
-        "build" => {
-            let opts = options(args, &root)?;
-            let r = build(&opts).map_err(|e| e.to_string())?;
-            let mib = |b: u64| b as f64 / 1048576.0;
-            let xz = if opts.compress {
-                format!("{} ({:.1} MiB xz), ", r.xz.display(), mib(r.xz_size))
-            } else {
-                String::new()
-            };
-            let wifi = r.wifi_size.map_or(String::new(), |(gz, raw)| {
-                format!(
-                    "; Wi-Fi archive {:.1} MiB ({:.1} MiB unpacked)",
-                    mib(gz),
-                    mib(raw)
-                )
-            });
-            println!(
-                "boma-image: {} ({:.0} MiB), {xz}{}\n  kernel {:.1} MiB, initramfs {:.1} MiB (gzip) with {} modules{wifi}; sha256 {}; {:.1} s",
-                r.image.display(),
-                mib(r.image_size),
-                r.sums.display(),
-                mib(r.kernel_size),
-                mib(r.initrd_size),
-                r.modules.len(),
-                r.sha256,
-                r.seconds
-            );
-            Ok(())
-        }
-        "bundle" => {
-            let opts = options(args, &root)?;
-            let w = bundle(&opts).map_err(|e| e.to_string())?;
-            println!(
-                "boma-image: {} ({:.1} MiB), version {}{}, signed with {}",
-                w.path.display(),
-                w.size as f64 / 1048576.0,
-                w.version,
-                if opts.broken {
-                    " (BREAK: its boma exits at start)"
-                } else {
-                    ""
-                },
-                opts.key.display()
-            );
-            Ok(())
-        }
-        "keygen" => {
-            let out = PathBuf::from(args.required("--out")?);
-            let pair = boma_image::sign::generate(&out).map_err(|e| e.to_string())?;
-            println!(
-                "boma-image: private key {} (keep it off the gateway), public key {} = {}",
-                out.display(),
-                out.with_extension("pub").display(),
-                boma_image::sign::public_hex(&pair)
-            );
-            Ok(())
-        }
-        "sign" => {
-            let path = PathBuf::from(args.required("--bundle")?);
-            let key = boma_image::sign::load(&PathBuf::from(args.required("--key")?))
-                .map_err(|e| e.to_string())?;
-            let mut bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-            boma_image::bundle::resign(&mut bytes, &key).map_err(|e| e.to_string())?;
-            std::fs::write(&path, bytes).map_err(|e| format!("{}: {e}", path.display()))?;
-            println!(
-                "boma-image: {} signed by {}",
-                path.display(),
-                boma_image::sign::public_hex(&key)
-            );
-            Ok(())
-        }
-        "extract" => {
-            let image = PathBuf::from(args.required("--image")?);
-            let file = args.required("--file")?;
-            let out = args.required("--out")?;
-            let bytes = boma_image::fat::read_file(&image, &file).map_err(|e| e.to_string())?;
-            std::fs::write(&out, bytes).map_err(|e| format!("{out}: {e}"))
-        }
-        "qemu" => {
-            let board = args.required("--board")?;
-            let machine = match board.as_str() {
-                "qemu-virt" => Machine::Virt,
-                "rpi3" => Machine::Raspi3b,
-                other => {
-                    return Err(format!(
-                        "no QEMU machine for board {other} (qemu-virt, rpi3)"
-                    ));
-                }
-            };
-            if machine != Machine::Virt && (args.has("--lan-tap") || args.has("--lan-mcast")) {
-                return Err(format!(
-                    "a LAN NIC needs the virt machine (BOARD=qemu-virt), not {board}"
-                ));
-            }
-            let built = target.join(format!("images/boma-{board}.img"));
-            let image = args.value("--image").map(PathBuf::from).unwrap_or_else(|| {
-                // Boot a copy so the built image keeps matching its .sha256.
-                target.join(format!("images/boma-{board}.qemu.img"))
-            });
-            if args.value("--image").is_none() {
-                let stale = match (std::fs::metadata(&built), std::fs::metadata(&image)) {
-                    (Ok(b), Ok(i)) => b.modified().ok() > i.modified().ok(),
-                    (Ok(_), Err(_)) => true,
-                    (Err(e), _) => {
-                        return Err(format!(
-                            "{}: {e} (run make image BOARD={board})",
-                            built.display()
-                        ));
-                    }
-                };
-                if stale {
-                    std::fs::copy(&built, &image)
-                        .map_err(|e| format!("{}: {e}", image.display()))?;
-                }
-            }
-            let lan = match (args.value("--lan-tap"), args.value("--lan-mcast")) {
-                (Some(_), Some(_)) => return Err("--lan-tap and --lan-mcast: one LAN only".into()),
-                (Some(tap), None) => Some(Lan::Tap(tap)),
-                (None, Some(mcast)) => Some(Lan::Mcast(mcast)),
-                (None, None) => None,
-            };
-            let boot = Boot {
-                machine,
-                image: image.clone(),
-                workdir: target.join(format!("qemu/{board}")),
-                http_port: args.port("--http-port", "HTTP_PORT", 8080)?,
-                dns_port: args.port("--dns-port", "DNS_PORT", 5353)?,
-                append: args.value("--append").unwrap_or_default(),
-                lan,
-                netns: None,
-                interactive: true,
-                uboot: true,
-            };
-            let mut c = qemu::command(&boot).map_err(|e| e.to_string())?;
-            eprintln!(
-                "boma-image: booting {} on QEMU {:?} (Ctrl-A X quits)",
-                image.display(),
-                machine
-            );
-            if machine == Machine::Virt {
-                eprintln!(
-                    "  HTTP: curl -H 'Host: gateway.village.lan' http://127.0.0.1:{}/api/version\n  \
-                     DNS:  dig @127.0.0.1 -p {} gateway.village.lan   (UDP and TCP; qemu-virt's boma.toml serves village.lan)",
-                    boot.http_port, boot.dns_port
-                );
-                if let Some(Lan::Tap(tap)) = &boot.lan {
-                    eprintln!(
-                        "  LAN:  eth1 on tap {tap}: bridge it with a client; the gateway is 10.66.0.1 (DHCP, DNS, HTTP, NAT)"
-                    );
-                }
-            }
-            let status = c
-                .status()
-                .map_err(|e| format!("qemu-system-aarch64: {e}"))?;
-            if status.success() {
-                Ok(())
-            } else {
-                Err(format!("qemu exited with {status}"))
-            }
-        }
+        "build" => run_build(&options(args, &root)?),
+        "bundle" => run_bundle(&options(args, &root)?),
+        "keygen" => run_keygen(args),
+        "sign" => run_sign(args),
+        "extract" => run_extract(args),
+        "qemu" => run_qemu(args, &target),
         _ => Err(USAGE.into()),
+    }
+}
+
+/// `build`: the image, then what went into it.
+fn run_build(opts: &Options) -> Result<(), String> {
+    let r = build(opts).map_err(|e| e.to_string())?;
+    let mib = |b: u64| b as f64 / 1048576.0;
+    let xz = if opts.compress {
+        format!("{} ({:.1} MiB xz), ", r.xz.display(), mib(r.xz_size))
+    } else {
+        String::new()
+    };
+    let wifi = r.wifi_size.map_or(String::new(), |(gz, raw)| {
+        format!(
+            "; Wi-Fi archive {:.1} MiB ({:.1} MiB unpacked)",
+            mib(gz),
+            mib(raw)
+        )
+    });
+    println!(
+        "boma-image: {} ({:.0} MiB), {xz}{}\n  kernel {:.1} MiB, initramfs {:.1} MiB (gzip) with {} modules{wifi}; sha256 {}; {:.1} s",
+        r.image.display(),
+        mib(r.image_size),
+        r.sums.display(),
+        mib(r.kernel_size),
+        mib(r.initrd_size),
+        r.modules.len(),
+        r.sha256,
+        r.seconds
+    );
+    Ok(())
+}
+
+/// `bundle`: the signed update bundle.
+fn run_bundle(opts: &Options) -> Result<(), String> {
+    let w = bundle(opts).map_err(|e| e.to_string())?;
+    println!(
+        "boma-image: {} ({:.1} MiB), version {}{}, signed with {}",
+        w.path.display(),
+        w.size as f64 / 1048576.0,
+        w.version,
+        if opts.broken {
+            " (BREAK: its boma exits at start)"
+        } else {
+            ""
+        },
+        opts.key.display()
+    );
+    Ok(())
+}
+
+/// `keygen`: a new signing key pair.
+fn run_keygen(args: &Args) -> Result<(), String> {
+    let out = PathBuf::from(args.required("--out")?);
+    let pair = boma_image::sign::generate(&out).map_err(|e| e.to_string())?;
+    println!(
+        "boma-image: private key {} (keep it off the gateway), public key {} = {}",
+        out.display(),
+        out.with_extension("pub").display(),
+        boma_image::sign::public_hex(&pair)
+    );
+    Ok(())
+}
+
+/// `sign`: a bundle signed again, in place, with another key.
+fn run_sign(args: &Args) -> Result<(), String> {
+    let path = PathBuf::from(args.required("--bundle")?);
+    let key = boma_image::sign::load(&PathBuf::from(args.required("--key")?))
+        .map_err(|e| e.to_string())?;
+    let mut bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    boma_image::bundle::resign(&mut bytes, &key).map_err(|e| e.to_string())?;
+    std::fs::write(&path, bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+    println!(
+        "boma-image: {} signed by {}",
+        path.display(),
+        boma_image::sign::public_hex(&key)
+    );
+    Ok(())
+}
+
+/// `extract`: one file of an image's boot partition, copied out.
+fn run_extract(args: &Args) -> Result<(), String> {
+    let image = PathBuf::from(args.required("--image")?);
+    let file = args.required("--file")?;
+    let out = args.required("--out")?;
+    let bytes = boma_image::fat::read_file(&image, &file).map_err(|e| e.to_string())?;
+    std::fs::write(&out, bytes).map_err(|e| format!("{out}: {e}"))
+}
+
+/// `qemu`: boot a board's image with the serial console on the terminal, until QEMU exits.
+fn run_qemu(args: &Args, target: &Path) -> Result<(), String> {
+    let board = args.required("--board")?;
+    let machine = qemu_machine(&board)?;
+    if machine != Machine::Virt && (args.has("--lan-tap") || args.has("--lan-mcast")) {
+        return Err(format!(
+            "a LAN NIC needs the virt machine (BOARD=qemu-virt), not {board}"
+        ));
+    }
+    let image = qemu_image(args, target, &board)?;
+    let lan = qemu_lan(args)?;
+    let boot = Boot {
+        machine,
+        image,
+        workdir: target.join(format!("qemu/{board}")),
+        http_port: args.port("--http-port", "HTTP_PORT", 8080)?,
+        dns_port: args.port("--dns-port", "DNS_PORT", 5353)?,
+        append: args.value("--append").unwrap_or_default(),
+        lan,
+        netns: None,
+        interactive: true,
+        uboot: true,
+    };
+    let mut c = qemu::command(&boot).map_err(|e| e.to_string())?;
+    print_qemu_hints(&boot);
+    let status = c
+        .status()
+        .map_err(|e| format!("qemu-system-aarch64: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("qemu exited with {status}"))
+    }
+}
+
+/// The QEMU machine a board boots on.
+fn qemu_machine(board: &str) -> Result<Machine, String> {
+    match board {
+        "qemu-virt" => Ok(Machine::Virt),
+        "rpi3" => Ok(Machine::Raspi3b),
+        other => Err(format!(
+            "no QEMU machine for board {other} (qemu-virt, rpi3)"
+        )),
+    }
+}
+
+/// The image to boot: `--image`, or a copy of the board's built image, made again when the
+/// build is newer.
+fn qemu_image(args: &Args, target: &Path, board: &str) -> Result<PathBuf, String> {
+    if let Some(image) = args.value("--image") {
+        return Ok(PathBuf::from(image));
+    }
+    let built = target.join(format!("images/boma-{board}.img"));
+    // Boot a copy so the built image keeps matching its .sha256.
+    let image = target.join(format!("images/boma-{board}.qemu.img"));
+    let stale = match (std::fs::metadata(&built), std::fs::metadata(&image)) {
+        (Ok(b), Ok(i)) => b.modified().ok() > i.modified().ok(),
+        (Ok(_), Err(_)) => true,
+        (Err(e), _) => {
+            return Err(format!(
+                "{}: {e} (run make image BOARD={board})",
+                built.display()
+            ));
+        }
+    };
+    if stale {
+        std::fs::copy(&built, &image).map_err(|e| format!("{}: {e}", image.display()))?;
+    }
+    Ok(image)
+}
+
+/// The guest's LAN NIC, if one is asked for.
+fn qemu_lan(args: &Args) -> Result<Option<Lan>, String> {
+    match (args.value("--lan-tap"), args.value("--lan-mcast")) {
+        (Some(_), Some(_)) => Err("--lan-tap and --lan-mcast: one LAN only".into()),
+        (Some(tap), None) => Ok(Some(Lan::Tap(tap))),
+        (None, Some(mcast)) => Ok(Some(Lan::Mcast(mcast))),
+        (None, None) => Ok(None),
+    }
+}
+
+/// What is booting and, on `virt`, how to reach the guest's services from the host.
+fn print_qemu_hints(boot: &Boot) {
+    eprintln!(
+        "boma-image: booting {} on QEMU {:?} (Ctrl-A X quits)",
+        boot.image.display(),
+        boot.machine
+    );
+    if boot.machine == Machine::Virt {
+        eprintln!(
+            "  HTTP: curl -H 'Host: gateway.village.lan' http://127.0.0.1:{}/api/version\n  \
+             DNS:  dig @127.0.0.1 -p {} gateway.village.lan   (UDP and TCP; qemu-virt's boma.toml serves village.lan)",
+            boot.http_port, boot.dns_port
+        );
+        if let Some(Lan::Tap(tap)) = &boot.lan {
+            eprintln!(
+                "  LAN:  eth1 on tap {tap}: bridge it with a client; the gateway is 10.66.0.1 (DHCP, DNS, HTTP, NAT)"
+            );
+        }
     }
 }
 

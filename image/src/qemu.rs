@@ -93,29 +93,7 @@ fn user_net(boot: &Boot) -> String {
 /// The qemu-system-aarch64 command for a boot.
 pub fn command(boot: &Boot) -> Result<Command> {
     std::fs::create_dir_all(&boot.workdir).map_err(|e| Error::io(&boot.workdir, e))?;
-    let extract = |name: &str| -> Result<PathBuf> {
-        let bytes = fat::read_file(&boot.image, name)?;
-        let path = boot.workdir.join(name.replace('/', "-"));
-        std::fs::write(&path, bytes).map_err(|e| Error::io(&path, e))?;
-        Ok(path)
-    };
-    let cmdline = String::from_utf8_lossy(&fat::read_file(&boot.image, "cmdline.txt")?)
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ");
-    // QEMU's BCM2835 power manager resets the machine as soon as the watchdog is armed (it does
-    // not count down), so the raspi smoke boot leaves the watchdog off.
-    // On raspi3b the network is a USB adapter (below), named usb0 by usbnet.
-    let quirk = match boot.machine {
-        Machine::Raspi3b => "boma.watchdog=off boma.iface=usb0",
-        Machine::Virt => "",
-    };
-    // Booted directly, the harness stands in for U-Boot and says which slot it booted.
-    let slot = if boot.uboot { "" } else { "boma.slot=a" };
-    let append = format!("{cmdline} {quirk} {} {slot}", boot.append)
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ");
+    let append = kernel_cmdline(boot)?;
     let mut c = match &boot.netns {
         Some(ns) => {
             let mut c = Command::new("ip");
@@ -126,81 +104,133 @@ pub fn command(boot: &Boot) -> Result<Command> {
     };
     let drive = format!("file={},format=raw", boot.image.display());
     match boot.machine {
-        Machine::Virt => {
-            c.args(["-M", "virt", "-cpu", "cortex-a53", "-smp", "2", "-m", "256"]);
-            c.args(["-drive", &format!("{drive},if=none,id=disk0")]);
-            c.args(["-device", "virtio-blk-pci,drive=disk0"]);
-            c.args([
-                "-netdev",
-                &user_net(boot),
-                "-device",
-                "virtio-net-pci,netdev=wan,romfile=",
-            ]);
-            match &boot.lan {
-                Some(Lan::Tap(tap)) => {
-                    if !valid_ifname(tap) {
-                        return Err(Error::Qemu(format!(
-                            "LAN tap {tap:?}: not an interface name"
-                        )));
-                    }
-                    c.args([
-                        "-netdev",
-                        &format!("tap,id=lan,ifname={tap},script=no,downscript=no"),
-                    ]);
-                }
-                Some(Lan::Mcast(mcast)) => {
-                    c.args(["-netdev", &format!("socket,id=lan,mcast={mcast}")]);
-                }
-                None => {}
-            }
-            if boot.lan.is_some() {
-                c.args(["-device", "virtio-net-pci,netdev=lan,romfile="]);
-            }
-            if boot.interactive {
-                c.args(["-serial", "mon:stdio"]);
-            } else {
-                c.args(["-serial", "stdio", "-monitor", "none"]);
-            }
-        }
-        Machine::Raspi3b => {
-            if boot.lan.is_some() {
-                return Err(Error::Qemu(
-                    "a LAN NIC needs the virt machine (BOARD=qemu-virt)".into(),
-                ));
-            }
-            let dtb = extract("bcm2837-rpi-3-b.dtb")?;
-            c.args(["-M", "raspi3b", "-dtb"]).arg(&dtb);
-            c.args(["-drive", &format!("{drive},if=sd")]);
-            // QEMU does not emulate the Pi 3's own Ethernet (smsc95xx/lan78xx on its USB hub):
-            // a USB network adapter on the dwc2 port stands in, found and loaded by its
-            // modalias like any adapter an operator plugs in (cdc_ether).
-            c.args(["-netdev", &user_net(boot), "-device", "usb-net,netdev=wan"]);
-            // The image's console is ttyS1, the mini UART: QEMU's second serial port.
-            c.args(["-serial", "null", "-serial", "stdio", "-monitor", "none"]);
-        }
+        Machine::Virt => virt_args(&mut c, boot, &drive)?,
+        Machine::Raspi3b => raspi3b_args(&mut c, boot, &drive)?,
     }
     c.args(["-display", "none"]);
+    boot_args(&mut c, boot, &append)?;
+    Ok(c)
+}
+
+/// Copy `name` from the image's boot partition into the boot's workdir; its path there.
+fn extract(boot: &Boot, name: &str) -> Result<PathBuf> {
+    let bytes = fat::read_file(&boot.image, name)?;
+    let path = boot.workdir.join(name.replace('/', "-"));
+    std::fs::write(&path, bytes).map_err(|e| Error::io(&path, e))?;
+    Ok(path)
+}
+
+/// The kernel command line: the image's `cmdline.txt`, the machine's quirks, [`Boot::append`]
+/// and, booted directly, the slot.
+fn kernel_cmdline(boot: &Boot) -> Result<String> {
+    let cmdline = String::from_utf8_lossy(&fat::read_file(&boot.image, "cmdline.txt")?)
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    // QEMU's BCM2835 power manager resets the machine as soon as the watchdog is armed (it does
+    // not count down), so the raspi smoke boot leaves the watchdog off.
+    // On raspi3b the network is a USB adapter (raspi3b_args), named usb0 by usbnet.
+    let quirk = match boot.machine {
+        Machine::Raspi3b => "boma.watchdog=off boma.iface=usb0",
+        Machine::Virt => "",
+    };
+    // Booted directly, the harness stands in for U-Boot and says which slot it booted.
+    let slot = if boot.uboot { "" } else { "boma.slot=a" };
+    Ok(format!("{cmdline} {quirk} {} {slot}", boot.append)
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" "))
+}
+
+/// `virt`: the machine, the image as a virtio disk, the WAN and LAN NICs, the serial console.
+fn virt_args(c: &mut Command, boot: &Boot, drive: &str) -> Result<()> {
+    c.args(["-M", "virt", "-cpu", "cortex-a53", "-smp", "2", "-m", "256"]);
+    c.args(["-drive", &format!("{drive},if=none,id=disk0")]);
+    c.args(["-device", "virtio-blk-pci,drive=disk0"]);
+    c.args([
+        "-netdev",
+        &user_net(boot),
+        "-device",
+        "virtio-net-pci,netdev=wan,romfile=",
+    ]);
+    lan_args(c, boot.lan.as_ref())?;
+    if boot.interactive {
+        c.args(["-serial", "mon:stdio"]);
+    } else {
+        c.args(["-serial", "stdio", "-monitor", "none"]);
+    }
+    Ok(())
+}
+
+/// The LAN NIC (`virt`): its netdev and its virtio device.
+fn lan_args(c: &mut Command, lan: Option<&Lan>) -> Result<()> {
+    match lan {
+        Some(Lan::Tap(tap)) => {
+            if !valid_ifname(tap) {
+                return Err(Error::Qemu(format!(
+                    "LAN tap {tap:?}: not an interface name"
+                )));
+            }
+            c.args([
+                "-netdev",
+                &format!("tap,id=lan,ifname={tap},script=no,downscript=no"),
+            ]);
+        }
+        Some(Lan::Mcast(mcast)) => {
+            c.args(["-netdev", &format!("socket,id=lan,mcast={mcast}")]);
+        }
+        None => {}
+    }
+    if lan.is_some() {
+        c.args(["-device", "virtio-net-pci,netdev=lan,romfile="]);
+    }
+    Ok(())
+}
+
+/// `raspi3b`: the machine with the image's Pi 3 DTB, the image as the SD card, a USB network
+/// adapter as the WAN, the console on the second serial port.
+fn raspi3b_args(c: &mut Command, boot: &Boot, drive: &str) -> Result<()> {
+    if boot.lan.is_some() {
+        return Err(Error::Qemu(
+            "a LAN NIC needs the virt machine (BOARD=qemu-virt)".into(),
+        ));
+    }
+    let dtb = extract(boot, "bcm2837-rpi-3-b.dtb")?;
+    c.args(["-M", "raspi3b", "-dtb"]).arg(&dtb);
+    c.args(["-drive", &format!("{drive},if=sd")]);
+    // QEMU does not emulate the Pi 3's own Ethernet (smsc95xx/lan78xx on its USB hub):
+    // a USB network adapter on the dwc2 port stands in, found and loaded by its
+    // modalias like any adapter an operator plugs in (cdc_ether).
+    c.args(["-netdev", &user_net(boot), "-device", "usb-net,netdev=wan"]);
+    // The image's console is ttyS1, the mini UART: QEMU's second serial port.
+    c.args(["-serial", "null", "-serial", "stdio", "-monitor", "none"]);
+    Ok(())
+}
+
+/// What QEMU starts: U-Boot from the image (with the kernel command line where it reads it), or
+/// slot a's kernel and initramfs directly.
+fn boot_args(c: &mut Command, boot: &Boot, append: &str) -> Result<()> {
     match (boot.uboot, boot.machine) {
         (true, Machine::Virt) => {
             // No -kernel: U-Boot would boot that (its qfw target comes first) instead of the disk.
-            fat::write_file(&boot.image, "cmdline.env", &uboot::cmdline_env(&append))?;
-            c.arg("-bios").arg(extract(UBOOT)?);
+            fat::write_file(&boot.image, "cmdline.env", &uboot::cmdline_env(append))?;
+            c.arg("-bios").arg(extract(boot, UBOOT)?);
             // A hardware watchdog, as the Pis have: init arms it, a hung guest is reset.
             c.args(["-device", "i6300esb", "-action", "watchdog=reset"]);
         }
         (true, Machine::Raspi3b) => {
             // Where the Pi firmware would load it, with its DTB and command line.
-            c.arg("-kernel").arg(extract(UBOOT)?);
-            c.arg("-append").arg(&append);
+            c.arg("-kernel").arg(extract(boot, UBOOT)?);
+            c.arg("-append").arg(append);
         }
         (false, _) => {
             c.arg("-no-reboot");
-            c.arg("-kernel").arg(extract("a/vmlinuz")?);
-            c.arg("-initrd").arg(extract("a/initrd.img")?);
-            c.arg("-append").arg(&append);
+            c.arg("-kernel").arg(extract(boot, "a/vmlinuz")?);
+            c.arg("-initrd").arg(extract(boot, "a/initrd.img")?);
+            c.arg("-append").arg(append);
         }
     }
-    Ok(c)
+    Ok(())
 }
 
 /// A running guest whose serial console is captured.
