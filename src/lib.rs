@@ -1,8 +1,9 @@
 //! boma: one binary for a community network gateway. This crate root is the composition root
 //! only: the module tree, and [`Gateway`], which turns a validated [`config::Config`] into a
-//! running gateway by running the start-up steps of `wiring` in order. Providers feed fragments to the assembler task, which publishes snapshots that the
-//! proxy workers, DNS and the health checker read. Data flows one way and so do the imports
-//! (`docs/architecture.md`); nothing here serves a request or holds configuration logic.
+//! running gateway by running the start-up steps of `wiring` in order. Providers feed fragments
+//! to the assembler task, which publishes snapshots that the proxy workers, DNS and the health
+//! checker read. Data flows one way and so do the imports (`docs/architecture.md`); nothing
+//! here serves a request or holds configuration logic.
 #![forbid(unsafe_code)]
 
 pub mod admin;

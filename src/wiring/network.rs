@@ -1,6 +1,6 @@
 //! Starting DNS (on its own thread) and the router side: forwarding and boma's nftables table,
-//! the WAN DHCP client, the Wi-Fi access point, the interface addresses DNS answers with, and
-//! the DHCP server with the provider that turns its leases into names.
+//! the WAN DHCP client, the Wi-Fi daemon (access point, or client on the WAN), the interface
+//! addresses DNS answers with, and the DHCP server with the provider that turns its leases into names.
 
 use std::sync::Arc;
 

@@ -280,7 +280,10 @@ impl Server {
         let outcome = match msg.kind {
             MessageType::Discover => self.discover(&msg, &key, now)?,
             MessageType::Request => self.request(&msg, &key, now)?,
-            MessageType::Decline => return self.decline(&msg, &key, now),
+            MessageType::Decline => {
+                self.decline(&msg, &key, now);
+                return None;
+            }
             MessageType::Release => {
                 bump(&self.ch.stats.releases);
                 self.dirty |= self.table.release(&key, msg.ciaddr, now);
@@ -345,7 +348,7 @@ impl Server {
     }
 
     /// DECLINE: the address is in use by someone else and kept out of the pool. Never answered.
-    fn decline(&mut self, msg: &Message<'_>, key: &Key, now: u64) -> Option<(Vec<u8>, SocketAddr)> {
+    fn decline(&mut self, msg: &Message<'_>, key: &Key, now: u64) {
         bump(&self.ch.stats.declines);
         if let Some(ip) =
             (msg.requested_ip).filter(|_| msg.server_id == Some(self.cfg.network.server_id))
@@ -353,7 +356,6 @@ impl Server {
             tracing::warn!(%ip, mac = %leases::mac_string(&msg.chaddr), "dhcp: address declined (in use); kept out of the pool");
             self.dirty |= self.table.decline(key, ip, now);
         }
-        None
     }
 
     /// The reply `outcome` makes to `msg`, encoded, and where it goes.
@@ -403,7 +405,7 @@ impl Server {
     }
 }
 
-/// What the table decided for a message that is answered.
+/// What a message that is answered gets: the table's decision, or configuration only.
 enum Outcome {
     Offer(Ipv4Addr),
     Ack(Ipv4Addr),

@@ -243,7 +243,8 @@ async fn splice(
     mut idle_watch: IdleWatch,
     mut stop: watch::Receiver<bool>,
 ) {
-    // Both sides are handed over as soon as the 101 is through; the bound is for a server
+    // Both sides are handed over as soon as the 101 is through (hyper's connection is gone by
+    // now: a switch it never completed fails here at once); the bound is for a server
     // connection that dies in between.
     let both = async { tokio::join!(upgrade.client, upgrade.upstream.ready()) };
     let (client, upstream) = match tokio::time::timeout(HAND_OVER, both).await {

@@ -267,8 +267,9 @@ fn copy_fields(dst: &mut Vec<u8>, headers: &HeaderMap) -> bool {
 }
 
 /// The framing of an answer whose own fields gave no length, and the field that says it:
-/// chunked when the length is unknown and a body may follow, else a content-length (written for
-/// an empty body only when `zero_length` allows it, for a known one when `length` does).
+/// chunked when the length is unknown and a body may follow; none for an unknown length where
+/// no body may follow; else a content-length (for an empty body when `zero_length` allows it,
+/// for a known one when `length` does).
 fn implicit_framing(
     dst: &mut Vec<u8>,
     body: BodyLen,
