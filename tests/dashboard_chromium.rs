@@ -12,11 +12,11 @@
 mod net_support;
 mod support;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use net_support::{Netns, cable, udhcpc, wait_for};
+use net_support::{Leased, Netns, cable, udhcpc, wait_for};
 use support::Boma;
 
 fn run(cmd: &mut Command) -> String {
@@ -63,13 +63,11 @@ fn curl(gw: &Netns, args: &[&str]) -> Option<String> {
         .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-#[test]
-fn the_dashboard_renders_in_chromium_over_https_with_the_local_ca() {
-    let gw = Netns::new("dash");
-    let laptop = Netns::new("lap");
-    cable(&gw, "p1", &laptop, "eth0", None);
-    let storage = tempfile::tempdir().unwrap();
-    let static_toml = format!(
+/// boma as a gateway: `web`, `websecure` with certificates from the local CA stored under
+/// `storage`, `[admin] users`, the LAN bridge `br0` over `p1` with its DHCP server, the local
+/// zone, and a Docker engine that is not there.
+fn static_toml(storage: &Path) -> String {
+    format!(
         r#"
 [entryPoints.web]
 address = "127.0.0.1:0"
@@ -100,10 +98,14 @@ filename = "{{dir}}/dynamic.toml"
 [providers.docker]
 endpoint = "unix://{{dir}}/no-docker.sock"
 "#,
-        storage.path().join("ca").display()
-    );
-    // The app's server need not answer: the dashboard lists routers, it does not call them.
-    let dynamic = r#"
+        storage.join("ca").display()
+    )
+}
+
+/// The dashboard and its API on `websecure`, the CA on `web`, and two app routers whose names
+/// sort differently as text and naturally. The app's server need not answer: the dashboard
+/// lists routers, it does not call them.
+const DYNAMIC: &str = r#"
 [http.routers.dash]
 rule = "Host(`boma.village.lan`)"
 service = "dashboard@internal"
@@ -125,14 +127,32 @@ service = "app"
 [[http.services.app.loadBalancer.servers]]
 url = "http://127.0.0.1:9"
 "#;
-    let boma = Boma::start_in(Some(&gw.name), &static_toml, Some(dynamic));
+
+#[test]
+fn the_dashboard_renders_in_chromium_over_https_with_the_local_ca() {
+    let gw = Netns::new("dash");
+    let laptop = Netns::new("lap");
+    cable(&gw, "p1", &laptop, "eth0", None);
+    let storage = tempfile::tempdir().unwrap();
+    let boma = Boma::start_in(Some(&gw.name), &static_toml(storage.path()), Some(DYNAMIC));
     let dir = boma.dir.path().to_path_buf();
 
-    // The CA as a phone gets it (once the routers are in), then trusted in the browser's store.
+    let (home, ca_file) = the_browser_trusts_the_local_ca(&gw, &boma);
+    let lease = the_api_lists_a_laptops_lease(&gw, &laptop, &boma, &dir, &ca_file);
+    let port = boma.addr("websecure").port();
+    let url = format!("https://admin:secret@boma.village.lan:{port}/dashboard/");
+    let dom = a_laptops_and_a_phones_window_are_not_scrolled_sideways(&gw, home.path(), &url);
+    routers_lease_zone_and_engine_are_rendered(&dom, &lease);
+    the_phone_screenshot_is_kept(&gw, home.path(), &url);
+}
+
+/// The CA as a phone gets it from ca.village.lan (once the routers are in), trusted in the
+/// browser's NSS store: the browser's HOME, and the CA's file in it.
+fn the_browser_trusts_the_local_ca(gw: &Netns, boma: &Boma) -> (tempfile::TempDir, PathBuf) {
     let web = boma.addr("web");
     let ca = wait_for(Duration::from_secs(20), || {
         let pem = curl(
-            &gw,
+            gw,
             &["-H", "Host: ca.village.lan", &format!("http://{web}/")],
         )?;
         pem.starts_with("-----BEGIN CERTIFICATE").then_some(pem)
@@ -148,15 +168,25 @@ url = "http://127.0.0.1:9"
     run(Command::new("certutil")
         .args(["-d", &db, "-A", "-t", "C,,", "-n", "village CA", "-i"])
         .arg(&ca_file));
+    (home, ca_file)
+}
 
-    // A laptop on the LAN takes a lease; the API lists it before the browser looks.
-    let lease = udhcpc(&laptop, "eth0", "laptop-7", &dir).expect("udhcpc gets a lease");
+/// A laptop on the LAN takes a lease (`udhcpc`); the API lists it, over HTTPS with the CA,
+/// before the browser looks.
+fn the_api_lists_a_laptops_lease(
+    gw: &Netns,
+    laptop: &Netns,
+    boma: &Boma,
+    dir: &Path,
+    ca_file: &Path,
+) -> Leased {
+    let lease = udhcpc(laptop, "eth0", "laptop-7", dir).expect("udhcpc gets a lease");
     let port = boma.addr("websecure").port();
     let leases_url = format!("https://boma.village.lan:{port}/api/dhcp/leases");
     let resolve = format!("boma.village.lan:{port}:127.0.0.1");
     let listed = wait_for(Duration::from_secs(10), || {
         let body = curl(
-            &gw,
+            gw,
             &[
                 "--cacert",
                 ca_file.to_str()?,
@@ -170,31 +200,34 @@ url = "http://127.0.0.1:9"
         body.contains("laptop-7").then_some(())
     });
     assert!(listed.is_some(), "the lease of {lease:?} is not in the API");
+    lease
+}
 
-    let port = boma.addr("websecure").port();
-    let url = format!("https://admin:secret@boma.village.lan:{port}/dashboard/");
+/// The page reports no overflow in a laptop's window (1280 px) nor in a phone's (412 px, rows
+/// as cards). The phone's DOM.
+fn a_laptops_and_a_phones_window_are_not_scrolled_sideways(
+    gw: &Netns,
+    home: &Path,
+    url: &str,
+) -> String {
     // A laptop's width first: everything fits.
-    let wide = chromium(
-        &gw,
-        home.path(),
-        &url,
-        &["--window-size=1280,2000", "--dump-dom"],
-    );
+    let wide = chromium(gw, home, url, &["--window-size=1280,2000", "--dump-dom"]);
     assert!(
         wide.contains("data-overflow=\"no\""),
         "wider than 1280 px:\n{wide}"
     );
-    let dom = chromium(
-        &gw,
-        home.path(),
-        &url,
-        &["--window-size=412,2400", "--dump-dom"],
-    );
+    let dom = chromium(gw, home, url, &["--window-size=412,2400", "--dump-dom"]);
     // A phone's: rows are cards, nothing scrolls sideways.
     assert!(
         dom.contains("data-overflow=\"no\""),
         "wider than 412 px:\n{dom}"
     );
+    dom
+}
+
+/// The rendered page: the version from the API, the routers in natural order, the zone, the
+/// laptop's lease and its name, the absent Docker engine, and the dashboard's own certificate.
+fn routers_lease_zone_and_engine_are_rendered(dom: &str, lease: &Leased) {
     // The header line says what the API said (the script's own text also holds the error
     // message, so the rendered span is what is read).
     let meta = dom
@@ -239,16 +272,18 @@ url = "http://127.0.0.1:9"
         dom.contains("local CA"),
         "the certificate issued for the dashboard:\n{dom}"
     );
+}
 
-    // The phone screenshot, kept as an artifact.
+/// A phone's screenshot is written as a PNG to `target/test-artifacts/dashboard-phone.png`.
+fn the_phone_screenshot_is_kept(gw: &Netns, home: &Path, url: &str) {
     let artifacts = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-artifacts");
     std::fs::create_dir_all(&artifacts).unwrap();
     let shot = artifacts.join("dashboard-phone.png");
     let _ = std::fs::remove_file(&shot);
     chromium(
-        &gw,
-        home.path(),
-        &url,
+        gw,
+        home,
+        url,
         &[
             "--window-size=412,1800",
             &format!("--screenshot={}", shot.display()),

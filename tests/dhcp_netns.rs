@@ -8,9 +8,10 @@
 mod net_support;
 mod support;
 
+use std::path::Path;
 use std::time::Duration;
 
-use net_support::{Netns, cable, dhclient, dhcpcd, udhcpc, wait_for};
+use net_support::{Leased, Netns, cable, dhclient, dhcpcd, udhcpc, wait_for};
 use support::Boma;
 
 const STATIC_MAC: &str = "52:54:00:be:ef:02";
@@ -92,7 +93,18 @@ fn real_clients_get_leases_names_and_keep_them_across_a_restart() {
     let boma = Boma::start_in(Some(&gw.name), &toml, None);
     let dir = boma.dir.path().to_path_buf();
 
-    let a = udhcpc(&clients[0], "eth0", "alpha", &dir).expect("udhcpc gets a lease");
+    let a = udhcpc_gets_a_pool_lease(&clients[0], &dir);
+    let b = dhclient_gets_the_static_hosts_address(&clients[1], &dir);
+    let c = dhcpcd_gets_a_third_address(&clients[2], &dir, &a, &b);
+    names_resolve_and_the_api_lists_the_leases(&gw, &boma, &clients, &a, &c);
+    the_lease_file_is_dnsmasqs_format(&dir, &a, &c);
+    a_restarted_boma_gives_the_same_lease(&gw, &clients, boma, &dir, &a);
+}
+
+/// busybox `udhcpc` gets an address from the pool with the gateway as router, DNS server and
+/// DHCP server, the local domain and the hour's lease.
+fn udhcpc_gets_a_pool_lease(client: &Netns, dir: &Path) -> Leased {
+    let a = udhcpc(client, "eth0", "alpha", dir).expect("udhcpc gets a lease");
     let last: u8 =
         a.ip.rsplit('.')
             .next()
@@ -113,8 +125,13 @@ fn real_clients_get_leases_names_and_keep_them_across_a_restart() {
         "{a:?}"
     );
     assert_eq!(a.server, "10.77.0.1");
+    a
+}
 
-    let b = dhclient(&clients[1], "eth0", &dir).expect("dhclient gets a lease");
+/// ISC `dhclient`, on the static host's MAC, gets the static host's address, router, domain and
+/// lease time.
+fn dhclient_gets_the_static_hosts_address(client: &Netns, dir: &Path) -> Leased {
+    let b = dhclient(client, "eth0", dir).expect("dhclient gets a lease");
     assert_eq!(
         b.ip, "10.77.0.50",
         "the static host gets its address: {b:?}"
@@ -124,9 +141,13 @@ fn real_clients_get_leases_names_and_keep_them_across_a_restart() {
         ("10.77.0.1", "village.lan")
     );
     assert_eq!(b.lease, "3600");
+    b
+}
 
-    // dhcpcd identifies itself by a DUID (client identifier 255 + IAID + DUID).
-    let c = dhcpcd(&clients[2], "eth0", "delta", &dir).expect("dhcpcd gets a lease");
+/// `dhcpcd` identifies itself by a DUID (client identifier 255 + IAID + DUID) and gets a third
+/// address, with router and lease time.
+fn dhcpcd_gets_a_third_address(client: &Netns, dir: &Path, a: &Leased, b: &Leased) -> Leased {
+    let c = dhcpcd(client, "eth0", "delta", dir).expect("dhcpcd gets a lease");
     assert!(
         c.ip != a.ip && c.ip != b.ip,
         "three clients, three addresses: {a:?} {b:?} {c:?}"
@@ -136,9 +157,18 @@ fn real_clients_get_leases_names_and_keep_them_across_a_restart() {
         ("10.77.0.1", "3600"),
         "{c:?}"
     );
+    c
+}
 
-    // Names: the client's own and the static host's, answered with the LAN address for the
-    // gateway's names (`address = "auto"`).
+/// Names: the clients' own and the static host's resolve in the local zone, any other name of
+/// it to the gateway's LAN address (`address = "auto"`); the API lists the leases.
+fn names_resolve_and_the_api_lists_the_leases(
+    gw: &Netns,
+    boma: &Boma,
+    clients: &[Netns],
+    a: &Leased,
+    c: &Leased,
+) {
     let alpha = wait_for(Duration::from_secs(5), || {
         let r = resolve(&clients[1], "10.77.0.1", "alpha.village.lan");
         (r == a.ip).then_some(r)
@@ -164,12 +194,15 @@ fn real_clients_get_leases_names_and_keep_them_across_a_restart() {
         resolve(&clients[0], "10.77.0.1", "anything.village.lan"),
         "10.77.0.1"
     );
-    let leases = api(&gw, &boma, "/api/dhcp/leases");
+    let leases = api(gw, boma, "/api/dhcp/leases");
     assert!(
         leases.contains("\"alpha\"") && leases.contains("52:54:00:be:ef:02"),
         "{leases}"
     );
+}
 
+/// The lease file is dnsmasq's format, with the names and dhcpcd's DUID client id.
+fn the_lease_file_is_dnsmasqs_format(dir: &Path, a: &Leased, c: &Leased) {
     // The lease file is dnsmasq's format and survives a restart: the same client, the same
     // address (asked for afresh by a new DISCOVER).
     let file = std::fs::read_to_string(dir.join("state/leases")).expect("lease file");
@@ -183,7 +216,18 @@ fn real_clients_get_leases_names_and_keep_them_across_a_restart() {
         file.lines().any(|l| l.contains(&duid)),
         "dhcpcd's DUID client id kept: {file}"
     );
-    let toml_dir = dir.clone();
+}
+
+/// boma restarted with the first one's `state_dir`: the same client, asking afresh with a new
+/// DISCOVER, gets the same address, and its name resolves again.
+fn a_restarted_boma_gives_the_same_lease(
+    gw: &Netns,
+    clients: &[Netns],
+    boma: Boma,
+    dir: &Path,
+    a: &Leased,
+) {
+    let toml_dir = dir.to_path_buf();
     drop(boma);
     let toml = gateway_toml(3, ("10.77.0.100", "10.77.0.120"), "")
         .replace("{dir}", &toml_dir.display().to_string());

@@ -760,66 +760,98 @@ async fn boma_discovers_containers_like_traefik() {
 
     let tag = unique("conf");
     let net = Network::create();
-    let mut world = World {
-        vars: HashMap::from([
-            ("project".to_string(), unique("proj")),
-            ("net".to_string(), net.name.clone()),
-        ]),
-        roles: HashMap::new(),
-        networks: HashMap::new(),
-        addresses: Vec::new(),
-    };
+    let mut world = World::new(&net);
     // Declared after the network, so the containers are removed first.
+    let containers = start_containers(&mut world, &tag, &net);
+    addresses(&mut world, &containers, &net.name);
+    healthchecks_settle(&containers).await;
+    let containers_up = started.elapsed();
+
+    let proxies = Proxies::start(&tag).await;
+    proxies.wait_routed(&world).await;
+    let tally = compare_rows(&world, &proxies).await;
+    print_notes_and_timings(&version, &tally, containers_up, started);
+    the_table_is_not_trivial_and_every_row_agrees(&version, &tally, &proxies);
+}
+
+impl World {
+    /// This run's compose project and test network; no container yet.
+    fn new(net: &Network) -> World {
+        World {
+            vars: HashMap::from([
+                ("project".to_string(), unique("proj")),
+                ("net".to_string(), net.name.clone()),
+            ]),
+            roles: HashMap::new(),
+            networks: HashMap::new(),
+            addresses: Vec::new(),
+        }
+    }
+}
+
+/// Every container of `CONTAINERS`, labelled with this run's `tag`, in table order.
+fn start_containers(world: &mut World, tag: &str, net: &Network) -> Vec<(&'static str, Container)> {
     let mut containers: Vec<(&str, Container)> = Vec::new();
     for cont in CONTAINERS {
-        let name = unique(cont.role);
-        let labels: Vec<(String, String)> = std::iter::once(("boma.test".into(), tag.clone()))
-            .chain(
-                cont.labels
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), world.fill(v))),
-            )
-            .collect();
-        let mut networks = Vec::new();
-        if cont.two_networks {
-            networks = vec!["bridge", net.name.as_str()];
-        }
-        let mut env = Vec::new();
-        if cont.health == Health::Unhealthy {
-            env.push(("WHOAMI_UNHEALTHY", "1"));
-        }
-        if let Some(ports) = cont.listen {
-            env.push(("PORTS", ports));
-        }
-        let mode = cont
-            .join
-            .map(|role| format!("container:{}", world.fill(&format!("{{{role}}}"))));
-        let container = Container::run(Spec {
-            name: Some(name.clone()),
-            labels: labels
-                .iter()
-                .map(|(k, v)| (k.as_str(), v.as_str()))
-                .collect(),
-            env,
-            expose: cont.expose.to_vec(),
-            networks,
-            network_mode: mode.as_deref(),
-            healthcheck: cont.health != Health::None,
-        });
-        let ip_var = format!("ip-{}", cont.role);
-        if (CONTAINERS.iter()).any(|c| {
-            c.labels
-                .iter()
-                .any(|(_, v)| v.contains(&format!("{{{ip_var}}}")))
-        }) {
-            world.vars.insert(ip_var, container.ip("bridge"));
-        }
-        world.vars.insert(cont.role.to_string(), name.clone());
-        world.roles.insert(name, cont.role.to_string());
+        let container = start_container(world, cont, tag, net);
         containers.push((cont.role, container));
     }
-    addresses(&mut world, &containers, &net.name);
-    // Both proxies start once every healthcheck has settled, so both read the same states.
+    containers
+}
+
+/// One container with its labels filled in, networks, environment and healthcheck; its name
+/// (and its bridge address, where labels refer to it) become placeholders of `world`.
+fn start_container(world: &mut World, cont: &Cont, tag: &str, net: &Network) -> Container {
+    let name = unique(cont.role);
+    let labels: Vec<(String, String)> = std::iter::once(("boma.test".into(), tag.to_string()))
+        .chain(
+            cont.labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), world.fill(v))),
+        )
+        .collect();
+    let mut networks = Vec::new();
+    if cont.two_networks {
+        networks = vec!["bridge", net.name.as_str()];
+    }
+    let mut env = Vec::new();
+    if cont.health == Health::Unhealthy {
+        env.push(("WHOAMI_UNHEALTHY", "1"));
+    }
+    if let Some(ports) = cont.listen {
+        env.push(("PORTS", ports));
+    }
+    let mode = cont
+        .join
+        .map(|role| format!("container:{}", world.fill(&format!("{{{role}}}"))));
+    let container = Container::run(Spec {
+        name: Some(name.clone()),
+        labels: labels
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect(),
+        env,
+        expose: cont.expose.to_vec(),
+        networks,
+        network_mode: mode.as_deref(),
+        healthcheck: cont.health != Health::None,
+    });
+    let ip_var = format!("ip-{}", cont.role);
+    if (CONTAINERS.iter()).any(|c| {
+        c.labels
+            .iter()
+            .any(|(_, v)| v.contains(&format!("{{{ip_var}}}")))
+    }) {
+        world.vars.insert(ip_var, container.ip("bridge"));
+    }
+    world.vars.insert(cont.role.to_string(), name.clone());
+    world.roles.insert(name, cont.role.to_string());
+    container
+}
+
+/// Every healthcheck has settled (healthy or unhealthy, as the table says) within 60 s, so both
+/// pairs of proxies read the same states.
+async fn healthchecks_settle(containers: &[(&str, Container)]) {
     let settled = eventually(Duration::from_secs(60), || async {
         let settled = (containers.iter().zip(CONTAINERS)).all(|((_, c), spec)| match spec.health {
             Health::None => true,
@@ -833,92 +865,126 @@ async fn boma_discovers_containers_like_traefik() {
         settled.is_some(),
         "the healthchecks did not settle within 60 s"
     );
-    let containers_up = started.elapsed();
+}
 
-    let traefik_exposed = Traefik::start(&docker_provider(&tag, true)).await;
-    let traefik_opt_in = Traefik::start(&docker_provider(&tag, false)).await;
-    let boma_exposed = boma(&tag, true);
-    let boma_opt_in = boma(&tag, false);
-    let want = |names: &[&str]| -> Vec<String> { names.iter().map(|n| world.fill(n)).collect() };
-    let (exposed, opt_in) = (want(READY_EXPOSED), want(READY_OPT_IN));
-    let (b_web, b_api) = (boma_exposed.addr("web"), boma_exposed.addr("traefik"));
-    wait_routed(
-        "boma",
-        "docker",
-        b_api,
-        b_web,
-        &exposed,
-        "host.test",
-        || tail(&boma_exposed.stderr(), 60),
-    )
-    .await;
-    let (b_web, b_api) = (boma_opt_in.addr("web"), boma_opt_in.addr("traefik"));
-    wait_routed(
-        "boma (exposedByDefault=false)",
-        "docker",
-        b_api,
-        b_web,
-        &opt_in,
-        "optin.test",
-        || tail(&boma_opt_in.stderr(), 60),
-    )
-    .await;
-    let t = &traefik_exposed;
-    wait_routed(
-        "Traefik",
-        "docker",
-        t.api,
-        t.web,
-        &exposed,
-        "host.test",
-        || t.log(),
-    )
-    .await;
-    let t = &traefik_opt_in;
-    wait_routed(
-        "Traefik (exposedByDefault=false)",
-        "docker",
-        t.api,
-        t.web,
-        &opt_in,
-        "optin.test",
-        || t.log(),
-    )
-    .await;
+/// The two pairs of proxies on this run's containers: Traefik and boma with `exposedByDefault =
+/// true`, and with `false`. (Fields drop in this order, the reverse of the start order.)
+struct Proxies {
+    boma_opt_in: Boma,
+    boma_exposed: Boma,
+    traefik_opt_in: Traefik,
+    traefik_exposed: Traefik,
+}
 
+impl Proxies {
+    /// Traefik, then boma, each with `exposedByDefault = true`, then `false`.
+    async fn start(tag: &str) -> Proxies {
+        let traefik_exposed = Traefik::start(&docker_provider(tag, true)).await;
+        let traefik_opt_in = Traefik::start(&docker_provider(tag, false)).await;
+        let boma_exposed = boma(tag, true);
+        let boma_opt_in = boma(tag, false);
+        Proxies {
+            boma_opt_in,
+            boma_exposed,
+            traefik_opt_in,
+            traefik_exposed,
+        }
+    }
+
+    /// Each of the four lists (bounded wait) the routers its half of the table needs.
+    async fn wait_routed(&self, world: &World) {
+        let want =
+            |names: &[&str]| -> Vec<String> { names.iter().map(|n| world.fill(n)).collect() };
+        let (exposed, opt_in) = (want(READY_EXPOSED), want(READY_OPT_IN));
+        let (b_web, b_api) = (
+            self.boma_exposed.addr("web"),
+            self.boma_exposed.addr("traefik"),
+        );
+        wait_routed(
+            "boma",
+            "docker",
+            b_api,
+            b_web,
+            &exposed,
+            "host.test",
+            || tail(&self.boma_exposed.stderr(), 60),
+        )
+        .await;
+        let (b_web, b_api) = (
+            self.boma_opt_in.addr("web"),
+            self.boma_opt_in.addr("traefik"),
+        );
+        wait_routed(
+            "boma (exposedByDefault=false)",
+            "docker",
+            b_api,
+            b_web,
+            &opt_in,
+            "optin.test",
+            || tail(&self.boma_opt_in.stderr(), 60),
+        )
+        .await;
+        let t = &self.traefik_exposed;
+        wait_routed(
+            "Traefik",
+            "docker",
+            t.api,
+            t.web,
+            &exposed,
+            "host.test",
+            || t.log(),
+        )
+        .await;
+        let t = &self.traefik_opt_in;
+        wait_routed(
+            "Traefik (exposedByDefault=false)",
+            "docker",
+            t.api,
+            t.web,
+            &opt_in,
+            "optin.test",
+            || t.log(),
+        )
+        .await;
+    }
+}
+
+/// What the rows showed: who answered Traefik and with which statuses (to tell a trivial table),
+/// the differences that fail, and the listed ones that are only printed.
+struct Tally {
+    answered_by: BTreeSet<String>,
+    statuses: BTreeSet<u16>,
+    mismatches: Vec<String>,
+    notes: Vec<String>,
+}
+
+/// Every row sent to boma and to Traefik of its pair, compared; `CONFORMANCE_ROWS=1` prints
+/// each row.
+async fn compare_rows(world: &World, proxies: &Proxies) -> Tally {
     // CONFORMANCE_ROWS=1 prints every row, not only the differences.
     let verbose = std::env::var_os("CONFORMANCE_ROWS").is_some_and(|v| v == "1");
-    let mut answered_by = BTreeSet::new();
-    let mut statuses = BTreeSet::new();
-    let mut mismatches = Vec::new();
-    let mut notes = Vec::new();
+    let mut tally = Tally {
+        answered_by: BTreeSet::new(),
+        statuses: BTreeSet::new(),
+        mismatches: Vec::new(),
+        notes: Vec::new(),
+    };
     for (n, row) in ROWS.iter().enumerate() {
         let (b_addr, t_addr) = match row.pair {
-            Pair::Exposed => (boma_exposed.addr("web"), traefik_exposed.web),
-            Pair::OptIn => (boma_opt_in.addr("web"), traefik_opt_in.web),
+            Pair::Exposed => (
+                proxies.boma_exposed.addr("web"),
+                proxies.traefik_exposed.web,
+            ),
+            Pair::OptIn => (proxies.boma_opt_in.addr("web"), proxies.traefik_opt_in.web),
         };
         let b = world.outcome(b_addr, row).await;
         let t = world.outcome(t_addr, row).await;
         for a in t.0.keys() {
-            answered_by.extend(a.by.clone());
-            statuses.insert(a.status);
+            tally.answered_by.extend(a.by.clone());
+            tally.statuses.insert(a.status);
         }
         let agree = b == t && !b.failed();
-        let mut request = format!(
-            "{} {} Host: {}",
-            row.method,
-            row.target,
-            world.fill(row.host)
-        );
-        for (k, v) in row.headers {
-            request.push_str(&format!(", {k}: {v}"));
-        }
-        if row.times > 1 {
-            request.push_str(&format!(" (×{})", row.times));
-        }
-        if row.pair == Pair::OptIn {
-            request.push_str(" [exposedByDefault=false]");
-        }
+        let request = describe_request(world, row);
         let line = format!(
             "  row {n} \"{}\": {request}\n      boma:    {b}\n      traefik: {t}",
             row.what
@@ -930,19 +996,51 @@ async fn boma_discovers_containers_like_traefik() {
             .chain(KNOWN_GAPS.iter().map(|g| ("known gap", g)))
             .find(|(_, (what, _))| *what == row.what);
         match listed {
-            Some((kind, (_, why))) if !agree => notes.push(format!("{line}\n      {kind}: {why}")),
+            Some((kind, (_, why))) if !agree => {
+                tally.notes.push(format!("{line}\n      {kind}: {why}"))
+            }
             // A listed difference that is gone must leave the list, or the list rots.
-            Some((kind, _)) => mismatches.push(format!(
+            Some((kind, _)) => tally.mismatches.push(format!(
                 "{line}\n      listed as {kind} but they agree now: remove it from the list"
             )),
-            None if !agree => mismatches.push(line),
+            None if !agree => tally.mismatches.push(line),
             None => {}
         }
     }
-    if !notes.is_empty() {
+    tally
+}
+
+/// A row's request as the report shows it: method, target, host, headers, repeats and pair.
+fn describe_request(world: &World, row: &Row) -> String {
+    let mut request = format!(
+        "{} {} Host: {}",
+        row.method,
+        row.target,
+        world.fill(row.host)
+    );
+    for (k, v) in row.headers {
+        request.push_str(&format!(", {k}: {v}"));
+    }
+    if row.times > 1 {
+        request.push_str(&format!(" (×{})", row.times));
+    }
+    if row.pair == Pair::OptIn {
+        request.push_str(" [exposedByDefault=false]");
+    }
+    request
+}
+
+/// Prints the listed differences, then how many rows and containers and how long it took.
+fn print_notes_and_timings(
+    version: &str,
+    tally: &Tally,
+    containers_up: Duration,
+    started: Instant,
+) {
+    if !tally.notes.is_empty() {
         eprintln!(
             "listed differences from Traefik {version}:\n{}",
-            notes.join("\n")
+            tally.notes.join("\n")
         );
     }
     eprintln!(
@@ -952,12 +1050,22 @@ async fn boma_discovers_containers_like_traefik() {
         containers_up,
         started.elapsed()
     );
+}
 
+/// Traefik's answers came from at least 20 containers with both 404 and 200 (the table tests
+/// something), and boma agreed with Traefik on every row not listed.
+fn the_table_is_not_trivial_and_every_row_agrees(version: &str, tally: &Tally, proxies: &Proxies) {
+    let Tally {
+        answered_by,
+        statuses,
+        mismatches,
+        ..
+    } = tally;
     assert!(
         answered_by.len() >= 20 && statuses.contains(&404) && statuses.contains(&200),
         "the table is trivial: Traefik {version} was answered by {answered_by:?} with statuses \
          {statuses:?}\nTraefik log:\n{}",
-        traefik_exposed.log()
+        proxies.traefik_exposed.log()
     );
     if !mismatches.is_empty() {
         panic!(
@@ -967,9 +1075,9 @@ async fn boma_discovers_containers_like_traefik() {
             mismatches.len(),
             ROWS.len(),
             mismatches.join("\n"),
-            traefik_exposed.log(),
-            traefik_opt_in.log(),
-            tail(&boma_exposed.stderr(), 80)
+            proxies.traefik_exposed.log(),
+            proxies.traefik_opt_in.log(),
+            tail(&proxies.boma_exposed.stderr(), 80)
         );
     }
 }

@@ -161,13 +161,21 @@ async fn sni_chain_alpn_redirect_and_the_plain_side_of_the_same_port() {
     let web = boma.addr("web").port();
     let ca = d.join("ca.pem");
 
-    // SNI picks the certificate; curl verifies chain and name, ALPN gives h2.
-    let (code, out) = curl(&ca, "a.tls.test", tls, "/hello", &[]).await;
+    sni_picks_the_certificate_and_alpn_gives_h2(&ca, tls).await;
+    one_port_serves_plain_and_tls_routers_uncrossed(&ca, web, tls).await;
+    the_entry_point_redirects_to_websecure(boma.addr("redir").port(), tls).await;
+    tls_options_follow_the_host(&ca, tls).await;
+}
+
+/// SNI picks the certificate (the store's default one for a name without one); curl verifies
+/// chain and name, and ALPN gives h2 unless curl asks for HTTP/1.1.
+async fn sni_picks_the_certificate_and_alpn_gives_h2(ca: &Path, tls: u16) {
+    let (code, out) = curl(ca, "a.tls.test", tls, "/hello", &[]).await;
     assert_eq!(code, 0, "{out}");
     assert!(out.starts_with("200 2\n"), "{out}");
     assert!(out.contains("x-forwarded-proto: https"), "{out}");
     assert!(out.contains(&format!("x-forwarded-port: {tls}\n")), "{out}");
-    let (code, out) = curl(&ca, "x.w.tls.test", tls, "/", &["--http1.1"]).await;
+    let (code, out) = curl(ca, "x.w.tls.test", tls, "/", &["--http1.1"]).await;
     assert_eq!((code, &out[..8]), (0, "200 1.1\n"), "{out}");
     assert_eq!(served_cn(tls, "a.tls.test").await.as_deref(), Some("a"));
     assert_eq!(served_cn(tls, "x.w.tls.test").await.as_deref(), Some("w"));
@@ -176,15 +184,18 @@ async fn sni_chain_alpn_redirect_and_the_plain_side_of_the_same_port() {
         served_cn(tls, "other.tls.test").await.as_deref(),
         Some("dflt")
     );
-    let (code, _) = curl(&ca, "other.tls.test", tls, "/", &[]).await;
+    let (code, _) = curl(ca, "other.tls.test", tls, "/", &[]).await;
     assert_ne!(
         code, 0,
         "the default certificate is not valid for other.tls.test"
     );
-    let (code, out) = curl(&ca, "other.tls.test", tls, "/", &["-k"]).await;
+    let (code, out) = curl(ca, "other.tls.test", tls, "/", &["-k"]).await;
     assert_eq!((code, &out[..6]), (0, "200 2\n"), "{out}");
+}
 
-    // One port, both sides: the plain router over HTTP, the TLS router over TLS, not crossed.
+/// One port, both sides: on `web`, the plain router answers over HTTP and the TLS router over
+/// TLS, and neither is served on the other side (nor a TLS router over plain HTTP on `websecure`).
+async fn one_port_serves_plain_and_tls_routers_uncrossed(ca: &Path, web: u16, tls: u16) {
     let (code, out) = run(
         "curl",
         &[
@@ -202,9 +213,9 @@ async fn sni_chain_alpn_redirect_and_the_plain_side_of_the_same_port() {
     )
     .await;
     assert_eq!((code, out.as_str()), (0, "200"));
-    let (code, out) = curl(&ca, "m.w.tls.test", web, "/", &[]).await;
+    let (code, out) = curl(ca, "m.w.tls.test", web, "/", &[]).await;
     assert_eq!((code, &out[..6]), (0, "200 2\n"), "{out}");
-    let (code, out) = curl(&ca, "a.tls.test", web, "/", &[]).await;
+    let (code, out) = curl(ca, "a.tls.test", web, "/", &[]).await;
     assert_eq!(
         (code, &out[..6]),
         (0, "404 2\n"),
@@ -226,9 +237,12 @@ async fn sni_chain_alpn_redirect_and_the_plain_side_of_the_same_port() {
     )
     .await;
     assert_eq!(out, "404", "a TLS router is not served over plain HTTP");
+}
 
-    // The entry point redirection to websecure.
-    let redir = format!("http://127.0.0.1:{}/x?y=1", boma.addr("redir").port());
+/// The `redir` entry point (on `redir_port`) redirects a GET to websecure with 301, as Traefik
+/// does.
+async fn the_entry_point_redirects_to_websecure(redir_port: u16, tls: u16) {
+    let redir = format!("http://127.0.0.1:{redir_port}/x?y=1");
     let (_, out) = run(
         "curl",
         &[
@@ -245,37 +259,26 @@ async fn sni_chain_alpn_redirect_and_the_plain_side_of_the_same_port() {
     .await;
     // 301 for a GET with `permanent`, as Traefik answers (308 for other methods).
     assert_eq!(out, format!("301 https://a.tls.test:{tls}/x?y=1"));
+}
 
-    // Options by host: strict.tls.test is TLS 1.3 only.
-    let (code, out) = curl(
-        &ca,
-        "strict.tls.test",
-        tls,
-        "/",
-        &["-k", "--tls-max", "1.2"],
-    )
-    .await;
+/// TLS options by host: strict.tls.test is TLS 1.3 only, a connection made for another name
+/// cannot ask for it (421), and the default options keep TLS 1.2.
+async fn tls_options_follow_the_host(ca: &Path, tls: u16) {
+    let (code, out) = curl(ca, "strict.tls.test", tls, "/", &["-k", "--tls-max", "1.2"]).await;
     assert_ne!(code, 0, "TLS 1.2 refused for strict.tls.test: {out}");
-    let (code, out) = curl(&ca, "strict.tls.test", tls, "/", &["-k", "--tlsv1.3"]).await;
+    let (code, out) = curl(ca, "strict.tls.test", tls, "/", &["-k", "--tlsv1.3"]).await;
     assert_eq!((code, &out[..6]), (0, "200 2\n"), "{out}");
     // A connection made for a.tls.test (default options) asking for strict.tls.test: 421,
     // as Traefik's SNI check answers; it would otherwise skip the TLS 1.3 floor.
-    let (code, out) = curl(
-        &ca,
-        "a.tls.test",
-        tls,
-        "/",
-        &["-H", "Host: strict.tls.test"],
-    )
-    .await;
+    let (code, out) = curl(ca, "a.tls.test", tls, "/", &["-H", "Host: strict.tls.test"]).await;
     assert_eq!((code, &out[..6]), (0, "421 2\n"), "{out}");
-    let (code, out) = curl(&ca, "a.tls.test", tls, "/", &["-H", "Host: x.w.tls.test"]).await;
+    let (code, out) = curl(ca, "a.tls.test", tls, "/", &["-H", "Host: x.w.tls.test"]).await;
     assert_eq!(
         (code, &out[..6]),
         (0, "200 2\n"),
         "same options, another name: {out}"
     );
-    let (code, out) = curl(&ca, "a.tls.test", tls, "/", &["--tls-max", "1.2"]).await;
+    let (code, out) = curl(ca, "a.tls.test", tls, "/", &["--tls-max", "1.2"]).await;
     assert_eq!(
         (code, &out[..6]),
         (0, "200 2\n"),

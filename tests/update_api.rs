@@ -170,45 +170,55 @@ async fn bundles_are_checked_then_written_to_the_other_slot_and_switched_to() {
     b.boma.routed(&c, "gw.test", "/api/version").await;
     let good = bundle("test", "2", &k);
 
-    // Refusals: nothing is written and the state does not change.
+    refusals_write_nothing_and_switch_nothing(&c, &b, &k, &good).await;
+    a_held_boot_partition_lock_answers_busy(&c, &b, &good).await;
+    a_good_bundle_is_written_to_slot_b_and_put_on_trial(&c, &b, &good).await;
+    an_older_bundle_with_force_replaces_the_trial(&c, &b, &k).await;
+}
+
+/// Refusals, each with its status and reason (no credentials, the unauthenticated entry point,
+/// another key, another board, an older version, a truncated bundle, not a bundle, over
+/// max_bundle, a tampered payload): slot b stays empty and the A/B state unchanged.
+async fn refusals_write_nothing_and_switch_nothing(
+    c: &Client,
+    b: &Gateway,
+    k: &Ed25519KeyPair,
+    good: &[u8],
+) {
     let refused = [
+        (upload(c, b, "web", good.to_vec(), false, "").await, 401, ""),
         (
-            upload(&c, &b, "web", good.clone(), false, "").await,
-            401,
-            "",
-        ),
-        (
-            upload(&c, &b, "traefik", good.clone(), true, "").await,
+            upload(c, b, "traefik", good.to_vec(), true, "").await,
             403,
             "[admin] users",
         ),
         (
-            upload(&c, &b, "web", bundle("test", "2", &key()), true, "").await,
+            upload(c, b, "web", bundle("test", "2", &key()), true, "").await,
             403,
             "signature",
         ),
         (
-            upload(&c, &b, "web", bundle("rpi3", "2", &k), true, "").await,
+            upload(c, b, "web", bundle("rpi3", "2", k), true, "").await,
             422,
             "board rpi3",
         ),
         (
-            upload(&c, &b, "web", bundle("test", "0.9", &k), true, "").await,
+            upload(c, b, "web", bundle("test", "0.9", k), true, "").await,
             422,
             "older",
         ),
         (
-            upload(&c, &b, "web", good[..good.len() / 2].to_vec(), true, "").await,
+            upload(c, b, "web", good[..good.len() / 2].to_vec(), true, "").await,
             400,
             "ends early",
         ),
         (
-            upload(&c, &b, "web", b"GIF89a not a bundle".to_vec(), true, "").await,
+            upload(c, b, "web", b"GIF89a not a bundle".to_vec(), true, "").await,
             400,
             "BOMABDL1",
         ),
         (
-            upload(&c, &b, "web", too_big(&k), true, "").await,
+            upload(c, b, "web", too_big(k), true, "").await,
             413,
             "max_bundle",
         ),
@@ -217,34 +227,38 @@ async fn bundles_are_checked_then_written_to_the_other_slot_and_switched_to() {
         assert_eq!(r.status, *status, "refusal {i}: {}", r.body);
         assert!(r.body.contains(says), "refusal {i}: {}", r.body);
     }
-    let mut tampered = good.clone();
+    let mut tampered = good.to_vec();
     let at = tampered.len() - 100;
     tampered[at] ^= 0x55;
-    let r = upload(&c, &b, "web", tampered, true, "").await;
+    let r = upload(c, b, "web", tampered, true, "").await;
     assert!(
         matches!(r.status, 400),
         "tampered payload: {} {}",
         r.status,
         r.body
     );
-    let slot_b = boot_of(&b).join("b");
+    let slot_b = boot_of(b).join("b");
     let leftovers: Vec<_> = std::fs::read_dir(&slot_b)
         .map(|d| d.flatten().map(|e| e.file_name()).collect())
         .unwrap_or_default();
     assert!(leftovers.is_empty(), "slot b after refusals: {leftovers:?}");
-    assert_eq!(state(&b), boma::update::AbState::default());
+    assert_eq!(state(b), boma::update::AbState::default());
+}
 
-    // Another process writing the boot partition (`boma update FILE`) holds its lock: busy.
-    {
-        let held = std::fs::File::open(boot_of(&b)).unwrap();
-        held.lock().unwrap();
-        let r = upload(&c, &b, "web", good.clone(), true, "").await;
-        assert_eq!(r.status, 409, "{}", r.body);
-        assert!(r.body.contains("another update"), "{}", r.body);
-    }
+/// Another process writing the boot partition (`boma update FILE`) holds its lock: 409, busy.
+async fn a_held_boot_partition_lock_answers_busy(c: &Client, b: &Gateway, good: &[u8]) {
+    let held = std::fs::File::open(boot_of(b)).unwrap();
+    held.lock().unwrap();
+    let r = upload(c, b, "web", good.to_vec(), true, "").await;
+    assert_eq!(r.status, 409, "{}", r.body);
+    assert!(r.body.contains("another update"), "{}", r.body);
+}
 
-    // A good bundle: slot b gets its files, the state puts b on trial.
-    let r = upload(&c, &b, "web", good.clone(), true, "").await;
+/// A good bundle: slot b gets its files, the state puts b on trial (slot a committed, two
+/// tries), and the API says slot a runs with a trial pending.
+async fn a_good_bundle_is_written_to_slot_b_and_put_on_trial(c: &Client, b: &Gateway, good: &[u8]) {
+    let slot_b = boot_of(b).join("b");
+    let r = upload(c, b, "web", good.to_vec(), true, "").await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert!(
         r.body.contains(r#""slot":"b""#) && r.body.contains(r#""version":"2""#),
@@ -254,25 +268,31 @@ async fn bundles_are_checked_then_written_to_the_other_slot_and_switched_to() {
     for (name, bytes) in files("2") {
         assert_eq!(std::fs::read(slot_b.join(&name)).unwrap(), bytes, "{name}");
     }
-    let s = state(&b);
+    let s = state(b);
     assert_eq!(s.committed, boma::update::Slot::A);
     let t = s.trial.expect("b on trial");
     assert_eq!(
         (t.slot, t.version.as_str(), t.tries),
         (boma::update::Slot::B, "2", 2)
     );
-    let v = api_version(&c, &b).await;
+    let v = api_version(c, b).await;
     assert!(
         v.body.contains(r#""slot":"a""#) && v.body.contains(r#""state":"trial""#),
         "{}",
         v.body
     );
     assert!(v.body.contains(r#""startDate":"20"#), "{}", v.body);
+}
 
-    // An older one with force is taken; it replaces the pending trial.
-    let r = upload(&c, &b, "web", bundle("test", "0.9", &k), true, "?force=1").await;
+/// An older bundle with `?force=1` is taken and replaces the pending trial.
+async fn an_older_bundle_with_force_replaces_the_trial(
+    c: &Client,
+    b: &Gateway,
+    k: &Ed25519KeyPair,
+) {
+    let r = upload(c, b, "web", bundle("test", "0.9", k), true, "?force=1").await;
     assert_eq!(r.status, 200, "{}", r.body);
-    assert_eq!(state(&b).trial.map(|t| t.version), Some("0.9".to_string()));
+    assert_eq!(state(b).trial.map(|t| t.version), Some("0.9".to_string()));
 }
 
 /// Slot b on trial, slot a committed: what the boot script leaves for a trial boot of b.

@@ -6,7 +6,9 @@
 
 mod support;
 
-use boma_image::build::{BOOT_SIZE, BOOT_START, DATA_SIZE, DATA_START, data_uuid};
+use std::path::Path;
+
+use boma_image::build::{BOOT_SIZE, BOOT_START, DATA_SIZE, DATA_START, Report, data_uuid};
 use boma_image::{fat, mbr};
 
 #[test]
@@ -15,6 +17,20 @@ fn qemu_virt_image_is_reproducible_and_well_formed() {
     let b = support::test_dir("repro-b");
     let ra = support::build_image("qemu-virt", &a, true);
     let rb = support::build_image("qemu-virt", &b, true);
+    two_builds_are_the_same_bytes(&ra, &rb, &a, &b);
+
+    // Layout.
+    let img = std::fs::read(&ra.image).expect("image");
+    partitions_and_boot_label_are_where_the_firmware_looks(&img);
+    let cmdline = boot_partition_holds_the_operators_files_and_slot_a(&ra.image);
+    boot_scr_is_what_mkimage_makes_of_boot_cmd(&ra.image, &a);
+    ab_state_starts_with_slot_a_committed(&ra.image, &a, &cmdline);
+    data_partition_is_labelled_and_clean(&img, &ra.image, &a);
+}
+
+/// The two builds (in `a` and `b`) wrote the same .img, .img.xz and .sha256, the sums name both
+/// files, and the compressed image is within its budget; its sizes are a figure.
+fn two_builds_are_the_same_bytes(ra: &Report, rb: &Report, a: &Path, b: &Path) {
     support::figure(&format!(
         "qemu-virt image: {} bytes ({:.0} MiB), xz {} bytes ({:.1} MiB), initramfs {:.1} MiB, kernel {:.1} MiB, built in {:.1} s",
         ra.image_size,
@@ -46,9 +62,11 @@ fn qemu_virt_image_is_reproducible_and_well_formed() {
         "over the 48 MiB compressed budget: {}",
         ra.xz_size
     );
+}
 
-    // Layout.
-    let img = std::fs::read(&ra.image).expect("image");
+/// The MBR holds an active FAT32 (LBA) boot partition and a Linux data partition at their fixed
+/// places; the boot partition is FAT32 labelled BOMA-BOOT.
+fn partitions_and_boot_label_are_where_the_firmware_looks(img: &[u8]) {
     let parts = mbr::decode(&img[..512]).expect("MBR");
     assert_eq!(parts.len(), 2);
     assert_eq!((parts[0].kind, parts[0].active), (0x0C, true));
@@ -58,31 +76,39 @@ fn qemu_virt_image_is_reproducible_and_well_formed() {
     let boot = &img[BOOT_START as usize..];
     assert_eq!(&boot[82..90], b"FAT32   ", "boot partition is FAT32");
     assert_eq!(&boot[71..82], b"BOMA-BOOT  ");
-    let cmdline = fat::read_file(&ra.image, "cmdline.txt").expect("cmdline.txt");
+}
+
+/// The boot partition holds the board's cmdline.txt, a commented boma.toml, slot a's gzip
+/// initramfs and gzipped arm64 kernel, and an empty slot b. Its cmdline.txt.
+fn boot_partition_holds_the_operators_files_and_slot_a(image: &Path) -> Vec<u8> {
+    let cmdline = fat::read_file(image, "cmdline.txt").expect("cmdline.txt");
     assert_eq!(
         cmdline,
         std::fs::read(support::root().join("board/qemu-virt/cmdline.txt")).unwrap()
     );
-    let toml =
-        String::from_utf8(fat::read_file(&ra.image, "boma.toml").expect("boma.toml")).unwrap();
+    let toml = String::from_utf8(fat::read_file(image, "boma.toml").expect("boma.toml")).unwrap();
     assert!(
         toml.contains("routes.toml") && toml.starts_with('#'),
         "commented boma.toml"
     );
-    let initrd = fat::read_file(&ra.image, "a/initrd.img").expect("a/initrd.img");
+    let initrd = fat::read_file(image, "a/initrd.img").expect("a/initrd.img");
     assert_eq!(&initrd[..2], &[0x1f, 0x8b], "initramfs is gzip");
     // The kernel is Debian's arm64 Image, gzipped for U-Boot's booti.
-    let gz = fat::read_file(&ra.image, "a/vmlinuz").expect("a/vmlinuz");
+    let gz = fat::read_file(image, "a/vmlinuz").expect("a/vmlinuz");
     let mut kernel = Vec::new();
     std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&gz[..]), &mut kernel)
         .expect("a/vmlinuz is gzip");
     assert_eq!(&kernel[0x38..0x3c], b"ARM\x64", "arm64 Image magic");
     assert!(
-        fat::read_file(&ra.image, "b/vmlinuz").is_err(),
+        fat::read_file(image, "b/vmlinuz").is_err(),
         "slot b starts empty"
     );
-    // The boot script is what U-Boot's own mkimage makes of image/boot.cmd.
-    let scr = fat::read_file(&ra.image, "boot.scr").expect("boot.scr");
+    cmdline
+}
+
+/// The boot script is what U-Boot's own mkimage makes of image/boot.cmd (made in `a`).
+fn boot_scr_is_what_mkimage_makes_of_boot_cmd(image: &Path, a: &Path) {
+    let scr = fat::read_file(image, "boot.scr").expect("boot.scr");
     let made = a.join("mkimage.scr");
     let out = std::process::Command::new("mkimage")
         .args([
@@ -109,9 +135,13 @@ fn qemu_virt_image_is_reproducible_and_well_formed() {
         std::fs::read(&made).unwrap(),
         "boot.scr differs from mkimage's"
     );
-    // The first A/B state: slot a committed, both copies, as fw_printenv reads them.
+}
+
+/// The first A/B state: slot a committed in both copies, as fw_printenv reads them, and
+/// cmdline.env holds cmdline.txt for U-Boot.
+fn ab_state_starts_with_slot_a_committed(image: &Path, a: &Path, cmdline: &[u8]) {
     for f in ["abstate.env", "abstate.bak"] {
-        let state = fat::read_file(&ra.image, f).expect(f);
+        let state = fat::read_file(image, f).expect(f);
         let copy = a.join(f);
         std::fs::write(&copy, &state).unwrap();
         let cfg = a.join("fw_env.config");
@@ -123,13 +153,16 @@ fn qemu_virt_image_is_reproducible_and_well_formed() {
             .expect("fw_printenv (libubootenv-tool)");
         assert_eq!(String::from_utf8_lossy(&out.stdout), "boma_slot=a\n", "{f}");
     }
-    let env = fat::read_file(&ra.image, "cmdline.env").expect("cmdline.env");
+    let env = fat::read_file(image, "cmdline.env").expect("cmdline.env");
     assert_eq!(
         String::from_utf8(env).unwrap(),
-        format!("boma_args={}\n", String::from_utf8_lossy(&cmdline).trim())
+        format!("boma_args={}\n", String::from_utf8_lossy(cmdline).trim())
     );
+}
 
-    // ext4 data partition: label, fixed UUID, clean.
+/// The ext4 data partition: superblock magic, label, `e2fsck -fn` clean, the board's fixed
+/// UUID.
+fn data_partition_is_labelled_and_clean(img: &[u8], image: &Path, a: &Path) {
     let data = &img[DATA_START as usize..];
     assert_eq!(
         &data[1024 + 0x38..1024 + 0x3a],
@@ -137,7 +170,7 @@ fn qemu_virt_image_is_reproducible_and_well_formed() {
         "ext superblock magic"
     );
     assert_eq!(&data[1024 + 0x78..1024 + 0x78 + 9], b"boma-data");
-    let part = support::fsck_data_partition(&ra.image, &a);
+    let part = support::fsck_data_partition(image, a);
     let dump = std::process::Command::new("dumpe2fs")
         .arg("-h")
         .arg(&part)

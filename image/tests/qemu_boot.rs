@@ -4,9 +4,9 @@
 //!   target/image-test/figures.txt, never asserted; the data partition is mounted read-write and
 //!   keeps a file across a clean reboot and across a QEMU kill (a power cut), and is clean
 //!   (`e2fsck -fn`) after the next clean shutdown.
-//! - qemu-virt as a gateway, in the second of those boots (no extra boot): QEMU runs in a network
-//!   namespace of the test with its LAN NIC (eth1) on a tap bridged to a client namespace
-//!   (support/netns.rs). There busybox `udhcpc` gets a lease from boma, `kdig` resolves
+//! - qemu-virt as a gateway, in the second of those boots (no extra boot; qemu_boot/lan.rs): QEMU
+//!   runs in a network namespace of the test with its LAN NIC (eth1) on a tap bridged to a client
+//!   namespace (support/netns.rs). There busybox `udhcpc` gets a lease from boma, `kdig` resolves
 //!   `gateway.village.lan` through boma's DNS (and through the DNS redirect, asking an address
 //!   that is not boma's), `curl` fetches it through the proxy on the guest's LAN address and
 //!   reaches an HTTP server on the QEMU namespace's loopback (the guest's 10.0.2.2) through the
@@ -31,6 +31,10 @@
 //! (board/qemu-virt/boma.toml: `[dns] address = "auto"`; 10.0.2.15, leased by the udhcpc boma
 //! runs on the WAN).
 
+#[path = "qemu_boot/guest.rs"]
+mod guest;
+#[path = "qemu_boot/lan.rs"]
+mod lan;
 mod support;
 #[path = "qemu_boot/wifi.rs"]
 mod wifi;
@@ -38,296 +42,25 @@ mod wifi;
 use std::net::Ipv4Addr;
 use std::path::Path;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use boma_image::build::{DATA_SIZE, DATA_START};
 use boma_image::qemu::{Boot, Guest, Lan, Machine, dns_a, http_get, wait_http};
+use guest::{
+    boot, copy_of_built_image, dns_until, memory_figure, poll, poweroff, shell, shell_output,
+    start_serving,
+};
+use lan::check_lan;
 use support::netns;
 
 /// One QEMU at a time: the machine has two cores and the boot time is measured.
 static QEMU: Mutex<()> = Mutex::new(());
 
-const BOOT_TIMEOUT: Duration = Duration::from_secs(90);
-
-fn boot(machine: Machine, image: &Path, work: &Path, http: u16, dns: u16) -> Boot {
-    Boot {
-        machine,
-        image: image.to_path_buf(),
-        workdir: work.join("qemu"),
-        http_port: http,
-        dns_port: dns,
-        append: String::new(),
-        lan: None,
-        netns: None,
-        interactive: false,
-        uboot: false,
-    }
-}
-
-/// Poll `ready` until it holds: the time since QEMU started, or None on timeout or QEMU exit.
-fn wait_until(
-    g: &mut Guest,
-    timeout: Duration,
-    mut ready: impl FnMut() -> bool,
-) -> Option<Duration> {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if ready() {
-            return Some(g.started.elapsed());
-        }
-        if g.exited() {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(25));
-    }
-    None
-}
-
-/// Start, wait for the console shell and boma, then for the data partition (mounted in the
-/// background); the boot-to-serving time. With `lan`, QEMU runs in its namespace and the
-/// forwarded HTTP port is asked from there.
-fn start_serving(b: &Boot, log: &Path, lan: Option<&netns::Lan>) -> (Guest, Duration) {
-    let mut g = Guest::start(b, log).expect("start qemu");
-    let served = match lan {
-        None => wait_http(
-            &mut g,
-            b.http_port,
-            "gateway.village.lan",
-            "/ping",
-            BOOT_TIMEOUT,
-        ),
-        Some(lan) => {
-            let url = format!("http://127.0.0.1:{}/ping", b.http_port);
-            wait_until(&mut g, BOOT_TIMEOUT, || {
-                let args = ["--max-time", "0.5", "-H", "Host: gateway.village.lan", &url];
-                netns::curl(&lan.qemu, &args).is_some()
-            })
-        }
-    };
-    let Some(served) = served else {
-        panic!(
-            "boma never served through 127.0.0.1:{}; console:\n{}",
-            b.http_port,
-            g.console()
-        );
-    };
-    // The data partition is mounted in the background while boma starts.
-    assert!(
-        g.wait_for(
-            "data partition /dev/vda2 on /data",
-            0,
-            Duration::from_secs(30)
-        )
-        .is_some(),
-        "data partition not mounted; console:\n{}",
-        g.console()
-    );
-    assert!(
-        g.wait_for("boma# ", 0, Duration::from_secs(30)).is_some(),
-        "no rescue shell on the console:\n{}",
-        g.console()
-    );
-    (g, served)
-}
-
-/// Run a shell command on the console; what the console printed from then on.
-fn shell_output(g: &mut Guest, command: &str, marker: u32) -> String {
-    let from = g.console().len();
-    shell(g, command, marker);
-    g.console()[from..].to_string()
-}
-
-/// Run a shell command on the console and wait for its marker line.
-fn shell(g: &mut Guest, command: &str, marker: u32) {
-    let from = g.console().len();
-    // The marker is computed by the shell so the echoed command line does not match it.
-    g.send(&format!("{command}; echo DONE-$(({marker} + 1))"))
-        .expect("console");
-    let done = format!("DONE-{}", marker + 1);
-    assert!(
-        g.wait_for(&done, from, Duration::from_secs(30)).is_some(),
-        "`{command}` did not finish; console:\n{}",
-        g.console()
-    );
-}
-
-/// Record the guest's memory use (busybox `free`, KiB) as a figure, a few seconds after boot
-/// (boma serving, the data partition mounted). The initramfs itself is in RAM and counts as
-/// shared / buff-cache.
-fn memory_figure(g: &mut Guest, what: &str) {
-    let out = shell_output(g, "sleep 3; free", 700);
-    let mem: Vec<u64> = out
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("Mem:"))
-        .map(|rest| {
-            rest.split_whitespace()
-                .filter_map(|v| v.parse().ok())
-                .collect()
-        })
-        .unwrap_or_default();
-    let [total, used, free, shared, cache, ..] = mem[..] else {
-        panic!("no `Mem:` line from free:\n{out}");
-    };
-    let mib = |k: u64| k as f64 / 1024.0;
-    support::figure(&format!(
-        "{what}: RAM after boot (free): total {:.0} MiB, used {:.1} MiB, shared {:.1} MiB, buff/cache {:.1} MiB, free {:.1} MiB",
-        mib(total),
-        mib(used),
-        mib(shared),
-        mib(cache),
-        mib(free)
-    ));
-}
-
-fn poweroff(g: &mut Guest) {
-    g.send("poweroff").expect("console");
-    assert!(
-        g.wait_exit(Duration::from_secs(60)),
-        "guest did not power off:\n{}",
-        g.console()
-    );
-    assert!(
-        g.console().contains("boma-init: filesystems unmounted"),
-        "no clean shutdown:\n{}",
-        g.console()
-    );
-}
-
-/// The guest's DNS answer through the forwarded port, polled until it is `want` (the answer for
-/// `address = "auto"` follows the WAN lease): the last answer.
-fn dns_until(port: u16, name: &str, want: &(u8, Vec<Ipv4Addr>)) -> Option<(u8, Vec<Ipv4Addr>)> {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut last = None;
-    while Instant::now() < deadline {
-        last = dns_a(port, name, false, Duration::from_millis(500));
-        if last.as_ref() == Some(want) {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    last
-}
-
-/// Poll `probe` until it returns something: the value and the time since QEMU started.
-fn poll<T>(
-    g: &Guest,
-    timeout: Duration,
-    mut probe: impl FnMut() -> Option<T>,
-) -> Option<(T, Duration)> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = probe() {
-            return Some((v, g.started.elapsed()));
-        }
-        if Instant::now() >= deadline {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// The gateway on its LAN, from the client namespace: DHCP, DNS (direct and redirected), the
-/// proxy on the LAN address, NAT to the QEMU namespace's loopback. The client's address.
-fn check_lan(
-    g: &Guest,
-    lan: &netns::Lan,
-    dhcp: &mut netns::Dhcp,
-    token: &str,
-    dir: &Path,
-) -> String {
-    let log = |what: &str| {
-        format!(
-            "{what}\nudhcpc: {}\nconsole:\n{}",
-            std::fs::read_to_string(dir.join("udhcpc.log")).unwrap_or_default(),
-            g.console()
-        )
-    };
-    let Some((lease, at)) = dhcp.wait(Duration::from_secs(90)) else {
-        panic!("{}", log("no DHCP lease from boma on the LAN"));
-    };
-    support::figure(&format!(
-        "qemu-virt gateway: QEMU start → DHCP lease for a client on the LAN (boma's rogue-server probe listens 4 s first): {:.2} s",
-        at.duration_since(g.started).as_secs_f64()
-    ));
-    let last: u8 = lease
-        .ip
-        .strip_prefix("10.66.0.")
-        .and_then(|l| l.parse().ok())
-        .unwrap_or_else(|| panic!("lease {lease:?} outside 10.66.0.0/24"));
-    assert!(
-        (100..=250).contains(&last),
-        "lease {lease:?} outside the pool"
-    );
-    assert_eq!(
-        (
-            lease.mask.as_str(),
-            lease.router.as_str(),
-            lease.dns.as_str(),
-            lease.domain.as_str()
-        ),
-        ("24", "10.66.0.1", "10.66.0.1", "village.lan"),
-        "{lease:?}"
-    );
-    // The image's route name through boma's DNS at the server the lease gave, UDP and TCP.
-    let gw = vec!["10.66.0.1".to_string()];
-    for tcp in [false, true] {
-        let got = netns::dig(&lan.client, &lease.dns, "gateway.village.lan", tcp);
-        assert_eq!(
-            got.as_ref(),
-            Some(&gw),
-            "{}",
-            log(&format!("DNS on the LAN (tcp: {tcp})"))
-        );
-    }
-    // The proxy on the address DNS gave.
-    let resolve = format!("gateway.village.lan:80:{}", gw[0]);
-    let body = netns::curl(
-        &lan.client,
-        &[
-            "--resolve",
-            &resolve,
-            "-u",
-            "admin:village",
-            "http://gateway.village.lan/api/version",
-        ],
-    );
-    assert!(
-        body.as_deref()
-            .is_some_and(|b| b.contains("\"Codename\":\"boma\"")),
-        "{}",
-        log(&format!("proxy on the LAN: {body:?}"))
-    );
-    // NAT: masqueraded out of eth0 into QEMU's user network, whose 10.0.2.2 is the loopback of
-    // the QEMU namespace. The table may come a little later (modules loaded in the background).
-    let nat = poll(g, Duration::from_secs(60), || {
-        netns::curl(&lan.client, &["http://10.0.2.2:8000/nat.txt"]).filter(|b| b.trim() == token)
-    });
-    let Some((_, nat_at)) = nat else {
-        panic!("{}", log("no NAT from the LAN to 10.0.2.2:8000"));
-    };
-    support::figure(&format!(
-        "qemu-virt gateway: QEMU start → a LAN client reaches the WAN side through NAT: {:.2} s",
-        nat_at.as_secs_f64()
-    ));
-    // The DNS redirect: a query to an address that is not boma's is answered by boma.
-    let redirected = poll(g, Duration::from_secs(30), || {
-        netns::dig(&lan.client, "10.66.99.99", "gateway.village.lan", false).filter(|a| *a == gw)
-    });
-    assert!(
-        redirected.is_some(),
-        "{}",
-        log("DNS to 10.66.99.99 not redirected to boma")
-    );
-    lease.ip
-}
-
 #[test]
 fn qemu_virt_serves_dns_and_http_and_keeps_data_across_reboot_and_power_cut() {
     let _one = QEMU.lock().unwrap_or_else(|e| e.into_inner());
     let dir = support::test_dir("qemu-virt");
-    let report = support::build_image("qemu-virt", &dir, false);
-    let image = dir.join("disk.img");
-    std::fs::copy(&report.image, &image).expect("copy image");
+    let image = copy_of_built_image("qemu-virt", &dir);
     // Write the 512 MiB copy out now, so the host's writeback does not run during the boot
     // that is being timed.
     std::fs::File::open(&image)
@@ -340,14 +73,36 @@ fn qemu_virt_serves_dns_and_http_and_keeps_data_across_reboot_and_power_cut() {
         support::free_port(),
         support::free_port(),
     );
+    first_boot_serves_and_writes_a_file(&b, &dir, &image);
+    let client_ip = second_boot_serves_a_lan_client_then_loses_power(&b, &dir);
+    third_boot_after_the_cut_has_the_files_and_the_lease(&b, &dir, &image, &client_ip);
+    fourth_boot_recreates_a_destroyed_data_partition(&b, &dir, &image);
+}
 
-    // First boot, without a LAN NIC (boma retries eth1 in the background): serving, data
-    // partition mounted, a file written.
-    let (mut g, served) = start_serving(&b, &dir.join("console-1.txt"), None);
+/// First boot, without a LAN NIC (boma retries eth1 in the background): serving (boot to
+/// serving is a figure), data partition mounted, a file written, a clean shutdown, and the
+/// partition clean.
+fn first_boot_serves_and_writes_a_file(b: &Boot, dir: &Path, image: &Path) {
+    let (mut g, served) = start_serving(b, &dir.join("console-1.txt"), None);
     support::figure(&format!(
         "qemu-virt boot to serving HTTP (QEMU start → 200 from /ping through the forwarded port, TCG, -smp 2): {:.2} s",
         served.as_secs_f64()
     ));
+    api_dns_and_unrouted_names_answer_through_the_forwarded_ports(&g, b);
+    console_shows_data_boma_and_the_wan_left_to_boma(&mut g);
+    shell(
+        &mut g,
+        "grep ' /data ext4 rw' /proc/mounts && echo first-boot > /data/probe.txt && sync",
+        100,
+    );
+    poweroff(&mut g);
+    drop(g);
+    support::fsck_data_partition(image, dir);
+}
+
+/// Through the forwarded ports: the API asks for credentials, the local zone answers with the
+/// guest's WAN address over UDP and TCP, and an unrouted name gets a 404.
+fn api_dns_and_unrouted_names_answer_through_the_forwarded_ports(g: &Guest, b: &Boot) {
     let (status, body) = http_get(
         b.http_port,
         "gateway.village.lan",
@@ -383,6 +138,11 @@ fn qemu_virt_serves_dns_and_http_and_keeps_data_across_reboot_and_power_cut() {
     )
     .expect("answers");
     assert_eq!(status, 404, "unrouted names get Traefik's 404");
+}
+
+/// The console: /data mounted, boma started with /boot/boma.toml, and the WAN left to boma's
+/// udhcpc (not init's); the guest's memory after boot is a figure.
+fn console_shows_data_boma_and_the_wan_left_to_boma(g: &mut Guest) {
     let console = g.console();
     assert!(
         console.contains("on /data"),
@@ -392,23 +152,19 @@ fn qemu_virt_serves_dns_and_http_and_keeps_data_across_reboot_and_power_cut() {
         console.contains("starting boma with /boot/boma.toml"),
         "{console}"
     );
-    memory_figure(&mut g, "qemu-virt (256 MiB guest)");
+    memory_figure(g, "qemu-virt (256 MiB guest)");
     assert!(
         console.contains("boma-init: network: eth0 left to boma (/boot/boma.toml has [wan]")
             && console.contains("boma-init: DHCP lease 10.0.2.15/24 on eth0"),
         "the WAN is boma's udhcpc, not init's:\n{console}"
     );
-    shell(
-        &mut g,
-        "grep ' /data ext4 rw' /proc/mounts && echo first-boot > /data/probe.txt && sync",
-        100,
-    );
-    poweroff(&mut g);
-    drop(g);
-    support::fsck_data_partition(&image, &dir);
+}
 
-    // Second boot, the gateway on a LAN: QEMU in a namespace of its own with eth1 on a tap
-    // bridged to a client namespace. The client asks for a lease from QEMU's start on.
+/// Second boot, the gateway on a LAN: QEMU in a namespace of its own with eth1 on a tap bridged
+/// to a client namespace, which asks for a lease from QEMU's start on ([`check_lan`]). The first
+/// boot's file and the client's lease are on /data; another file is written, then the power is
+/// cut. The client's address.
+fn second_boot_serves_a_lan_client_then_loses_power(b: &Boot, dir: &Path) -> String {
     let mut lan = netns::Lan::new();
     let www = dir.join("www");
     std::fs::create_dir_all(&www).expect("www");
@@ -420,9 +176,9 @@ fn qemu_virt_serves_dns_and_http_and_keeps_data_across_reboot_and_power_cut() {
         netns: Some(lan.qemu.name.clone()),
         ..b.clone()
     };
-    let mut dhcp = netns::udhcpc(&lan, &dir, 90);
+    let mut dhcp = netns::udhcpc(&lan, dir, 90);
     let (mut g, _) = start_serving(&b2, &dir.join("console-2.txt"), Some(&lan));
-    let client_ip = check_lan(&g, &lan, &mut dhcp, &token, &dir);
+    let client_ip = check_lan(&g, &lan, &mut dhcp, &token, dir);
     drop(dhcp);
     // The file of the first boot is there; the lease is on the data partition; write another
     // file, then cut the power.
@@ -443,10 +199,19 @@ fn qemu_virt_serves_dns_and_http_and_keeps_data_across_reboot_and_power_cut() {
     g.kill();
     drop(g);
     drop(lan);
+    client_ip
+}
 
-    // Third boot after the kill, without a LAN NIC: the journal is replayed, both files and the
-    // lease are there, boma serves.
-    let (mut g, served) = start_serving(&b, &dir.join("console-3.txt"), None);
+/// Third boot after the kill, without a LAN NIC: the journal is replayed, both files and the
+/// lease are there, boma serves (boot to serving is a figure); after a clean shutdown the
+/// partition is clean.
+fn third_boot_after_the_cut_has_the_files_and_the_lease(
+    b: &Boot,
+    dir: &Path,
+    image: &Path,
+    client_ip: &str,
+) {
+    let (mut g, served) = start_serving(b, &dir.join("console-3.txt"), None);
     support::figure(&format!(
         "qemu-virt boot to serving after a QEMU kill: {:.2} s",
         served.as_secs_f64()
@@ -466,13 +231,15 @@ fn qemu_virt_serves_dns_and_http_and_keeps_data_across_reboot_and_power_cut() {
     );
     poweroff(&mut g);
     drop(g);
-    support::fsck_data_partition(&image, &dir);
+    support::fsck_data_partition(image, dir);
+}
 
-    // Fourth boot with the data partition destroyed (zeroed: no superblock, no label): e2fsck
-    // cannot repair it, init recreates it from the boot partition's copy, says so, and the
-    // gateway comes up with an empty, writable, clean /data.
-    support::zero_range(&image, DATA_START, DATA_SIZE);
-    let (mut g, served) = start_serving(&b, &dir.join("console-4.txt"), None);
+/// Fourth boot with the data partition destroyed (zeroed: no superblock, no label): e2fsck
+/// cannot repair it, init recreates it from the boot partition's copy, says so (console and
+/// /data/fsck.log), and the gateway comes up with an empty, writable, clean /data.
+fn fourth_boot_recreates_a_destroyed_data_partition(b: &Boot, dir: &Path, image: &Path) {
+    support::zero_range(image, DATA_START, DATA_SIZE);
+    let (mut g, served) = start_serving(b, &dir.join("console-4.txt"), None);
     support::figure(&format!(
         "qemu-virt boot to serving with a destroyed data partition (recreated beside boma's start): {:.2} s",
         served.as_secs_f64()
@@ -495,7 +262,7 @@ fn qemu_virt_serves_dns_and_http_and_keeps_data_across_reboot_and_power_cut() {
     );
     poweroff(&mut g);
     drop(g);
-    support::fsck_data_partition(&image, &dir);
+    support::fsck_data_partition(image, dir);
 }
 
 /// The last `ack <tag>-N` the guest printed: every write up to N was fsync'd before it.
@@ -508,14 +275,14 @@ fn last_ack(console: &str, tag: &str) -> u32 {
         .unwrap_or(0)
 }
 
+/// How many times the power-cut test cuts the power.
+const ROUNDS: u32 = 4;
+
 #[test]
 fn qemu_virt_power_cuts_lose_no_acknowledged_write_then_wifi_serves_a_client() {
-    const ROUNDS: u32 = 4;
     let _one = QEMU.lock().unwrap_or_else(|e| e.into_inner());
     let dir = support::test_dir("power-cut");
-    let report = support::build_image("qemu-virt", &dir, false);
-    let image = dir.join("disk.img");
-    std::fs::copy(&report.image, &image).expect("copy image");
+    let image = copy_of_built_image("qemu-virt", &dir);
     let b = boot(
         Machine::Virt,
         &image,
@@ -529,52 +296,77 @@ fn qemu_virt_power_cuts_lose_no_acknowledged_write_then_wifi_serves_a_client() {
         netns: Some(lan.qemu.name.clone()),
         ..b.clone()
     };
-    // Each round: a new client (its own MAC) gets a lease, which boma makes durable before it
-    // answers; the guest appends numbered lines to /data/ack.log, fsyncing each (busybox `sync FILE`) before it says
-    // `ack`; the power is cut (QEMU killed, no sync) while those writes go on.
     let mut acked = Vec::new();
     let mut leases = Vec::new();
     for round in 1..=ROUNDS {
-        let mac = format!("02:00:00:00:00:{round:02x}");
-        for args in [
-            &["ip", "link", "set", "eth0", "down"][..],
-            &["ip", "link", "set", "eth0", "address", &mac],
-            &["ip", "link", "set", "eth0", "up"],
-        ] {
-            lan.client.exec(args);
-        }
-        let mut dhcp = netns::udhcpc(&lan, &dir, 90);
-        let console = dir.join(format!("console-cut-{round}.txt"));
-        let (mut g, _) = start_serving(&b_lan, &console, Some(&lan));
-        let writer = format!(
-            "(i=0; while [ $i -lt 100000 ]; do i=$((i+1)); echo r{round}-$i >> /data/ack.log && sync /data/ack.log && echo ack r{round}-$i > /dev/console; usleep 10000; done) &"
-        );
-        g.send(&writer).expect("start the writer");
-        let Some((lease, _)) = dhcp.wait(Duration::from_secs(90)) else {
-            panic!("round {round}: no lease; console:\n{}", g.console());
-        };
-        drop(dhcp);
-        let tag = format!("r{round}");
-        let enough = poll(&g, Duration::from_secs(60), || {
-            (last_ack(&g.console(), &tag) >= 20).then_some(())
-        });
-        assert!(
-            enough.is_some(),
-            "round {round}: writer stuck:\n{}",
-            g.console()
-        );
-        let seen = last_ack(&g.console(), &tag);
-        g.kill();
-        acked.push((tag, seen));
-        leases.push(lease.ip);
+        let (ack, lease) = a_lease_and_writes_then_a_power_cut(round, &lan, &b_lan, &dir);
+        acked.push(ack);
+        leases.push(lease);
     }
     drop(lan);
 
     // After the last cut: every acknowledged line and every lease is there, in order.
     let (mut g, _) = start_serving(&b, &dir.join("console-after.txt"), None);
-    let out = shell_output(&mut g, "cat /data/ack.log /data/boma/leases", 500);
+    every_acknowledged_line_and_lease_is_kept(&mut g, &acked, &leases);
+    wifi::access_point_serves_a_wpa_client(&mut g);
+    poweroff(&mut g);
+    drop(g);
+    support::fsck_data_partition(&image, &dir);
+}
+
+/// One round: a new client (its own MAC) gets a lease, which boma makes durable before it
+/// answers; the guest appends numbered lines to /data/ack.log, fsyncing each (busybox `sync
+/// FILE`) before it says `ack`; once it has said 20, the power is cut (QEMU killed, no sync)
+/// while those writes go on. The round's tag with its last ack, and the lease's address.
+fn a_lease_and_writes_then_a_power_cut(
+    round: u32,
+    lan: &netns::Lan,
+    b_lan: &Boot,
+    dir: &Path,
+) -> ((String, u32), String) {
+    let mac = format!("02:00:00:00:00:{round:02x}");
+    for args in [
+        &["ip", "link", "set", "eth0", "down"][..],
+        &["ip", "link", "set", "eth0", "address", &mac],
+        &["ip", "link", "set", "eth0", "up"],
+    ] {
+        lan.client.exec(args);
+    }
+    let mut dhcp = netns::udhcpc(lan, dir, 90);
+    let console = dir.join(format!("console-cut-{round}.txt"));
+    let (mut g, _) = start_serving(b_lan, &console, Some(lan));
+    let writer = format!(
+        "(i=0; while [ $i -lt 100000 ]; do i=$((i+1)); echo r{round}-$i >> /data/ack.log && sync /data/ack.log && echo ack r{round}-$i > /dev/console; usleep 10000; done) &"
+    );
+    g.send(&writer).expect("start the writer");
+    let Some((lease, _)) = dhcp.wait(Duration::from_secs(90)) else {
+        panic!("round {round}: no lease; console:\n{}", g.console());
+    };
+    drop(dhcp);
+    let tag = format!("r{round}");
+    let enough = poll(&g, Duration::from_secs(60), || {
+        (last_ack(&g.console(), &tag) >= 20).then_some(())
+    });
+    assert!(
+        enough.is_some(),
+        "round {round}: writer stuck:\n{}",
+        g.console()
+    );
+    let seen = last_ack(&g.console(), &tag);
+    g.kill();
+    ((tag, seen), lease.ip)
+}
+
+/// After the last cut, one boot finds every acknowledged line of each round in /data/ack.log, in
+/// order, and every lease in /data/boma/leases (what was kept is a figure).
+fn every_acknowledged_line_and_lease_is_kept(
+    g: &mut Guest,
+    acked: &[(String, u32)],
+    leases: &[String],
+) {
+    let out = shell_output(g, "cat /data/ack.log /data/boma/leases", 500);
     let lines: Vec<&str> = out.lines().map(str::trim).collect();
-    for (tag, seen) in &acked {
+    for (tag, seen) in acked {
         let got: Vec<u32> = lines
             .iter()
             .filter_map(|l| l.strip_prefix(&format!("{tag}-"))?.parse().ok())
@@ -585,7 +377,7 @@ fn qemu_virt_power_cuts_lose_no_acknowledged_write_then_wifi_serves_a_client() {
             "{tag}: acknowledged 1..={seen}, found {got:?}"
         );
     }
-    for ip in &leases {
+    for ip in leases {
         assert!(out.contains(&format!(" {ip} ")), "lease {ip} lost:\n{out}");
     }
     support::figure(&format!(
@@ -593,28 +385,14 @@ fn qemu_virt_power_cuts_lose_no_acknowledged_write_then_wifi_serves_a_client() {
         acked.iter().map(|(_, n)| n).collect::<Vec<_>>(),
         leases.len()
     ));
-    wifi::access_point_serves_a_wpa_client(&mut g);
-    poweroff(&mut g);
-    drop(g);
-    support::fsck_data_partition(&image, &dir);
 }
 
 #[test]
 fn raspi3b_finds_its_usb_network_adapter_by_alias_and_serves() {
     let _one = QEMU.lock().unwrap_or_else(|e| e.into_inner());
     let dir = support::test_dir("raspi3b");
-    // The drivers of the test's network, the USB host (dwc2) and the adapter (cdc_ether), must
-    // be found by alias: neither may be named in the board file.
-    let board = boma_image::board::Board::load(&support::root(), "rpi3").expect("board rpi3");
-    for driver in ["dwc2", "cdc_ether", "phy_generic", "usbnet"] {
-        assert!(
-            !board.modules.iter().any(|m| m == driver),
-            "board/rpi3/board.toml names {driver}"
-        );
-    }
-    let report = support::build_image("rpi3", &dir, false);
-    let image = dir.join("disk.img");
-    std::fs::copy(&report.image, &image).expect("copy image");
+    the_board_file_names_no_usb_network_driver();
+    let image = copy_of_built_image("rpi3", &dir);
     // Through the Pi's U-Boot, as QEMU cannot run the Pi firmware: it reads the image's
     // uboot.env and boot.scr from the SD card, and boot.scr loads slot a from there.
     let mut b = boot(
@@ -626,6 +404,29 @@ fn raspi3b_finds_its_usb_network_adapter_by_alias_and_serves() {
     );
     b.uboot = true;
     let mut g = Guest::start(&b, &dir.join("console.txt")).expect("start qemu");
+    the_pis_u_boot_boots_slot_a_to_ready(&mut g);
+    the_usb_adapter_gets_its_drivers_and_a_lease(&mut g);
+    http_api_and_dns_answer_over_the_usb_adapter(&mut g, &b);
+    memory_figure(&mut g, "raspi3b, rpi3 image (1 GiB guest)");
+    the_wifi_parts_unpack_and_run(&mut g);
+    g.kill();
+}
+
+/// The drivers of the test's network, the USB host (dwc2) and the adapter (cdc_ether), must be
+/// found by alias: neither may be named in the board file.
+fn the_board_file_names_no_usb_network_driver() {
+    let board = boma_image::board::Board::load(&support::root(), "rpi3").expect("board rpi3");
+    for driver in ["dwc2", "cdc_ether", "phy_generic", "usbnet"] {
+        assert!(
+            !board.modules.iter().any(|m| m == driver),
+            "board/rpi3/board.toml names {driver}"
+        );
+    }
+}
+
+/// The Pi's U-Boot loads the image's uboot.env and boot.scr, which boots slot a with the
+/// firmware's command line, to boma's `ready` (QEMU start → ready is a figure).
+fn the_pis_u_boot_boots_slot_a_to_ready(g: &mut Guest) {
     let ready = g.wait_for("\nready\n", 0, Duration::from_secs(180));
     let Some(ready) = ready else {
         panic!("no `ready` from boma on raspi3b; console:\n{}", g.console());
@@ -644,6 +445,11 @@ fn raspi3b_finds_its_usb_network_adapter_by_alias_and_serves() {
     ] {
         assert!(g.console().contains(said), "no {said:?}:\n{}", g.console());
     }
+}
+
+/// QEMU's usb-net behind dwc2 gets a DHCP lease on usb0 from QEMU's user network (QEMU start →
+/// lease is a figure), with dwc2, its PHY and bcm2835 loaded at coldplug.
+fn the_usb_adapter_gets_its_drivers_and_a_lease(g: &mut Guest) {
     // QEMU's usb-net behind dwc2: the lease from QEMU's user network on usb0, then boma's
     // proxy through the forwarded port.
     let lease = g.wait_for(
@@ -669,8 +475,13 @@ fn raspi3b_finds_its_usb_network_adapter_by_alias_and_serves() {
             "{driver} not loaded at coldplug: {drivers}"
         );
     }
+}
+
+/// Through the forwarded ports: boma's proxy serves, the API only says how to set `[admin]
+/// users` (safe by default), and the local zone answers with usb0's address.
+fn http_api_and_dns_answer_over_the_usb_adapter(g: &mut Guest, b: &Boot) {
     let served = wait_http(
-        &mut g,
+        g,
         b.http_port,
         "gateway.village.lan",
         "/ping",
@@ -703,13 +514,17 @@ fn raspi3b_finds_its_usb_network_adapter_by_alias_and_serves() {
         "DNS on the rpi3 image; console:\n{}",
         g.console()
     );
-    memory_figure(&mut g, "raspi3b, rpi3 image (1 GiB guest)");
+}
+
+/// The Wi-Fi parts unpack and run on the Pi's CPU: the radios' firmware, brcmfmac's SDIO
+/// aliases, the signed regulatory database, hostapd, wpa_supplicant and iw.
+fn the_wifi_parts_unpack_and_run(g: &mut Guest) {
     // Wi-Fi parts (QEMU has no SDIO radio), unpacked as boma.toml's [wifi] would have them:
     // the firmware the Pi 3 B and 3 B+ radios ask for under the names brcmfmac requests,
     // brcmfmac found by its SDIO aliases, cfg80211 loading Debian's signed regulatory database,
     // and Debian's hostapd and wpa_supplicant running on the Pi's CPU with their libraries.
     let out = shell_output(
-        &mut g,
+        g,
         "boma-wifi-unpack; ls /lib/firmware/brcm /lib/firmware; \
          echo brcmfmac-aliases=$(grep -c '^alias sdio:.* brcmfmac$' /lib/modules/*/modules.alias); \
          modprobe cfg80211 && sleep 1 && dmesg | grep -i -E 'regulatory|regdb'; \
@@ -736,5 +551,4 @@ fn raspi3b_finds_its_usb_network_adapter_by_alias_and_serves() {
         .find_map(|l| l.trim().strip_prefix("brcmfmac-aliases=")?.parse().ok())
         .unwrap_or(0);
     assert!(aliases > 0, "no sdio: aliases of brcmfmac:\n{out}");
-    g.kill();
 }

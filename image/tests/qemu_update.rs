@@ -21,10 +21,11 @@ mod support;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use boma_image::build::{Options, bundle};
+use boma_image::bundle::Written;
 use boma_image::qemu::{Boot, Guest, Machine};
 
 /// `admin:village`, the qemu-virt board's test user.
@@ -179,9 +180,20 @@ fn upload_then_cut(g: &mut Guest, port: u16, bundle: &[u8], cut: usize) {
     g.kill();
 }
 
-#[test]
-fn qemu_virt_updates_through_u_boot_rolls_back_a_bad_one_and_survives_power_cuts() {
-    let dir = support::test_dir("update");
+/// What the phases share: the test folder, the boot through U-Boot from a copy of version 1's
+/// image, its forwarded HTTP port, and the bundles of version 2 (good) and 3 (`BREAK`).
+struct Run {
+    dir: PathBuf,
+    boot: Boot,
+    port: u16,
+    good: Written,
+    good_bytes: Vec<u8>,
+    bad_bytes: Vec<u8>,
+}
+
+/// Build version 1's image and the two bundles (the bundle's size is a figure), and the boot
+/// from a copy of the image.
+fn prepare(dir: PathBuf) -> Run {
     let v1 = boma_image::build::build(&options(&dir, "1", false)).expect("image, version 1");
     let good = bundle(&options(&dir, "2", false)).expect("bundle 2");
     let bad = bundle(&options(&dir, "3", true)).expect("bundle 3, BREAK");
@@ -206,11 +218,32 @@ fn qemu_virt_updates_through_u_boot_rolls_back_a_bad_one_and_survives_power_cuts
         uboot: true,
     };
     let port = boot.http_port;
-    let mut g = Guest::start(&boot, &dir.join("console-1.txt")).expect("qemu");
+    Run {
+        dir,
+        boot,
+        port,
+        good,
+        good_bytes,
+        bad_bytes,
+    }
+}
 
-    // 1. Version 1 from slot a, through U-Boot.
+#[test]
+fn qemu_virt_updates_through_u_boot_rolls_back_a_bad_one_and_survives_power_cuts() {
+    let run = prepare(support::test_dir("update"));
+    let mut g = Guest::start(&run.boot, &run.dir.join("console-1.txt")).expect("qemu");
+    version_1_boots_from_slot_a_through_u_boot(&mut g, run.port);
+    refused_bundles_switch_nothing(&mut g, &run);
+    good_update_is_tried_committed_and_kept(&mut g, &run);
+    bad_update_is_rolled_back_by_u_boot(&mut g, &run);
+    power_cuts_leave_a_whole_version(&mut g, &run);
+}
+
+/// 1. Version 1 serves from slot a, committed, booted by U-Boot's script; `boma version` says
+///    what `make image VERSION=1` stamped.
+fn version_1_boots_from_slot_a_through_u_boot(g: &mut Guest, port: u16) {
     version_until(
-        &mut g,
+        g,
         port,
         "version 1 serving",
         Duration::from_secs(120),
@@ -237,6 +270,14 @@ fn qemu_virt_updates_through_u_boot_rolls_back_a_bad_one_and_survives_power_cuts
         "{}",
         &g.console()[from..]
     );
+}
+
+/// 1. Refusals (no credentials, another key, another board, an older version, a truncated
+///    bundle), each with its status and reason; version 1 stays committed with nothing on trial.
+///    boma's peak RSS before and after them is a figure.
+fn refused_bundles_switch_nothing(g: &mut Guest, run: &Run) {
+    let port = run.port;
+    let good_bytes = &run.good_bytes;
     let other_key = {
         let pkcs8 =
             ring::signature::Ed25519KeyPair::generate_pkcs8(&ring::rand::SystemRandom::new())
@@ -245,7 +286,7 @@ fn qemu_virt_updates_through_u_boot_rolls_back_a_bad_one_and_survives_power_cuts
     };
     let mut foreign = good_bytes.clone();
     boma_image::bundle::resign(&mut foreign, &other_key).expect("resign");
-    let dev_key = boma_image::sign::load(&options(&dir, "1", false).key).expect("dev key");
+    let dev_key = boma_image::sign::load(&options(&run.dir, "1", false).key).expect("dev key");
     let tiny = |board: &str, version: &str| {
         let m = boma_image::bundle::Manifest {
             board: board.into(),
@@ -258,7 +299,7 @@ fn qemu_virt_updates_through_u_boot_rolls_back_a_bad_one_and_survives_power_cuts
         ];
         boma_image::bundle::encode(&m, &files, &dev_key).expect("tiny bundle")
     };
-    let (hwm_before, _) = boma_rss(&mut g, 10);
+    let (hwm_before, _) = boma_rss(g, 10);
     let refusals: [(&str, Vec<u8>, bool, u16, &str); 5] = [
         // Small: a refused client is not read to the end (nor kept connected).
         ("no credentials", tiny("qemu-virt", "9"), false, 401, ""),
@@ -290,16 +331,20 @@ fn qemu_virt_updates_through_u_boot_rolls_back_a_bad_one_and_survives_power_cuts
     );
     // The truncated one streamed a third of the bundle through the check and into slot b's
     // `.new` files before it was refused: what an upload costs boma in memory.
-    let (hwm_after, rss) = boma_rss(&mut g, 20);
+    let (hwm_after, rss) = boma_rss(g, 20);
     support::figure(&format!(
         "qemu-virt update: boma's peak RSS {hwm_before} KiB before the uploads, {hwm_after} KiB after them (+{} KiB; current {rss} KiB)",
         hwm_after.saturating_sub(hwm_before)
     ));
+}
 
-    // 2. The good update: reboot into slot b on trial, serve, commit, stay.
+/// 2. The good update: the guest reboots into slot b on trial, serves version 2, commits it,
+///    and a further reboot stays on it (no trial boot).
+fn good_update_is_tried_committed_and_kept(g: &mut Guest, run: &Run) {
+    let port = run.port;
     let from = g.console().len();
     let sent = Instant::now();
-    let r = post(port, &good_bytes, true).expect("upload answered");
+    let r = post(port, &run.good_bytes, true).expect("upload answered");
     let received = sent.elapsed();
     assert!(
         r.0 == 200 && r.1.contains(r#""slot":"b""#),
@@ -312,7 +357,7 @@ fn qemu_virt_updates_through_u_boot_rolls_back_a_bad_one_and_survives_power_cuts
         g.console()
     );
     version_until(
-        &mut g,
+        g,
         port,
         "version 2 on trial",
         Duration::from_secs(120),
@@ -321,12 +366,12 @@ fn qemu_virt_updates_through_u_boot_rolls_back_a_bad_one_and_survives_power_cuts
     let back = sent.elapsed();
     support::figure(&format!(
         "qemu-virt update: upload of {:.1} MiB checked and written in {:.1} s; upload start → version 2 serving (reboot through U-Boot included): {:.1} s",
-        good.size as f64 / 1048576.0,
+        run.good.size as f64 / 1048576.0,
         received.as_secs_f64(),
         back.as_secs_f64()
     ));
     version_until(
-        &mut g,
+        g,
         port,
         "version 2 committed",
         Duration::from_secs(60),
@@ -346,16 +391,20 @@ fn qemu_virt_updates_through_u_boot_rolls_back_a_bad_one_and_survives_power_cuts
         &g.console()[from..]
     );
     version_until(
-        &mut g,
+        g,
         port,
         "version 2 after a reboot",
         Duration::from_secs(120),
         |v| committed(v, "2", "b"),
     );
+}
 
-    // 3. The bad update: its boma exits at start; two trial boots, then U-Boot goes back.
+/// 3. The bad update: its boma exits at start; two trial boots of slot a, then U-Boot goes back
+///    to slot b by itself and the API says version 3 failed.
+fn bad_update_is_rolled_back_by_u_boot(g: &mut Guest, run: &Run) {
+    let port = run.port;
     let from = g.console().len();
-    let r = post(port, &bad_bytes, true).expect("bad upload answered");
+    let r = post(port, &run.bad_bytes, true).expect("bad upload answered");
     assert!(
         r.0 == 200 && r.1.contains(r#""slot":"a""#),
         "bad update: {r:?}"
@@ -380,15 +429,18 @@ fn qemu_virt_updates_through_u_boot_rolls_back_a_bad_one_and_survives_power_cuts
         &g.console()[from..]
     );
     let v = version_until(
-        &mut g,
+        g,
         port,
         "back on version 2",
         Duration::from_secs(120),
         |v| has(v, "Version", "2") && has(v, "slot", "b") && has(v, "state", "failed"),
     );
     assert!(has(&v, "version", "3"), "the failed version: {v}");
+}
 
-    // 4. Power cuts during the upload and during the switch.
+/// 4. Power cuts in four rounds, alternately during the upload and during the switch, at random
+///    points (the seed is printed): each time the next boot serves a whole version 2.
+fn power_cuts_leave_a_whole_version(g: &mut Guest, run: &Run) {
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(1, |d| d.as_nanos() as u64)
@@ -397,60 +449,88 @@ fn qemu_virt_updates_through_u_boot_rolls_back_a_bad_one_and_survives_power_cuts
     let mut rng = Rng(seed);
     let mut running = ("2", "b");
     for round in 0..4 {
-        let log = dir.join(format!("console-cut{round}.txt"));
+        let log = run.dir.join(format!("console-cut{round}.txt"));
         if round % 2 == 0 {
-            // During the upload: the running slot must stay as it was.
-            let cut = 1 + rng.below(good_bytes.len() as u64 - 1) as usize;
-            eprintln!(
-                "round {round}: cut after {cut} of {} bytes",
-                good_bytes.len()
-            );
-            upload_then_cut(&mut g, port, &good_bytes, cut);
-            g = Guest::start(&boot, &log).expect("qemu");
-            let (v, s) = running;
-            version_until(
-                &mut g,
-                port,
-                "serving after a cut upload",
-                Duration::from_secs(120),
-                |x| settled(x, v, s),
-            );
+            cut_during_the_upload(g, run, &mut rng, round, &log, running);
         } else {
-            // During the switch: after the answer, within the reboot or the trial boot.
-            let r = post(port, &good_bytes, true).expect("upload answered");
-            assert_eq!(r.0, 200, "{r:?}");
-            let delay = Duration::from_millis(rng.below(12_000));
-            eprintln!("round {round}: cut {delay:?} after the upload was answered");
-            std::thread::sleep(delay);
-            g.kill();
-            g = Guest::start(&boot, &log).expect("qemu");
-            // Version 2 either way: the new slot on trial (or committed), or the old one.
-            let v = version_until(
-                &mut g,
-                port,
-                "serving after a cut switch",
-                Duration::from_secs(180),
-                |x| has(x, "Version", "2"),
-            );
-            let new_slot = if running.1 == "a" { "b" } else { "a" };
-            if has(&v, "slot", new_slot) {
-                version_until(
-                    &mut g,
-                    port,
-                    "the new slot committed",
-                    Duration::from_secs(60),
-                    |x| committed(x, "2", new_slot),
-                );
-                running = ("2", new_slot);
-            } else {
-                version_until(
-                    &mut g,
-                    port,
-                    "the old slot serving",
-                    Duration::from_secs(300),
-                    |x| settled(x, "2", running.1),
-                );
-            }
+            running = cut_during_the_switch(g, run, &mut rng, round, &log, running);
         }
+    }
+}
+
+/// A cut part way through an upload: the next boot serves the `running` (version, slot) as it
+/// was.
+fn cut_during_the_upload(
+    g: &mut Guest,
+    run: &Run,
+    rng: &mut Rng,
+    round: u32,
+    log: &Path,
+    running: (&str, &str),
+) {
+    let (port, good_bytes) = (run.port, &run.good_bytes);
+    let cut = 1 + rng.below(good_bytes.len() as u64 - 1) as usize;
+    eprintln!(
+        "round {round}: cut after {cut} of {} bytes",
+        good_bytes.len()
+    );
+    upload_then_cut(g, port, good_bytes, cut);
+    *g = Guest::start(&run.boot, log).expect("qemu");
+    let (v, s) = running;
+    version_until(
+        g,
+        port,
+        "serving after a cut upload",
+        Duration::from_secs(120),
+        |x| settled(x, v, s),
+    );
+}
+
+/// A cut after the upload was answered, within the reboot or the trial boot: the next boot
+/// serves version 2 from the new slot (which then commits) or from the old one. The slot now
+/// running.
+fn cut_during_the_switch(
+    g: &mut Guest,
+    run: &Run,
+    rng: &mut Rng,
+    round: u32,
+    log: &Path,
+    running: (&'static str, &'static str),
+) -> (&'static str, &'static str) {
+    let port = run.port;
+    let r = post(port, &run.good_bytes, true).expect("upload answered");
+    assert_eq!(r.0, 200, "{r:?}");
+    let delay = Duration::from_millis(rng.below(12_000));
+    eprintln!("round {round}: cut {delay:?} after the upload was answered");
+    std::thread::sleep(delay);
+    g.kill();
+    *g = Guest::start(&run.boot, log).expect("qemu");
+    // Version 2 either way: the new slot on trial (or committed), or the old one.
+    let v = version_until(
+        g,
+        port,
+        "serving after a cut switch",
+        Duration::from_secs(180),
+        |x| has(x, "Version", "2"),
+    );
+    let new_slot = if running.1 == "a" { "b" } else { "a" };
+    if has(&v, "slot", new_slot) {
+        version_until(
+            g,
+            port,
+            "the new slot committed",
+            Duration::from_secs(60),
+            |x| committed(x, "2", new_slot),
+        );
+        ("2", new_slot)
+    } else {
+        version_until(
+            g,
+            port,
+            "the old slot serving",
+            Duration::from_secs(300),
+            |x| settled(x, "2", running.1),
+        );
+        running
     }
 }

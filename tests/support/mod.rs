@@ -101,6 +101,8 @@ fn query_param(req: &Request<Incoming>, key: &str) -> Option<u64> {
     })
 }
 
+/// The backend's answer to `req`: `/health` says whether it is healthy; every other path
+/// counts as a hit, waits `sleep_ms` when asked, then is answered by its route.
 async fn answer(
     name: &str,
     healthy: &AtomicBool,
@@ -109,162 +111,185 @@ async fn answer(
 ) -> Response<BoxBody> {
     let path = req.uri().path().to_string();
     if path == "/health" {
-        let ok = healthy.load(Ordering::SeqCst);
-        let mut r = Response::new(boxed(if ok { "ok" } else { "down" }));
-        if !ok {
-            *r.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
-        }
-        return r;
+        return health(healthy);
     }
     hits.fetch_add(1, Ordering::SeqCst);
     if let Some(ms) = query_param(&req, "sleep_ms") {
         tokio::time::sleep(Duration::from_millis(ms)).await;
     }
     match path.as_str() {
-        "/ws" => {
-            let Some(key) = req.headers().get("sec-websocket-key").cloned() else {
+        "/ws" => websocket(&mut req),
+        "/drip" => drip(&req),
+        "/stream" => stream(&req),
+        "/sink" => sink(name, req).await,
+        p if p.starts_with("/bytes") => bytes_of_text(p, &req),
+        "/status" => status(name, &req),
+        _ => echo(name, &req),
+    }
+}
+
+/// `/health`: `ok`, or `down` with 503 once told to fail.
+fn health(healthy: &AtomicBool) -> Response<BoxBody> {
+    let ok = healthy.load(Ordering::SeqCst);
+    let mut r = Response::new(boxed(if ok { "ok" } else { "down" }));
+    if !ok {
+        *r.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+    }
+    r
+}
+
+/// `/ws`: the WebSocket handshake's 101, then an echo of every text and binary message until
+/// the client closes; 400 without a key.
+fn websocket(req: &mut Request<Incoming>) -> Response<BoxBody> {
+    let Some(key) = req.headers().get("sec-websocket-key").cloned() else {
+        return Response::builder()
+            .status(400)
+            .body(boxed("no key"))
+            .unwrap();
+    };
+    let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
+    let on_upgrade = hyper::upgrade::on(req);
+    tokio::spawn(async move {
+        if let Ok(upgraded) = on_upgrade.await {
+            use futures_util::{SinkExt, StreamExt};
+            let ws = tokio_tungstenite::WebSocketStream::from_raw_socket(
+                TokioIo::new(upgraded),
+                tokio_tungstenite::tungstenite::protocol::Role::Server,
+                None,
+            )
+            .await;
+            let (mut tx, mut rx) = ws.split();
+            while let Some(Ok(msg)) = rx.next().await {
+                if msg.is_text() || msg.is_binary() {
+                    if tx.send(msg).await.is_err() {
+                        break;
+                    }
+                } else if msg.is_close() {
+                    break;
+                }
+            }
+        }
+    });
+    Response::builder()
+        .status(StatusCode::SWITCHING_PROTOCOLS)
+        .header("upgrade", "websocket")
+        .header("connection", "Upgrade")
+        .header("sec-websocket-accept", accept)
+        .body(boxed(""))
+        .unwrap()
+}
+
+/// `/drip`: `n` chunks of "x\n" (default 2), the first at once, then one every `every_ms`
+/// (default 30 s): an answer that stays open with nothing to send.
+fn drip(req: &Request<Incoming>) -> Response<BoxBody> {
+    let n = query_param(req, "n").unwrap_or(2);
+    let every = Duration::from_millis(query_param(req, "every_ms").unwrap_or(30_000));
+    let stream = futures_util::stream::unfold(0u64, move |sent| async move {
+        if sent == n {
+            return None;
+        }
+        if sent > 0 {
+            tokio::time::sleep(every).await;
+        }
+        let chunk = Frame::data(Bytes::from_static(b"x\n"));
+        Some((
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(chunk),
+            sent + 1,
+        ))
+    });
+    Response::new(BodyExt::boxed(StreamBody::new(stream)))
+}
+
+/// `/stream`: `n` bytes in 64 KiB chunks, generated lazily.
+fn stream(req: &Request<Incoming>) -> Response<BoxBody> {
+    let total = query_param(req, "n").unwrap_or(0);
+    let stream = futures_util::stream::unfold(total, |left| async move {
+        if left == 0 {
+            return None;
+        }
+        let n = left.min(64 * 1024);
+        let chunk = Bytes::from(vec![b'x'; n as usize]);
+        Some((
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(Frame::data(chunk)),
+            left - n,
+        ))
+    });
+    Response::new(BodyExt::boxed(StreamBody::new(stream)))
+}
+
+/// `/sink`: reads the whole body and says how many bytes it received; 400 with the error when
+/// the body fails.
+async fn sink(name: &str, req: Request<Incoming>) -> Response<BoxBody> {
+    let mut body = req.into_body();
+    let mut n = 0u64;
+    while let Some(frame) = body.frame().await {
+        match frame {
+            Ok(f) => n += f.data_ref().map_or(0, |d| d.len() as u64),
+            Err(e) => {
                 return Response::builder()
                     .status(400)
-                    .body(boxed("no key"))
+                    .body(boxed(e.to_string()))
                     .unwrap();
-            };
-            let accept =
-                tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
-            let on_upgrade = hyper::upgrade::on(&mut req);
-            tokio::spawn(async move {
-                if let Ok(upgraded) = on_upgrade.await {
-                    use futures_util::{SinkExt, StreamExt};
-                    let ws = tokio_tungstenite::WebSocketStream::from_raw_socket(
-                        TokioIo::new(upgraded),
-                        tokio_tungstenite::tungstenite::protocol::Role::Server,
-                        None,
-                    )
-                    .await;
-                    let (mut tx, mut rx) = ws.split();
-                    while let Some(Ok(msg)) = rx.next().await {
-                        if msg.is_text() || msg.is_binary() {
-                            if tx.send(msg).await.is_err() {
-                                break;
-                            }
-                        } else if msg.is_close() {
-                            break;
-                        }
-                    }
-                }
-            });
-            Response::builder()
-                .status(StatusCode::SWITCHING_PROTOCOLS)
-                .header("upgrade", "websocket")
-                .header("connection", "Upgrade")
-                .header("sec-websocket-accept", accept)
-                .body(boxed(""))
-                .unwrap()
-        }
-        "/drip" => {
-            // `n` chunks of "x\n" (default 2), the first at once, then one every `every_ms`
-            // (default 30 s): an answer that stays open with nothing to send.
-            let n = query_param(&req, "n").unwrap_or(2);
-            let every = Duration::from_millis(query_param(&req, "every_ms").unwrap_or(30_000));
-            let stream = futures_util::stream::unfold(0u64, move |sent| async move {
-                if sent == n {
-                    return None;
-                }
-                if sent > 0 {
-                    tokio::time::sleep(every).await;
-                }
-                let chunk = Frame::data(Bytes::from_static(b"x\n"));
-                Some((
-                    Ok::<_, Box<dyn std::error::Error + Send + Sync>>(chunk),
-                    sent + 1,
-                ))
-            });
-            Response::new(BodyExt::boxed(StreamBody::new(stream)))
-        }
-        "/stream" => {
-            // n bytes in 64 KiB chunks, generated lazily.
-            let total = query_param(&req, "n").unwrap_or(0);
-            let stream = futures_util::stream::unfold(total, |left| async move {
-                if left == 0 {
-                    return None;
-                }
-                let n = left.min(64 * 1024);
-                let chunk = Bytes::from(vec![b'x'; n as usize]);
-                Some((
-                    Ok::<_, Box<dyn std::error::Error + Send + Sync>>(Frame::data(chunk)),
-                    left - n,
-                ))
-            });
-            Response::new(BodyExt::boxed(StreamBody::new(stream)))
-        }
-        "/sink" => {
-            let mut body = req.into_body();
-            let mut n = 0u64;
-            while let Some(frame) = body.frame().await {
-                match frame {
-                    Ok(f) => n += f.data_ref().map_or(0, |d| d.len() as u64),
-                    Err(e) => {
-                        return Response::builder()
-                            .status(400)
-                            .body(boxed(e.to_string()))
-                            .unwrap();
-                    }
-                }
             }
-            Response::new(boxed(format!("{name} received {n}")))
-        }
-        p if p.starts_with("/bytes") => {
-            // `n` bytes of text (default 4096); `/bytes/png` says image/png, `/bytes/encoded`
-            // says it is br-encoded already, `/bytes/stream` sends it without a length.
-            let n = query_param(&req, "n").unwrap_or(4096) as usize;
-            let text: Vec<u8> = b"boma compresses this line. "
-                .iter()
-                .copied()
-                .cycle()
-                .take(n)
-                .collect();
-            let kind = match p {
-                "/bytes/png" => "image/png",
-                _ => "text/plain; charset=utf-8",
-            };
-            let mut r = Response::builder().header("content-type", kind);
-            if p == "/bytes/encoded" {
-                r = r.header("content-encoding", "br");
-            }
-            let body = if p == "/bytes/stream" {
-                let chunks: Vec<Result<Frame<Bytes>, Box<dyn std::error::Error + Send + Sync>>> =
-                    (text
-                        .chunks(1000)
-                        .map(|c| Ok(Frame::data(Bytes::copy_from_slice(c)))))
-                    .collect();
-                BodyExt::boxed(StreamBody::new(futures_util::stream::iter(chunks)))
-            } else {
-                boxed(text)
-            };
-            r.body(body).unwrap()
-        }
-        "/status" => {
-            let code = query_param(&req, "code").unwrap_or(200) as u16;
-            Response::builder()
-                .status(code)
-                .body(boxed(name.to_string()))
-                .unwrap()
-        }
-        _ => {
-            let mut text = format!(
-                "{name}\n{} {} {:?}\n",
-                req.method(),
-                req.uri(),
-                req.version()
-            );
-            for (k, v) in req.headers() {
-                text.push_str(&format!("{}: {}\n", k, v.to_str().unwrap_or("?")));
-            }
-            Response::builder()
-                .header("x-backend", name)
-                .body(boxed(text))
-                .unwrap()
         }
     }
+    Response::new(boxed(format!("{name} received {n}")))
+}
+
+/// `/bytes...` (path `p`): `n` bytes of text (default 4096); `/bytes/png` says image/png,
+/// `/bytes/encoded` says it is br-encoded already, `/bytes/stream` sends it without a length.
+fn bytes_of_text(p: &str, req: &Request<Incoming>) -> Response<BoxBody> {
+    let n = query_param(req, "n").unwrap_or(4096) as usize;
+    let text: Vec<u8> = b"boma compresses this line. "
+        .iter()
+        .copied()
+        .cycle()
+        .take(n)
+        .collect();
+    let kind = match p {
+        "/bytes/png" => "image/png",
+        _ => "text/plain; charset=utf-8",
+    };
+    let mut r = Response::builder().header("content-type", kind);
+    if p == "/bytes/encoded" {
+        r = r.header("content-encoding", "br");
+    }
+    let body = if p == "/bytes/stream" {
+        let chunks: Vec<Result<Frame<Bytes>, Box<dyn std::error::Error + Send + Sync>>> = (text
+            .chunks(1000)
+            .map(|c| Ok(Frame::data(Bytes::copy_from_slice(c)))))
+        .collect();
+        BodyExt::boxed(StreamBody::new(futures_util::stream::iter(chunks)))
+    } else {
+        boxed(text)
+    };
+    r.body(body).unwrap()
+}
+
+/// `/status`: the status `code` asks for (default 200), with the backend's name.
+fn status(name: &str, req: &Request<Incoming>) -> Response<BoxBody> {
+    let code = query_param(req, "code").unwrap_or(200) as u16;
+    Response::builder()
+        .status(code)
+        .body(boxed(name.to_string()))
+        .unwrap()
+}
+
+/// Any other path: the backend's name, the request line and its headers, and `x-backend`.
+fn echo(name: &str, req: &Request<Incoming>) -> Response<BoxBody> {
+    let mut text = format!(
+        "{name}\n{} {} {:?}\n",
+        req.method(),
+        req.uri(),
+        req.version()
+    );
+    for (k, v) in req.headers() {
+        text.push_str(&format!("{}: {}\n", k, v.to_str().unwrap_or("?")));
+    }
+    Response::builder()
+        .header("x-backend", name)
+        .body(boxed(text))
+        .unwrap()
 }
 
 /// The real boma binary, running on a config in a temp dir.

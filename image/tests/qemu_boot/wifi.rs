@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use boma_image::qemu::Guest;
 
-use super::{memory_figure, shell, shell_output};
+use super::guest::{memory_figure, shell, shell_output};
 
 /// The passphrase, and how the shell is told it without the console showing it: an octal
 /// escape that printf turns back into the `s`.
