@@ -89,7 +89,10 @@ fn resolve(ns: &Netns, server: &str, name: &str) -> String {
 #[test]
 fn real_clients_get_leases_names_and_keep_them_across_a_restart() {
     let (gw, clients) = lan(3);
-    let toml = gateway_toml(3, ("10.77.0.100", "10.77.0.120"), "");
+    // The state directory outlives the first boma: the second must find the leases there.
+    let state = tempfile::tempdir().expect("state dir");
+    let toml = gateway_toml(3, ("10.77.0.100", "10.77.0.120"), "")
+        .replace("{dir}/state", &state.path().display().to_string());
     let boma = Boma::start_in(Some(&gw.name), &toml, None);
     let dir = boma.dir.path().to_path_buf();
 
@@ -97,8 +100,8 @@ fn real_clients_get_leases_names_and_keep_them_across_a_restart() {
     let b = dhclient_gets_the_static_hosts_address(&clients[1], &dir);
     let c = dhcpcd_gets_a_third_address(&clients[2], &dir, &a, &b);
     names_resolve_and_the_api_lists_the_leases(&gw, &boma, &clients, &a, &c);
-    the_lease_file_is_dnsmasqs_format(&dir, &a, &c);
-    a_restarted_boma_gives_the_same_lease(&gw, &clients, boma, &dir, &a);
+    the_lease_file_is_dnsmasqs_format(state.path(), &a, &c);
+    a_restarted_boma_restores_the_leases(&gw, &clients, boma, &toml, &a);
 }
 
 /// busybox `udhcpc` gets an address from the pool with the gateway as router, DNS server and
@@ -202,10 +205,8 @@ fn names_resolve_and_the_api_lists_the_leases(
 }
 
 /// The lease file is dnsmasq's format, with the names and dhcpcd's DUID client id.
-fn the_lease_file_is_dnsmasqs_format(dir: &Path, a: &Leased, c: &Leased) {
-    // The lease file is dnsmasq's format and survives a restart: the same client, the same
-    // address (asked for afresh by a new DISCOVER).
-    let file = std::fs::read_to_string(dir.join("state/leases")).expect("lease file");
+fn the_lease_file_is_dnsmasqs_format(state: &Path, a: &Leased, c: &Leased) {
+    let file = std::fs::read_to_string(state.join("leases")).expect("lease file");
     assert!(
         file.lines()
             .any(|l| l.contains(&a.ip) && l.contains(" alpha ")),
@@ -218,28 +219,39 @@ fn the_lease_file_is_dnsmasqs_format(dir: &Path, a: &Leased, c: &Leased) {
     );
 }
 
-/// boma restarted with the first one's `state_dir`: the same client, asking afresh with a new
-/// DISCOVER, gets the same address, and its name resolves again.
-fn a_restarted_boma_gives_the_same_lease(
+/// boma restarted on the first one's `state_dir` restores its leases from the lease file
+/// before any client asks again: the API lists the lease and its name resolves (the first
+/// boma's memory is gone with its process); the same client, asking afresh with a new
+/// DISCOVER, then gets the same address.
+fn a_restarted_boma_restores_the_leases(
     gw: &Netns,
     clients: &[Netns],
     boma: Boma,
-    dir: &Path,
+    toml: &str,
     a: &Leased,
 ) {
-    let toml_dir = dir.to_path_buf();
     drop(boma);
-    let toml = gateway_toml(3, ("10.77.0.100", "10.77.0.120"), "")
-        .replace("{dir}", &toml_dir.display().to_string());
-    clients[0].exec(&["ip", "addr", "flush", "dev", "eth0"]);
-    let boma = Boma::start_in(Some(&gw.name), &toml, None);
-    let again = udhcpc(&clients[0], "eth0", "alpha", boma.dir.path()).expect("lease after restart");
-    assert_eq!(again.ip, a.ip, "a restarted boma gives the same lease");
-    let again_name = wait_for(Duration::from_secs(5), || {
+    let boma = Boma::start_in(Some(&gw.name), toml, None);
+    let listed = wait_for(Duration::from_secs(5), || {
+        let leases = api(gw, &boma, "/api/dhcp/leases");
+        (leases.contains("\"alpha\"") && leases.contains(&format!("\"{}\"", a.ip))).then_some(())
+    });
+    assert!(
+        listed.is_some(),
+        "the restarted boma lists alpha's lease: {}",
+        api(gw, &boma, "/api/dhcp/leases")
+    );
+    let named = wait_for(Duration::from_secs(5), || {
         (resolve(&clients[1], "10.77.0.1", "alpha.village.lan") == a.ip).then_some(())
     });
-    assert!(again_name.is_some(), "the restored lease's name resolves");
-    drop(toml_dir);
+    assert!(
+        named.is_some(),
+        "the restored lease's name resolves (it answers {:?})",
+        resolve(&clients[1], "10.77.0.1", "alpha.village.lan")
+    );
+    clients[0].exec(&["ip", "addr", "flush", "dev", "eth0"]);
+    let again = udhcpc(&clients[0], "eth0", "alpha", boma.dir.path()).expect("lease after restart");
+    assert_eq!(again.ip, a.ip, "a restarted boma gives the same lease");
 }
 
 #[test]

@@ -230,7 +230,7 @@ pub fn start(
     }
     tasks.spawn(zone_task(
         spec,
-        store.subscribe(),
+        (store.subscribe(), snapshot),
         Arc::clone(&resolver),
         serial,
         stop.clone(),
@@ -292,14 +292,19 @@ fn serve_bound(
 /// Rebuild the zone whenever the router host names or the leases change; swap it whole.
 async fn zone_task(
     spec: ZoneSpec,
-    mut snapshots: watch::Receiver<Arc<crate::dynamic::Snapshot>>,
+    (mut snapshots, built_from): (
+        watch::Receiver<Arc<crate::dynamic::Snapshot>>,
+        Arc<crate::dynamic::Snapshot>,
+    ),
     resolver: Arc<Resolver>,
     mut serial: u32,
     mut stop: watch::Receiver<bool>,
 ) {
-    let first = Arc::clone(&snapshots.borrow_and_update());
-    let mut hosts: BTreeSet<String> = first.hosts.clone();
-    let mut leases = Arc::clone(&first.leases);
+    // What the zone was built from, not what is current now: a snapshot published in between
+    // (the leases restored at start, say) is looked at first, not taken as already in the zone.
+    let mut hosts: BTreeSet<String> = built_from.hosts.clone();
+    let mut leases = Arc::clone(&built_from.leases);
+    snapshots.mark_changed();
     loop {
         tokio::select! {
             r = snapshots.changed() => if r.is_err() { break },
