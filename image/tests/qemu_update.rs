@@ -150,7 +150,8 @@ fn options(dir: &Path, version: &str, broken: bool) -> Options {
     o
 }
 
-/// A small xorshift, seeded from the clock and printed, for the power-cut points.
+/// A small xorshift, seeded from the clock (or `BOMA_CUT_SEED`) and printed, for the power-cut
+/// points.
 struct Rng(u64);
 impl Rng {
     fn below(&mut self, n: u64) -> u64 {
@@ -441,11 +442,17 @@ fn bad_update_is_rolled_back_by_u_boot(g: &mut Guest, run: &Run) {
 /// 4. Power cuts in four rounds, alternately during the upload and during the switch, at random
 ///    points (the seed is printed): each time the next boot serves a whole version 2.
 fn power_cuts_leave_a_whole_version(g: &mut Guest, run: &Run) {
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(1, |d| d.as_nanos() as u64)
+    // BOMA_CUT_SEED replays a run's cut points (a failing run prints its seed).
+    let seed = std::env::var("BOMA_CUT_SEED")
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(1, |d| d.as_nanos() as u64)
+        })
         | 1;
-    eprintln!("power cuts: seed {seed}");
+    eprintln!("power cuts: seed {seed} (BOMA_CUT_SEED={seed} replays them)");
     let mut rng = Rng(seed);
     let mut running = ("2", "b");
     for round in 0..4 {
