@@ -203,8 +203,8 @@ fn second_boot_serves_a_lan_client_then_loses_power(b: &Boot, dir: &Path) -> Str
 }
 
 /// Third boot after the kill, without a LAN NIC: the journal is replayed, both files and the
-/// lease are there, boma serves (boot to serving is a figure); after a clean shutdown the
-/// partition is clean.
+/// lease are there, boma serves (boot to serving is a figure) and the restored lease's name
+/// resolves; after a clean shutdown the partition is clean.
 fn third_boot_after_the_cut_has_the_files_and_the_lease(
     b: &Boot,
     dir: &Path,
@@ -229,6 +229,16 @@ fn third_boot_after_the_cut_has_the_files_and_the_lease(
         out.contains(&format!(" {client_ip} ")),
         "lease lost after power cut:\n{out}"
     );
+    // The restored lease's name is in DNS before any client asks again (no LAN this boot).
+    let ip: Ipv4Addr = client_ip.parse().expect("the client's address");
+    let want = (0, vec![ip]);
+    let named = dns_until(b.dns_port, "villager.village.lan", &want);
+    assert_eq!(
+        named,
+        Some(want),
+        "the restored lease's name; console:\n{}",
+        g.console()
+    );
     poweroff(&mut g);
     drop(g);
     support::fsck_data_partition(image, dir);
@@ -241,7 +251,7 @@ fn fourth_boot_recreates_a_destroyed_data_partition(b: &Boot, dir: &Path, image:
     support::zero_range(image, DATA_START, DATA_SIZE);
     let (mut g, served) = start_serving(b, &dir.join("console-4.txt"), None);
     support::figure(&format!(
-        "qemu-virt boot to serving with a destroyed data partition (recreated beside boma's start): {:.2} s",
+        "qemu-virt boot to serving with a destroyed data partition (recreated before boma starts): {:.2} s",
         served.as_secs_f64()
     ));
     let console = g.console();
