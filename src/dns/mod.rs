@@ -304,6 +304,8 @@ async fn zone_task(
     // (the leases restored at start, say) is looked at first, not taken as already in the zone.
     let mut hosts: BTreeSet<String> = built_from.hosts.clone();
     let mut leases = Arc::clone(&built_from.leases);
+    // The rest of that snapshot (routers, services) is not kept alive by this task.
+    drop(built_from);
     snapshots.mark_changed();
     loop {
         tokio::select! {
