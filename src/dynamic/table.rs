@@ -4,7 +4,6 @@
 //! Built once by `assemble`, read-only afterwards. Lookup must stay allocation-free: a hash
 //! lookup on the canonical host, then a merge of two already sorted index lists.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::rule::{self, Rule};
@@ -31,7 +30,7 @@ pub struct RouteTable {
     /// Sorted by precedence: priority descending, then name ascending (stable and predictable).
     routes: Vec<Arc<Route>>,
     /// Canonical host → its range of `hosted`.
-    by_host: HashMap<Box<str>, (u32, u32)>,
+    by_host: fnv::FnvHashMap<Box<str>, (u32, u32)>,
     /// Indices into `routes` of every indexed host, one ascending run (so already in precedence
     /// order) per host: one flat list rather than a list per host.
     hosted: Vec<u32>,
@@ -57,7 +56,7 @@ impl RouteTable {
         }
         pairs.sort_unstable();
         pairs.dedup();
-        let mut by_host = HashMap::new();
+        let mut by_host = fnv::FnvHashMap::default();
         let mut hosted = Vec::with_capacity(pairs.len());
         let mut pairs = pairs.into_iter().peekable();
         while let Some((host, i)) = pairs.next() {

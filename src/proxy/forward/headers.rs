@@ -31,6 +31,15 @@ const HOP_BY_HOP: [HeaderName; 8] = [
     header::TRANSFER_ENCODING,
 ];
 
+/// Is `k` a hop-by-hop field or Upgrade? Their names begin with c, k, p, t or u, which rules out
+/// most fields at their first byte, before any comparison of whole names.
+fn hop_by_hop_or_upgrade(k: &HeaderName) -> bool {
+    matches!(
+        k.as_str().as_bytes().first(),
+        Some(b'c' | b'k' | b'p' | b't' | b'u')
+    ) && (*k == header::UPGRADE || HOP_BY_HOP.contains(k))
+}
+
 /// Is this request asking for a protocol upgrade (WebSocket and friends)?
 pub fn upgrade_requested(headers: &HeaderMap) -> bool {
     headers.contains_key(header::UPGRADE)
@@ -46,11 +55,7 @@ pub fn upgrade_requested(headers: &HeaderMap) -> bool {
 /// Upgrade header and a `Connection: upgrade` survive.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     // Fast path: one pass over the (few) names instead of a dozen hash lookups.
-    if !keep_upgrade
-        && !headers
-            .keys()
-            .any(|k| *k == header::UPGRADE || HOP_BY_HOP.contains(k))
-    {
+    if !keep_upgrade && !headers.keys().any(hop_by_hop_or_upgrade) {
         return;
     }
     let trailers_ok = headers
@@ -266,5 +271,15 @@ mod tests {
         assert_eq!(h.get("x-forwarded-for").unwrap(), "10.1.1.1, 192.0.2.1");
         assert_eq!(h.get("x-forwarded-proto").unwrap(), "https");
         assert_eq!(h.get("x-forwarded-port").unwrap(), "80");
+    }
+
+    #[test]
+    fn first_byte_filter_passes_every_hop_by_hop_name() {
+        for k in HOP_BY_HOP.iter().chain([&header::UPGRADE]) {
+            assert!(hop_by_hop_or_upgrade(k), "{k}");
+        }
+        for k in [header::HOST, header::COOKIE, header::CONTENT_TYPE, XFF.clone()] {
+            assert!(!hop_by_hop_or_upgrade(&k), "{k}");
+        }
     }
 }

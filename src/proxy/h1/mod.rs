@@ -19,7 +19,6 @@
 //!
 //! `https://` and `h2c://` servers keep hyper-util's client (`forward::Upstream`).
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::io;
 use std::sync::{Arc, Mutex, Weak};
@@ -151,7 +150,7 @@ fn poll_fill<R: AsyncRead + Unpin>(
 /// A worker's idle connections, by server authority: most recently used first out, at most
 /// `per_host` each, none older than `idle_timeout`.
 pub struct Pool {
-    idle: Mutex<HashMap<Box<str>, Vec<Conn>>>,
+    idle: Mutex<fnv::FnvHashMap<Box<str>, Vec<Conn>>>,
     per_host: usize,
     idle_timeout: Duration,
     connector: HttpConnector,
@@ -172,7 +171,7 @@ impl Pool {
         pool
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Box<str>, Vec<Conn>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, fnv::FnvHashMap<Box<str>, Vec<Conn>>> {
         self.idle.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -387,9 +386,14 @@ fn protocol(what: &'static str, answered: bool) -> Failure {
 
 /// A complete head at the start of `buf` (consumed), `None` when more bytes are needed.
 fn parse_head(buf: &mut BytesMut) -> Result<Option<ResponseHead>, &'static str> {
-    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut parsed = httparse::Response::new(&mut slots);
-    let len = match parsed.parse(buf) {
+    // Uninitialised slots: zeroing 128 of them (4 KiB) cost more than parsing a usual head.
+    let mut slots = [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+    let mut parsed = httparse::Response::new(&mut []);
+    let len = match httparse::ParserConfig::default().parse_response_with_uninit_headers(
+        &mut parsed,
+        buf,
+        &mut slots,
+    ) {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(httparse::Error::TooManyHeaders) => return Err("too many header fields"),
@@ -403,11 +407,11 @@ fn parse_head(buf: &mut BytesMut) -> Result<Option<ResponseHead>, &'static str> 
         Some(0) => Version::HTTP_10,
         _ => Version::HTTP_11,
     };
-    let places: [_; MAX_HEADERS] = field_places(buf, parsed.headers);
-    let count = parsed.headers.len();
+    let mut places = Places::<MAX_HEADERS>::new();
+    field_places(buf, parsed.headers, &mut places);
     let head = buf.split_to(len).freeze();
-    let mut headers = spare::take(count);
-    for &place in &places[..count] {
+    let mut headers = spare::take(places.len());
+    for &place in &places {
         let (name, value) = shared_field(&head, place).ok_or("bad header field")?;
         headers.append(name, value);
     }
@@ -418,30 +422,36 @@ fn parse_head(buf: &mut BytesMut) -> Result<Option<ResponseHead>, &'static str> 
     }))
 }
 
-/// Where each field's name and value lie in `buf` (offset and length of each), so that once the
-/// head is split off the values share its bytes instead of each being copied (names are mostly
-/// standard ones, which need no copy). Used for request and response heads alike.
-fn field_places<const N: usize>(buf: &[u8], fields: &[httparse::Header<'_>]) -> [[usize; 4]; N] {
+/// Where each field's name and value lie in a head: offset and length of each.
+pub(crate) type Places<const N: usize> = heapless::Vec<[u32; 4], N>;
+
+/// Where each field's name and value lie in `buf` (into `places`, which holds as many fields as
+/// httparse was given slots for), so that once the head is split off the values share its bytes
+/// instead of each being copied (names are mostly standard ones, which need no copy). Used for
+/// request and response heads alike; a head is far below 4 GiB.
+fn field_places<const N: usize>(
+    buf: &[u8],
+    fields: &[httparse::Header<'_>],
+    places: &mut Places<N>,
+) {
     let base = buf.as_ptr() as usize;
-    let mut places = [[0usize; 4]; N];
-    for (h, place) in fields.iter().zip(places.iter_mut()) {
+    let at = |p: *const u8| (p as usize - base) as u32;
+    for h in fields.iter().take(N) {
         let (name, value) = (h.name.as_bytes(), h.value);
-        *place = [
-            name.as_ptr() as usize - base,
-            name.len(),
-            value.as_ptr() as usize - base,
-            value.len(),
-        ];
+        // Cannot fail: at most N fields are taken.
+        let _ = places.push([
+            at(name.as_ptr()),
+            name.len() as u32,
+            at(value.as_ptr()),
+            value.len() as u32,
+        ]);
     }
-    places
 }
 
 /// The field at `place` (from [`field_places`]) of a head split off as `head`; `None` when its
 /// name or value is not one `http` takes.
-fn shared_field(
-    head: &bytes::Bytes,
-    [name_at, name_len, at, n]: [usize; 4],
-) -> Option<(HeaderName, HeaderValue)> {
+fn shared_field(head: &bytes::Bytes, place: [u32; 4]) -> Option<(HeaderName, HeaderValue)> {
+    let [name_at, name_len, at, n] = place.map(|v| v as usize);
     let name = HeaderName::from_bytes(&head[name_at..name_at + name_len]).ok()?;
     let value = HeaderValue::from_maybe_shared(head.slice(at..at + n)).ok()?;
     Some((name, value))

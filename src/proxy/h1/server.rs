@@ -68,18 +68,18 @@ pub fn parse_request(buf: &mut BytesMut) -> Parsed {
     // Where the target and each field lie in the head, so that they share its bytes.
     let target_at = target.as_ptr() as usize - buf.as_ptr() as usize;
     let target_len = target.len();
-    let count = req.headers.len();
-    let places: [_; MAX_HEADERS] = super::field_places(buf, req.headers);
+    let mut places = super::Places::<MAX_HEADERS>::new();
+    super::field_places(buf, req.headers, &mut places);
     let head = buf.split_to(len).freeze();
     let Ok(uri) = Uri::from_maybe_shared(head.slice(target_at..target_at + target_len)) else {
         // Put back for hyper, which answers 400.
         return handover_with(buf, head);
     };
     // Room for the X-Forwarded-* fields the proxy adds, so that they need no second allocation.
-    let mut headers = super::spare::take(count + 8);
+    let mut headers = super::spare::take(places.len() + 8);
     let mut close = false;
     let mut trailers = false;
-    for &place in &places[..count] {
+    for &place in &places {
         let Some((name, value)) = super::shared_field(&head, place) else {
             return handover_with(buf, head);
         };
