@@ -62,16 +62,27 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
         .get_all(header::TE)
         .iter()
         .any(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"));
-    // The fields Connection names go too (RFC 9110 §7.6.1), Connection itself last. Removed
-    // one at a time, each found among the (few) names present: no list built, no header name
-    // made from a token.
+    // The fields Connection names go too (RFC 9110 §7.6.1), Connection itself last. Mostly it
+    // names only keep-alive, close or upgrade, and then no field needs matching against it.
+    let names_more = (headers.get_all(header::CONNECTION).iter())
+        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+        .map(<[u8]>::trim_ascii)
+        .any(|t| {
+            !t.is_empty()
+                && !t.eq_ignore_ascii_case(b"close")
+                && !t.eq_ignore_ascii_case(b"upgrade")
+                && !(HOP_BY_HOP.iter()).any(|h| t.eq_ignore_ascii_case(h.as_str().as_bytes()))
+        });
+    // Removed one at a time, each found among the (few) names present: no list built, no
+    // header name made from a token.
     let doomed = |headers: &HeaderMap, k: &HeaderName| {
         *k != header::CONNECTION
             && !(keep_upgrade && *k == header::UPGRADE)
-            && (HOP_BY_HOP.contains(k)
-                || (headers.get_all(header::CONNECTION).iter())
-                    .flat_map(|v| v.as_bytes().split(|b| *b == b','))
-                    .any(|t| t.trim_ascii().eq_ignore_ascii_case(k.as_str().as_bytes())))
+            && ((hop_by_hop_or_upgrade(k) && HOP_BY_HOP.contains(k))
+                || (names_more
+                    && (headers.get_all(header::CONNECTION).iter())
+                        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+                        .any(|t| t.trim_ascii().eq_ignore_ascii_case(k.as_str().as_bytes()))))
     };
     while let Some(name) = headers.keys().find(|k| doomed(headers, k)).cloned() {
         headers.remove(&name);
@@ -181,7 +192,7 @@ pub fn ip_header(ip: IpAddr) -> HeaderValue {
 }
 
 fn port_of(host: &str) -> Option<u16> {
-    let (_, port) = host.rsplit_once(':')?;
+    let port = &host[host.bytes().rposition(|b| b == b':')? + 1..];
     if host.starts_with('[') && !host.contains("]:") {
         return None;
     }
@@ -278,8 +289,28 @@ mod tests {
         for k in HOP_BY_HOP.iter().chain([&header::UPGRADE]) {
             assert!(hop_by_hop_or_upgrade(k), "{k}");
         }
-        for k in [header::HOST, header::COOKIE, header::CONTENT_TYPE, XFF.clone()] {
+        for k in [
+            header::HOST,
+            header::COOKIE,
+            header::CONTENT_TYPE,
+            XFF.clone(),
+        ] {
             assert!(!hop_by_hop_or_upgrade(&k), "{k}");
         }
+    }
+
+    #[test]
+    fn connection_naming_only_keep_alive_strips_the_standard_fields() {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONNECTION, HeaderValue::from_static("Keep-Alive"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        strip_hop_by_hop(&mut h, false);
+        assert_eq!(h.len(), 1, "{h:?}");
+        assert!(h.contains_key(header::CONTENT_TYPE));
+        assert_eq!(port_of("example.com:8080"), Some(8080));
+        assert_eq!(port_of("[::1]:8443"), Some(8443));
+        assert_eq!(port_of("[::1]"), None);
+        assert_eq!(port_of("example.com"), None);
     }
 }

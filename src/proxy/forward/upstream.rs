@@ -79,16 +79,13 @@ impl Upstream {
         head: request::Parts,
         body: Option<UpBody>,
     ) -> Result<Response<ResponseBody>, SendError> {
-        let exchange = async {
-            // Requests with a body stay with hyper-util (full duplex, length counted).
-            let plain =
-                server.protocol == Protocol::Http1 && server.scheme == http::uri::Scheme::HTTP;
-            if plain && body.is_none() {
-                self.send_h1(server, head).await
-            } else {
-                self.send_hyper(server, head, body).await
-            }
-        };
+        // Requests with a body stay with hyper-util (full duplex, length counted). boma's own
+        // client keeps the response timeout itself (a timer kept with each connection).
+        let plain = server.protocol == Protocol::Http1 && server.scheme == http::uri::Scheme::HTTP;
+        if plain && body.is_none() {
+            return self.send_h1(server, head).await;
+        }
+        let exchange = self.send_hyper(server, head, body);
         match self.limits.response_timeout {
             Some(limit) => match tokio::time::timeout(limit, exchange).await {
                 Ok(r) => r,
@@ -107,12 +104,13 @@ impl Upstream {
         let target = Target {
             authority: &server.authority,
             path_prefix: &server.path_prefix,
+            response_timeout: self.limits.response_timeout,
         };
         let sent = h1::send(&self.h1, &target, &head).await;
         h1::spare::give(head.headers);
         match sent {
             Ok(response) => Ok(response.map(ResponseBody::Own)),
-            Err(Error::ConnectTimeout) => Err(SendError::Timeout),
+            Err(Error::ConnectTimeout | Error::ResponseTimeout) => Err(SendError::Timeout),
             Err(Error::Connect(why)) => Err(SendError::Connect(why)),
             Err(e) => Err(SendError::Other(e.to_string())),
         }

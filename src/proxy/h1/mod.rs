@@ -21,6 +21,7 @@
 
 use std::future::Future;
 use std::io;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -31,6 +32,7 @@ use http::{Method, Response, StatusCode, Version, request};
 use hyper_util::client::legacy::connect::HttpConnector;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::time::Sleep;
 
 mod body;
 pub mod server;
@@ -66,6 +68,8 @@ pub enum Error {
     Io(io::Error),
     /// The server's answer is not HTTP/1 as this client reads it.
     Protocol(&'static str),
+    /// The answer's head did not come within the response timeout.
+    ResponseTimeout,
 }
 
 impl std::fmt::Display for Error {
@@ -75,6 +79,7 @@ impl std::fmt::Display for Error {
             Error::ConnectTimeout => f.write_str("connect: timed out"),
             Error::Io(e) => write!(f, "{e}"),
             Error::Protocol(what) => write!(f, "bad answer from the server: {what}"),
+            Error::ResponseTimeout => f.write_str("no answer within the response timeout"),
         }
     }
 }
@@ -91,6 +96,10 @@ pub struct Conn {
     /// made while it was idle).
     reused: bool,
     idle_since: Instant,
+    /// The response timeout, made at the connection's first exchange and reset for each: a
+    /// later deadline is one atomic store, where a timer made per request is registered with
+    /// the runtime's timer wheel and taken out of it again.
+    timer: Option<Pin<Box<Sleep>>>,
 }
 
 impl Conn {
@@ -114,6 +123,7 @@ impl Conn {
             out: Vec::with_capacity(512),
             reused: false,
             idle_since: Instant::now(),
+            timer: None,
         })
     }
 
@@ -233,6 +243,8 @@ async fn sweep(pool: Weak<Pool>) {
 pub struct Target<'a> {
     pub authority: &'a http::uri::Authority,
     pub path_prefix: &'a str,
+    /// Longest wait for the answer's head once the request is written (none: no limit).
+    pub response_timeout: Option<Duration>,
 }
 
 /// Most connections one request goes through: a kept one found closed is replaced at most twice.
@@ -257,7 +269,7 @@ pub async fn send(
         };
         conn.out.clear();
         encode_head(head, target, &mut conn.out);
-        match exchange(&mut conn).await {
+        match timed_exchange(&mut conn, target.response_timeout).await {
             Ok(answer) => return respond(pool, target, head, conn, answer),
             // A kept connection the server had closed while it was idle: replaced when the
             // request cannot have been acted on (not all of it was written) or is safe.
@@ -320,6 +332,38 @@ impl Failure {
     }
 }
 
+/// [`exchange`] within the response timeout.
+async fn timed_exchange(conn: &mut Conn, limit: Option<Duration>) -> Result<ResponseHead, Failure> {
+    let Some(limit) = limit else {
+        return exchange(conn).await;
+    };
+    let deadline = tokio::time::Instant::now() + limit;
+    let mut timer = match conn.timer.take() {
+        Some(mut timer) => {
+            timer.as_mut().reset(deadline);
+            timer
+        }
+        None => Box::pin(tokio::time::sleep_until(deadline)),
+    };
+    let answer = tokio::select! {
+        biased;
+        answer = exchange(conn) => answer,
+        () = timer.as_mut() => Err(Failure {
+            error: Error::ResponseTimeout,
+            written: true,
+            answered: true,
+        }),
+    };
+    // Parked far ahead while the connection idles (an extension, not a new registration), so
+    // that it never fires for a connection waiting in the pool.
+    timer.as_mut().reset(deadline + IDLE_TIMER);
+    conn.timer = Some(timer);
+    answer
+}
+
+/// How far ahead an idle connection's response timer is parked.
+const IDLE_TIMER: Duration = Duration::from_secs(86400 * 365);
+
 /// Write the request head and read the answer's.
 async fn exchange(conn: &mut Conn) -> Result<ResponseHead, Failure> {
     let Conn { io, buf, out, .. } = conn;
@@ -342,6 +386,71 @@ struct ResponseHead {
     status: StatusCode,
     version: Version,
     headers: HeaderMap,
+    /// What its framing fields say, noted as they are parsed (no lookup afterwards).
+    said: Said,
+}
+
+/// What a response head's framing fields say.
+struct Said {
+    /// A Transfer-Encoding field is present.
+    transfer_encoding: bool,
+    /// Whether the last coding named over every Transfer-Encoding field is chunked (`None`
+    /// when they name none).
+    chunked_last: Option<bool>,
+    /// The Content-Length: absent, a value, or why it is unusable.
+    length: Result<Option<u64>, &'static str>,
+    /// Connection names `close`.
+    close: bool,
+}
+
+impl Default for Said {
+    fn default() -> Self {
+        Said {
+            transfer_encoding: false,
+            chunked_last: None,
+            length: Ok(None),
+            close: false,
+        }
+    }
+}
+
+impl Said {
+    fn note(&mut self, name: &HeaderName, value: &HeaderValue) {
+        match *name {
+            header::TRANSFER_ENCODING => {
+                self.transfer_encoding = true;
+                if let Some(last) =
+                    (value.as_bytes().split(|b| *b == b',')).rfind(|t| !t.trim_ascii().is_empty())
+                {
+                    self.chunked_last = Some(last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+                }
+            }
+            header::CONTENT_LENGTH => self.length = content_length(self.length, value),
+            header::CONNECTION => self.close |= server::has_token(value, b"close"),
+            _ => {}
+        }
+    }
+}
+
+/// The Content-Length once `value` (a list of lengths) is taken in after `prior`: every
+/// length must be digits and all of them the same.
+fn content_length(
+    prior: Result<Option<u64>, &'static str>,
+    value: &HeaderValue,
+) -> Result<Option<u64>, &'static str> {
+    let mut length = prior?;
+    for part in value.as_bytes().split(|b| *b == b',') {
+        let n = std::str::from_utf8(part.trim_ascii())
+            .ok()
+            .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|s| s.parse::<u64>().ok())
+            .ok_or("bad content-length")?;
+        if length.is_some_and(|l| l != n) {
+            return Err("differing content-length values");
+        }
+        length = Some(n);
+    }
+    Ok(length)
 }
 
 /// Read and parse the next final response head, skipping interim (1xx but 101) answers.
@@ -387,7 +496,8 @@ fn protocol(what: &'static str, answered: bool) -> Failure {
 /// A complete head at the start of `buf` (consumed), `None` when more bytes are needed.
 fn parse_head(buf: &mut BytesMut) -> Result<Option<ResponseHead>, &'static str> {
     // Uninitialised slots: zeroing 128 of them (4 KiB) cost more than parsing a usual head.
-    let mut slots = [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+    let mut slots =
+        [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
     let mut parsed = httparse::Response::new(&mut []);
     let len = match httparse::ParserConfig::default().parse_response_with_uninit_headers(
         &mut parsed,
@@ -411,14 +521,17 @@ fn parse_head(buf: &mut BytesMut) -> Result<Option<ResponseHead>, &'static str> 
     field_places(buf, parsed.headers, &mut places);
     let head = buf.split_to(len).freeze();
     let mut headers = spare::take(places.len());
+    let mut said = Said::default();
     for &place in &places {
         let (name, value) = shared_field(&head, place).ok_or("bad header field")?;
+        said.note(&name, &value);
         headers.append(name, value);
     }
     Ok(Some(ResponseHead {
         status,
         version,
         headers,
+        said,
     }))
 }
 
@@ -475,36 +588,19 @@ fn framing(method: &Method, head: &ResponseHead) -> Result<Framing, &'static str
     {
         return Ok(Framing::Empty);
     }
-    if head.version == Version::HTTP_10 && head.headers.contains_key(header::TRANSFER_ENCODING) {
+    let said = &head.said;
+    if head.version == Version::HTTP_10 && said.transfer_encoding {
         // RFC 9112 §6.1: faulty framing.
         return Err("transfer-encoding in an HTTP/1.0 answer");
     }
-    if let Some(last) = (head.headers.get_all(header::TRANSFER_ENCODING).iter())
-        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
-        .rfind(|t| !t.trim_ascii().is_empty())
-    {
-        let chunked = last.trim_ascii().eq_ignore_ascii_case(b"chunked");
+    if let Some(chunked) = said.chunked_last {
         return Ok(if chunked {
             Framing::Chunked
         } else {
             Framing::Close
         });
     }
-    let mut length = None;
-    for value in head.headers.get_all(header::CONTENT_LENGTH) {
-        for part in value.as_bytes().split(|b| *b == b',') {
-            let n = std::str::from_utf8(part.trim_ascii())
-                .ok()
-                .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
-                .and_then(|s| s.parse::<u64>().ok())
-                .ok_or("bad content-length")?;
-            if length.is_some_and(|l| l != n) {
-                return Err("differing content-length values");
-            }
-            length = Some(n);
-        }
-    }
-    Ok(match length {
+    Ok(match said.length? {
         Some(0) => Framing::Empty,
         Some(n) => Framing::Length(n),
         None => Framing::Close,
@@ -513,9 +609,7 @@ fn framing(method: &Method, head: &ResponseHead) -> Result<Framing, &'static str
 
 /// May the connection serve another exchange once this answer's body has been read?
 fn keeps_alive(head: &ResponseHead) -> bool {
-    head.version == Version::HTTP_11
-        && !(head.headers.get_all(header::CONNECTION).iter())
-            .any(|v| server::has_token(v, b"close"))
+    head.version == Version::HTTP_11 && !head.said.close
 }
 
 /// Turn a parsed head into the response handed to the proxy; an answer whose length cannot be
@@ -537,7 +631,7 @@ fn respond(
             Framing::Close => State::Close,
         }
     };
-    if head.headers.contains_key(header::TRANSFER_ENCODING) {
+    if head.said.transfer_encoding {
         // Transfer-Encoding overrides Content-Length (RFC 9112 §6.3): the client gets hyper's
         // own framing of the body, never the server's stale length.
         head.headers.remove(header::CONTENT_LENGTH);

@@ -29,6 +29,7 @@ fn request_heads() {
     let target = Target {
         authority: &"10.0.0.2:8080".parse().unwrap(),
         path_prefix: "",
+        response_timeout: None,
     };
     let mut out = Vec::new();
     encode_head(&parts("GET", "/a?b=1", &[("x-a", "1")]), &target, &mut out);
@@ -40,6 +41,7 @@ fn request_heads() {
     let port80 = Target {
         authority: &"app:80".parse().unwrap(),
         path_prefix: "",
+        response_timeout: None,
     };
     out.clear();
     encode_head(&parts("GET", "/", &[]), &port80, &mut out);
@@ -48,6 +50,7 @@ fn request_heads() {
     let prefixed = Target {
         authority: &"s".parse().unwrap(),
         path_prefix: "/base",
+        response_timeout: None,
     };
     out.clear();
     encode_head(
@@ -190,6 +193,7 @@ async fn request(
     let target = Target {
         authority: &addr.parse().unwrap(),
         path_prefix: "",
+        response_timeout: None,
     };
     let head = parts(method, "/", &[("host", "t")]);
     let resp = send(pool, &target, &head)
@@ -241,6 +245,7 @@ async fn chunked_overrides_a_content_length() {
     let target = Target {
         authority: &addr.parse().unwrap(),
         path_prefix: "",
+        response_timeout: None,
     };
     let head = parts("GET", "/", &[("host", "t")]);
     let resp = send(&pool(), &target, &head).await.unwrap();
@@ -326,4 +331,51 @@ async fn an_unsafe_request_is_never_resent() {
     let err = request(&pool, &addr, "POST").await.unwrap_err();
     assert!(err.contains("closed before an answer"), "{err}");
     assert_eq!(server.await.unwrap(), 1);
+}
+
+#[tokio::test]
+async fn the_response_timeout_is_per_exchange_and_idle_connections_outlive_it() {
+    // One connection: two requests answered, the third never (the server holds it open).
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let server = tokio::spawn(async move {
+        let (mut sock, _) = listener.accept().await.unwrap();
+        for answered in 0..3 {
+            let mut seen = Vec::new();
+            while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                let mut b = [0u8; 1024];
+                let n = sock.read(&mut b).await.unwrap();
+                assert!(n > 0, "client closed early");
+                seen.extend_from_slice(&b[..n]);
+            }
+            if answered < 2 {
+                let ok = b"HTTP/1.1 200 OK\r\ncontent-length: 1\r\n\r\na";
+                sock.write_all(ok).await.unwrap();
+            }
+        }
+        // Held open until the client gives up on the third answer.
+        let _ = sock.read(&mut [0u8; 1]).await;
+    });
+    let target = Target {
+        authority: &addr.parse().unwrap(),
+        path_prefix: "",
+        response_timeout: Some(Duration::from_millis(200)),
+    };
+    let head = parts("GET", "/", &[("host", "t")]);
+    let pool = pool();
+    for _ in 0..2 {
+        let resp = send(&pool, &target, &head).await.unwrap();
+        assert_eq!(
+            &resp.into_body().collect().await.unwrap().to_bytes()[..],
+            b"a"
+        );
+        // Idle for longer than the timeout: the kept timer must not end the next exchange.
+        tokio::time::sleep(Duration::from_millis(400)).await;
+    }
+    let Err(err) = send(&pool, &target, &head).await else {
+        panic!("an answer the server never sent");
+    };
+    assert!(matches!(err, Error::ResponseTimeout), "{err}");
+    assert_eq!(pool.idle_count(), 0, "a timed-out connection is not kept");
+    server.await.unwrap();
 }
