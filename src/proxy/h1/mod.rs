@@ -134,8 +134,12 @@ impl Conn {
 
     /// Idle and not closed by the server (no syscall when the reactor saw nothing).
     fn alive(&mut self) -> bool {
-        // The room the head read takes anyway: one allocation for both.
-        self.buf.reserve(HEAD_READ);
+        // The room the head read takes anyway (a buffer the worker kept, when it has one).
+        if self.buf.capacity() == 0 {
+            self.buf = spare::take_buf(HEAD_READ);
+        } else {
+            self.buf.reserve(HEAD_READ);
+        }
         match self.io.try_read_buf(&mut self.buf) {
             Err(e) => e.kind() == io::ErrorKind::WouldBlock,
             // End of stream, or bytes nobody asked for: either way not reusable.
@@ -201,8 +205,8 @@ impl Pool {
         if self.per_host == 0 || !conn.buf.is_empty() {
             return;
         }
-        // An idle connection keeps no buffer: the next exchange starts a fresh one.
-        conn.buf = BytesMut::new();
+        // An idle connection keeps no buffer: the worker keeps it for the next exchange.
+        spare::give_buf(std::mem::take(&mut conn.buf));
         conn.reused = true;
         conn.idle_since = Instant::now();
         let mut idle = self.lock();
@@ -354,15 +358,15 @@ async fn timed_exchange(conn: &mut Conn, limit: Option<Duration>) -> Result<Resp
             answered: true,
         }),
     };
-    // Parked far ahead while the connection idles (an extension, not a new registration), so
-    // that it never fires for a connection waiting in the pool.
-    timer.as_mut().reset(deadline + IDLE_TIMER);
+    // The timer keeps the waker it was last polled with, and a waker keeps its task's memory:
+    // one that does nothing takes its place while the connection waits in the pool (should the
+    // timer fire there, nothing is woken; the next reset registers it again).
+    let _ = timer
+        .as_mut()
+        .poll(&mut Context::from_waker(std::task::Waker::noop()));
     conn.timer = Some(timer);
     answer
 }
-
-/// How far ahead an idle connection's response timer is parked.
-const IDLE_TIMER: Duration = Duration::from_secs(86400 * 365);
 
 /// Write the request head and read the answer's.
 async fn exchange(conn: &mut Conn) -> Result<ResponseHead, Failure> {
