@@ -17,9 +17,9 @@
 //!    back, the proxy's own errors included, as in Traefik.
 //! 7. **log**: the access-log line is written when the body has been sent.
 //!
-//! Errors are classified in `error` and turned into status codes there, in one place. The
-//! snapshot is loaded once per request without a lock (ArcSwap); no configuration work happens
-//! here.
+//! Errors are classified in `error` and turned into status codes there, in one place. A
+//! request takes the snapshot once, as its worker's own reference (`held`), and borrows its
+//! route, service and server from it; no configuration work happens here.
 
 pub mod accesslog;
 mod answer;
@@ -30,6 +30,7 @@ pub mod error;
 pub mod forward;
 pub mod h1;
 pub mod health;
+pub mod held;
 pub mod sanitize;
 pub mod setup;
 pub mod upload;
@@ -117,12 +118,34 @@ impl Conn {
 /// What every entrypoint shares: the current snapshot, the upstream pools, the access log.
 pub struct Proxy {
     pub snapshot: Arc<ArcSwap<Snapshot>>,
+    /// This worker's reference to the current snapshot, which requests borrow routes from.
+    pub held: held::Held,
     pub upstream: Upstream,
     pub access_log: Option<AccessLog>,
     pub server_name: HeaderValue,
     pub admin: crate::admin::Info,
     /// The request metrics and this worker's shard of them, with `[metrics.prometheus]`.
     pub metrics: Option<(Arc<crate::metrics::Registry>, usize)>,
+}
+
+/// Phase 3: the route of `snapshot` for this request, if any.
+fn route<'s>(
+    snapshot: &'s Snapshot,
+    ep: &EntryPoint,
+    conn: &Conn,
+    parts: &request::Parts,
+    raw_host: &str,
+) -> Option<&'s Arc<dynamic::table::Route>> {
+    let host = rule::canonical_host(raw_host);
+    let table = snapshot.table(&ep.name, conn.scheme == "https")?;
+    table.find(&rule::Request {
+        host: &host,
+        path: parts.uri.path(),
+        query: parts.uri.query(),
+        method: &parts.method,
+        headers: &parts.headers,
+        client_ip: conn.peer.ip().to_canonical(),
+    })
 }
 
 fn proto_name(v: Version) -> &'static str {
@@ -196,7 +219,10 @@ impl Proxy {
 
         // Phase 3: route, on the sanitized path (the backend sees the same path).
         sanitize::clean_uri(&mut parts.uri);
-        let Some(route) = self.route(ep, conn, &parts, raw_host) else {
+        // The route, its service and servers are borrowed from this worker's reference to the
+        // snapshot, which the request holds until it is answered.
+        let view = self.held.current();
+        let Some(route) = route(&view, ep, conn, &parts, raw_host) else {
             let resp = ProxyError::NoRoute.response().map(ResponseBody::local);
             return self.finish(ep, resp, ctx, (record, obs));
         };
@@ -204,7 +230,7 @@ impl Proxy {
             r.router = route.name.clone();
         }
         if let Some(o) = obs.as_mut() {
-            o.route = Some(Arc::clone(&route));
+            o.route = Some(Arc::clone(route));
         }
         // Forwarded headers are the entrypoint's business: set before the router's middlewares,
         // which may override them (customRequestHeaders).
@@ -221,13 +247,13 @@ impl Proxy {
         // Phases 4 to 6.
         let exchange = Exchange {
             conn,
-            route: &route,
+            route,
             upgrade,
         };
         let (resp, depth) = self
             .exchange(exchange, parts, body, &mut ctx, &mut record)
             .await;
-        let resp = self.walk_back(&route, depth, &mut ctx, resp).await;
+        let resp = self.walk_back(route, depth, &mut ctx, resp).await;
         if let (Some(r), Some((url, resends))) = (record.as_mut(), ctx.resent.take()) {
             r.server_url = url;
             // The first send counts once, even when it failed before any answer.
@@ -366,28 +392,6 @@ impl Proxy {
             code: 0,
             started,
         })
-    }
-
-    /// Phase 3: the route of the current snapshot for this request, if any.
-    fn route(
-        &self,
-        ep: &EntryPoint,
-        conn: &Conn,
-        parts: &request::Parts,
-        raw_host: &str,
-    ) -> Option<Arc<dynamic::table::Route>> {
-        let host = rule::canonical_host(raw_host);
-        let snapshot = self.snapshot.load();
-        let table = snapshot.table(&ep.name, conn.scheme == "https")?;
-        let found = table.find(&rule::Request {
-            host: &host,
-            path: parts.uri.path(),
-            query: parts.uri.query(),
-            method: &parts.method,
-            headers: &parts.headers,
-            client_ip: conn.peer.ip().to_canonical(),
-        });
-        found.cloned()
     }
 
     /// Phase 4: the route's middlewares in order, then an internal service. `Some`: the answer

@@ -1,7 +1,8 @@
 //! Worker threads: each a single-threaded tokio runtime serving its share of every entrypoint
-//! (one SO_REUSEPORT socket each) with its own upstream pool, like nginx's workers. The
-//! snapshot is read without a lock (ArcSwap); what is shared across workers is behind short
-//! uncontended locks only (a balancer's round-robin position, a rate-limit table).
+//! (one SO_REUSEPORT socket each) with its own upstream pool, like nginx's workers. Requests
+//! hold the snapshot through the worker's own reference to it (`held`), so that no reference
+//! count is written by several workers a request; what is shared across workers is behind short
+//! locks only (a balancer's round-robin position, a rate-limit table).
 
 use std::sync::Arc;
 
@@ -11,6 +12,9 @@ use tokio::task::JoinSet;
 use super::entrypoint::{self, ConnLimits};
 use super::forward::{Upstream, UpstreamLimits};
 use super::{EntryPoint, Proxy};
+
+/// How often a worker looks for a replaced snapshot to let go of.
+const RENEW: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// What one worker thread serves.
 pub struct WorkerSet {
@@ -43,6 +47,7 @@ pub fn run(set: WorkerSet, shared: Shared, stop: watch::Receiver<bool>) {
     };
     runtime.block_on(async move {
         let proxy = Arc::new(Proxy {
+            held: super::held::Held::new(Arc::clone(&shared.snapshot)),
             snapshot: shared.snapshot,
             upstream: Upstream::new(shared.upstream),
             access_log: shared.access_log,
@@ -60,7 +65,18 @@ pub fn run(set: WorkerSet, shared: Shared, stop: watch::Receiver<bool>) {
                 stop.clone(),
             ));
         }
+        // A worker without requests lets go of a replaced snapshot within a few seconds.
+        let renewing = tokio::spawn({
+            let proxy = Arc::clone(&proxy);
+            async move {
+                loop {
+                    tokio::time::sleep(RENEW).await;
+                    proxy.held.renew();
+                }
+            }
+        });
         while serving.join_next().await.is_some() {}
+        renewing.abort();
     });
 }
 

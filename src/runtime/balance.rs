@@ -374,27 +374,27 @@ impl Service {
         }
     }
 
-    /// Resolve weighted services down to the load balancer that will serve this request.
-    pub fn resolve(self: &Arc<Self>, now: Instant) -> Option<Arc<Service>> {
-        let mut cur = Arc::clone(self);
+    /// Resolve weighted services down to the load balancer that will serve this request
+    /// (borrowed: a request holds the snapshot, not a count of each service it passes).
+    pub fn resolve(&self, now: Instant) -> Option<&Service> {
+        let mut cur = self;
         for _ in 0..MAX_DEPTH {
-            let next = match &*cur {
+            cur = match cur {
                 Service::LoadBalancer(_) | Service::Internal(_) => return Some(cur),
                 Service::Failover(f) => {
                     if f.main.1.any_available(now) {
-                        Arc::clone(&f.main.1)
+                        &f.main.1
                     } else {
-                        Arc::clone(&f.fallback.1)
+                        &f.fallback.1
                     }
                 }
                 Service::Weighted(w) => {
                     let i = w
                         .swrr
                         .pick(&w.weights, |i| w.children[i].1.any_available(now))?;
-                    Arc::clone(&w.children[i].1)
+                    &w.children[i].1
                 }
             };
-            cur = next;
         }
         None
     }
@@ -553,11 +553,11 @@ mod tests {
             fallback: ("spare".into(), spare.clone()),
         }));
         let now = Instant::now();
-        assert!(Arc::ptr_eq(&f.resolve(now).unwrap(), &main));
+        assert!(std::ptr::eq(f.resolve(now).unwrap(), &*main));
         a.set_healthy(false);
-        assert!(Arc::ptr_eq(&f.resolve(now).unwrap(), &spare));
+        assert!(std::ptr::eq(f.resolve(now).unwrap(), &*spare));
         a.set_healthy(true);
-        assert!(Arc::ptr_eq(&f.resolve(now).unwrap(), &main));
+        assert!(std::ptr::eq(f.resolve(now).unwrap(), &*main));
     }
 
     #[test]
@@ -584,14 +584,14 @@ mod tests {
         let mut hits_a = 0;
         for _ in 0..400 {
             let lb = w.resolve(now).unwrap();
-            if Arc::ptr_eq(&lb, &sa) {
+            if std::ptr::eq(lb, &*sa) {
                 hits_a += 1;
             }
         }
         assert_eq!(hits_a, 300);
         a.set_healthy(false);
         for _ in 0..10 {
-            assert!(Arc::ptr_eq(&w.resolve(now).unwrap(), &sb));
+            assert!(std::ptr::eq(w.resolve(now).unwrap(), &*sb));
         }
     }
 }

@@ -8,7 +8,6 @@
 mod headers;
 mod upstream;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use http::header::{self, HeaderMap, HeaderValue};
@@ -32,22 +31,22 @@ pub struct RetryPolicy {
     pub initial_interval: Duration,
 }
 /// The outcome of forwarding: the upstream response and the server that produced it.
-pub struct Forwarded {
+pub struct Forwarded<'s> {
     pub response: Response<ResponseBody>,
-    pub server: Arc<Server>,
+    pub server: &'s Server,
     pub set_cookie: Option<HeaderValue>,
     /// Attempts made (1 without retries).
     pub attempts: u32,
 }
 
 /// Send the (already rewritten) request to the service, with retries as allowed.
-pub async fn forward(
+pub async fn forward<'s>(
     upstream: &Upstream,
-    service: &Arc<Service>,
+    service: &'s Service,
     parts: request::Parts,
     body: Option<UpBody>,
     retry: Option<RetryPolicy>,
-) -> Result<Forwarded, ProxyError> {
+) -> Result<Forwarded<'s>, ProxyError> {
     let now = Instant::now();
     let lb_service = service.resolve(now).ok_or(ProxyError::NoServer)?;
     let Some(lb) = lb_service.load_balancer() else {
@@ -104,7 +103,7 @@ pub async fn forward(
                 return Ok(Forwarded {
                     response,
                     attempts: attempt + 1,
-                    server: Arc::clone(server),
+                    server,
                     set_cookie: if sticky_pick == Some(idx) {
                         None
                     } else {
