@@ -12,13 +12,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DURATION=${DURATION:-10}
+DURATION=${DURATION:-5}
+ROUNDS=${ROUNDS:-3}
 CONNS=${CONNS:-64}
 THREADS=${THREADS:-2}
 BOMA=${BOMA:-target/release/boma}
 OUT=${OUT:-docs/benchmarks.md}
 BASE=${BASE_PORT:-18080}
 BACKEND_PORT=$((BASE + 1)); NGINX_PORT=$((BASE + 2)); TRAEFIK_PORT=$((BASE + 3)); BOMA_PORT=$((BASE + 4)); METRICS_PORT=$((BASE + 5))
+BOMA_M_PORT=$((BASE + 6)); BOMA_S_PORT=$((BASE + 7))
 SECTIONS=${SECTIONS:-proxy dns docker dhcp memory size}
 # The x86 release code built with the Pi binary's size setting (opt-level s), for one more row.
 BOMA_SMALL=${BOMA_SMALL:-target/opt-s/release/boma}
@@ -149,58 +151,65 @@ filename = "$work/dynamic.toml"
 level = "warn"
 EOF
 
-# Parse wrk's output: requests/s and p99 in ms.
+# Parse wrk's output: requests/s and p99 in ms, added to the proxy's list of rounds.
 run_wrk() { # name url
   local out
   out=$(wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" --latency -H "Host: bench.local" "$2")
-  echo "$out" > "$work/$1.wrk"
-  RPS[$1]=$(echo "$out" | awk '/^Requests\/sec:/{printf "%.0f", $2}')
-  P99[$1]=$(echo "$out" | awk '$1=="99%"{v=$2; if (v ~ /us$/) {sub(/us/,"",v); v=v/1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v=v*1000}; printf "%.2f", v}')
+  echo "$out" >> "$work/$1.wrk"
+  RPS_ALL[$1]+=" $(echo "$out" | awk '/^Requests\/sec:/{printf "%.0f", $2}')"
+  P99_ALL[$1]+=" $(echo "$out" | awk '$1=="99%"{v=$2; if (v ~ /us$/) {sub(/us/,"",v); v=v/1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v=v*1000}; printf "%.2f", v}')"
   local errors
   errors=$(echo "$out" | awk '/Non-2xx|Socket errors/{print}')
   [ -z "$errors" ] || echo "bench: $1: $errors" >&2
 }
+median() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {print v[int((NR + 1) / 2)]}'; }
 
-measure() { # name pid url
-  local name=$1 pid=$2 url=$3
-  wait_http "$url" bench.local
-  sleep 1
-  RSS_IDLE[$name]=$(rss_kib "$pid")
-  run_wrk "$name" "$url"
-  RSS_LOAD[$name]=$(rss_kib "$pid")
-  # Then 1,000 keep-alive connections held open and idle: the memory each costs.
-  local port=${url##*:}; port=${port%%/*}
-  IDLE_CONN[$name]=$(scripts/bench-idle-conns.py "$port" "$(echo "$pid" $(pgrep -P "$pid" || true) | tr ' ' ',')" 1000 \
-    | awk '{print $(NF-2)}') || { echo "bench: $name: idle connections not measured" >&2; IDLE_CONN[$name]=n/a; }
-  echo "bench: $name ${RPS[$name]} req/s, p99 ${P99[$name]} ms, RSS idle ${RSS_IDLE[$name]} KiB, after load ${RSS_LOAD[$name]} KiB, ${IDLE_CONN[$name]} bytes per idle connection" >&2
+# Every proxy is started first and waits idle while another is loaded; the rounds then take
+# them in turn, so that a drift of the shared host's speed falls on all of them alike.
+declare -A PID URL RPS_ALL P99_ALL
+start() { # name pid url
+  PID[$1]=$2; URL[$1]=$3; pids+=("$2")
+  wait_http "$3" bench.local
 }
-
-run_wrk backend "http://127.0.0.1:$BACKEND_PORT/"
-echo "bench: backend direct ${RPS[backend]} req/s, p99 ${P99[backend]} ms" >&2
-
-nginx -c "$work/proxy/nginx.conf" -g 'daemon off;' & ngx=$!; pids+=($ngx)
-measure nginx "$ngx" "http://127.0.0.1:$NGINX_PORT/"
-kill "$ngx"; wait "$ngx" 2>/dev/null || true
-
-traefik --configFile="$work/traefik.toml" > "$work/traefik.log" 2>&1 & tfk=$!; pids+=($tfk)
-measure traefik "$tfk" "http://127.0.0.1:$TRAEFIK_PORT/"
-kill "$tfk"; wait "$tfk" 2>/dev/null || true
-
-"$BOMA" run --config "$work/boma.toml" > "$work/boma.log" 2>&1 & bpid=$!; pids+=($bpid)
-measure boma "$bpid" "http://127.0.0.1:$BOMA_PORT/"
-kill "$bpid"; wait "$bpid" 2>/dev/null || true
-
+URL[backend]="http://127.0.0.1:$BACKEND_PORT/"
+nginx -c "$work/proxy/nginx.conf" -g 'daemon off;' & start nginx $! "http://127.0.0.1:$NGINX_PORT/"
+traefik --configFile="$work/traefik.toml" > "$work/traefik.log" 2>&1 &
+start traefik $! "http://127.0.0.1:$TRAEFIK_PORT/"
+"$BOMA" run --config "$work/boma.toml" > "$work/boma.log" 2>&1 &
+start boma $! "http://127.0.0.1:$BOMA_PORT/"
 # The same with [metrics.prometheus] on (routers' labels too): the cost of recording requests.
-{ cat "$work/boma.toml"
+{ sed "s/:$BOMA_PORT\"/:$BOMA_M_PORT\"/" "$work/boma.toml"
   printf '[entryPoints.traefik]\naddress = "127.0.0.1:%s"\n' "$METRICS_PORT"
   printf '[metrics.prometheus]\naddRoutersLabels = true\n'; } > "$work/boma-metrics.toml"
-"$BOMA" run --config "$work/boma-metrics.toml" > "$work/boma-m.log" 2>&1 & bpid=$!; pids+=($bpid)
-measure boma-m "$bpid" "http://127.0.0.1:$BOMA_PORT/"
-kill "$bpid"; wait "$bpid" 2>/dev/null || true
-
-"$BOMA_SMALL" run --config "$work/boma.toml" > "$work/boma-s.log" 2>&1 & bpid=$!; pids+=($bpid)
-measure boma-s "$bpid" "http://127.0.0.1:$BOMA_PORT/"
-kill "$bpid"; wait "$bpid" 2>/dev/null || true
+"$BOMA" run --config "$work/boma-metrics.toml" > "$work/boma-m.log" 2>&1 &
+start boma-m $! "http://127.0.0.1:$BOMA_M_PORT/"
+sed "s/:$BOMA_PORT\"/:$BOMA_S_PORT\"/" "$work/boma.toml" > "$work/boma-s.toml"
+"$BOMA_SMALL" run --config "$work/boma-s.toml" > "$work/boma-s.log" 2>&1 &
+start boma-s $! "http://127.0.0.1:$BOMA_S_PORT/"
+PROXIES="nginx traefik boma boma-m boma-s"
+sleep 1
+for n in $PROXIES; do RSS_IDLE[$n]=$(rss_kib "${PID[$n]}"); done
+for round in $(seq 1 "$ROUNDS"); do
+  for n in backend $PROXIES; do
+    run_wrk "$n" "${URL[$n]}"
+    [ "$n" = backend ] || RSS_LOAD[$n]=$(rss_kib "${PID[$n]}")
+  done
+  echo "bench: round $round of $ROUNDS done" >&2
+done
+for n in backend $PROXIES; do
+  # shellcheck disable=SC2086 # the lists are words
+  RPS[$n]=$(median ${RPS_ALL[$n]}); P99[$n]=$(median ${P99_ALL[$n]})
+done
+echo "bench: backend direct ${RPS[backend]} req/s, p99 ${P99[backend]} ms" >&2
+# Then 1,000 keep-alive connections held open and idle, on each proxy in turn: the memory each
+# costs.
+for n in $PROXIES; do
+  pid=${PID[$n]}; port=${URL[$n]##*:}; port=${port%%/*}
+  IDLE_CONN[$n]=$(scripts/bench-idle-conns.py "$port" "$(echo "$pid" $(pgrep -P "$pid" || true) | tr ' ' ',')" 1000 \
+    | awk '{print $(NF-2)}') || { echo "bench: $n: idle connections not measured" >&2; IDLE_CONN[$n]=n/a; }
+  echo "bench: $n ${RPS[$n]} req/s (rounds:${RPS_ALL[$n]}), p99 ${P99[$n]} ms, RSS idle ${RSS_IDLE[$n]} KiB, after load ${RSS_LOAD[$n]} KiB, ${IDLE_CONN[$n]} bytes per idle connection" >&2
+done
+for n in $PROXIES; do kill "${PID[$n]}" 2>/dev/null || true; wait "${PID[$n]}" 2>/dev/null || true; done
 
 fi # proxy
 
@@ -318,11 +327,14 @@ proxy_section() {
   echo "## Reverse proxy"
   echo
   echo "Command: \`wrk -t$THREADS -c$CONNS -d${DURATION}s --latency -H 'Host: bench.local'\` against each"
-  echo "proxy, all in front of the same backend (nginx returning a 13-byte body on loopback), one"
-  echo "after another, on the same machine as the load generator. RSS is the resident set (process"
-  echo "and children) before the load and right after it. Then \`scripts/bench-idle-conns.py\` opens"
-  echo "1,000 keep-alive connections to the proxy, one request each, and holds them idle: the growth"
-  echo "of the resident set over the connections is the memory an idle connection costs."
+  echo "proxy, all in front of the same backend (nginx returning a 13-byte body on loopback), on the"
+  echo "same machine as the load generator. All the proxies are started first; $ROUNDS rounds then load"
+  echo "each in turn (the others idle), and the table gives the median of the rounds, so that a drift"
+  echo "of the shared host's speed falls on every proxy alike. RSS is the resident set (process and"
+  echo "children) before the load and right after its last round. Then"
+  echo "\`scripts/bench-idle-conns.py\` opens 1,000 keep-alive connections to each proxy in turn, one"
+  echo "request each, and holds them idle: the growth of the resident set over the connections is the"
+  echo "memory an idle connection costs."
   echo
   echo "| | requests/s | p99 latency (ms) | RSS idle (KiB) | RSS after load (KiB) | bytes per idle connection |"
   echo "|---|---:|---:|---:|---:|---:|"

@@ -20,6 +20,8 @@ command -v dnsperf >/dev/null || need_apt+=(dnsperf)
 command -v g++ >/dev/null || need_apt+=(g++)
 # The memory benchmark's live-heap figures (scripts/bench-memory.sh).
 command -v heaptrack >/dev/null || need_apt+=(heaptrack)
+# valgrind's callgrind counts the instructions a proxied request takes (scripts/bench-proxy-instructions.sh).
+command -v valgrind >/dev/null || need_apt+=(valgrind)
 command -v musl-gcc >/dev/null || need_apt+=(musl-tools)
 command -v dockerd >/dev/null || need_apt+=(docker.io)
 # A TLS front for the engine (client certificates) in the remote-engine test.

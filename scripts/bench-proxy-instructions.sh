@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# Instructions a proxied request takes, counted by valgrind's callgrind: deterministic to 0.1 %
+# from run to run, where the shared host's timings swing by 10 % and more, so that a change to
+# the request path can be measured before and after. The backend and configurations of the proxy
+# section of scripts/bench.sh; each proxy runs under callgrind with one worker, counting only
+# while `wrk -t1 -c16 -d5s` loads it (after a 3 s warm-up, not counted). Prints one line per
+# proxy: requests served while counted and user-space instructions a request (the kernel's work
+# is not counted; it is the same for every proxy here, see docs/benchmarks.md).
+#
+# Usage: scripts/bench-proxy-instructions.sh [BOMA...]  (default target/release/boma; a
+# stripped binary counts the same, a build with symbols also gives a profile to read with
+# callgrind_annotate: KEEP=dir keeps the callgrind output). nginx is measured twice: as the
+# proxy bench sets it (Host and X-Forwarded-For) and setting the same forwarded fields as boma.
+# Loopback only; every process is stopped on exit.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ $# -gt 0 ] || set -- target/release/boma
+for b in "$@"; do [ -x "$b" ] || { echo "bench-proxy-instructions: $b missing; run make release" >&2; exit 1; }; done
+for t in valgrind callgrind_control nginx wrk curl; do
+  command -v "$t" >/dev/null || { echo "bench-proxy-instructions: $t missing; run make deps" >&2; exit 1; }
+done
+BASE=${BASE_PORT:-18380}
+BACKEND=$((BASE + 1)); PROXY=$((BASE + 2))
+KEEP=${KEEP:-}
+work=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+cat > "$work/backend.conf" <<C
+worker_processes 1; pid $work/backend.pid; error_log $work/backend.log; daemon off;
+events { worker_connections 4096; }
+http { access_log off; keepalive_requests 1000000; client_body_temp_path $work;
+  server { listen 127.0.0.1:$BACKEND; location / { return 200 "hello, world\n"; } } }
+C
+nginx_conf() { # file extra-directives
+  cat > "$1" <<C
+daemon off; master_process off; worker_processes 1; pid $work/proxy.pid; error_log $work/proxy.log;
+events { worker_connections 4096; }
+http { access_log off; client_body_temp_path $work; proxy_temp_path $work;
+  upstream backend { server 127.0.0.1:$BACKEND; keepalive 64; }
+  server { listen 127.0.0.1:$PROXY; keepalive_requests 1000000;
+    location / { proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection "";
+      proxy_set_header Host \$host; proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+      $2 } } }
+C
+}
+nginx_conf "$work/nginx.conf" ""
+nginx_conf "$work/nginx-fields.conf" "proxy_set_header X-Forwarded-Host \$host;
+      proxy_set_header X-Forwarded-Port \$server_port; proxy_set_header X-Forwarded-Proto \$scheme;
+      proxy_set_header X-Forwarded-Server \$hostname; proxy_set_header X-Real-Ip \$remote_addr;"
+cat > "$work/dynamic.toml" <<C
+[http.routers.bench]
+rule = "Host(\`bench.local\`)"
+service = "backend"
+[http.services.backend.loadBalancer]
+[[http.services.backend.loadBalancer.servers]]
+url = "http://127.0.0.1:$BACKEND"
+C
+cat > "$work/boma.toml" <<C
+[entryPoints.web]
+address = "127.0.0.1:$PROXY"
+[providers.file]
+filename = "$work/dynamic.toml"
+[log]
+level = "warn"
+[limits]
+workers = 1
+C
+nginx -c "$work/backend.conf" > /dev/null 2>&1 & pids+=($!)
+
+count() { # label command...
+  local label=$1; shift
+  rm -f "$work"/cg.out*
+  valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$work/cg.out" "$@" > "$work/run.log" 2>&1 &
+  local pid=$!
+  pids+=("$pid")
+  for _ in $(seq 1 300); do
+    curl -fs -o /dev/null -H 'Host: bench.local' "http://127.0.0.1:$PROXY/" && break
+    sleep 0.2
+  done
+  wrk -t1 -c16 -d3s -H 'Host: bench.local' "http://127.0.0.1:$PROXY/" > /dev/null
+  callgrind_control -i on "$pid" > /dev/null 2>&1
+  wrk -t1 -c16 -d5s -H 'Host: bench.local' "http://127.0.0.1:$PROXY/" > "$work/wrk.out"
+  callgrind_control -i off "$pid" > /dev/null 2>&1
+  callgrind_control -d "$pid" > /dev/null 2>&1
+  sleep 1
+  local n ir
+  n=$(awk '/requests in/{print $1}' "$work/wrk.out")
+  ir=$(cat "$work"/cg.out* | awk '/^summary:/{s += $2} /^totals:/{t += $2} END {print (s > 0 ? s : t)}')
+  echo "$label: $n requests counted, $((ir / n)) instructions a request"
+  [ -z "$KEEP" ] || { mkdir -p "$KEEP"; cp "$work"/cg.out* "$KEEP/"; }
+  kill "$pid"; wait "$pid" 2>/dev/null || true
+}
+
+count "nginx (Host, X-Forwarded-For)" nginx -c "$work/nginx.conf"
+count "nginx (boma's forwarded fields)" nginx -c "$work/nginx-fields.conf"
+for b in "$@"; do count "boma ($b)" "$b" run --config "$work/boma.toml"; done
