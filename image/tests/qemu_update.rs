@@ -303,7 +303,13 @@ fn refused_bundles_switch_nothing(g: &mut Guest, run: &Run) {
     let (hwm_before, _) = boma_rss(g, 10);
     let refusals: [(&str, Vec<u8>, bool, u16, &str); 5] = [
         // Small: a refused client is not read to the end (nor kept connected).
-        ("no credentials", tiny("qemu-virt", "9"), false, 401, ""),
+        (
+            "no credentials",
+            tiny("qemu-virt", "9"),
+            false,
+            401,
+            "Unauthorized",
+        ),
         ("another key", foreign, true, 403, "signature"),
         ("another board", tiny("rpi4", "9"), true, 422, "board rpi4"),
         (
