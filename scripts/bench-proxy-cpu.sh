@@ -24,45 +24,17 @@ PIN=${PIN:-0}
 ROUNDS=${ROUNDS:-1}
 DURATION=${DURATION:-8}
 BASE=${BASE_PORT:-18180}
-BACKEND=$((BASE + 1)); NGINX=$((BASE + 2)); BOMA_PORT=$((BASE + 3)); TRAEFIK_PORT=$((BASE + 5))
+BACKEND_PORT=$((BASE + 1)); NGINX_PORT=$((BASE + 2)); BOMA_PORT=$((BASE + 3)); TRAEFIK_PORT=$((BASE + 5))
 [ -x "$BOMA" ] || { echo "bench-proxy-cpu: $BOMA missing; run make release" >&2; exit 1; }
 for t in nginx wrk curl $([ "$TRAEFIK" = 1 ] && echo traefik); do command -v "$t" >/dev/null || { echo "bench-proxy-cpu: $t missing; run make deps" >&2; exit 1; }; done
 work=$(mktemp -d)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
-mkdir -p "$work/backend" "$work/proxy"
-cat > "$work/backend/nginx.conf" <<C
-worker_processes 1; pid $work/backend/nginx.pid; error_log $work/backend/error.log;
-events { worker_connections 4096; }
-http { access_log off; keepalive_requests 1000000; client_body_temp_path $work/backend;
-  server { listen 127.0.0.1:$BACKEND; location / { return 200 "hello, world\n"; } } }
-C
-cat > "$work/proxy/nginx.conf" <<C
-worker_processes $([ "$PIN" = 1 ] && echo 1 || echo auto); pid $work/proxy/nginx.pid; error_log $work/proxy/error.log;
-events { worker_connections 4096; }
-http { access_log off; client_body_temp_path $work/proxy; proxy_temp_path $work/proxy;
-  upstream backend { server 127.0.0.1:$BACKEND; keepalive 64; }
-  server { listen 127.0.0.1:$NGINX; keepalive_requests 1000000;
-    location / { proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection "";
-      proxy_set_header Host \$host; proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for; } } }
-C
-cat > "$work/dynamic.toml" <<C
-[http.routers.bench]
-rule = "Host(\`bench.local\`)"
-service = "backend"
-[http.services.backend.loadBalancer]
-[[http.services.backend.loadBalancer.servers]]
-url = "http://127.0.0.1:$BACKEND"
-C
-cat > "$work/boma.toml" <<C
-[entryPoints.web]
-address = "127.0.0.1:$BOMA_PORT"
-[providers.file]
-filename = "$work/dynamic.toml"
-[log]
-level = "warn"
-C
+NGINX_WORKERS=$([ "$PIN" = 1 ] && echo 1 || echo auto)
+# shellcheck source=scripts/bench-configs.sh
+. scripts/bench-configs.sh
+bench_configs
 # utime and stime (clock ticks) summed over the threads of the given processes.
 ticks() { local u=0 s=0 t; for p in "$@"; do for t in /proc/"$p"/task/*/stat; do
   read -r a b < <(awk '{print $14, $15}' "$t"); u=$((u + a)); s=$((s + b)); done; done; echo "$u $s"; }
@@ -96,17 +68,6 @@ boma_one() { # name binary [config]
   one "$1" "http://127.0.0.1:$BOMA_PORT/" "$b"
   kill "$b"; wait "$b" 2>/dev/null || true
 }
-cat > "$work/traefik.toml" <<C
-[entryPoints.web]
-address = "127.0.0.1:$TRAEFIK_PORT"
-[providers.file]
-filename = "$work/dynamic.toml"
-[log]
-level = "ERROR"
-[global]
-sendAnonymousUsage = false
-checkNewVersion = false
-C
 traefik_one() {
   if [ "$PIN" = 1 ]; then procs_env="GOMAXPROCS=1"; else procs_env="GOMAXPROCS=$(nproc)"; fi
   $proxy_cpu env "$procs_env" traefik --configFile="$work/traefik.toml" > "$work/traefik.log" 2>&1 & t=$!; pids+=($t)
@@ -115,7 +76,7 @@ traefik_one() {
 }
 for _ in $(seq 1 "$ROUNDS"); do
   $proxy_cpu nginx -c "$work/proxy/nginx.conf" -g 'daemon off;' & ngx=$!; pids+=($ngx)
-  one nginx "http://127.0.0.1:$NGINX/" "$ngx"
+  one nginx "http://127.0.0.1:$NGINX_PORT/" "$ngx"
   kill "$ngx"; wait "$ngx" 2>/dev/null || true
   boma_one boma "$BOMA"
   [ -z "$BOMA_B" ] || boma_one "boma ($BOMA_B)" "$BOMA_B"

@@ -20,53 +20,19 @@ for t in valgrind callgrind_control nginx wrk curl; do
   command -v "$t" >/dev/null || { echo "bench-proxy-instructions: $t missing; run make deps" >&2; exit 1; }
 done
 BASE=${BASE_PORT:-18380}
-BACKEND=$((BASE + 1)); PROXY=$((BASE + 2))
+BACKEND_PORT=$((BASE + 1)); PROXY=$((BASE + 2))
+# One proxy at a time, on the same port.
+NGINX_PORT=$PROXY; BOMA_PORT=$PROXY; TRAEFIK_PORT=$PROXY; NGINX_WORKERS=1
 KEEP=${KEEP:-}
 work=$(mktemp -d)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
-cat > "$work/backend.conf" <<C
-worker_processes 1; pid $work/backend.pid; error_log $work/backend.log; daemon off;
-events { worker_connections 4096; }
-http { access_log off; keepalive_requests 1000000; client_body_temp_path $work;
-  server { listen 127.0.0.1:$BACKEND; location / { return 200 "hello, world\n"; } } }
-C
-nginx_conf() { # file extra-directives
-  cat > "$1" <<C
-daemon off; master_process off; worker_processes 1; pid $work/proxy.pid; error_log $work/proxy.log;
-events { worker_connections 4096; }
-http { access_log off; client_body_temp_path $work; proxy_temp_path $work;
-  upstream backend { server 127.0.0.1:$BACKEND; keepalive 64; }
-  server { listen 127.0.0.1:$PROXY; keepalive_requests 1000000;
-    location / { proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection "";
-      proxy_set_header Host \$host; proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
-      $2 } } }
-C
-}
-nginx_conf "$work/nginx.conf" ""
-nginx_conf "$work/nginx-fields.conf" "proxy_set_header X-Forwarded-Host \$host;
-      proxy_set_header X-Forwarded-Port \$server_port; proxy_set_header X-Forwarded-Proto \$scheme;
-      proxy_set_header X-Forwarded-Server \$hostname; proxy_set_header X-Real-Ip \$remote_addr;"
-cat > "$work/dynamic.toml" <<C
-[http.routers.bench]
-rule = "Host(\`bench.local\`)"
-service = "backend"
-[http.services.backend.loadBalancer]
-[[http.services.backend.loadBalancer.servers]]
-url = "http://127.0.0.1:$BACKEND"
-C
-cat > "$work/boma.toml" <<C
-[entryPoints.web]
-address = "127.0.0.1:$PROXY"
-[providers.file]
-filename = "$work/dynamic.toml"
-[log]
-level = "warn"
-[limits]
-workers = 1
-C
-nginx -c "$work/backend.conf" > /dev/null 2>&1 & pids+=($!)
+# shellcheck source=scripts/bench-configs.sh
+. scripts/bench-configs.sh
+bench_configs
+printf '[limits]\nworkers = 1\n' >> "$work/boma.toml"
+nginx -c "$work/backend/nginx.conf" -g 'daemon off;' > /dev/null 2>&1 & pids+=($!)
 
 count() { # label command...
   local label=$1; shift
@@ -92,6 +58,7 @@ count() { # label command...
   kill "$pid"; wait "$pid" 2>/dev/null || true
 }
 
-count "nginx (Host, X-Forwarded-For)" nginx -c "$work/nginx.conf"
-count "nginx (boma's forwarded fields)" nginx -c "$work/nginx-fields.conf"
+solo='daemon off; master_process off;'
+count "nginx (Host, X-Forwarded-For)" nginx -c "$work/proxy/nginx.conf" -g "$solo"
+count "nginx (boma's forwarded fields)" nginx -c "$work/proxy/nginx-fields.conf" -g "$solo"
 for b in "$@"; do count "boma ($b)" "$b" run --config "$work/boma.toml"; done

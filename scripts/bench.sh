@@ -74,82 +74,12 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b == 0) print "n/a"; else printf 
 # Reverse proxy (not indented, to keep its history readable)
 if want proxy; then
 
-# --- the backend: nginx answering a fixed 13-byte body -------------------------------------
-mkdir -p "$work/backend" "$work/proxy"
-cat > "$work/backend/nginx.conf" <<EOF
-worker_processes 1;
-pid $work/backend/nginx.pid;
-error_log $work/backend/error.log;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path $work/backend;
-  server {
-    listen 127.0.0.1:$BACKEND_PORT reuseport;
-    keepalive_requests 1000000;
-    location / { return 200 "hello, world\n"; }
-  }
-}
-EOF
+# --- the backend, nginx as the proxy, and the configurations Traefik and boma share ------------
+# shellcheck source=scripts/bench-configs.sh
+. scripts/bench-configs.sh
+bench_configs
 nginx -c "$work/backend/nginx.conf" -g 'daemon off;' & pids+=($!)
 wait_http "http://127.0.0.1:$BACKEND_PORT/" bench.local
-
-# --- nginx as the proxy ---------------------------------------------------------------------
-cat > "$work/proxy/nginx.conf" <<EOF
-worker_processes auto;
-worker_rlimit_nofile 8192;
-pid $work/proxy/nginx.pid;
-error_log $work/proxy/error.log;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path $work/proxy;
-  proxy_temp_path $work/proxy;
-  upstream backend { server 127.0.0.1:$BACKEND_PORT; keepalive 64; }
-  server {
-    listen 127.0.0.1:$NGINX_PORT;
-    server_name bench.local;
-    keepalive_requests 1000000;
-    location / {
-      proxy_pass http://backend;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_set_header Host \$host;
-      proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
-    }
-  }
-}
-EOF
-
-# --- the dynamic file shared by Traefik and boma ---------------------------------------------
-cat > "$work/dynamic.toml" <<EOF
-[http.routers.bench]
-rule = "Host(\`bench.local\`)"
-service = "backend"
-
-[http.services.backend.loadBalancer]
-[[http.services.backend.loadBalancer.servers]]
-url = "http://127.0.0.1:$BACKEND_PORT"
-EOF
-cat > "$work/traefik.toml" <<EOF
-[entryPoints.web]
-address = "127.0.0.1:$TRAEFIK_PORT"
-[providers.file]
-filename = "$work/dynamic.toml"
-[log]
-level = "ERROR"
-[global]
-sendAnonymousUsage = false
-checkNewVersion = false
-EOF
-cat > "$work/boma.toml" <<EOF
-[entryPoints.web]
-address = "127.0.0.1:$BOMA_PORT"
-[providers.file]
-filename = "$work/dynamic.toml"
-[log]
-level = "warn"
-EOF
 
 # Parse wrk's output: requests/s and p99 in ms, added to the proxy's list of rounds.
 run_wrk() { # name url
