@@ -1,4 +1,5 @@
-# Sourced by the proxy benchmarks (bench.sh, bench-proxy-cpu.sh, bench-proxy-instructions.sh):
+# Sourced by the proxy benchmarks (bench.sh, bench-proxy-cpu.sh, bench-proxy-instructions.sh,
+# bench-memory.sh for traefik_toml):
 # the backend and the configuration each proxy gets, written in one place so that every script
 # measures the same setup. Needs `work` (a scratch directory) and the ports BACKEND_PORT,
 # NGINX_PORT, TRAEFIK_PORT and BOMA_PORT set; NGINX_WORKERS (default auto) and, for one more
@@ -74,17 +75,7 @@ service = "backend"
 [[http.services.backend.loadBalancer.servers]]
 url = "http://127.0.0.1:$BACKEND_PORT"
 EOF
-  cat > "$work/traefik.toml" <<EOF
-[entryPoints.web]
-address = "127.0.0.1:$TRAEFIK_PORT"
-[providers.file]
-filename = "$work/dynamic.toml"
-[log]
-level = "ERROR"
-[global]
-sendAnonymousUsage = false
-checkNewVersion = false
-EOF
+  traefik_toml "$TRAEFIK_PORT" "$work/dynamic.toml" > "$work/traefik.toml"
   cat > "$work/boma.toml" <<EOF
 [entryPoints.web]
 address = "127.0.0.1:$BOMA_PORT"
@@ -92,5 +83,20 @@ address = "127.0.0.1:$BOMA_PORT"
 filename = "$work/dynamic.toml"
 [log]
 level = "warn"
+EOF
+}
+
+# Traefik's static configuration: one entry point on PORT, the file provider reading DYNAMIC.
+traefik_toml() { # port dynamic
+  cat <<EOF
+[entryPoints.web]
+address = "127.0.0.1:$1"
+[providers.file]
+filename = "$2"
+[log]
+level = "ERROR"
+[global]
+sendAnonymousUsage = false
+checkNewVersion = false
 EOF
 }

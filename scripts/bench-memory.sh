@@ -24,6 +24,9 @@ UPSTREAM=$((BASE + 5)); DNSMASQ_PORT=$((BASE + 6))
 NAMES=${MEMORY_NAMES:-10000}
 DNSMASQ=$(command -v dnsmasq || echo /usr/sbin/dnsmasq)
 work=$(mktemp -d)
+# Traefik's static configuration (traefik_toml), as the proxy benchmarks write it.
+# shellcheck source=scripts/bench-configs.sh
+. scripts/bench-configs.sh
 pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
@@ -90,17 +93,7 @@ EOF
     measure_routes "boma (musl)" "$b" "$WEB" "$n"
     stop "$b"
   fi
-  cat > "$work/traefik-$n.toml" <<EOF
-[entryPoints.web]
-address = "127.0.0.1:$TRAEFIK"
-[providers.file]
-filename = "$work/dynamic-$n.toml"
-[log]
-level = "ERROR"
-[global]
-sendAnonymousUsage = false
-checkNewVersion = false
-EOF
+  traefik_toml "$TRAEFIK" "$work/dynamic-$n.toml" > "$work/traefik-$n.toml"
   traefik --configFile="$work/traefik-$n.toml" > "$work/traefik-$n.log" 2>&1 & t=$!; pids+=($t)
   measure_routes traefik "$t" "$TRAEFIK" "$n"
   stop "$t"

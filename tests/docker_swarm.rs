@@ -124,7 +124,20 @@ struct SwarmBoma {
 }
 
 impl SwarmBoma {
+    /// boma's image built, configured for the services labelled `boma.test=tag` and run on
+    /// `net`, with the host addresses of its published ports.
     fn start(net: &str, tag: &str) -> SwarmBoma {
+        let image = SwarmBoma::build_image();
+        let config = SwarmBoma::write_config(net, tag);
+        let mut boma = SwarmBoma::run(net, image, config);
+        boma.web = boma.published("80/tcp");
+        boma.api = boma.published("8081/tcp");
+        boma
+    }
+
+    /// Builds the `FROM scratch` image of the binary under test with the shared libraries `ldd`
+    /// names for it, and gives its tag.
+    fn build_image() -> String {
         let ctx = tempfile::tempdir().expect("tempdir");
         let bin = Path::new(env!("CARGO_BIN_EXE_boma"));
         std::fs::copy(bin, ctx.path().join("boma")).expect("copy boma");
@@ -152,7 +165,12 @@ impl SwarmBoma {
         std::fs::write(ctx.path().join("Dockerfile"), dockerfile).unwrap();
         let image = format!("{}:latest", unique("boma"));
         docker(&["build", "-q", "-t", &image, &ctx.path().to_string_lossy()]);
+        image
+    }
 
+    /// Writes the configuration the container mounts: the swarm provider constrained to this
+    /// test's `tag` on `net`, the API on 8081.
+    fn write_config(net: &str, tag: &str) -> tempfile::TempDir {
         let config = tempfile::tempdir().expect("tempdir");
         std::fs::write(
             config.path().join("boma.toml"),
@@ -174,6 +192,13 @@ level = "debug"
             ),
         )
         .unwrap();
+        config
+    }
+
+    /// `docker run` of `image` on `net` with the engine's socket and `config` mounted and its
+    /// ports published on 127.0.0.1; the guard exists before the run is checked, so a failed
+    /// run still removes the container and the image.
+    fn run(net: &str, image: String, config: tempfile::TempDir) -> SwarmBoma {
         let name = unique("boma");
         let mount = format!("{}:/etc/boma:ro", config.path().display());
         let run = docker_raw(&[
@@ -196,8 +221,8 @@ level = "debug"
             "--config",
             "/etc/boma/boma.toml",
         ]);
-        let mut boma = SwarmBoma {
-            container: name.clone(),
+        let boma = SwarmBoma {
+            container: name,
             image,
             _config: config,
             web: "127.0.0.1:0".parse().unwrap(),
@@ -208,16 +233,16 @@ level = "debug"
             "docker run boma: {}",
             String::from_utf8_lossy(&run.stderr)
         );
-        let port = |p: &str| -> SocketAddr {
-            let out = docker(&["port", &name, p]);
-            let first = out.lines().next().unwrap_or_default().to_string();
-            first
-                .parse()
-                .unwrap_or_else(|_| panic!("docker port {p}: `{out}`"))
-        };
-        boma.web = port("80/tcp");
-        boma.api = port("8081/tcp");
         boma
+    }
+
+    /// The address on 127.0.0.1 where docker published the container's port `p`.
+    fn published(&self, p: &str) -> SocketAddr {
+        let out = docker(&["port", &self.container, p]);
+        let first = out.lines().next().unwrap_or_default().to_string();
+        first
+            .parse()
+            .unwrap_or_else(|_| panic!("docker port {p}: `{out}`"))
     }
 
     fn logs(&self) -> String {
@@ -275,30 +300,44 @@ async fn swarm_services_tasks_vip_scaling_updates_and_removal() {
     let tag = unique("swarm");
     let net = Overlay::create();
     let client = Client::new();
+    let (web, vip, _other) = two_services_for_this_boma_and_one_not(&net.name, &tag);
+    let boma = SwarmBoma::start(&net.name, &tag);
 
+    every_task_is_a_server(&boma, &client, &web).await;
+    lbswarm_routes_to_the_virtual_ip(&boma, &client, &vip).await;
+    // The service with another test's label is not routed.
+    boma.wait_status(&client, "other.swarm.test", 404).await;
+    scaling_up_adds_a_server_per_new_task(&boma, &client, &web).await;
+    a_label_update_moves_the_route(&boma, &client, &web).await;
+    a_removed_service_is_no_longer_routed(&boma, &client, vip).await;
+}
+
+/// Creates `web` (two tasks, explicit rule and port) and `vip` (two tasks, default rule,
+/// `lbswarm`) labelled for this boma, and one labelled for someone else.
+fn two_services_for_this_boma_and_one_not(net: &str, tag: &str) -> (Service, Service, Service) {
     // One server per task, explicit rule and port.
     let web = Service::create(
-        &net.name,
+        net,
         2,
         &[
-            ("boma.test", &tag),
+            ("boma.test", tag),
             ("traefik.http.routers.web.rule", "Host(`web.swarm.test`)"),
             ("traefik.http.services.web.loadbalancer.server.port", "80"),
         ],
     );
     // The default rule names the service; lbswarm sends to its virtual IP.
     let vip = Service::create(
-        &net.name,
+        net,
         2,
         &[
-            ("boma.test", &tag),
+            ("boma.test", tag),
             ("traefik.swarm.lbswarm", "true"),
             ("traefik.http.services.vip.loadbalancer.server.port", "80"),
         ],
     );
     // Not for this boma: another test's label.
-    let _other = Service::create(
-        &net.name,
+    let other = Service::create(
+        net,
         1,
         &[
             ("boma.test", "someone-else"),
@@ -306,12 +345,19 @@ async fn swarm_services_tasks_vip_scaling_updates_and_removal() {
             ("traefik.http.services.o.loadbalancer.server.port", "80"),
         ],
     );
-    let boma = SwarmBoma::start(&net.name, &tag);
+    (web, vip, other)
+}
 
-    let seen = boma.backends(&client, "web.swarm.test", 2).await;
+/// `web.swarm.test` is answered by each of the service's two tasks: one server per task.
+async fn every_task_is_a_server(boma: &SwarmBoma, client: &Client, web: &Service) {
+    let seen = boma.backends(client, "web.swarm.test", 2).await;
     let expected: BTreeSet<String> = (1..=2).map(|i| format!("{}.{i}", web.name)).collect();
     assert_eq!(seen, expected, "one server per task");
+}
 
+/// With `lbswarm`, the service's one server is its virtual IP and its router has the default
+/// rule naming the service (checked through the API).
+async fn lbswarm_routes_to_the_virtual_ip(boma: &SwarmBoma, client: &Client, vip: &Service) {
     // The service's VIP: the swarm balances, boma has one server, the VIP. (This machine's
     // kernel has no IPVS, so the VIP itself cannot carry traffic here: the route is checked
     // through the API instead of through a request.)
@@ -345,23 +391,27 @@ async fn swarm_services_tasks_vip_scaling_updates_and_removal() {
             .body,
         boma.logs()
     );
+}
 
-    boma.wait_status(&client, "other.swarm.test", 404).await;
-
-    // Scaling up adds a server per new task.
+/// Scaling `web` to three replicas adds a server for the third task.
+async fn scaling_up_adds_a_server_per_new_task(boma: &SwarmBoma, client: &Client, web: &Service) {
     web.update(&["--replicas", "3"]);
-    let seen = boma.backends(&client, "web.swarm.test", 3).await;
+    let seen = boma.backends(client, "web.swarm.test", 3).await;
     assert!(seen.contains(&format!("{}.3", web.name)), "{seen:?}");
+}
 
-    // A label update changes the route.
+/// A label update of `web`'s rule moves its route from `web.swarm.test` to `moved.swarm.test`.
+async fn a_label_update_moves_the_route(boma: &SwarmBoma, client: &Client, web: &Service) {
     web.update(&[
         "--label-add",
         "traefik.http.routers.web.rule=Host(`moved.swarm.test`)",
     ]);
-    boma.wait_status(&client, "moved.swarm.test", 200).await;
-    boma.wait_status(&client, "web.swarm.test", 404).await;
+    boma.wait_status(client, "moved.swarm.test", 200).await;
+    boma.wait_status(client, "web.swarm.test", 404).await;
+}
 
-    // A removed service is no longer routed.
+/// Once `vip` is removed, its router is gone from the API.
+async fn a_removed_service_is_no_longer_routed(boma: &SwarmBoma, client: &Client, vip: Service) {
     let router = format!("/api/http/routers/{}@swarm", vip.name);
     drop(vip);
     let gone = eventually(Duration::from_secs(30), || async {

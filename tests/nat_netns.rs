@@ -8,6 +8,8 @@
 mod net_support;
 mod support;
 
+use std::path::Path;
+
 use net_support::{Netns, cable, udhcpc};
 use support::Boma;
 
@@ -49,28 +51,47 @@ fn lan_clients_reach_the_wan_through_nat_and_dns_is_caught() {
     cable(&gw, "p1", &client, "eth0", None);
     cable(&gw, "wan0", &wan, "eth0", None);
     wan.exec(&["ip", "addr", "add", "192.168.77.2/24", "dev", "eth0"]);
-    // The WAN server answers with the address it saw the request come from.
-    let mut server = wan
-        .command("socat")
-        .args([
-            "TCP-LISTEN:8000,reuseaddr,fork",
-            "SYSTEM:'printf \"HTTP/1.0 200 OK\\r\\n\\r\\n%s\" $SOCAT_PEERADDR'",
-        ])
-        .spawn()
-        .expect("socat");
-    // Somebody else's table, which boma must leave alone.
-    gw.exec(&["nft", "add table inet other"]);
-    gw.exec(&[
-        "nft",
-        "add chain inet other c { type filter hook input priority 10; }",
-    ]);
-    let before = gw.exec(&["nft", "list", "table", "inet", "other"]);
+    let mut server = a_wan_server_answering_the_peer_address(&wan);
+    let before = somebody_elses_table(&gw);
 
     let boma = Boma::start_in(Some(&gw.name), gateway_toml(), None);
     let dir = boma.dir.path().to_path_buf();
     let lease = udhcpc(&client, "eth0", "walker", &dir).expect("a lease");
     assert_eq!(lease.router, "10.78.0.1");
 
+    the_wan_server_sees_the_gateways_wan_address(&client);
+    dns_to_any_address_on_port_53_is_answered_by_boma(&client);
+    the_wan_gets_no_dns_and_nothing_unasked_into_the_lan(&wan, &lease.ip);
+    let ruleset = the_boma_table_masquerades_redirects_dns_and_filters(&gw);
+    a_restart_reapplies_the_table_and_a_shutdown_removes_it(&gw, boma, &dir, &ruleset, &before);
+    let _ = server.kill();
+    let _ = server.wait();
+}
+
+/// The WAN server: it answers with the address it saw the request come from.
+fn a_wan_server_answering_the_peer_address(wan: &Netns) -> std::process::Child {
+    wan.command("socat")
+        .args([
+            "TCP-LISTEN:8000,reuseaddr,fork",
+            "SYSTEM:'printf \"HTTP/1.0 200 OK\\r\\n\\r\\n%s\" $SOCAT_PEERADDR'",
+        ])
+        .spawn()
+        .expect("socat")
+}
+
+/// Somebody else's table on the gateway, which boma must leave alone; gives its listing.
+fn somebody_elses_table(gw: &Netns) -> String {
+    gw.exec(&["nft", "add table inet other"]);
+    gw.exec(&[
+        "nft",
+        "add chain inet other c { type filter hook input priority 10; }",
+    ]);
+    gw.exec(&["nft", "list", "table", "inet", "other"])
+}
+
+/// The LAN client reaches the WAN server through the masquerade: the server sees the gateway's
+/// WAN address.
+fn the_wan_server_sees_the_gateways_wan_address(client: &Netns) {
     let seen = client.try_exec(&["curl", "-s", "--max-time", "5", "http://192.168.77.2:8000/"]);
     let seen = String::from_utf8_lossy(&seen.stdout).to_string();
     assert_eq!(
@@ -78,8 +99,11 @@ fn lan_clients_reach_the_wan_through_nat_and_dns_is_caught() {
         "192.168.77.1",
         "the WAN server sees the gateway's WAN address"
     );
+}
 
-    // DNS to an address that is not the gateway, on port 53: answered by boma (port 5353).
+/// DNS to an address that is not the gateway, on port 53: answered by boma (port 5353), as is
+/// a query to the gateway itself.
+fn dns_to_any_address_on_port_53_is_answered_by_boma(client: &Netns) {
     for server in ["192.0.2.53", "10.78.0.1"] {
         let out = client.exec(&[
             "kdig",
@@ -90,6 +114,11 @@ fn lan_clients_reach_the_wan_through_nat_and_dns_is_caught() {
         ]);
         assert_eq!(out.trim(), "10.78.0.1", "query to {server}");
     }
+}
+
+/// From the WAN side: a DNS query to boma is refused, and a ping to the LAN client at `lan_ip`
+/// (with a route to the LAN) is dropped.
+fn the_wan_gets_no_dns_and_nothing_unasked_into_the_lan(wan: &Netns, lan_ip: &str) {
     // The uplink is a private network (an ISP's router), yet boma is no resolver for it: only
     // the LAN side is `local` (the default allowed_networks).
     let from_wan = wan.exec(&[
@@ -106,9 +135,13 @@ fn lan_clients_reach_the_wan_through_nat_and_dns_is_caught() {
     );
     // Nothing from the WAN reaches the LAN unasked.
     wan.exec(&["ip", "route", "add", "10.78.0.0/24", "via", "192.168.77.1"]);
-    let unasked = wan.try_exec(&["ping", "-c", "1", "-W", "1", &lease.ip]);
+    let unasked = wan.try_exec(&["ping", "-c", "1", "-W", "1", lan_ip]);
     assert!(!unasked.status.success(), "WAN → LAN must be dropped");
+}
 
+/// boma's table holds the masquerade, the DNS redirect and the stateful filter; gives its
+/// listing.
+fn the_boma_table_masquerades_redirects_dns_and_filters(gw: &Netns) -> String {
     let ruleset = gw.exec(&["nft", "list", "table", "inet", "boma"]);
     for want in [
         "masquerade",
@@ -117,7 +150,18 @@ fn lan_clients_reach_the_wan_through_nat_and_dns_is_caught() {
     ] {
         assert!(ruleset.contains(want), "missing `{want}` in\n{ruleset}");
     }
-    // A restart re-applies the same table and touches nothing else.
+    ruleset
+}
+
+/// A restart (on the first boma's `dir`) re-applies the same table and touches nothing else; a
+/// clean shutdown removes boma's table only.
+fn a_restart_reapplies_the_table_and_a_shutdown_removes_it(
+    gw: &Netns,
+    boma: Boma,
+    dir: &Path,
+    ruleset: &str,
+    before: &str,
+) {
     let toml = gateway_toml().replace("{dir}", &dir.display().to_string());
     drop(boma);
     let boma = Boma::start_in(Some(&gw.name), &toml, None);
@@ -131,8 +175,6 @@ fn lan_clients_reach_the_wan_through_nat_and_dns_is_caught() {
         !left.contains("table inet boma") && left.contains("table inet other"),
         "{left}"
     );
-    let _ = server.kill();
-    let _ = server.wait();
 }
 
 /// Without `upstreams`, boma forwards to the host's resolvers and follows resolv.conf as the

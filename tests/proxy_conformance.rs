@@ -555,12 +555,35 @@ async fn boma_routes_like_traefik() {
         );
     }
 
+    let (traefik_outcomes, mut mismatches) =
+        every_row_agrees_but_the_deliberate_ones(boma_addr, traefik.web, &version).await;
+    the_table_is_not_trivial(&traefik_outcomes, &version, &traefik);
+    let forged = forged_forwarded_headers_reach_both_backends_alike(boma_addr, traefik.web).await;
+    mismatches.extend(forged);
+    there_is_no_mismatch(
+        &mismatches,
+        &version,
+        &boma,
+        &traefik,
+        &dynamic_path,
+        &dynamic,
+    );
+}
+
+/// Every row sent to boma and to Traefik: a mismatch for each row that differs without being
+/// DELIBERATE, or is DELIBERATE but agrees (the deliberate differences are printed); gives
+/// Traefik's outcomes and the mismatches.
+async fn every_row_agrees_but_the_deliberate_ones(
+    boma_addr: SocketAddr,
+    traefik_addr: SocketAddr,
+    version: &str,
+) -> (BTreeSet<Outcome>, Vec<String>) {
     let mut traefik_outcomes = BTreeSet::new();
     let mut mismatches = Vec::new();
     let mut notes = Vec::new();
     for (n, row) in ROWS.iter().enumerate() {
         let b = send(boma_addr, row).await;
-        let t = send(traefik.web, row).await;
+        let t = send(traefik_addr, row).await;
         traefik_outcomes.insert(t.clone());
         let agree = b == t && !matches!(b, Outcome::Failed(_));
         let line = format!(
@@ -584,7 +607,16 @@ async fn boma_routes_like_traefik() {
             notes.join("\n")
         );
     }
+    (traefik_outcomes, mismatches)
+}
 
+/// Traefik's outcomes over the table are varied enough to test something: six kinds at least,
+/// five backends among them, and a 404.
+fn the_table_is_not_trivial(
+    traefik_outcomes: &BTreeSet<Outcome>,
+    version: &str,
+    traefik: &Traefik,
+) {
     let backends_seen = traefik_outcomes
         .iter()
         .filter(|o| matches!(o, Outcome::Backend(_)))
@@ -596,19 +628,37 @@ async fn boma_routes_like_traefik() {
         "the table is trivial: Traefik {version} gave only {traefik_outcomes:?}\nTraefik log:\n{}",
         traefik.log()
     );
+}
 
+/// The FORGED row: boma's backend sees the same forwarded headers as Traefik's; gives the
+/// mismatch if not.
+async fn forged_forwarded_headers_reach_both_backends_alike(
+    boma_addr: SocketAddr,
+    traefik_addr: SocketAddr,
+) -> Option<String> {
     let (b, t) = (
         forwarded_seen(boma_addr, &FORGED).await,
-        forwarded_seen(traefik.web, &FORGED).await,
+        forwarded_seen(traefik_addr, &FORGED).await,
     );
-    if b != t {
-        mismatches.push(format!(
+    (b != t).then(|| {
+        format!(
             "  \"{}\": {}\n      boma's backend saw:    {b:?}\n      Traefik's backend saw: {t:?}",
             FORGED.0,
             show(&FORGED)
-        ));
-    }
+        )
+    })
+}
 
+/// No mismatch at all; otherwise every one is reported with the dynamic file, Traefik's log
+/// and the tail of boma's.
+fn there_is_no_mismatch(
+    mismatches: &[String],
+    version: &str,
+    boma: &Boma,
+    traefik: &Traefik,
+    dynamic_path: &Path,
+    dynamic: &str,
+) {
     if !mismatches.is_empty() {
         let stderr = boma.stderr();
         let tail: Vec<&str> = stderr.lines().rev().take(40).collect();

@@ -384,15 +384,7 @@ async fn errors_circuit_breaker_buffering_agree_with_traefik() {
     Traefik::version();
     let app = Backend::start("app").await;
     let pages = Backend::start("pages").await;
-    // A port that refuses: bound, never listening, and held for the whole test so no other
-    // process can take it.
-    let dead_socket =
-        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
-    dead_socket
-        .bind(&std::net::SocketAddr::from(([127, 0, 0, 1], 0)).into())
-        .expect("bind");
-    let dead_addr = dead_socket.local_addr().unwrap().as_socket().unwrap();
-    let dead = format!("http://{dead_addr}");
+    let (dead_socket, dead) = a_refusing_port();
     let text = dynamic(&app, &pages, &dead);
     let boma_static = format!(
         "{}\n[accessLog]\nfilePath = \"{{dir}}/access.log\"\nformat = \"json\"\n",
@@ -404,8 +396,31 @@ async fn errors_circuit_breaker_buffering_agree_with_traefik() {
     wait_all_route(&[web, traefik.web], "err.test", "/").await;
     let ours = run_rows(web).await;
     let theirs = run_rows(traefik.web).await;
+    every_row_agrees_but_the_known_differences(&ours, &theirs, &boma);
+    each_middleware_is_seen_at_work(&ours);
+    the_known_difference_shows(&ours, &theirs);
+    the_access_log_names_the_server_after_the_resends(&boma, &app).await;
+    drop(dead_socket);
+}
+
+/// A port that refuses: bound, never listening, and held (by the caller, for the whole test) so
+/// no other process can take it; with its URL.
+fn a_refusing_port() -> (socket2::Socket, String) {
+    let dead_socket =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    dead_socket
+        .bind(&std::net::SocketAddr::from(([127, 0, 0, 1], 0)).into())
+        .expect("bind");
+    let dead_addr = dead_socket.local_addr().unwrap().as_socket().unwrap();
+    let dead = format!("http://{dead_addr}");
+    (dead_socket, dead)
+}
+
+/// boma's outcomes agree with Traefik's on every row outside KNOWN, and each KNOWN group still
+/// differs somewhere (printing both outcomes of every row).
+fn every_row_agrees_but_the_known_differences(ours: &[String], theirs: &[String], boma: &Boma) {
     let mut differ = Vec::new();
-    for ((row, b), t) in ROWS.iter().zip(&ours).zip(&theirs) {
+    for ((row, b), t) in ROWS.iter().zip(ours).zip(theirs) {
         println!(
             "{}: boma {b}\n{}  Traefik {t}",
             row.0,
@@ -418,7 +433,7 @@ async fn errors_circuit_breaker_buffering_agree_with_traefik() {
     // A known difference that no longer shows (every row of its group agrees) fails.
     for (prefix, _) in KNOWN {
         let group =
-            (ROWS.iter().zip(&ours).zip(&theirs)).filter(|((r, _), _)| r.0.starts_with(prefix));
+            (ROWS.iter().zip(ours).zip(theirs)).filter(|((r, _), _)| r.0.starts_with(prefix));
         if group.clone().count() == 0 || group.clone().all(|((_, b), t)| b == t) {
             differ.push(format!(
                 "{prefix}: listed as a known difference but they agree now: remove it from KNOWN"
@@ -431,7 +446,11 @@ async fn errors_circuit_breaker_buffering_agree_with_traefik() {
         differ.join("\n"),
         traefik_support::tail(&boma.stderr(), 20)
     );
-    // The rows above must show each middleware at work, not only agreement.
+}
+
+/// The rows show each middleware at work, not only agreement: error pages with the rewritten
+/// status, both breakers tripped, a body refused, spilled bodies, a page from an internal service.
+fn each_middleware_is_seen_at_work(ours: &[String]) {
     let starts = |i: usize, prefix: &str| {
         assert!(ours[i].starts_with(prefix), "{}: {}", ROWS[i].0, ours[i]);
     };
@@ -443,7 +462,11 @@ async fn errors_circuit_breaker_buffering_agree_with_traefik() {
     starts(17, "200 [app received 200000]");
     assert!(ours[18].contains("300000 bytes"), "{}", ours[18]);
     starts(19, "500 [OK]");
-    // The known difference: every request gets through, past the dead server.
+}
+
+/// The known difference: every retried request gets through past the dead server with boma,
+/// some get a 502 from Traefik.
+fn the_known_difference_shows(ours: &[String], theirs: &[String]) {
     assert!(
         ours[20..].iter().all(|o| o.starts_with("200 [app")),
         "{:?}",
@@ -454,7 +477,10 @@ async fn errors_circuit_breaker_buffering_agree_with_traefik() {
         "{}",
         known(ROWS[20].0).unwrap_or_default()
     );
-    // The access log names the server that answered after the resends, and counts them.
+}
+
+/// The access log names the server that answered after the resends (`app`), and counts them.
+async fn the_access_log_names_the_server_after_the_resends(boma: &Boma, app: &Backend) {
     let log_path = boma.dir.path().join("access.log");
     let lines = support::eventually(std::time::Duration::from_secs(10), || async {
         let text = std::fs::read_to_string(&log_path).unwrap_or_default();
@@ -473,5 +499,4 @@ async fn errors_circuit_breaker_buffering_agree_with_traefik() {
         lines.iter().any(|l| l["RetryAttempts"] == 1),
         "one request at least was resent past the dead server: {lines:?}"
     );
-    drop(dead_socket);
 }

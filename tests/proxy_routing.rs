@@ -4,6 +4,7 @@
 
 mod support;
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use support::{BASIC_STATIC, Backend, Boma, Client, eventually};
@@ -21,7 +22,20 @@ async fn precedence_and_forwarded_headers() {
         Backend::start("b").await,
         Backend::start("c").await,
     );
-    let dynamic = format!(
+    let boma = Boma::start(BASIC_STATIC, Some(&precedence_routes(&a, &b, &c)));
+    let client = Client::new();
+    let addr = boma.addr("web");
+    boma.routed(&client, "app.test", "/").await;
+
+    the_longest_rule_wins_unless_a_priority_is_set(&client, addr).await;
+    the_backend_sees_forwarded_headers_and_no_hop_by_hop_ones(&client, addr).await;
+    without_a_route_the_answer_is_traefiks_404(&boma, &client, addr, &a).await;
+}
+
+/// Routers for app.test (`a`), its `/api` prefix (`b`), a catch-all pinned to priority 1 and
+/// `/api/special` forced to priority 1000 (both `c`).
+fn precedence_routes(a: &Backend, b: &Backend, c: &Backend) -> String {
+    format!(
         r#"
 [http.routers.host]
 rule = "Host(`app.test`)"
@@ -44,12 +58,12 @@ service = "c"
         lb("a", &a.url()),
         lb("b", &b.url()),
         lb("c", &c.url())
-    );
-    let boma = Boma::start(BASIC_STATIC, Some(&dynamic));
-    let client = Client::new();
-    let addr = boma.addr("web");
-    boma.routed(&client, "app.test", "/").await;
+    )
+}
 
+/// Precedence: the longer rule wins (host case and port ignored), set priorities put
+/// `/api/special` first and the catch-all last, which takes the other hosts.
+async fn the_longest_rule_wins_unless_a_priority_is_set(client: &Client, addr: SocketAddr) {
     let cases = [
         ("app.test", "/", "a"),
         ("APP.test", "/x", "a"),
@@ -63,8 +77,14 @@ service = "c"
         assert_eq!(r.status, 200, "{host}{path}: {r:?}");
         assert_eq!(r.backend(), want, "{host}{path}");
     }
+}
 
-    // Headers the backend sees.
+/// Headers the backend sees: Host kept, an untrusted X-Forwarded-For replaced, the
+/// X-Forwarded-* and X-Real-IP set, and the headers named in Connection dropped.
+async fn the_backend_sees_forwarded_headers_and_no_hop_by_hop_ones(
+    client: &Client,
+    addr: SocketAddr,
+) {
     let r = client
         .request(
             addr,
@@ -92,8 +112,15 @@ service = "c"
         !body.contains("x-drop"),
         "hop-by-hop header forwarded: {body}"
     );
+}
 
-    // No route: Traefik's 404 text.
+/// No route (the catch-all removed by a reload): Traefik's 404 text.
+async fn without_a_route_the_answer_is_traefiks_404(
+    boma: &Boma,
+    client: &Client,
+    addr: SocketAddr,
+    a: &Backend,
+) {
     let dynamic_only_host = format!(
         "[http.routers.h]\nrule = \"Host(`only.test`)\"\nservice = \"a\"\n{}",
         lb("a", &a.url())

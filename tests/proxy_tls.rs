@@ -498,7 +498,18 @@ async fn a_local_ca_issues_on_first_use_and_survives_a_restart() {
     let storage = tempfile::tempdir().unwrap();
     let ca_dir = storage.path().join("ca");
     let static_toml = LOCAL_CA_STATIC.replace("{storage}", &ca_dir.display().to_string());
-    let dynamic = format!(
+    let dynamic = local_ca_dynamic(&backend);
+    let got = tempfile::tempdir().unwrap();
+    let first_ca = got.path().join("first.crt");
+    the_first_boma_issues_on_first_use(&static_toml, &dynamic, &first_ca).await;
+    let second_ca = got.path().join("second.crt");
+    a_restarted_boma_keeps_its_ca(&static_toml, &dynamic, &first_ca, &second_ca).await;
+}
+
+/// Routers on `websecure` for cloud.village.lan (inside the CA's domains) and outside.test
+/// (outside them), and the CA's certificate at ca.village.lan on plain HTTP.
+fn local_ca_dynamic(backend: &Backend) -> String {
+    format!(
         r#"
 [http.routers.cloud]
 rule = "Host(`cloud.village.lan`)"
@@ -517,75 +528,86 @@ entryPoints = ["web"]
 url = "{}"
 "#,
         backend.url()
-    );
-    let download = |boma: &Boma, to: &Path| {
-        let url = format!("http://127.0.0.1:{}/ca.crt", boma.addr("web").port());
-        let to = to.display().to_string();
-        async move {
-            run(
-                "curl",
-                &[
-                    "-sS",
-                    "-f",
-                    "-H",
-                    "Host: ca.village.lan",
-                    "-o",
-                    &to,
-                    "-w",
-                    "%{content_type}",
-                    &url,
-                ],
-            )
-            .await
-        }
-    };
-    let got = tempfile::tempdir().unwrap();
-    let first_ca = got.path().join("first.crt");
-    {
-        let boma = Boma::start(&static_toml, Some(&dynamic));
-        let tls = boma.addr("websecure").port();
-        wait_served(tls, "cloud.village.lan", "cloud.village.lan").await;
-        // The CA certificate, from plain HTTP without credentials (it is public).
-        let (code, kind) = download(&boma, &first_ca).await;
-        assert_eq!((code, kind.as_str()), (0, "application/x-x509-ca-cert"));
-        let pem = std::fs::read_to_string(&first_ca).unwrap();
-        assert!(pem.starts_with("-----BEGIN CERTIFICATE-----"), "{pem}");
-        // The issued leaf verifies against the downloaded CA (curl checks chain and name).
-        let (code, out) = curl(&first_ca, "cloud.village.lan", tls, "/", &[]).await;
-        assert_eq!((code, &out[..6]), (0, "200 2\n"), "{out}");
-        // No leaf outside the CA's domains, nor for a name no router has.
-        assert_eq!(
-            served_cn(tls, "outside.test").await.as_deref(),
-            Some("BOMADEFAULTCERT")
-        );
-        assert_eq!(
-            served_cn(tls, "nobody.village.lan").await.as_deref(),
-            Some("BOMADEFAULTCERT")
-        );
-        assert!(
-            boma.stderr()
-                .contains("outside.test is outside the domains")
-        );
-        // The API lists what was issued.
-        let api = format!("http://127.0.0.1:{}/api/tls", boma.addr("traefik").port());
-        let (_, json) = run("curl", &["-sS", &api]).await;
-        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
-        let hosts: Vec<&str> = (v["resolvers"][0]["certificates"].as_array().unwrap().iter())
-            .filter_map(|c| c["host"].as_str())
-            .collect();
-        assert_eq!(hosts, ["cloud.village.lan"], "{json}");
-    }
-    // After a restart: the same CA (clients trusted it once), a fresh leaf that verifies.
-    let boma = Boma::start(&static_toml, Some(&dynamic));
+    )
+}
+
+/// curl's exit code and the content type of the CA certificate downloaded from `boma`'s
+/// ca.village.lan on plain HTTP into `to`.
+async fn download_ca(boma: &Boma, to: &Path) -> (i32, String) {
+    let url = format!("http://127.0.0.1:{}/ca.crt", boma.addr("web").port());
+    let to = to.display().to_string();
+    run(
+        "curl",
+        &[
+            "-sS",
+            "-f",
+            "-H",
+            "Host: ca.village.lan",
+            "-o",
+            &to,
+            "-w",
+            "%{content_type}",
+            &url,
+        ],
+    )
+    .await
+}
+
+/// A first boma: its CA certificate downloads (into `first_ca`) from plain HTTP without
+/// credentials, the leaf it issues on first use verifies against it, names outside its domains
+/// or without a router get the default certificate, and the API lists the one leaf issued.
+async fn the_first_boma_issues_on_first_use(static_toml: &str, dynamic: &str, first_ca: &Path) {
+    let boma = Boma::start(static_toml, Some(dynamic));
     let tls = boma.addr("websecure").port();
     wait_served(tls, "cloud.village.lan", "cloud.village.lan").await;
-    let second_ca = got.path().join("second.crt");
-    download(&boma, &second_ca).await;
+    // The CA certificate, from plain HTTP without credentials (it is public).
+    let (code, kind) = download_ca(&boma, first_ca).await;
+    assert_eq!((code, kind.as_str()), (0, "application/x-x509-ca-cert"));
+    let pem = std::fs::read_to_string(first_ca).unwrap();
+    assert!(pem.starts_with("-----BEGIN CERTIFICATE-----"), "{pem}");
+    // The issued leaf verifies against the downloaded CA (curl checks chain and name).
+    let (code, out) = curl(first_ca, "cloud.village.lan", tls, "/", &[]).await;
+    assert_eq!((code, &out[..6]), (0, "200 2\n"), "{out}");
+    // No leaf outside the CA's domains, nor for a name no router has.
     assert_eq!(
-        std::fs::read(&first_ca).unwrap(),
-        std::fs::read(&second_ca).unwrap()
+        served_cn(tls, "outside.test").await.as_deref(),
+        Some("BOMADEFAULTCERT")
     );
-    let (code, out) = curl(&first_ca, "cloud.village.lan", tls, "/", &[]).await;
+    assert_eq!(
+        served_cn(tls, "nobody.village.lan").await.as_deref(),
+        Some("BOMADEFAULTCERT")
+    );
+    assert!(
+        boma.stderr()
+            .contains("outside.test is outside the domains")
+    );
+    // The API lists what was issued.
+    let api = format!("http://127.0.0.1:{}/api/tls", boma.addr("traefik").port());
+    let (_, json) = run("curl", &["-sS", &api]).await;
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let hosts: Vec<&str> = (v["resolvers"][0]["certificates"].as_array().unwrap().iter())
+        .filter_map(|c| c["host"].as_str())
+        .collect();
+    assert_eq!(hosts, ["cloud.village.lan"], "{json}");
+}
+
+/// After a restart: the same CA (clients trusted it once, downloaded again into `second_ca`),
+/// and a fresh leaf that verifies against the first download.
+async fn a_restarted_boma_keeps_its_ca(
+    static_toml: &str,
+    dynamic: &str,
+    first_ca: &Path,
+    second_ca: &Path,
+) {
+    let boma = Boma::start(static_toml, Some(dynamic));
+    let tls = boma.addr("websecure").port();
+    wait_served(tls, "cloud.village.lan", "cloud.village.lan").await;
+    download_ca(&boma, second_ca).await;
+    assert_eq!(
+        std::fs::read(first_ca).unwrap(),
+        std::fs::read(second_ca).unwrap()
+    );
+    let (code, out) = curl(first_ca, "cloud.village.lan", tls, "/", &[]).await;
     assert_eq!((code, &out[..6]), (0, "200 2\n"), "{out}");
 }
 
@@ -598,6 +620,17 @@ async fn client_certificates_are_required_or_verified_when_given() {
     let backend = Backend::start("s").await;
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
+    client_auth_certificates(d);
+    let boma = Boma::start(STATIC, Some(&client_auth_dynamic(d, &backend)));
+    let port = boma.addr("websecure").port();
+    let ca = d.join("ca.pem");
+    wait_served(port, "maybe.tls.test", "m").await;
+    each_client_is_served_or_refused_in_the_handshake(d, &ca, port).await;
+}
+
+/// In `dir`: the server's leaf `m` (mtls.tls.test and maybe.tls.test) from `ca`, alice's client
+/// certificate from the village's `clientca`, mallory's from `otherca`.
+fn client_auth_certificates(d: &Path) {
     support::tls::issue(
         d,
         "ca",
@@ -606,7 +639,12 @@ async fn client_certificates_are_required_or_verified_when_given() {
     );
     support::tls::issue(d, "clientca", "alice", "extendedKeyUsage=clientAuth\n");
     support::tls::issue(d, "otherca", "mallory", "extendedKeyUsage=clientAuth\n");
-    let dynamic = format!(
+}
+
+/// Routers on `websecure`: mtls.tls.test with options that require a client certificate from
+/// `clientca`, maybe.tls.test with options that verify one only if given.
+fn client_auth_dynamic(d: &Path, backend: &Backend) -> String {
+    format!(
         r#"
 [http.routers.mtls]
 rule = "Host(`mtls.tls.test`)"
@@ -635,11 +673,12 @@ clientAuthType = "VerifyClientCertIfGiven"
 "#,
         url = backend.url(),
         d = d.display()
-    );
-    let boma = Boma::start(STATIC, Some(&dynamic));
-    let port = boma.addr("websecure").port();
-    let ca = d.join("ca.pem");
-    wait_served(port, "maybe.tls.test", "m").await;
+    )
+}
+
+/// curl with no certificate, alice's and mallory's against each router: mtls.tls.test serves
+/// alice only, maybe.tls.test serves the anonymous client and alice; every refusal is a TLS one.
+async fn each_client_is_served_or_refused_in_the_handshake(d: &Path, ca: &Path, port: u16) {
     let cert = |who: &str| {
         vec![
             "--cert".to_string(),
@@ -660,7 +699,7 @@ clientAuthType = "VerifyClientCertIfGiven"
     for (host, client, served) in cases {
         let extra: Vec<&str> =
             client.map_or(Vec::new(), |v| v.iter().map(String::as_str).collect());
-        let (code, out) = curl(&ca, host, port, "/", &extra).await;
+        let (code, out) = curl(ca, host, port, "/", &extra).await;
         let who = client.map_or("no certificate", |c| {
             if c == &alice {
                 "alice (village CA)"

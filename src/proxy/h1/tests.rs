@@ -157,13 +157,7 @@ async fn scripted(
             let (mut sock, _) = listener.accept().await.unwrap();
             accepted += 1;
             for answer in script {
-                let mut seen = Vec::new();
-                while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
-                    let mut b = [0u8; 1024];
-                    let n = sock.read(&mut b).await.unwrap();
-                    assert!(n > 0, "client closed early");
-                    seen.extend_from_slice(&b[..n]);
-                }
+                read_request_head(&mut sock).await;
                 for piece in answer {
                     sock.write_all(piece).await.unwrap();
                     tokio::time::sleep(Duration::from_millis(5)).await;
@@ -173,6 +167,17 @@ async fn scripted(
         accepted
     });
     (addr, task)
+}
+
+/// Read from `sock` until a request head has ended (the client sends heads only).
+async fn read_request_head(sock: &mut tokio::net::TcpStream) {
+    let mut seen = Vec::new();
+    while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+        let mut b = [0u8; 1024];
+        let n = sock.read(&mut b).await.unwrap();
+        assert!(n > 0, "client closed early");
+        seen.extend_from_slice(&b[..n]);
+    }
 }
 
 fn pool() -> Arc<Pool> {
@@ -341,13 +346,7 @@ async fn the_response_timeout_is_per_exchange_and_idle_connections_outlive_it() 
     let server = tokio::spawn(async move {
         let (mut sock, _) = listener.accept().await.unwrap();
         for answered in 0..3 {
-            let mut seen = Vec::new();
-            while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
-                let mut b = [0u8; 1024];
-                let n = sock.read(&mut b).await.unwrap();
-                assert!(n > 0, "client closed early");
-                seen.extend_from_slice(&b[..n]);
-            }
+            read_request_head(&mut sock).await;
             if answered < 2 {
                 let ok = b"HTTP/1.1 200 OK\r\ncontent-length: 1\r\n\r\na";
                 sock.write_all(ok).await.unwrap();
