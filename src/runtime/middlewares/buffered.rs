@@ -8,6 +8,9 @@
 //! spill budget before they are written. Both grants are held by guards: a read that fails or
 //! is abandoned gives its share back, and a spill file is closed on the blocking pool (closing
 //! a large unlinked file frees its blocks) before its share of the spill budget is returned.
+//! A replay reads the spilled part back in chunks granted from the memory budget the same way,
+//! each grant going with its chunk until the chunk is dropped (4 KiB pieces when the budget is
+//! full, so that a replay always moves on).
 
 use std::io::Write;
 use std::os::unix::fs::FileExt;
@@ -24,6 +27,8 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 const CHUNK: usize = 64 * 1024;
 /// The smallest memory block of a body whose length is not known: small frames are gathered.
 const BLOCK: usize = 16 * 1024;
+/// What a replay reads back from its spill file when the memory budget has no room.
+const UNGRANTED: usize = 4 * 1024;
 
 /// The shared budgets' counters.
 pub struct Counters {
@@ -85,6 +90,9 @@ struct Inner {
     len: u64,
     /// The memory this body holds of the shared budget.
     _mem_held: Held,
+    /// The memory budget its replays' file reads are granted from.
+    counters: &'static Counters,
+    memory_budget: u64,
 }
 
 impl std::fmt::Debug for Buffered {
@@ -159,7 +167,12 @@ impl Buffered {
             if left == 0 {
                 return None;
             }
-            let want = left.min(CHUNK as u64) as usize;
+            // What is read back is granted from the memory budget too, and the grant goes with
+            // the bytes until they are written out and dropped. With no room left, a small
+            // piece is read anyway, so that a replay always moves on.
+            let mut held = Held::new(&inner.counters.memory);
+            let granted = held.take(left.min(CHUNK as u64), inner.memory_budget);
+            let want = granted.max(left.min(UNGRANTED as u64)) as usize;
             let reader = Arc::clone(&inner);
             let read = tokio::task::spawn_blocking(move || {
                 let mut buf = vec![0u8; want];
@@ -172,7 +185,8 @@ impl Buffered {
             match read {
                 Ok(Ok(buf)) => {
                     let n = buf.len() as u64;
-                    Some((Ok(Frame::data(Bytes::from(buf))), (inner, block, at + n)))
+                    let chunk = Bytes::from_owner(Granted { buf, _held: held });
+                    Some((Ok(Frame::data(chunk)), (inner, block, at + n)))
                 }
                 Ok(Err(e)) => Some((Err(e.into()), (inner, block, u64::MAX))),
                 Err(e) => Some((Err(e.into()), (inner, block, u64::MAX))),
@@ -335,6 +349,8 @@ impl Collector {
                 file,
                 len: self.len,
                 _mem_held: self.mem_held,
+                counters: self.counters,
+                memory_budget: self.limits.memory_budget,
             }),
         })
     }
@@ -394,7 +410,8 @@ impl Drop for SpillFile {
     }
 }
 
-/// A spill-write buffer with the memory granted for it, which goes where the buffer goes.
+/// A buffer with the memory granted for it, which goes where the buffer goes (a spill write's,
+/// or a replayed chunk's until its bytes are dropped).
 struct Granted {
     buf: Vec<u8>,
     _held: Held,

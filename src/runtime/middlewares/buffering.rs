@@ -320,6 +320,56 @@ mod tests {
         assert_eq!(settled(&C.spilled).await, 0);
     }
 
+    /// The next data frame of a replay.
+    async fn next(replay: &mut http_body_util::combinators::BoxBody<Bytes, BoxError>) -> Bytes {
+        replay.frame().await.unwrap().unwrap().into_data().unwrap()
+    }
+
+    #[tokio::test]
+    async fn replayed_chunks_hold_a_grant_of_the_memory_budget() {
+        static C: Counters = Counters::new();
+        let c = BufferingConfig {
+            mem_request_body_bytes: Some(1000),
+            ..Default::default()
+        };
+        let b = counted(&c, &bounds(), &C);
+        let body = b.request(chunks(10, 10_000)).await.unwrap();
+        let mut replay = body.body();
+        let mut seen = 0;
+        while seen < body.in_memory() {
+            seen += next(&mut replay).await.len() as u64;
+        }
+        let kept = C.memory.load(Ordering::Relaxed);
+        let read = next(&mut replay).await;
+        assert_eq!(read.len(), 64 * 1024, "a chunk of the spill file");
+        assert_eq!(C.memory.load(Ordering::Relaxed), kept + 64 * 1024);
+        drop(read);
+        assert_eq!(
+            C.memory.load(Ordering::Relaxed),
+            kept,
+            "given back with the bytes"
+        );
+        drop((replay, body));
+        assert_eq!(C.memory.load(Ordering::Relaxed), 0);
+
+        // No room in the budget: small pieces, outside it, and the replay still ends whole.
+        static FULL: Counters = Counters::new();
+        let full = super::super::Bounds {
+            max_buffered_memory: 0,
+            ..bounds()
+        };
+        let b = counted(&BufferingConfig::default(), &full, &FULL);
+        let body = b.request(chunks(1, 10_000)).await.unwrap();
+        let mut replay = body.body();
+        let sizes = [
+            next(&mut replay).await.len(),
+            next(&mut replay).await.len(),
+            next(&mut replay).await.len(),
+        ];
+        assert_eq!(sizes, [4096, 4096, 1808]);
+        assert_eq!(FULL.memory.load(Ordering::Relaxed), 0);
+    }
+
     #[tokio::test]
     async fn memory_is_granted_before_it_is_allocated() {
         static C: Counters = Counters::new();
