@@ -1,5 +1,5 @@
 # Sourced by the proxy benchmarks (bench.sh, bench-proxy-cpu.sh, bench-proxy-instructions.sh,
-# bench-memory.sh for traefik_toml):
+# bench-memory.sh for traefik_toml and boma_toml):
 # the backend and the configuration each proxy gets, written in one place so that every script
 # measures the same setup. Needs `work` (a scratch directory) and the ports BACKEND_PORT,
 # NGINX_PORT, TRAEFIK_PORT and BOMA_PORT set; NGINX_WORKERS (default auto) and, for one more
@@ -76,11 +76,18 @@ service = "backend"
 url = "http://127.0.0.1:$BACKEND_PORT"
 EOF
   traefik_toml "$TRAEFIK_PORT" "$work/dynamic.toml" > "$work/traefik.toml"
-  cat > "$work/boma.toml" <<EOF
+  boma_toml "$BOMA_PORT" "$work/dynamic.toml" > "$work/boma.toml"
+}
+
+# boma's configuration: one entry point on PORT, the file provider reading DYNAMIC, then any
+# further sections given as EXTRA (TOML text).
+boma_toml() { # port dynamic [extra]
+  cat <<EOF
 [entryPoints.web]
-address = "127.0.0.1:$BOMA_PORT"
+address = "127.0.0.1:$1"
 [providers.file]
-filename = "$work/dynamic.toml"
+filename = "$2"
+${3:-}
 [log]
 level = "warn"
 EOF

@@ -24,7 +24,7 @@ UPSTREAM=$((BASE + 5)); DNSMASQ_PORT=$((BASE + 6))
 NAMES=${MEMORY_NAMES:-10000}
 DNSMASQ=$(command -v dnsmasq || echo /usr/sbin/dnsmasq)
 work=$(mktemp -d)
-# Traefik's static configuration (traefik_toml), as the proxy benchmarks write it.
+# Traefik's and boma's configurations (traefik_toml, boma_toml), as the proxy benchmarks write them.
 # shellcheck source=scripts/bench-configs.sh
 . scripts/bench-configs.sh
 pids=()
@@ -72,19 +72,11 @@ measure_routes() { # name pid port count
 
 for n in 20 1000; do
   routes_file "$n" > "$work/dynamic-$n.toml"
-  cat > "$work/boma-$n.toml" <<EOF
-[entryPoints.web]
-address = "127.0.0.1:$WEB"
-[providers.file]
-filename = "$work/dynamic-$n.toml"
-[dns]
-listen = ["127.0.0.1:$DNS"]
-zone = "bench.local"
-address = "127.0.0.1"
-upstreams = []
-[log]
-level = "warn"
-EOF
+  boma_toml "$WEB" "$work/dynamic-$n.toml" "[dns]
+listen = [\"127.0.0.1:$DNS\"]
+zone = \"bench.local\"
+address = \"127.0.0.1\"
+upstreams = []" > "$work/boma-$n.toml"
   "$BOMA" run --config "$work/boma-$n.toml" > "$work/boma-$n.log" 2>&1 & b=$!; pids+=($b)
   measure_routes boma "$b" "$WEB" "$n"
   stop "$b"
