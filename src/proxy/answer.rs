@@ -77,7 +77,8 @@ impl Proxy {
                 }
                 _ => {
                     drop(snapshot);
-                    (forward::forward(&self.upstream, &svc, head, None, None).await)
+                    (forward::forward(&self.upstream, &svc, &mut head, None, Default::default())
+                        .await)
                         .map(|f| f.response)
                 }
             },
@@ -89,7 +90,7 @@ impl Proxy {
                 e.response().map(ResponseBody::local)
             }
         };
-        forward::strip_hop_by_hop(resp.headers_mut(), false);
+        forward::strip_response_hop_by_hop(resp.headers_mut());
         *resp.status_mut() = code;
         resp
     }
@@ -148,7 +149,15 @@ impl Proxy {
         let body = (ctx.buffered.as_ref())
             .filter(|b| !b.is_empty())
             .map(|b| b.body());
-        let sent = forward::forward(&self.upstream, &route.service, head.clone(), body, None).await;
+        let mut head = head.clone();
+        let sent = forward::forward(
+            &self.upstream,
+            &route.service,
+            &mut head,
+            body,
+            Default::default(),
+        )
+        .await;
         let resends = ctx.resent.as_ref().map_or(0, |r| r.1) + 1;
         let server = sent
             .as_ref()
@@ -156,7 +165,7 @@ impl Proxy {
         ctx.resent = Some((server, resends));
         match sent {
             Ok(mut fwd) => {
-                forward::strip_hop_by_hop(fwd.response.headers_mut(), false);
+                forward::strip_response_hop_by_hop(fwd.response.headers_mut());
                 if let Some(cookie) = fwd.set_cookie {
                     fwd.response
                         .headers_mut()

@@ -1,6 +1,8 @@
-//! Response bodies as the proxy hands them to hyper: one boxed type for upstream streams and small
-//! local answers, and a wrapper that keeps per-request guards (in-flight limits) alive and writes
-//! the access-log line when the body has been sent or dropped.
+//! Response bodies as the proxy hands them to its servers (boma's own HTTP/1.1 one and hyper):
+//! a wrapper that keeps per-request guards (in-flight limits) alive and writes the access-log
+//! line when the body has been sent or dropped, held as it is for the common answer (no
+//! allocation, and the server can take the fields its upstream head passed on) or boxed for
+//! the others.
 //!
 //! Nothing here buffers: frames pass through as they arrive.
 
@@ -14,22 +16,62 @@ use http_body_util::BodyExt;
 use http_body_util::combinators::BoxBody;
 
 use super::accesslog::{AccessLog, Record};
+use super::forward::ResponseBody;
+use super::h1;
 use crate::runtime::middlewares::Guard;
 
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
-/// The body type of every response the proxy returns.
-pub type Body = BoxBody<Bytes, BoxError>;
+pub use crate::runtime::middlewares::buffering::BoxError;
 
-pub fn full(bytes: Bytes) -> Body {
-    http_body_util::Full::new(bytes)
-        .map_err(|never| match never {})
-        .boxed()
+/// The body type of every response the proxy returns.
+// The large variant is the common one, held unboxed on purpose: no allocation per answer.
+#[allow(clippy::large_enum_variant)]
+pub enum Body {
+    /// An answer as it came back through the proxy.
+    Tracked(Tracked<ResponseBody>),
+    /// One a middleware made into another stream (compression).
+    Boxed(BoxBody<Bytes, BoxError>),
 }
 
-pub fn empty() -> Body {
-    http_body_util::Empty::new()
-        .map_err(|never| match never {})
-        .boxed()
+impl Body {
+    /// The answer's fields, when its upstream head passed them on as lines (once).
+    pub fn take_passed(&mut self) -> Option<h1::Passed> {
+        match self {
+            Body::Tracked(Tracked {
+                inner: ResponseBody::Own(own),
+                ..
+            }) => own.take_passed(),
+            _ => None,
+        }
+    }
+}
+
+impl HttpBody for Body {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        match self.get_mut() {
+            Body::Tracked(b) => Pin::new(b).poll_frame(cx),
+            Body::Boxed(b) => Pin::new(b).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Body::Tracked(b) => b.is_end_stream(),
+            Body::Boxed(b) => b.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Body::Tracked(b) => b.size_hint(),
+            Body::Boxed(b) => b.size_hint(),
+        }
+    }
 }
 
 /// The body of a response a `compress` middleware chose to encode, gzip-encoded as it streams.
@@ -37,7 +79,7 @@ pub fn compressed<B>(
     headers: &mut http::HeaderMap,
     body: B,
     plan: crate::runtime::middlewares::compress::Plan,
-) -> Body
+) -> BoxBody<Bytes, BoxError>
 where
     B: HttpBody<Data = Bytes> + Send + Sync + 'static,
     B::Error: Into<BoxError>,
@@ -51,7 +93,7 @@ where
 /// request's metrics.
 pub struct Finisher {
     pub guards: Vec<Guard>,
-    pub log: Option<(AccessLog, Record)>,
+    pub log: Option<(AccessLog, Box<Record>)>,
     pub metrics: Option<Observe>,
     pub bytes: u64,
 }
@@ -60,7 +102,7 @@ impl Drop for Finisher {
     fn drop(&mut self) {
         if let Some((log, mut record)) = self.log.take() {
             record.size = self.bytes;
-            log.write(record);
+            log.write(*record);
         }
         if let Some(o) = self.metrics.take() {
             let route = (o.route.as_deref()).map(|r| (r.name.as_str(), r.service_name.as_str()));

@@ -176,18 +176,59 @@ impl Proxy {
         let (parts, body) = req.into_parts();
         let body =
             (!http_body::Body::is_end_stream(&body)).then(|| body.map_err(Into::into).boxed());
-        self.handle_parts(ep, conn, parts, body).await
+        self.handle_parts(ep, conn, parts, body, false).await
     }
 
     /// Answer one request, given as its head and its body (`None`: none). Never fails: every
-    /// error becomes a response.
+    /// error becomes a response. `pass_fields`: the caller writes an answer's fields passed on
+    /// as lines (boma's own HTTP/1.1 server does; see [`Body::take_passed`]).
     pub async fn handle_parts(
         &self,
         ep: &Arc<EntryPoint>,
         conn: &Conn,
         mut parts: request::Parts,
         body: Option<forward::UpBody>,
+        pass_fields: bool,
     ) -> Response<Body> {
+        // The route, its service and servers are borrowed from this worker's reference to the
+        // snapshot, which the request holds until it is answered.
+        let view = self.held.current();
+        let mut req = match self.prepare(ep, conn, &view, &mut parts) {
+            Ok(req) => req,
+            Err(answered) => return answered,
+        };
+        // Phases 4 to 6.
+        let exchange = Exchange {
+            conn,
+            route: req.route,
+            upgrade: req.upgrade,
+            // A middleware may read or change the answer's fields on its way back.
+            pass_fields: pass_fields && req.route.middlewares.is_empty(),
+        };
+        let (resp, depth) = self
+            .exchange(exchange, &mut parts, body, &mut req.ctx, &mut req.record)
+            .await;
+        let resp = self.walk_back(req.route, depth, &mut req.ctx, resp).await;
+        if let (Some(r), Some((url, resends))) = (req.record.as_mut(), req.ctx.resent.take()) {
+            r.server_url = url;
+            // The first send counts once, even when it failed before any answer.
+            r.attempts = r.attempts.max(1) + resends;
+        }
+        self.finish(ep, resp, req.ctx, (req.record, req.obs))
+    }
+
+    /// Phases 2 and 3, and the forwarded fields: the request's route and what answering it
+    /// keeps, or the answer when it ends here (a redirection, a 421, a 404). Not async: what it
+    /// works with is not carried in the request's future.
+    // The answer made here is as large as the request's state: both are moved once.
+    #[allow(clippy::result_large_err)]
+    fn prepare<'s>(
+        &self,
+        ep: &Arc<EntryPoint>,
+        conn: &Conn,
+        snapshot: &'s Snapshot,
+        parts: &mut request::Parts,
+    ) -> Result<Prepared<'s>, Response<Body>> {
         let client_ip: IpAddr = conn.peer.ip().to_canonical();
         let started = Instant::now();
         // h2 and absolute-form requests carry the authority in the URI, others in Host (kept
@@ -200,31 +241,28 @@ impl Proxy {
         };
         let host_value = host_value.unwrap_or_else(|| HeaderValue::from_static(""));
         let raw_host = host_value.to_str().unwrap_or("");
-        let mut record = self.start_record(ep, client_ip, started, &parts);
-        let mut obs = self.start_observe(ep, &parts, started);
+        let mut record = self.start_record(ep, client_ip, started, parts);
+        let mut obs = self.start_observe(ep, parts, started);
         let mut ctx = middlewares::Ctx::new(client_ip, conn.scheme, started);
         ctx.head = parts.method == http::Method::HEAD;
 
         // Phase 2: entrypoint redirection.
         if let Some(redirect) = &ep.redirect
-            && let Flow::Respond(resp) = redirect.on_request(&mut parts, &mut ctx)
+            && let Flow::Respond(resp) = redirect.on_request(parts, &mut ctx)
         {
-            return self.finish(ep, resp.map(ResponseBody::local), ctx, (record, obs));
+            return Err(self.finish(ep, resp.map(ResponseBody::local), ctx, (record, obs)));
         }
 
         if self.misdirected(ep, conn, raw_host) {
             let resp = ProxyError::Misdirected.response().map(ResponseBody::local);
-            return self.finish(ep, resp, ctx, (record, obs));
+            return Err(self.finish(ep, resp, ctx, (record, obs)));
         }
 
         // Phase 3: route, on the sanitized path (the backend sees the same path).
         sanitize::clean_uri(&mut parts.uri);
-        // The route, its service and servers are borrowed from this worker's reference to the
-        // snapshot, which the request holds until it is answered.
-        let view = self.held.current();
-        let Some(route) = route(&view, ep, conn, &parts, raw_host) else {
+        let Some(route) = route(snapshot, ep, conn, parts, raw_host) else {
             let resp = ProxyError::NoRoute.response().map(ResponseBody::local);
-            return self.finish(ep, resp, ctx, (record, obs));
+            return Err(self.finish(ep, resp, ctx, (record, obs)));
         };
         if let Some(r) = record.as_mut() {
             r.router = route.name.clone();
@@ -243,23 +281,13 @@ impl Proxy {
             server_name: self.server_name.clone(),
         };
         forward::set_forwarded(&mut parts.headers, &host_value, &down, upgrade);
-
-        // Phases 4 to 6.
-        let exchange = Exchange {
-            conn,
+        Ok(Prepared {
             route,
             upgrade,
-        };
-        let (resp, depth) = self
-            .exchange(exchange, parts, body, &mut ctx, &mut record)
-            .await;
-        let resp = self.walk_back(route, depth, &mut ctx, resp).await;
-        if let (Some(r), Some((url, resends))) = (record.as_mut(), ctx.resent.take()) {
-            r.server_url = url;
-            // The first send counts once, even when it failed before any answer.
-            r.attempts = r.attempts.max(1) + resends;
-        }
-        self.finish(ep, resp, ctx, (record, obs))
+            record,
+            obs,
+            ctx,
+        })
     }
 
     /// Phases 4 and 5: the middlewares' request side, then the service (internal or upstream).
@@ -267,13 +295,13 @@ impl Proxy {
     async fn exchange(
         &self,
         x: Exchange<'_>,
-        mut parts: request::Parts,
+        parts: &mut request::Parts,
         mut body: Option<forward::UpBody>,
         ctx: &mut middlewares::Ctx,
-        record: &mut Option<Record>,
+        record: &mut Option<Box<Record>>,
     ) -> (Response<ResponseBody>, usize) {
         let route = x.route;
-        if let Some(answered) = self.request_side(route, &mut parts, ctx, &mut body).await {
+        if let Some(answered) = self.request_side(route, parts, ctx, &mut body).await {
             return answered;
         }
         let depth = route.middlewares.len();
@@ -292,18 +320,24 @@ impl Proxy {
                 initial_interval,
             })
         });
+        let how = forward::Sending {
+            retry,
+            pass_fields: x.pass_fields,
+        };
         if (route.middlewares.iter()).any(|m| m.buffering().is_some_and(|b| b.retries())) {
             ctx.resend = Some(Box::new(parts.clone()));
         }
         // The Host sent upstream is the request's as the middlewares left it.
-        let mut fwd =
-            match forward::forward(&self.upstream, &route.service, parts, body, retry).await {
-                Ok(f) => f,
-                Err(e) => {
-                    tracing::debug!(router = %route.name, error = %e, "proxy error");
-                    return (e.response().map(ResponseBody::local), depth);
-                }
-            };
+        let sent = forward::forward(&self.upstream, &route.service, parts, body, how).await;
+        // Sent: the map serves the next head this thread parses.
+        h1::spare::give(std::mem::take(&mut parts.headers));
+        let mut fwd = match sent {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::debug!(router = %route.name, error = %e, "proxy error");
+                return (e.response().map(ResponseBody::local), depth);
+            }
+        };
         if let Some(r) = record.as_mut() {
             r.server_url = fwd.server.url.to_string();
             r.attempts = fwd.attempts;
@@ -322,7 +356,7 @@ impl Proxy {
                     *x.conn.upgrade.lock().unwrap_or_else(|e| e.into_inner()) = Some(upgrade);
                 }
             }
-            _ => forward::strip_hop_by_hop(fwd.response.headers_mut(), false),
+            _ => forward::strip_response_hop_by_hop(fwd.response.headers_mut()),
         }
         (fwd.response, depth)
     }
@@ -345,9 +379,9 @@ impl Proxy {
         client: IpAddr,
         started: Instant,
         parts: &request::Parts,
-    ) -> Option<Record> {
+    ) -> Option<Box<Record>> {
         let log = self.access_log.as_ref()?;
-        Some(Record {
+        Some(Box::new(Record {
             client,
             method: parts.method.to_string(),
             path: (parts.uri.path_and_query())
@@ -365,7 +399,7 @@ impl Proxy {
             entrypoint: ep.name.clone(),
             attempts: 0,
             headers: log.capture_headers(&parts.headers),
-        })
+        }))
     }
 
     /// The request's metrics, recorded when its answer has been sent (with
@@ -406,20 +440,22 @@ impl Proxy {
         for (i, mw) in route.middlewares.iter().enumerate() {
             let mut flow = mw.on_request(parts, ctx);
             if let Flow::Verify(check) = flow {
-                // bcrypt: on the blocking pool, never on this worker's event loop.
-                flow = mw.verified(check.run().await, parts, ctx);
+                // bcrypt: on the blocking pool, never on this worker's event loop. (This and
+                // the other rare waits below are boxed: the common request's future stays
+                // small, and it is moved whole from caller to callee.)
+                flow = mw.verified(Box::pin(check.run()).await, parts, ctx);
             }
             if let Flow::Respond(resp) = flow {
                 return Some((resp.map(ResponseBody::local), i));
             }
             if let Some(b) = mw.buffering()
-                && let Err(resp) = answer::buffer_request(b, parts, ctx, body).await
+                && let Err(resp) = Box::pin(answer::buffer_request(b, parts, ctx, body)).await
             {
                 return Some((resp, i));
             }
         }
         if !ctx.delay.is_zero() {
-            tokio::time::sleep(ctx.delay).await;
+            Box::pin(tokio::time::sleep(ctx.delay)).await;
         }
         let Service::Internal(which) = &*route.service else {
             return None;
@@ -432,7 +468,7 @@ impl Proxy {
                     empty.boxed()
                 });
                 let user = ctx.user.as_deref();
-                upload::receive(&self.admin.update, route, user, parts, b).await
+                Box::pin(upload::receive(&self.admin.update, route, user, parts, b)).await
             }
             _ => {
                 let snapshot = self.snapshot.load();
@@ -450,7 +486,7 @@ impl Proxy {
         ep: &EntryPoint,
         resp: Response<ResponseBody>,
         mut ctx: middlewares::Ctx,
-        (mut record, obs): (Option<Record>, Option<Observe>),
+        (mut record, obs): (Option<Box<Record>>, Option<Observe>),
     ) -> Response<Body> {
         let (mut rparts, rbody) = resp.into_parts();
         if let Some(r) = record.as_mut() {
@@ -465,14 +501,24 @@ impl Proxy {
         // The write timeout counts from the request's arrival (`ctx.now`).
         let deadline = (ep.write_timeout).map(|t| tokio::time::Instant::from_std(ctx.now) + t);
         let body = match rparts.extensions.remove::<middlewares::compress::Plan>() {
-            None => Tracked::new(rbody, fin, deadline).boxed(),
+            None => Body::Tracked(Tracked::new(rbody, fin, deadline)),
             Some(plan) => {
                 let encoded = body::compressed(&mut rparts.headers, rbody, plan);
-                Tracked::new(encoded, fin, deadline).boxed()
+                Body::Boxed(Tracked::new(encoded, fin, deadline).boxed())
             }
         };
         Response::from_parts(rparts, body)
     }
+}
+
+/// A routed request, as [`Proxy::prepare`] leaves it for phases 4 to 7.
+struct Prepared<'s> {
+    route: &'s Arc<dynamic::table::Route>,
+    /// The client asked for a protocol switch.
+    upgrade: bool,
+    record: Option<Box<Record>>,
+    obs: Option<Observe>,
+    ctx: middlewares::Ctx,
 }
 
 /// What phases 4 to 6 need besides the request.
@@ -481,4 +527,6 @@ struct Exchange<'a> {
     route: &'a dynamic::table::Route,
     /// The client asked for a protocol switch.
     upgrade: bool,
+    /// The answer's fields may be passed on as they came.
+    pass_fields: bool,
 }

@@ -89,7 +89,7 @@ where
         let head = parts.method == Method::HEAD;
         // Boxed: the request's future is kilobytes that an idle connection's task would
         // otherwise carry between requests (copied at most once, into the box).
-        let mut answering = Box::pin(s.proxy.handle_parts(s.ep, s.conn, parts, None));
+        let mut answering = Box::pin(s.proxy.handle_parts(s.ep, s.conn, parts, None, true));
         let resp = answer(&mut io, &mut buf, answering.as_mut()).await?;
         drop(answering);
         let close = asked_close || closing || *s.stop.borrow();
@@ -274,6 +274,7 @@ where
     I: AsyncRead + AsyncWrite + Unpin,
 {
     let (parts, mut body) = resp.into_parts();
+    let passed = body.take_passed();
     let len = if body.is_end_stream() {
         BodyLen::Empty
     } else {
@@ -282,7 +283,8 @@ where
             .map_or(BodyLen::Unknown, BodyLen::Known)
     };
     out.clear();
-    let Encoded { framing, close } = server::encode_response(out, parts, how.head, len, how.close)
+    let answer = server::Answer { parts, passed };
+    let Encoded { framing, close } = server::encode_response(out, answer, how.head, len, how.close)
         .map_err(|e| io::Error::other(e.0))?;
     let mut c = Out { io, buf, out };
     match framing {

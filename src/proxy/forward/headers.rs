@@ -51,17 +51,26 @@ pub fn upgrade_requested(headers: &HeaderMap) -> bool {
             .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
 }
 
-/// Remove hop-by-hop headers, including those named in Connection. With `keep_upgrade`, the
-/// Upgrade header and a `Connection: upgrade` survive.
+/// Remove a request's hop-by-hop headers, including those named in Connection; `TE: trailers`
+/// is kept (the client takes trailers). With `keep_upgrade`, the Upgrade header and a
+/// `Connection: upgrade` survive.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
+    strip(headers, keep_upgrade, true);
+}
+
+/// Remove a response's hop-by-hop headers, including those named in Connection.
+pub fn strip_response_hop_by_hop(headers: &mut HeaderMap) {
+    strip(headers, false, false);
+}
+
+fn strip(headers: &mut HeaderMap, keep_upgrade: bool, request: bool) {
     // Fast path: one pass over the (few) names instead of a dozen hash lookups.
     if !keep_upgrade && !headers.keys().any(hop_by_hop_or_upgrade) {
         return;
     }
-    let trailers_ok = headers
-        .get_all(header::TE)
-        .iter()
-        .any(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"));
+    let trailers_ok = request
+        && (headers.get_all(header::TE).iter())
+            .any(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"));
     // The fields Connection names go too (RFC 9110 §7.6.1), Connection itself last. Mostly it
     // names only keep-alive, close or upgrade, and then no field needs matching against it.
     let names_more = (headers.get_all(header::CONNECTION).iter())
@@ -231,6 +240,10 @@ mod tests {
         assert!(!h.contains_key("keep-alive"));
         assert!(!h.contains_key(header::UPGRADE));
         assert_eq!(h.get(header::TE).unwrap(), "trailers");
+        assert!(h.contains_key("x-keep"));
+        // TE is a request's field: an answer carrying it loses it.
+        strip_response_hop_by_hop(&mut h);
+        assert!(!h.contains_key(header::TE));
         assert!(h.contains_key("x-keep"));
     }
 

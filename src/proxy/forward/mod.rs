@@ -16,7 +16,8 @@ use http::{Response, request};
 use super::error::ProxyError;
 use crate::runtime::balance::{LoadBalancer, Server, Service};
 pub use headers::{
-    Downstream, append_forwarded_for, ip_header, set_forwarded, strip_hop_by_hop, upgrade_requested,
+    Downstream, append_forwarded_for, ip_header, set_forwarded, strip_hop_by_hop,
+    strip_response_hop_by_hop, upgrade_requested,
 };
 use upstream::SendError;
 pub use upstream::{
@@ -39,13 +40,23 @@ pub struct Forwarded<'s> {
     pub attempts: u32,
 }
 
-/// Send the (already rewritten) request to the service, with retries as allowed.
+/// How a request is sent: the retries allowed, and whether the answer's fields may be passed
+/// on as they came (nothing on the way back reads them; see [`super::h1::Target`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Sending {
+    pub retry: Option<RetryPolicy>,
+    pub pass_fields: bool,
+}
+
+/// Send the (already rewritten) request to the service, with retries as allowed. The head is
+/// borrowed: boma's own client only reads it, and hyper-util's takes it (a copy when another
+/// attempt may follow), so that the head is not moved from future to future on its way.
 pub async fn forward<'s>(
     upstream: &Upstream,
     service: &'s Service,
-    parts: request::Parts,
+    parts: &mut request::Parts,
     body: Option<UpBody>,
-    retry: Option<RetryPolicy>,
+    how: Sending,
 ) -> Result<Forwarded<'s>, ProxyError> {
     let now = Instant::now();
     let lb_service = service.resolve(now).ok_or(ProxyError::NoServer)?;
@@ -53,7 +64,7 @@ pub async fn forward<'s>(
         return Err(ProxyError::NoServer);
     };
     let empty_body = body.is_none();
-    let retry = retry.unwrap_or(RetryPolicy {
+    let retry = how.retry.unwrap_or(RetryPolicy {
         attempts: 1,
         initial_interval: Duration::ZERO,
     });
@@ -64,14 +75,17 @@ pub async fn forward<'s>(
         .uri
         .authority()
         .and_then(|a| HeaderValue::from_str(a.as_str()).ok());
-    let mut parts = Some(parts);
     let mut body = body;
     let mut failed: Vec<usize> = Vec::new();
     let mut last_err = ProxyError::NoServer;
     for attempt in 0..attempts {
         if attempt > 0 && !retry.initial_interval.is_zero() {
             let factor = 1u32 << (attempt - 1).min(10);
-            tokio::time::sleep(retry.initial_interval.saturating_mul(factor)).await;
+            // Boxed: a timer in the future's state would be carried by every request.
+            Box::pin(tokio::time::sleep(
+                retry.initial_interval.saturating_mul(factor),
+            ))
+            .await;
         }
         let now = if attempt == 0 { now } else { Instant::now() };
         let sticky = sticky_pick.filter(|_| attempt == 0);
@@ -80,24 +94,15 @@ pub async fn forward<'s>(
             return Err(last_err);
         };
         let server = &lb.servers[idx];
-        // Clone the head only when another attempt may need it.
-        let mut head = match parts.take() {
-            Some(p) if attempt + 1 < attempts => {
-                let copy = p.clone();
-                parts = Some(p);
-                copy
-            }
-            Some(p) => p,
-            None => return Err(last_err),
-        };
-        address(
-            &mut head,
-            server,
-            lb.pass_host_header,
-            host_from_uri.as_ref(),
-        );
+        address(parts, server, lb.pass_host_header, host_from_uri.as_ref());
         // The body goes with the first attempt; retries only happen when it was empty.
-        match upstream.send(server, head, body.take()).await {
+        let again = attempt + 1 < attempts;
+        // A sticky cookie is added to the answer's fields: they are not passed then.
+        let pass = how.pass_fields && lb.sticky.is_none();
+        match upstream
+            .send(server, parts, body.take(), (again, pass))
+            .await
+        {
             Ok(response) => {
                 server.mark_ok();
                 return Ok(Forwarded {

@@ -17,8 +17,9 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use crate::proxy::connect::{Connector, UpstreamTls};
 use crate::proxy::error::ProxyError;
-use crate::proxy::{body::BoxError, h1};
+use crate::proxy::h1;
 use crate::runtime::balance::{Protocol, Server};
+use crate::runtime::middlewares::buffering::BoxError;
 
 /// Request body type sent upstream: the client's stream, or a body a buffering middleware read.
 pub type UpBody = BoxBody<Bytes, BoxError>;
@@ -72,19 +73,51 @@ impl Upstream {
         self.limits.passive_cooldown
     }
 
-    /// One exchange with `server`, under the response timeout.
+    /// One exchange with `server`, under the response timeout. `head` is only read by boma's
+    /// own client; hyper-util's takes it, or a copy of it when `again` (another attempt may
+    /// need it). `pass_fields`: see [`h1::Target`].
     pub(super) async fn send(
+        &self,
+        server: &Server,
+        head: &mut request::Parts,
+        body: Option<UpBody>,
+        (again, pass_fields): (bool, bool),
+    ) -> Result<Response<ResponseBody>, SendError> {
+        // Requests with a body stay with hyper-util (full duplex, length counted). boma's own
+        // client keeps the response timeout itself (a timer kept with each connection).
+        let plain = server.protocol == Protocol::Http1 && server.scheme == http::uri::Scheme::HTTP;
+        if !(plain && body.is_none()) {
+            let head = if again {
+                head.clone()
+            } else {
+                take_parts(head)
+            };
+            // Boxed: hyper's future is large and this path is the rarer one; the common one's
+            // future stays small.
+            return Box::pin(self.send_hyper_timed(server, head, body)).await;
+        }
+        use h1::{Error, Target};
+        let target = Target {
+            authority: &server.authority,
+            path_prefix: &server.path_prefix,
+            response_timeout: self.limits.response_timeout,
+            pass_fields,
+        };
+        match h1::send(&self.h1, &target, head).await {
+            Ok(response) => Ok(response.map(ResponseBody::Own)),
+            Err(Error::ConnectTimeout | Error::ResponseTimeout) => Err(SendError::Timeout),
+            Err(Error::Connect(why)) => Err(SendError::Connect(why)),
+            Err(e) => Err(SendError::Other(e.to_string())),
+        }
+    }
+
+    /// [`Self::send_hyper`] under the response timeout.
+    async fn send_hyper_timed(
         &self,
         server: &Server,
         head: request::Parts,
         body: Option<UpBody>,
     ) -> Result<Response<ResponseBody>, SendError> {
-        // Requests with a body stay with hyper-util (full duplex, length counted). boma's own
-        // client keeps the response timeout itself (a timer kept with each connection).
-        let plain = server.protocol == Protocol::Http1 && server.scheme == http::uri::Scheme::HTTP;
-        if plain && body.is_none() {
-            return self.send_h1(server, head).await;
-        }
         let exchange = self.send_hyper(server, head, body);
         match self.limits.response_timeout {
             Some(limit) => match tokio::time::timeout(limit, exchange).await {
@@ -92,27 +125,6 @@ impl Upstream {
                 Err(_) => Err(SendError::Timeout),
             },
             None => exchange.await,
-        }
-    }
-
-    async fn send_h1(
-        &self,
-        server: &Server,
-        head: request::Parts,
-    ) -> Result<Response<ResponseBody>, SendError> {
-        use h1::{Error, Target};
-        let target = Target {
-            authority: &server.authority,
-            path_prefix: &server.path_prefix,
-            response_timeout: self.limits.response_timeout,
-        };
-        let sent = h1::send(&self.h1, &target, &head).await;
-        h1::spare::give(head.headers);
-        match sent {
-            Ok(response) => Ok(response.map(ResponseBody::Own)),
-            Err(Error::ConnectTimeout | Error::ResponseTimeout) => Err(SendError::Timeout),
-            Err(Error::Connect(why)) => Err(SendError::Connect(why)),
-            Err(e) => Err(SendError::Other(e.to_string())),
         }
     }
 
@@ -205,6 +217,12 @@ impl http_body::Body for ResponseBody {
             ResponseBody::Boxed(b) => b.size_hint(),
         }
     }
+}
+
+/// `head`'s contents, moved out (an empty head left in its place).
+fn take_parts(head: &mut request::Parts) -> request::Parts {
+    let empty = Request::new(()).into_parts().0;
+    std::mem::replace(head, empty)
 }
 
 /// Why an exchange failed, as the retry and the passive mark need it.

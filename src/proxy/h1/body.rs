@@ -12,7 +12,7 @@ use http_body::{Frame, SizeHint};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
-use super::{BODY_READ, Conn, MAX_CHUNK_LINE, MAX_TRAILERS, Pool};
+use super::{BODY_READ, Conn, MAX_CHUNK_LINE, MAX_TRAILERS, Passed, Pool};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Chunk {
@@ -42,6 +42,8 @@ pub struct Body {
     pub(super) state: State,
     /// Where the connection goes back when the body has ended cleanly.
     pub(super) home: Option<(Arc<Pool>, http::uri::Authority)>,
+    /// The answer's fields, when they are passed on as lines (see [`super::Target`]).
+    pub(super) passed: Option<Passed>,
 }
 
 impl Body {
@@ -51,6 +53,11 @@ impl Body {
         if let (Some(conn), Some((pool, key))) = (self.conn.take(), self.home.take()) {
             pool.put(key.as_str(), conn);
         }
+    }
+
+    /// The answer's fields as the lines to send, when they were passed on (once).
+    pub fn take_passed(&mut self) -> Option<Passed> {
+        self.passed.take()
     }
 
     /// After a 101: the server's side of the upgraded connection (once).

@@ -27,14 +27,15 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::{Method, Response, StatusCode, Version, request};
+use http::header;
+use http::{Method, Response, StatusCode, request};
 use hyper_util::client::legacy::connect::HttpConnector;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Sleep;
 
 mod body;
+mod head;
 pub mod server;
 pub mod spare;
 #[cfg(test)]
@@ -42,6 +43,10 @@ mod tests;
 
 pub use body::{Body, Upgraded};
 use body::{Chunk, State};
+pub use head::Passed;
+use head::{
+    Framing, Places, ResponseHead, field_places, framing, keeps_alive, parse_head, shared_field,
+};
 
 /// Largest response head accepted.
 const MAX_HEAD: usize = 64 * 1024;
@@ -249,6 +254,10 @@ pub struct Target<'a> {
     pub path_prefix: &'a str,
     /// Longest wait for the answer's head once the request is written (none: no limit).
     pub response_timeout: Option<Duration>,
+    /// Nothing between the server and the client reads the answer's fields: they are kept as
+    /// the lines the client is sent ([`Passed`], taken with [`Body::take_passed`]), not put in
+    /// the response's map. (Not for HEAD, whose Content-Length the server side repeats.)
+    pub pass_fields: bool,
 }
 
 /// Most connections one request goes through: a kept one found closed is replaced at most twice.
@@ -273,7 +282,8 @@ pub async fn send(
         };
         conn.out.clear();
         encode_head(head, target, &mut conn.out);
-        match timed_exchange(&mut conn, target.response_timeout).await {
+        let pass = target.pass_fields && head.method != Method::HEAD;
+        match timed_exchange(&mut conn, target.response_timeout, pass).await {
             Ok(answer) => return respond(pool, target, head, conn, answer),
             // A kept connection the server had closed while it was idle: replaced when the
             // request cannot have been acted on (not all of it was written) or is safe.
@@ -337,9 +347,13 @@ impl Failure {
 }
 
 /// [`exchange`] within the response timeout.
-async fn timed_exchange(conn: &mut Conn, limit: Option<Duration>) -> Result<ResponseHead, Failure> {
+async fn timed_exchange(
+    conn: &mut Conn,
+    limit: Option<Duration>,
+    pass: bool,
+) -> Result<ResponseHead, Failure> {
     let Some(limit) = limit else {
-        return exchange(conn).await;
+        return exchange(conn, pass).await;
     };
     let deadline = tokio::time::Instant::now() + limit;
     let mut timer = match conn.timer.take() {
@@ -351,7 +365,7 @@ async fn timed_exchange(conn: &mut Conn, limit: Option<Duration>) -> Result<Resp
     };
     let answer = tokio::select! {
         biased;
-        answer = exchange(conn) => answer,
+        answer = exchange(conn, pass) => answer,
         () = timer.as_mut() => Err(Failure {
             error: Error::ResponseTimeout,
             written: true,
@@ -368,8 +382,8 @@ async fn timed_exchange(conn: &mut Conn, limit: Option<Duration>) -> Result<Resp
     answer
 }
 
-/// Write the request head and read the answer's.
-async fn exchange(conn: &mut Conn) -> Result<ResponseHead, Failure> {
+/// Write the request head and read the answer's (its fields passed on with `pass`).
+async fn exchange(conn: &mut Conn, pass: bool) -> Result<ResponseHead, Failure> {
     let Conn { io, buf, out, .. } = conn;
     let written = io.write_all(out).await;
     if out.capacity() > KEEP_OUT {
@@ -382,88 +396,20 @@ async fn exchange(conn: &mut Conn) -> Result<ResponseHead, Failure> {
             ..Failure::io(e, false)
         });
     }
-    read_head(io, buf).await
-}
-
-/// The parts of a response head the proxy uses.
-struct ResponseHead {
-    status: StatusCode,
-    version: Version,
-    headers: HeaderMap,
-    /// What its framing fields say, noted as they are parsed (no lookup afterwards).
-    said: Said,
-}
-
-/// What a response head's framing fields say.
-struct Said {
-    /// A Transfer-Encoding field is present.
-    transfer_encoding: bool,
-    /// Whether the last coding named over every Transfer-Encoding field is chunked (`None`
-    /// when they name none).
-    chunked_last: Option<bool>,
-    /// The Content-Length: absent, a value, or why it is unusable.
-    length: Result<Option<u64>, &'static str>,
-    /// Connection names `close`.
-    close: bool,
-}
-
-impl Default for Said {
-    fn default() -> Self {
-        Said {
-            transfer_encoding: false,
-            chunked_last: None,
-            length: Ok(None),
-            close: false,
-        }
-    }
-}
-
-impl Said {
-    fn note(&mut self, name: &HeaderName, value: &HeaderValue) {
-        match *name {
-            header::TRANSFER_ENCODING => {
-                self.transfer_encoding = true;
-                if let Some(last) =
-                    (value.as_bytes().split(|b| *b == b',')).rfind(|t| !t.trim_ascii().is_empty())
-                {
-                    self.chunked_last = Some(last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
-                }
-            }
-            header::CONTENT_LENGTH => self.length = content_length(self.length, value),
-            header::CONNECTION => self.close |= server::has_token(value, b"close"),
-            _ => {}
-        }
-    }
-}
-
-/// The Content-Length once `value` (a list of lengths) is taken in after `prior`: every
-/// length must be digits and all of them the same.
-fn content_length(
-    prior: Result<Option<u64>, &'static str>,
-    value: &HeaderValue,
-) -> Result<Option<u64>, &'static str> {
-    let mut length = prior?;
-    for part in value.as_bytes().split(|b| *b == b',') {
-        let n = std::str::from_utf8(part.trim_ascii())
-            .ok()
-            .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
-            .and_then(|s| s.parse::<u64>().ok())
-            .ok_or("bad content-length")?;
-        if length.is_some_and(|l| l != n) {
-            return Err("differing content-length values");
-        }
-        length = Some(n);
-    }
-    Ok(length)
+    read_head(io, buf, pass).await
 }
 
 /// Read and parse the next final response head, skipping interim (1xx but 101) answers.
-async fn read_head(io: &mut TcpStream, buf: &mut BytesMut) -> Result<ResponseHead, Failure> {
+async fn read_head(
+    io: &mut TcpStream,
+    buf: &mut BytesMut,
+    pass: bool,
+) -> Result<ResponseHead, Failure> {
     let mut answered = false;
     loop {
         if !buf.is_empty() {
             answered = true;
-            match parse_head(buf) {
+            match parse_head(buf, pass) {
                 Ok(Some(head)) if head.status.is_informational() && head.status.as_u16() != 101 => {
                     spare::give(head.headers);
                     continue;
@@ -497,125 +443,6 @@ fn protocol(what: &'static str, answered: bool) -> Failure {
     }
 }
 
-/// A complete head at the start of `buf` (consumed), `None` when more bytes are needed.
-fn parse_head(buf: &mut BytesMut) -> Result<Option<ResponseHead>, &'static str> {
-    // Uninitialised slots: zeroing 128 of them (4 KiB) cost more than parsing a usual head.
-    let mut slots =
-        [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
-    let mut parsed = httparse::Response::new(&mut []);
-    let len = match httparse::ParserConfig::default().parse_response_with_uninit_headers(
-        &mut parsed,
-        buf,
-        &mut slots,
-    ) {
-        Ok(httparse::Status::Complete(len)) => len,
-        Ok(httparse::Status::Partial) => return Ok(None),
-        Err(httparse::Error::TooManyHeaders) => return Err("too many header fields"),
-        Err(_) => return Err("malformed response head"),
-    };
-    let status = parsed
-        .code
-        .and_then(|c| StatusCode::from_u16(c).ok())
-        .ok_or("bad status code")?;
-    let version = match parsed.version {
-        Some(0) => Version::HTTP_10,
-        _ => Version::HTTP_11,
-    };
-    let mut places = Places::<MAX_HEADERS>::new();
-    field_places(buf, parsed.headers, &mut places);
-    let head = buf.split_to(len).freeze();
-    let mut headers = spare::take(places.len());
-    let mut said = Said::default();
-    for &place in &places {
-        let (name, value) = shared_field(&head, place).ok_or("bad header field")?;
-        said.note(&name, &value);
-        headers.append(name, value);
-    }
-    Ok(Some(ResponseHead {
-        status,
-        version,
-        headers,
-        said,
-    }))
-}
-
-/// Where each field's name and value lie in a head: offset and length of each.
-pub(crate) type Places<const N: usize> = heapless::Vec<[u32; 4], N>;
-
-/// Where each field's name and value lie in `buf` (into `places`, which holds as many fields as
-/// httparse was given slots for), so that once the head is split off the values share its bytes
-/// instead of each being copied (names are mostly standard ones, which need no copy). Used for
-/// request and response heads alike; a head is far below 4 GiB.
-fn field_places<const N: usize>(
-    buf: &[u8],
-    fields: &[httparse::Header<'_>],
-    places: &mut Places<N>,
-) {
-    let base = buf.as_ptr() as usize;
-    let at = |p: *const u8| (p as usize - base) as u32;
-    for h in fields.iter().take(N) {
-        let (name, value) = (h.name.as_bytes(), h.value);
-        // Cannot fail: at most N fields are taken.
-        let _ = places.push([
-            at(name.as_ptr()),
-            name.len() as u32,
-            at(value.as_ptr()),
-            value.len() as u32,
-        ]);
-    }
-}
-
-/// The field at `place` (from [`field_places`]) of a head split off as `head`; `None` when its
-/// name or value is not one `http` takes.
-fn shared_field(head: &bytes::Bytes, place: [u32; 4]) -> Option<(HeaderName, HeaderValue)> {
-    let [name_at, name_len, at, n] = place.map(|v| v as usize);
-    let name = HeaderName::from_bytes(&head[name_at..name_at + name_len]).ok()?;
-    let value = HeaderValue::from_maybe_shared(head.slice(at..at + n)).ok()?;
-    Some((name, value))
-}
-
-/// How the response body is delimited.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Framing {
-    Empty,
-    Length(u64),
-    Chunked,
-    Close,
-}
-
-fn framing(method: &Method, head: &ResponseHead) -> Result<Framing, &'static str> {
-    let status = head.status;
-    if *method == Method::HEAD
-        || status.is_informational()
-        || status == StatusCode::NO_CONTENT
-        || status == StatusCode::NOT_MODIFIED
-    {
-        return Ok(Framing::Empty);
-    }
-    let said = &head.said;
-    if head.version == Version::HTTP_10 && said.transfer_encoding {
-        // RFC 9112 §6.1: faulty framing.
-        return Err("transfer-encoding in an HTTP/1.0 answer");
-    }
-    if let Some(chunked) = said.chunked_last {
-        return Ok(if chunked {
-            Framing::Chunked
-        } else {
-            Framing::Close
-        });
-    }
-    Ok(match said.length? {
-        Some(0) => Framing::Empty,
-        Some(n) => Framing::Length(n),
-        None => Framing::Close,
-    })
-}
-
-/// May the connection serve another exchange once this answer's body has been read?
-fn keeps_alive(head: &ResponseHead) -> bool {
-    head.version == Version::HTTP_11 && !head.said.close
-}
-
 /// Turn a parsed head into the response handed to the proxy; an answer whose length cannot be
 /// known is an error (a 502), never passed on for hyper to refuse mid-response.
 fn respond(
@@ -645,6 +472,7 @@ fn respond(
         conn: Some(conn),
         state,
         home: keep.then(|| (Arc::clone(pool), target.authority.clone())),
+        passed: head.passed,
     };
     if body.state == State::Done {
         body.finish();

@@ -174,15 +174,26 @@ pub struct Encoded {
 #[derive(Debug, PartialEq, Eq)]
 pub struct BadHead(pub &'static str);
 
+/// The answer to encode: its head, and its fields when they were passed on from the server's
+/// head as lines (then the head's map holds none of them).
+pub struct Answer {
+    pub parts: response::Parts,
+    pub passed: Option<super::Passed>,
+}
+
 /// Encode the head of the answer to a request (`head`: a HEAD request) into `dst`; `close`:
 /// the connection ends after it (the client asked, or the entrypoint is draining).
 pub fn encode_response(
     dst: &mut Vec<u8>,
-    mut parts: response::Parts,
+    answer: Answer,
     head: bool,
     mut body: BodyLen,
     mut close: bool,
 ) -> Result<Encoded, BadHead> {
+    let Answer {
+        mut parts,
+        mut passed,
+    } = answer;
     let start = dst.len();
     let mut status = parts.status;
     if status.is_informational() && status != StatusCode::SWITCHING_PROTOCOLS {
@@ -190,6 +201,7 @@ pub fn encode_response(
         status = StatusCode::INTERNAL_SERVER_ERROR;
         parts.headers.clear();
         parts.extensions.clear();
+        passed = None;
         body = BodyLen::Empty;
         close = true;
     }
@@ -204,23 +216,35 @@ pub fn encode_response(
     let can_length = !status.is_informational()
         && status != StatusCode::NO_CONTENT
         && status != StatusCode::NOT_MODIFIED;
-    let wrote_date = copy_fields(dst, headers);
-    let (mut framing, wrote_len) = match explicit_length(dst, headers, head, body, can_body) {
-        Ok(x) => x,
-        Err(e) => {
-            dst.truncate(start);
-            return Err(e);
+    let mut present = copy_fields(dst, headers);
+    if let Some(passed) = passed {
+        // Framing and hop-by-hop fields are not among them: written here as for a map.
+        dst.extend_from_slice(&passed.lines);
+        present.date |= passed.date;
+        super::spare::give_lines(passed.lines);
+    }
+    let (mut framing, wrote_len) = if present.length || present.codings {
+        match explicit_length(dst, headers, head, body, can_body) {
+            Ok(x) => x,
+            Err(e) => {
+                dst.truncate(start);
+                return Err(e);
+            }
         }
+    } else {
+        (Framing::Length(0), false)
     };
-    close |= joined(dst, headers, &header::CONNECTION, |v| {
-        has_token(v, b"close")
-    });
-    if close && !has_close(headers) && status != StatusCode::SWITCHING_PROTOCOLS {
+    let said_close = present.connection
+        && joined(dst, headers, &header::CONNECTION, |v| {
+            has_token(v, b"close")
+        });
+    close |= said_close;
+    if close && !said_close && status != StatusCode::SWITCHING_PROTOCOLS {
         // hyper: a connection that ends after this answer says so (HTTP/1.1).
         field(dst, "connection", b"close");
     }
     let mut trailers = Vec::new();
-    if can_body {
+    if can_body && present.trailer {
         joined(dst, headers, &header::TRAILER, |v| {
             let names = v.as_bytes().split(|b| *b == b',');
             let parsed = names.filter_map(|n| HeaderName::from_bytes(n.trim_ascii()).ok());
@@ -237,7 +261,7 @@ pub fn encode_response(
     if let Framing::Chunked(allowed) = &mut framing {
         *allowed = trailers;
     }
-    if !wrote_date {
+    if !present.date {
         dst.extend_from_slice(b"date: ");
         extend_date(dst);
         dst.extend_from_slice(b"\r\n");
@@ -248,22 +272,40 @@ pub fn encode_response(
     Ok(Encoded { framing, close })
 }
 
-/// The answer's fields but those whose framing or connection meaning is written here; true
-/// when it has a `Date`.
-fn copy_fields(dst: &mut Vec<u8>, headers: &HeaderMap) -> bool {
-    let mut wrote_date = false;
+/// Which of the fields that [`copy_fields`] leaves to [`encode_response`] an answer has (so
+/// that only those present are looked up).
+#[derive(Default)]
+struct Present {
+    length: bool,
+    codings: bool,
+    connection: bool,
+    trailer: bool,
+    date: bool,
+}
+
+/// The answer's fields but those whose framing or connection meaning is written here, and
+/// which of those it has.
+fn copy_fields(dst: &mut Vec<u8>, headers: &HeaderMap) -> Present {
+    let mut present = Present::default();
     for (name, value) in headers {
-        match *name {
-            header::CONTENT_LENGTH
-            | header::TRANSFER_ENCODING
-            | header::CONNECTION
-            | header::TRAILER => continue,
-            header::DATE => wrote_date = true,
-            _ => {}
-        }
-        field(dst, name.as_str(), value.as_bytes());
+        let seen = match *name {
+            header::CONTENT_LENGTH => &mut present.length,
+            header::TRANSFER_ENCODING => &mut present.codings,
+            header::CONNECTION => &mut present.connection,
+            header::TRAILER => &mut present.trailer,
+            header::DATE => {
+                present.date = true;
+                field(dst, name.as_str(), value.as_bytes());
+                continue;
+            }
+            _ => {
+                field(dst, name.as_str(), value.as_bytes());
+                continue;
+            }
+        };
+        *seen = true;
     }
-    wrote_date
+    present
 }
 
 /// The framing of an answer whose own fields gave no length, and the field that says it:
@@ -403,10 +445,6 @@ fn joined(
         dst.extend_from_slice(b"\r\n");
     }
     hit
-}
-
-fn has_close(headers: &HeaderMap) -> bool {
-    (headers.get_all(header::CONNECTION).iter()).any(|v| has_token(v, b"close"))
 }
 
 fn field(dst: &mut Vec<u8>, name: &str, value: &[u8]) {

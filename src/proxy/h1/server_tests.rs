@@ -117,10 +117,17 @@ fn too_many_fields_go_to_hyper() {
     assert!(matches!(parse(&text).0, Parsed::Handover));
 }
 
+fn answer(parts: http::response::Parts) -> Answer {
+    Answer {
+        parts,
+        passed: None,
+    }
+}
+
 fn encode(resp: Response<()>, head: bool, body: BodyLen, close: bool) -> (String, Encoded) {
     let mut dst = Vec::new();
     let (parts, ()) = resp.into_parts();
-    let enc = encode_response(&mut dst, parts, head, body, close).expect("encodes");
+    let enc = encode_response(&mut dst, answer(parts), head, body, close).expect("encodes");
     let text = String::from_utf8(dst).expect("ascii");
     (text, enc)
 }
@@ -234,7 +241,7 @@ fn a_length_header_frames_a_body_of_unknown_size() {
         .unwrap()
         .into_parts()
         .0;
-    let err = encode_response(&mut dst, differing, false, BodyLen::Unknown, false);
+    let err = encode_response(&mut dst, answer(differing), false, BodyLen::Unknown, false);
     assert!(err.is_err());
     assert!(dst.is_empty(), "a refused head leaves nothing to send");
 }
@@ -287,7 +294,7 @@ fn a_length_header_is_digits_only() {
             .unwrap()
             .into_parts()
             .0;
-        let res = encode_response(&mut dst, parts, false, BodyLen::Unknown, false);
+        let res = encode_response(&mut dst, answer(parts), false, BodyLen::Unknown, false);
         assert!(res.is_err(), "{bad:?} taken");
     }
 }

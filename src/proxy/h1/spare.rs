@@ -24,6 +24,33 @@ const MAX_BUF: usize = 16 * 1024;
 thread_local! {
     static SPARE: RefCell<Vec<HeaderMap>> = const { RefCell::new(Vec::new()) };
     static BUFS: RefCell<Vec<BytesMut>> = const { RefCell::new(Vec::new()) };
+    static LINES: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// An empty byte vector with room for `room` bytes (the fields of a head passed on): a kept
+/// one when there is one.
+pub fn take_lines(room: usize) -> Vec<u8> {
+    match LINES.with_borrow_mut(Vec::pop) {
+        Some(mut lines) => {
+            lines.reserve(room);
+            lines
+        }
+        None => Vec::with_capacity(room),
+    }
+}
+
+/// Keep `lines` (written) for a later [`take_lines`] on this thread; bounded as the read
+/// buffers are.
+pub fn give_lines(mut lines: Vec<u8>) {
+    if lines.capacity() == 0 || lines.capacity() > MAX_BUF {
+        return;
+    }
+    lines.clear();
+    LINES.with_borrow_mut(|kept| {
+        if kept.len() < KEEP_BUFS {
+            kept.push(lines);
+        }
+    });
 }
 
 /// An empty map with room for `fields`: a kept one when there is one.
@@ -43,7 +70,7 @@ pub fn give(mut map: HeaderMap) {
     // `capacity` counts distinct names; the values of a repeated field are stored apart and
     // counted by `len` (a map that had many and lost them keeps a little more: still bounded by
     // the most fields a head may have).
-    if map.capacity() > MAX_CAPACITY || map.len() > MAX_CAPACITY {
+    if map.capacity() == 0 || map.capacity() > MAX_CAPACITY || map.len() > MAX_CAPACITY {
         return;
     }
     map.clear();

@@ -20,8 +20,16 @@ fn parts(method: &str, uri: &str, headers: &[(&str, &str)]) -> request::Parts {
 }
 
 fn head_of(bytes: &[u8]) -> ResponseHead {
+    parse(bytes, false)
+}
+
+fn parse(bytes: &[u8], pass: bool) -> ResponseHead {
     let mut buf = BytesMut::from(bytes);
-    parse_head(&mut buf).unwrap().expect("a complete head")
+    let head = parse_head(&mut buf, pass)
+        .unwrap()
+        .expect("a complete head");
+    assert!(buf.is_empty(), "the head is consumed");
+    head
 }
 
 #[test]
@@ -30,6 +38,7 @@ fn request_heads() {
         authority: &"10.0.0.2:8080".parse().unwrap(),
         path_prefix: "",
         response_timeout: None,
+        pass_fields: false,
     };
     let mut out = Vec::new();
     encode_head(&parts("GET", "/a?b=1", &[("x-a", "1")]), &target, &mut out);
@@ -42,6 +51,7 @@ fn request_heads() {
         authority: &"app:80".parse().unwrap(),
         path_prefix: "",
         response_timeout: None,
+        pass_fields: false,
     };
     out.clear();
     encode_head(&parts("GET", "/", &[]), &port80, &mut out);
@@ -51,6 +61,7 @@ fn request_heads() {
         authority: &"s".parse().unwrap(),
         path_prefix: "/base",
         response_timeout: None,
+        pass_fields: false,
     };
     out.clear();
     encode_head(
@@ -113,20 +124,125 @@ fn keep_alive_rules() {
 }
 
 #[test]
+fn persistence_fields_are_left_out_and_others_kept() {
+    // Connection naming only persistence: neither it nor Keep-Alive reaches the map.
+    let head = head_of(
+        b"HTTP/1.1 200 OK\r\nConnection: Keep-Alive\r\nKeep-Alive: timeout=5\r\nx: 1\r\n\r\n",
+    );
+    let names: Vec<_> = head.headers.keys().map(|k| k.as_str()).collect();
+    assert_eq!(names, ["x"]);
+    assert!(keeps_alive(&head));
+    // Naming another field (or upgrade): all kept, for the hop-by-hop step to read.
+    let head = head_of(
+        b"HTTP/1.1 200 OK\r\nconnection: keep-alive, x-secret\r\nkeep-alive: timeout=5\r\nx-secret: 1\r\n\r\n",
+    );
+    assert_eq!(head.headers.len(), 3, "{:?}", head.headers);
+    assert!(!head.said.close);
+    let head = head_of(b"HTTP/1.1 101 Switching\r\nconnection: Upgrade\r\nupgrade: ws\r\n\r\n");
+    assert_eq!(head.headers.get(header::CONNECTION).unwrap(), "Upgrade");
+    let many = b"HTTP/1.1 200 OK\r\nconnection: close\r\nconnection: close\r\nkeep-alive: a\r\nkeep-alive: b\r\n\r\n";
+    let head = head_of(many);
+    assert!(head.headers.is_empty());
+    assert!(head.said.close && !keeps_alive(&head));
+}
+
+/// The client-facing head of `raw` as the server side writes it: through the map (and the
+/// proxy's hop-by-hop step, and the Content-Length the client drops under Transfer-Encoding) or
+/// from the passed lines. Its lines sorted (the map groups a name's values), `date` left out.
+fn client_head(raw: &[u8], pass: bool) -> Vec<String> {
+    let mut head = parse(raw, pass);
+    assert_eq!(
+        head.passed.is_some(),
+        pass,
+        "{}",
+        String::from_utf8_lossy(raw)
+    );
+    let len = match framing(&Method::GET, &head).unwrap() {
+        Framing::Empty => server::BodyLen::Empty,
+        Framing::Length(n) => server::BodyLen::Known(n),
+        Framing::Chunked | Framing::Close => server::BodyLen::Unknown,
+    };
+    if head.said.transfer_encoding {
+        head.headers.remove(header::CONTENT_LENGTH);
+    }
+    crate::proxy::forward::strip_response_hop_by_hop(&mut head.headers);
+    let mut parts = http::Response::new(()).into_parts().0;
+    parts.status = head.status;
+    parts.headers = head.headers;
+    let answer = server::Answer {
+        parts,
+        passed: head.passed,
+    };
+    let mut out = Vec::new();
+    server::encode_response(&mut out, answer, false, len, false).unwrap();
+    let text = String::from_utf8(out).unwrap();
+    let mut lines: Vec<String> = (text.lines().map(str::to_string))
+        .filter(|l| !l.starts_with("date: ") || l.contains("12:00:00"))
+        .collect();
+    lines.sort();
+    lines
+}
+
+#[test]
+fn passed_fields_reach_the_client_as_the_map_does() {
+    let heads: [&[u8]; 5] = [
+        b"HTTP/1.1 200 OK\r\nServer: nginx\r\nDate: Sun, 29 Nov 2026 12:00:00 GMT\r\nContent-Type: text/plain\r\nContent-Length: 13\r\nConnection: keep-alive\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 4\r\nKeep-Alive: timeout=5\r\nX-A: 1\r\nSet-Cookie: a=1\r\nX-B: 2\r\nset-cookie: b=2\r\nTrailer: x-t\r\nTE: trailers\r\nProxy-Authenticate: Basic\r\nProxy-Connection: x\r\nUpgrade: h2c\r\n\r\n",
+        b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+        b"HTTP/1.1 304 Not Modified\r\nETag: \"x\"\r\nContent-Length: 10\r\n\r\n",
+        b"HTTP/1.0 200 OK\r\nX-Tab: a\tb\r\nX-Obs: caf\xc3\xa9\r\nX-Empty:\r\n\r\n",
+    ];
+    for raw in heads {
+        assert_eq!(client_head(raw, false), client_head(raw, true));
+    }
+    let first = client_head(heads[0], true);
+    assert!(first.contains(&"server: nginx".to_string()), "{first:?}");
+    assert!(first.contains(&"date: Sun, 29 Nov 2026 12:00:00 GMT".to_string()));
+    assert!(!first.iter().any(|l| l.starts_with("connection")));
+    // Connection naming a field: not passed (the map and the hop-by-hop step take it).
+    let names =
+        b"HTTP/1.1 200 OK\r\nConnection: x-private\r\nX-Private: 1\r\nContent-Length: 0\r\n\r\n";
+    assert!(parse(names, true).passed.is_none());
+    assert!(
+        !client_head(names, false)
+            .iter()
+            .any(|l| l.contains("private"))
+    );
+    // Interim answers never are.
+    let mut buf = BytesMut::from(&b"HTTP/1.1 101 Switching\r\nupgrade: ws\r\n\r\n"[..]);
+    assert!(
+        parse_head(&mut buf, true)
+            .unwrap()
+            .unwrap()
+            .passed
+            .is_none()
+    );
+}
+
+#[test]
 fn heads_partial_bad_and_too_many() {
-    let mut buf = BytesMut::from(&b"HTTP/1.1 200 OK\r\nx: 1\r\n"[..]);
-    assert!(parse_head(&mut buf).unwrap().is_none());
-    assert_eq!(buf.len(), 23, "a partial head is left in place");
-    let mut bad = BytesMut::from(&b"HTTP/1.1 2x0 OK\r\n\r\n"[..]);
-    assert!(parse_head(&mut bad).is_err());
+    for pass in [false, true] {
+        let mut buf = BytesMut::from(&b"HTTP/1.1 200 OK\r\nx: 1\r\n"[..]);
+        assert!(parse_head(&mut buf, pass).unwrap().is_none());
+        assert_eq!(buf.len(), 23, "a partial head is left in place");
+        let mut bad = BytesMut::from(&b"HTTP/1.1 2x0 OK\r\n\r\n"[..]);
+        assert!(parse_head(&mut bad, pass).is_err());
+        let mut ctl = BytesMut::from(&b"HTTP/1.1 200 OK\r\nx: a\x01b\r\n\r\n"[..]);
+        assert!(
+            parse_head(&mut ctl, pass).is_err(),
+            "a control byte in a value"
+        );
+        let mut del = BytesMut::from(&b"HTTP/1.1 200 OK\r\nx: a\x7fb\r\n\r\n"[..]);
+        assert!(parse_head(&mut del, pass).is_err(), "DEL in a value");
+    }
     let mut many = BytesMut::from(&b"HTTP/1.1 200 OK\r\n"[..]);
     for i in 0..=MAX_HEADERS {
         many.extend_from_slice(format!("x-{i}: 1\r\n").as_bytes());
     }
     many.extend_from_slice(b"\r\n");
-    assert!(parse_head(&mut many).is_err());
+    assert!(parse_head(&mut many, true).is_err());
     let mut two = BytesMut::from(&b"HTTP/1.1 200 OK\r\nx: 1\r\nx: 2\r\n\r\nrest"[..]);
-    let head = parse_head(&mut two).unwrap().unwrap();
+    let head = parse_head(&mut two, false).unwrap().unwrap();
     assert_eq!(head.headers.get_all("x").iter().count(), 2);
     assert_eq!(&two[..], b"rest");
 }
@@ -199,6 +315,7 @@ async fn request(
         authority: &addr.parse().unwrap(),
         path_prefix: "",
         response_timeout: None,
+        pass_fields: false,
     };
     let head = parts(method, "/", &[("host", "t")]);
     let resp = send(pool, &target, &head)
@@ -251,6 +368,7 @@ async fn chunked_overrides_a_content_length() {
         authority: &addr.parse().unwrap(),
         path_prefix: "",
         response_timeout: None,
+        pass_fields: false,
     };
     let head = parts("GET", "/", &[("host", "t")]);
     let resp = send(&pool(), &target, &head).await.unwrap();
@@ -359,6 +477,8 @@ async fn the_response_timeout_is_per_exchange_and_idle_connections_outlive_it() 
         authority: &addr.parse().unwrap(),
         path_prefix: "",
         response_timeout: Some(Duration::from_millis(200)),
+        // The answer's fields passed on: the body and the connection's reuse are the same.
+        pass_fields: true,
     };
     let head = parts("GET", "/", &[("host", "t")]);
     let pool = pool();
