@@ -333,6 +333,21 @@ const FORGED: Row = (
     LO,
 );
 
+/// A client naming the forwarded headers in Connection: a proxy must not let that remove the
+/// ones it sets itself (as Traefik does not, since its fix for CVE-2024-45410).
+const NAMED: Row = (
+    "forwarded headers named by an untrusted client's Connection",
+    "GET",
+    "ready.test",
+    "/",
+    &[(
+        "Connection",
+        "X-Forwarded-For, X-Forwarded-Host, X-Forwarded-Proto, X-Forwarded-Port, \
+         X-Forwarded-Server, X-Real-Ip",
+    )],
+    LO,
+);
+
 /// The forwarded headers (`x-forwarded-*`, `x-real-ip`) the backend saw for `row`, sorted, as
 /// the backend echoes them in its body.
 async fn forwarded_seen(to: SocketAddr, row: &Row) -> Vec<String> {
@@ -558,8 +573,10 @@ async fn boma_routes_like_traefik() {
     let (traefik_outcomes, mut mismatches) =
         every_row_agrees_but_the_deliberate_ones(boma_addr, traefik.web, &version).await;
     the_table_is_not_trivial(&traefik_outcomes, &version, &traefik);
-    let forged = forged_forwarded_headers_reach_both_backends_alike(boma_addr, traefik.web).await;
-    mismatches.extend(forged);
+    for row in [&FORGED, &NAMED] {
+        let seen = forwarded_headers_reach_both_backends_alike(row, boma_addr, traefik.web).await;
+        mismatches.extend(seen);
+    }
     there_is_no_mismatch(
         &mismatches,
         &version,
@@ -630,21 +647,22 @@ fn the_table_is_not_trivial(
     );
 }
 
-/// The FORGED row: boma's backend sees the same forwarded headers as Traefik's; gives the
-/// mismatch if not.
-async fn forged_forwarded_headers_reach_both_backends_alike(
+/// A row of forwarded headers (FORGED, NAMED): boma's backend sees the same forwarded headers
+/// as Traefik's; gives the mismatch if not.
+async fn forwarded_headers_reach_both_backends_alike(
+    row: &Row,
     boma_addr: SocketAddr,
     traefik_addr: SocketAddr,
 ) -> Option<String> {
     let (b, t) = (
-        forwarded_seen(boma_addr, &FORGED).await,
-        forwarded_seen(traefik_addr, &FORGED).await,
+        forwarded_seen(boma_addr, row).await,
+        forwarded_seen(traefik_addr, row).await,
     );
     (b != t).then(|| {
         format!(
             "  \"{}\": {}\n      boma's backend saw:    {b:?}\n      Traefik's backend saw: {t:?}",
-            FORGED.0,
-            show(&FORGED)
+            row.0,
+            show(row)
         )
     })
 }

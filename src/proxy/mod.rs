@@ -193,7 +193,7 @@ impl Proxy {
         // The route, its service and servers are borrowed from this worker's reference to the
         // snapshot, which the request holds until it is answered.
         let view = self.held.current();
-        let mut req = match self.prepare(ep, conn, &view, &mut parts) {
+        let mut req = match self.prepare(ep, conn, &view, &mut parts, pass_fields) {
             Ok(req) => req,
             Err(answered) => return answered,
         };
@@ -201,14 +201,19 @@ impl Proxy {
         let exchange = Exchange {
             conn,
             route: req.route,
-            upgrade: req.upgrade,
             // A middleware may read or change the answer's fields on its way back.
             pass_fields: pass_fields && req.route.middlewares.is_empty(),
+            forwarded: req.forwarded.take(),
+            upgrade: req.upgrade,
         };
         let (resp, depth) = self
             .exchange(exchange, &mut parts, body, &mut req.ctx, &mut req.record)
             .await;
-        let resp = self.walk_back(req.route, depth, &mut req.ctx, resp).await;
+        // (No future made for a walk through no middleware: it would be moved for nothing.)
+        let resp = match depth {
+            0 => resp,
+            _ => self.walk_back(req.route, depth, &mut req.ctx, resp).await,
+        };
         if let (Some(r), Some((url, resends))) = (req.record.as_mut(), req.ctx.resent.take()) {
             r.server_url = url;
             // The first send counts once, even when it failed before any answer.
@@ -219,7 +224,9 @@ impl Proxy {
 
     /// Phases 2 and 3, and the forwarded fields: the request's route and what answering it
     /// keeps, or the answer when it ends here (a redirection, a 421, a 404). Not async: what it
-    /// works with is not carried in the request's future.
+    /// works with is not carried in the request's future. With `pass_fields` (see
+    /// [`Proxy::handle_parts`]) and a route whose request nothing reads on its way, the
+    /// forwarded fields are kept beside it ([`forward::Deferred`]).
     // The answer made here is as large as the request's state: both are moved once.
     #[allow(clippy::result_large_err)]
     fn prepare<'s>(
@@ -228,6 +235,7 @@ impl Proxy {
         conn: &Conn,
         snapshot: &'s Snapshot,
         parts: &mut request::Parts,
+        pass_fields: bool,
     ) -> Result<Prepared<'s>, Response<Body>> {
         let client_ip: IpAddr = conn.peer.ip().to_canonical();
         let started = Instant::now();
@@ -280,9 +288,18 @@ impl Proxy {
             trusted: ep.trust_all || ep.trusted.contains(client_ip),
             server_name: self.server_name.clone(),
         };
-        forward::set_forwarded(&mut parts.headers, &host_value, &down, upgrade);
+        let read_on_the_way =
+            !route.middlewares.is_empty() || matches!(*route.service, Service::Internal(_));
+        let forwarded = match pass_fields && !read_on_the_way {
+            true => forward::Deferred::of(&parts.headers, &host_value, &down, upgrade),
+            false => None,
+        };
+        if forwarded.is_none() {
+            forward::set_forwarded(&mut parts.headers, &host_value, &down, upgrade);
+        }
         Ok(Prepared {
             route,
+            forwarded,
             upgrade,
             record,
             obs,
@@ -301,7 +318,10 @@ impl Proxy {
         record: &mut Option<Box<Record>>,
     ) -> (Response<ResponseBody>, usize) {
         let route = x.route;
-        if let Some(answered) = self.request_side(route, parts, ctx, &mut body).await {
+        let internal = matches!(*route.service, Service::Internal(_));
+        if (internal || !route.middlewares.is_empty())
+            && let Some(answered) = self.request_side(route, parts, ctx, &mut body).await
+        {
             return answered;
         }
         let depth = route.middlewares.len();
@@ -311,7 +331,7 @@ impl Proxy {
             None
         };
         forward::strip_hop_by_hop(&mut parts.headers, on_upgrade.is_some());
-        if !ctx.drop_x_forwarded_for {
+        if !ctx.drop_x_forwarded_for && x.forwarded.is_none() {
             forward::append_forwarded_for(&mut parts.headers, &x.conn.ip_header);
         }
         let retry = route.middlewares.iter().find_map(|m| {
@@ -323,6 +343,7 @@ impl Proxy {
         let how = forward::Sending {
             retry,
             pass_fields: x.pass_fields,
+            forwarded: x.forwarded,
         };
         if (route.middlewares.iter()).any(|m| m.buffering().is_some_and(|b| b.retries())) {
             ctx.resend = Some(Box::new(parts.clone()));
@@ -514,6 +535,8 @@ impl Proxy {
 /// A routed request, as [`Proxy::prepare`] leaves it for phases 4 to 7.
 struct Prepared<'s> {
     route: &'s Arc<dynamic::table::Route>,
+    /// The forwarded fields, when they are not in the request's map yet.
+    forwarded: Option<forward::Deferred>,
     /// The client asked for a protocol switch.
     upgrade: bool,
     record: Option<Box<Record>>,
@@ -529,4 +552,6 @@ struct Exchange<'a> {
     upgrade: bool,
     /// The answer's fields may be passed on as they came.
     pass_fields: bool,
+    /// The forwarded fields, X-Forwarded-For included, when not in the request's map.
+    forwarded: Option<forward::Deferred>,
 }

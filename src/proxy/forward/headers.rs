@@ -84,11 +84,14 @@ fn strip(headers: &mut HeaderMap, keep_upgrade: bool, request: bool) {
         });
     // Removed one at a time, each found among the (few) names present: no list built, no
     // header name made from a token.
+    // The forwarded fields the proxy manages are never removed for being named: a client
+    // cannot take away what the proxy tells the server (as Traefik since CVE-2024-45410).
     let doomed = |headers: &HeaderMap, k: &HeaderName| {
         *k != header::CONNECTION
             && !(keep_upgrade && *k == header::UPGRADE)
             && ((hop_by_hop_or_upgrade(k) && HOP_BY_HOP.contains(k))
                 || (names_more
+                    && !managed(k)
                     && (headers.get_all(header::CONNECTION).iter())
                         .flat_map(|v| v.as_bytes().split(|b| *b == b','))
                         .any(|t| t.trim_ascii().eq_ignore_ascii_case(k.as_str().as_bytes()))))
@@ -123,6 +126,12 @@ const UNTRUSTED_ONLY_REMOVED: [HeaderName; 5] = [
     HeaderName::from_static("x-forwarded-tls-client-cert-info"),
 ];
 
+/// One of the forwarded fields the proxy sets, or removes from an untrusted client.
+fn managed(k: &HeaderName) -> bool {
+    [&XFF, &XFPROTO, &XFHOST, &XFPORT, &XFSERVER, &XREALIP].contains(&k)
+        || UNTRUSTED_ONLY_REMOVED.contains(k)
+}
+
 /// Set X-Forwarded-* (but For) and X-Real-Ip as Traefik's entrypoint does, before the router's
 /// middlewares run: from an untrusted client, incoming values are replaced; from a trusted one
 /// they are kept.
@@ -134,12 +143,7 @@ pub fn set_forwarded(
 ) {
     // Room for the six added here at once, not in several doublings.
     headers.reserve(6);
-    if !down.trusted
-        && headers.keys().any(|k| {
-            let n = k.as_str();
-            n.starts_with("x-forwarded-") || n == "x-real-ip"
-        })
-    {
+    if !down.trusted && any_forwarded(headers) {
         for h in [&XFF, &XFPROTO, &XFHOST, &XFPORT, &XFSERVER, &XREALIP] {
             headers.remove(h);
         }
@@ -154,24 +158,98 @@ pub fn set_forwarded(
         }
     };
     set(headers, &XFPROTO, &|| {
-        HeaderValue::from_static(match (upgrade, down.scheme) {
-            (true, "https") => "wss",
-            (true, _) => "ws",
-            (false, "https") => "https",
-            (false, _) => "http",
-        })
+        HeaderValue::from_static(proto(upgrade, down.scheme))
     });
     set(headers, &XFHOST, &|| host.clone());
-    set(headers, &XFPORT, &|| {
-        let default = if down.scheme == "https" { 443 } else { 80 };
-        match (host.to_str().ok()).and_then(port_of).unwrap_or(default) {
-            80 => HeaderValue::from_static("80"),
-            443 => HeaderValue::from_static("443"),
-            p => HeaderValue::from(p),
-        }
-    });
+    set(headers, &XFPORT, &|| port(host, down.scheme));
     set(headers, &XFSERVER, &|| down.server_name.clone());
     set(headers, &XREALIP, &|| down.client_ip_header.clone());
+}
+
+/// The request has a field named like one the proxy manages.
+fn any_forwarded(headers: &HeaderMap) -> bool {
+    headers.keys().any(|k| {
+        let n = k.as_str();
+        n.starts_with("x-forwarded-") || n == "x-real-ip"
+    })
+}
+
+fn proto(upgrade: bool, scheme: &str) -> &'static str {
+    match (upgrade, scheme) {
+        (true, "https") => "wss",
+        (true, _) => "ws",
+        (false, "https") => "https",
+        (false, _) => "http",
+    }
+}
+
+/// X-Forwarded-Port: the port of the host the client asked for, else the scheme's.
+fn port(host: &HeaderValue, scheme: &str) -> HeaderValue {
+    let default = if scheme == "https" { 443 } else { 80 };
+    match (host.to_str().ok()).and_then(port_of).unwrap_or(default) {
+        80 => HeaderValue::from_static("80"),
+        443 => HeaderValue::from_static("443"),
+        p => HeaderValue::from(p),
+    }
+}
+
+/// The forwarded fields of a request whose client sent none, kept beside the request instead
+/// of put in its map when nothing on the way reads them (a route without middlewares): boma's
+/// own client writes them with the head ([`Deferred::fields`]), any other way puts them in the
+/// map first ([`Deferred::insert_into`]). The request reaches the server the same either way:
+/// what [`set_forwarded`], then [`append_forwarded_for`], would have added, in that order.
+#[derive(Debug, Clone)]
+pub struct Deferred {
+    proto: &'static str,
+    host: HeaderValue,
+    port: HeaderValue,
+    server: HeaderValue,
+    client: HeaderValue,
+}
+
+impl Deferred {
+    /// The fields for a request whose `headers` hold none of them yet (`None` otherwise: they
+    /// are set in the map as usual).
+    pub fn of(
+        headers: &HeaderMap,
+        host: &HeaderValue,
+        down: &Downstream,
+        upgrade: bool,
+    ) -> Option<Deferred> {
+        if any_forwarded(headers) {
+            return None;
+        }
+        Some(Deferred {
+            proto: proto(upgrade, down.scheme),
+            host: host.clone(),
+            port: port(host, down.scheme),
+            server: down.server_name.clone(),
+            client: down.client_ip_header.clone(),
+        })
+    }
+
+    /// Names and values, in the order they are written.
+    pub fn fields(&self) -> [(&'static str, &[u8]); 6] {
+        [
+            (XFPROTO.as_str(), self.proto.as_bytes()),
+            (XFHOST.as_str(), self.host.as_bytes()),
+            (XFPORT.as_str(), self.port.as_bytes()),
+            (XFSERVER.as_str(), self.server.as_bytes()),
+            (XREALIP.as_str(), self.client.as_bytes()),
+            (XFF.as_str(), self.client.as_bytes()),
+        ]
+    }
+
+    /// Put them in `headers` after all.
+    pub fn insert_into(self, headers: &mut HeaderMap) {
+        headers.reserve(6);
+        headers.append(&XFPROTO, HeaderValue::from_static(self.proto));
+        headers.append(&XFHOST, self.host);
+        headers.append(&XFPORT, self.port);
+        headers.append(&XFSERVER, self.server);
+        headers.append(&XREALIP, self.client.clone());
+        append_forwarded_for(headers, &self.client);
+    }
 }
 
 /// Append the client to X-Forwarded-For, as the forwarding step does after the middlewares.
@@ -248,6 +326,25 @@ mod tests {
     }
 
     #[test]
+    fn connection_cannot_name_away_the_forwarded_fields() {
+        let mut h = HeaderMap::new();
+        let named = "x-forwarded-host, X-Real-Ip, x-forwarded-uri, x-other";
+        h.insert(header::CONNECTION, HeaderValue::from_str(named).unwrap());
+        for k in [
+            "x-forwarded-host",
+            "x-real-ip",
+            "x-forwarded-uri",
+            "x-other",
+        ] {
+            h.insert(k, HeaderValue::from_static("1"));
+        }
+        strip_hop_by_hop(&mut h, false);
+        let mut left: Vec<_> = h.keys().map(|k| k.as_str()).collect();
+        left.sort();
+        assert_eq!(left, ["x-forwarded-host", "x-forwarded-uri", "x-real-ip"]);
+    }
+
+    #[test]
     fn upgrade_kept_when_asked() {
         let mut h = HeaderMap::new();
         h.insert(
@@ -278,6 +375,45 @@ mod tests {
         assert_eq!(h.get("x-forwarded-host").unwrap(), "app.lan:8080");
         assert_eq!(h.get("x-forwarded-port").unwrap(), "8080");
         assert_eq!(h.get("x-forwarded-proto").unwrap(), "http");
+    }
+
+    /// Kept beside the request or put in its map, the forwarded fields are the ones (and in
+    /// the order) that set_forwarded and append_forwarded_for give, for every scheme and port.
+    #[test]
+    fn deferred_fields_are_the_ones_the_map_gets() {
+        for (host, scheme, upgrade) in [
+            ("app.lan", "http", false),
+            ("app.lan:8080", "https", false),
+            ("[::1]:8443", "http", true),
+            ("", "https", true),
+        ] {
+            let host = HeaderValue::from_str(host).unwrap();
+            let down = Downstream {
+                scheme,
+                ..down(false)
+            };
+            let mut head = HeaderMap::new();
+            head.insert(header::HOST, HeaderValue::from_static("h"));
+            let mut map = head.clone();
+            set_forwarded(&mut map, &host, &down, upgrade);
+            append_forwarded_for(&mut map, &down.client_ip_header);
+            let deferred = Deferred::of(&head, &host, &down, upgrade).expect("none sent");
+            let written: Vec<(String, Vec<u8>)> = (deferred.fields().iter())
+                .map(|(n, v)| (n.to_string(), v.to_vec()))
+                .collect();
+            let set: Vec<(String, Vec<u8>)> = (map.iter().skip(1))
+                .map(|(n, v)| (n.to_string(), v.as_bytes().to_vec()))
+                .collect();
+            assert_eq!(written, set);
+            let mut inserted = head.clone();
+            deferred.insert_into(&mut inserted);
+            assert_eq!(inserted, map);
+        }
+        // A client that sent one: the map path, not this.
+        let mut sent = HeaderMap::new();
+        sent.insert("x-forwarded-host", HeaderValue::from_static("evil"));
+        let host = HeaderValue::from_static("h");
+        assert!(Deferred::of(&sent, &host, &down(false), false).is_none());
     }
 
     #[test]

@@ -16,7 +16,7 @@ use http::{Response, request};
 use super::error::ProxyError;
 use crate::runtime::balance::{LoadBalancer, Server, Service};
 pub use headers::{
-    Downstream, append_forwarded_for, ip_header, set_forwarded, strip_hop_by_hop,
+    Deferred, Downstream, append_forwarded_for, ip_header, set_forwarded, strip_hop_by_hop,
     strip_response_hop_by_hop, upgrade_requested,
 };
 use upstream::SendError;
@@ -42,10 +42,12 @@ pub struct Forwarded<'s> {
 
 /// How a request is sent: the retries allowed, and whether the answer's fields may be passed
 /// on as they came (nothing on the way back reads them; see [`super::h1::Target`]).
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Sending {
     pub retry: Option<RetryPolicy>,
     pub pass_fields: bool,
+    /// The request's forwarded fields, when they are not in its map yet.
+    pub forwarded: Option<Deferred>,
 }
 
 /// Send the (already rewritten) request to the service, with retries as allowed. The head is
@@ -76,6 +78,7 @@ pub async fn forward<'s>(
         .authority()
         .and_then(|a| HeaderValue::from_str(a.as_str()).ok());
     let mut body = body;
+    let mut forwarded = how.forwarded;
     let mut failed: Vec<usize> = Vec::new();
     let mut last_err = ProxyError::NoServer;
     for attempt in 0..attempts {
@@ -99,10 +102,8 @@ pub async fn forward<'s>(
         let again = attempt + 1 < attempts;
         // A sticky cookie is added to the answer's fields: they are not passed then.
         let pass = how.pass_fields && lb.sticky.is_none();
-        match upstream
-            .send(server, parts, body.take(), (again, pass))
-            .await
-        {
+        let sent = upstream.send(server, parts, body.take(), (again, pass), &mut forwarded);
+        match sent.await {
             Ok(response) => {
                 server.mark_ok();
                 return Ok(Forwarded {

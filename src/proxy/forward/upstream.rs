@@ -15,6 +15,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
+use super::Deferred;
 use crate::proxy::connect::{Connector, UpstreamTls};
 use crate::proxy::error::ProxyError;
 use crate::proxy::h1;
@@ -75,18 +76,24 @@ impl Upstream {
 
     /// One exchange with `server`, under the response timeout. `head` is only read by boma's
     /// own client; hyper-util's takes it, or a copy of it when `again` (another attempt may
-    /// need it). `pass_fields`: see [`h1::Target`].
+    /// need it). `pass_fields`: see [`h1::Target`]. `forwarded`: the request's forwarded fields
+    /// when they are not in its map; boma's client writes them, hyper's finds them put there.
     pub(super) async fn send(
         &self,
         server: &Server,
         head: &mut request::Parts,
         body: Option<UpBody>,
         (again, pass_fields): (bool, bool),
+        forwarded: &mut Option<Deferred>,
     ) -> Result<Response<ResponseBody>, SendError> {
         // Requests with a body stay with hyper-util (full duplex, length counted). boma's own
         // client keeps the response timeout itself (a timer kept with each connection).
         let plain = server.protocol == Protocol::Http1 && server.scheme == http::uri::Scheme::HTTP;
         if !(plain && body.is_none()) {
+            if let Some(fields) = forwarded.take() {
+                // Into the map for good: a later attempt finds them there.
+                fields.insert_into(&mut head.headers);
+            }
             let head = if again {
                 head.clone()
             } else {
@@ -97,7 +104,9 @@ impl Upstream {
             return Box::pin(self.send_hyper_timed(server, head, body)).await;
         }
         use h1::{Error, Target};
+        let fields = forwarded.as_ref().map(Deferred::fields);
         let target = Target {
+            extra: fields.as_ref().map_or(&[][..], |f| &f[..]),
             authority: &server.authority,
             path_prefix: &server.path_prefix,
             response_timeout: self.limits.response_timeout,

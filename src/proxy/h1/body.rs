@@ -38,7 +38,7 @@ pub(super) enum State {
 
 /// A response body read from the server's connection as the client takes it.
 pub struct Body {
-    pub(super) conn: Option<Conn>,
+    pub(super) conn: Option<Box<Conn>>,
     pub(super) state: State,
     /// Where the connection goes back when the body has ended cleanly.
     pub(super) home: Option<(Arc<Pool>, http::uri::Authority)>,
@@ -66,7 +66,7 @@ impl Body {
             return None;
         }
         self.state = State::Done;
-        let conn = self.conn.take()?;
+        let conn = *self.conn.take()?;
         Some(Upgraded {
             io: conn.io,
             early: conn.buf.freeze(),

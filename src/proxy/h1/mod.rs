@@ -91,7 +91,8 @@ impl std::fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
-/// One connection to a server, with what was read from it and not yet used.
+/// One connection to a server, with what was read from it and not yet used. Boxed once when
+/// made: it moves between the pool, the request and the response body by a pointer.
 pub struct Conn {
     io: TcpStream,
     buf: BytesMut,
@@ -110,7 +111,7 @@ pub struct Conn {
 impl Conn {
     /// Connect as hyper-util does (its connector: the connect timeout split over the addresses
     /// of a name, IPv6 falling back to IPv4, TCP_NODELAY).
-    async fn connect(connector: &HttpConnector, authority: &str) -> Result<Conn, Error> {
+    async fn connect(connector: &HttpConnector, authority: &str) -> Result<Box<Conn>, Error> {
         let uri: http::Uri = format!("http://{authority}/")
             .parse()
             .map_err(|e| Error::Connect(format!("bad server address {authority}: {e}")))?;
@@ -121,7 +122,7 @@ impl Conn {
             }
             Err(e) => return Err(Error::Connect(super::forward::error_chain(&e))),
         };
-        Ok(Conn {
+        Ok(Box::new(Conn {
             io,
             buf: BytesMut::new(),
             // Most request heads fit: one allocation, not a doubling from a few bytes.
@@ -129,7 +130,7 @@ impl Conn {
             reused: false,
             idle_since: Instant::now(),
             timer: None,
-        })
+        }))
     }
 
     /// Read what the socket has into `buf` (at least `want` bytes of room); 0 at end of stream.
@@ -166,10 +167,15 @@ fn poll_fill<R: AsyncRead + Unpin>(
     read.poll(cx)
 }
 
+/// Idle connections by server authority. Each is boxed where it is made (see [`Conn`]), so the
+/// list holds pointers.
+#[allow(clippy::vec_box)]
+type Idle = fnv::FnvHashMap<Box<str>, Vec<Box<Conn>>>;
+
 /// A worker's idle connections, by server authority: most recently used first out, at most
 /// `per_host` each, none older than `idle_timeout`.
 pub struct Pool {
-    idle: Mutex<fnv::FnvHashMap<Box<str>, Vec<Conn>>>,
+    idle: Mutex<Idle>,
     per_host: usize,
     idle_timeout: Duration,
     connector: HttpConnector,
@@ -190,11 +196,11 @@ impl Pool {
         pool
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, fnv::FnvHashMap<Box<str>, Vec<Conn>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Idle> {
         self.idle.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn take(&self, key: &str) -> Option<Conn> {
+    fn take(&self, key: &str) -> Option<Box<Conn>> {
         let now = Instant::now();
         let mut idle = self.lock();
         let list = idle.get_mut(key)?;
@@ -206,7 +212,7 @@ impl Pool {
         None
     }
 
-    fn put(&self, key: &str, mut conn: Conn) {
+    fn put(&self, key: &str, mut conn: Box<Conn>) {
         if self.per_host == 0 || !conn.buf.is_empty() {
             return;
         }
@@ -252,6 +258,9 @@ async fn sweep(pool: Weak<Pool>) {
 pub struct Target<'a> {
     pub authority: &'a http::uri::Authority,
     pub path_prefix: &'a str,
+    /// Fields written after the request's own (its forwarded fields, when they were kept
+    /// beside it rather than in its map).
+    pub extra: &'a [(&'static str, &'a [u8])],
     /// Longest wait for the answer's head once the request is written (none: no limit).
     pub response_timeout: Option<Duration>,
     /// Nothing between the server and the client reads the answer's fields: they are kept as
@@ -313,10 +322,12 @@ fn encode_head(head: &request::Parts, target: &Target<'_>, out: &mut Vec<u8>) {
         out.extend_from_slice(host.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
-    for (name, value) in &head.headers {
-        out.extend_from_slice(name.as_str().as_bytes());
+    let extra = target.extra.iter().map(|(name, value)| (*name, *value));
+    let own = (head.headers.iter()).map(|(name, value)| (name.as_str(), value.as_bytes()));
+    for (name, value) in own.chain(extra) {
+        out.extend_from_slice(name.as_bytes());
         out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(value);
         out.extend_from_slice(b"\r\n");
     }
     if !head.headers.contains_key(header::CONTENT_LENGTH)
@@ -449,7 +460,7 @@ fn respond(
     pool: &Arc<Pool>,
     target: &Target<'_>,
     request: &request::Parts,
-    conn: Conn,
+    conn: Box<Conn>,
     mut head: ResponseHead,
 ) -> Result<Response<Body>, Error> {
     let state = if head.status == StatusCode::SWITCHING_PROTOCOLS {

@@ -37,6 +37,7 @@ fn request_heads() {
     let target = Target {
         authority: &"10.0.0.2:8080".parse().unwrap(),
         path_prefix: "",
+        extra: &[],
         response_timeout: None,
         pass_fields: false,
     };
@@ -50,6 +51,7 @@ fn request_heads() {
     let port80 = Target {
         authority: &"app:80".parse().unwrap(),
         path_prefix: "",
+        extra: &[],
         response_timeout: None,
         pass_fields: false,
     };
@@ -60,6 +62,7 @@ fn request_heads() {
     let prefixed = Target {
         authority: &"s".parse().unwrap(),
         path_prefix: "/base",
+        extra: &[],
         response_timeout: None,
         pass_fields: false,
     };
@@ -72,6 +75,17 @@ fn request_heads() {
     assert_eq!(
         out,
         b"POST /base/x HTTP/1.1\r\nhost: app.lan\r\ncontent-length: 0\r\n\r\n"
+    );
+    // Fields kept beside the head follow its own.
+    let with_extra = Target {
+        extra: &[("x-forwarded-proto", b"http"), ("x-real-ip", b"10.0.0.9")],
+        ..prefixed
+    };
+    out.clear();
+    encode_head(&parts("GET", "/", &[("host", "h")]), &with_extra, &mut out);
+    assert_eq!(
+        out,
+        b"GET /base/ HTTP/1.1\r\nhost: h\r\nx-forwarded-proto: http\r\nx-real-ip: 10.0.0.9\r\n\r\n"
     );
 }
 
@@ -314,6 +328,7 @@ async fn request(
     let target = Target {
         authority: &addr.parse().unwrap(),
         path_prefix: "",
+        extra: &[],
         response_timeout: None,
         pass_fields: false,
     };
@@ -367,6 +382,7 @@ async fn chunked_overrides_a_content_length() {
     let target = Target {
         authority: &addr.parse().unwrap(),
         path_prefix: "",
+        extra: &[],
         response_timeout: None,
         pass_fields: false,
     };
@@ -476,6 +492,7 @@ async fn the_response_timeout_is_per_exchange_and_idle_connections_outlive_it() 
     let target = Target {
         authority: &addr.parse().unwrap(),
         path_prefix: "",
+        extra: &[],
         response_timeout: Some(Duration::from_millis(200)),
         // The answer's fields passed on: the body and the connection's reuse are the same.
         pass_fields: true,
