@@ -203,7 +203,7 @@ impl Proxy {
             route: req.route,
             // A middleware may read or change the answer's fields on its way back.
             pass_fields: pass_fields && req.route.middlewares.is_empty(),
-            forwarded: req.forwarded.take(),
+            forwarded: &mut req.forwarded,
             upgrade: req.upgrade,
         };
         let (resp, depth) = self
@@ -343,7 +343,7 @@ impl Proxy {
         let how = forward::Sending {
             retry,
             pass_fields: x.pass_fields,
-            forwarded: x.forwarded,
+            forwarded: Some(x.forwarded),
         };
         if (route.middlewares.iter()).any(|m| m.buffering().is_some_and(|b| b.retries())) {
             ctx.resend = Some(Box::new(parts.clone()));
@@ -552,6 +552,7 @@ struct Exchange<'a> {
     upgrade: bool,
     /// The answer's fields may be passed on as they came.
     pass_fields: bool,
-    /// The forwarded fields, X-Forwarded-For included, when not in the request's map.
-    forwarded: Option<forward::Deferred>,
+    /// The forwarded fields, X-Forwarded-For included, when not in the request's map (kept in
+    /// the request's state and lent: they are not moved from future to future).
+    forwarded: &'a mut Option<forward::Deferred>,
 }

@@ -42,12 +42,13 @@ pub struct Forwarded<'s> {
 
 /// How a request is sent: the retries allowed, and whether the answer's fields may be passed
 /// on as they came (nothing on the way back reads them; see [`super::h1::Target`]).
-#[derive(Debug, Clone, Default)]
-pub struct Sending {
+#[derive(Debug, Default)]
+pub struct Sending<'a> {
     pub retry: Option<RetryPolicy>,
     pub pass_fields: bool,
-    /// The request's forwarded fields, when they are not in its map yet.
-    pub forwarded: Option<Deferred>,
+    /// The request's forwarded fields, when they are not in its map yet (taken when they are
+    /// put there).
+    pub forwarded: Option<&'a mut Option<Deferred>>,
 }
 
 /// Send the (already rewritten) request to the service, with retries as allowed. The head is
@@ -58,7 +59,7 @@ pub async fn forward<'s>(
     service: &'s Service,
     parts: &mut request::Parts,
     body: Option<UpBody>,
-    how: Sending,
+    how: Sending<'_>,
 ) -> Result<Forwarded<'s>, ProxyError> {
     let now = Instant::now();
     let lb_service = service.resolve(now).ok_or(ProxyError::NoServer)?;
@@ -102,7 +103,13 @@ pub async fn forward<'s>(
         let again = attempt + 1 < attempts;
         // A sticky cookie is added to the answer's fields: they are not passed then.
         let pass = how.pass_fields && lb.sticky.is_none();
-        let sent = upstream.send(server, parts, body.take(), (again, pass), &mut forwarded);
+        let sent = upstream.send(
+            server,
+            parts,
+            body.take(),
+            (again, pass),
+            forwarded.as_deref_mut(),
+        );
         match sent.await {
             Ok(response) => {
                 server.mark_ok();

@@ -84,13 +84,13 @@ impl Upstream {
         head: &mut request::Parts,
         body: Option<UpBody>,
         (again, pass_fields): (bool, bool),
-        forwarded: &mut Option<Deferred>,
+        forwarded: Option<&mut Option<Deferred>>,
     ) -> Result<Response<ResponseBody>, SendError> {
         // Requests with a body stay with hyper-util (full duplex, length counted). boma's own
         // client keeps the response timeout itself (a timer kept with each connection).
         let plain = server.protocol == Protocol::Http1 && server.scheme == http::uri::Scheme::HTTP;
         if !(plain && body.is_none()) {
-            if let Some(fields) = forwarded.take() {
+            if let Some(fields) = forwarded.and_then(Option::take) {
                 // Into the map for good: a later attempt finds them there.
                 fields.insert_into(&mut head.headers);
             }
@@ -104,7 +104,9 @@ impl Upstream {
             return Box::pin(self.send_hyper_timed(server, head, body)).await;
         }
         use h1::{Error, Target};
-        let fields = forwarded.as_ref().map(Deferred::fields);
+        let fields = (forwarded.as_deref())
+            .and_then(Option::as_ref)
+            .map(Deferred::fields);
         let target = Target {
             extra: fields.as_ref().map_or(&[][..], |f| &f[..]),
             authority: &server.authority,

@@ -63,15 +63,15 @@ impl Default for Said {
 impl Said {
     /// Take in one field (its name in any case).
     fn note(&mut self, name: &[u8], value: &[u8]) {
-        if name.eq_ignore_ascii_case(b"transfer-encoding") {
+        if is_named(name, b"transfer-encoding") {
             self.transfer_encoding = true;
             if let Some(last) = (value.split(|b| *b == b',')).rfind(|t| !t.trim_ascii().is_empty())
             {
                 self.chunked_last = Some(last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
             }
-        } else if name.eq_ignore_ascii_case(b"content-length") {
+        } else if is_named(name, b"content-length") {
             self.length = content_length(self.length, value);
-        } else if name.eq_ignore_ascii_case(b"connection") {
+        } else if is_named(name, b"connection") {
             for token in value.split(|b| *b == b',') {
                 let token = token.trim_ascii();
                 if token.eq_ignore_ascii_case(b"close") {
@@ -190,7 +190,7 @@ fn pass_on(fields: &[httparse::Header<'_>]) -> Passed {
         if not_passed(name) {
             continue;
         }
-        date |= name.eq_ignore_ascii_case(b"date");
+        date |= is_named(name, b"date");
         lines.extend(name.iter().map(u8::to_ascii_lowercase));
         lines.extend_from_slice(b": ");
         lines.extend_from_slice(h.value);
@@ -218,7 +218,25 @@ fn not_passed(name: &[u8]) -> bool {
     matches!(
         name.first(),
         Some(b'c' | b'k' | b'p' | b't' | b'u' | b'C' | b'K' | b'P' | b'T' | b'U')
-    ) && NAMES.iter().any(|n| n.eq_ignore_ascii_case(name))
+    ) && NAMES.iter().any(|n| is_named(name, n))
+}
+
+/// `name` (a field name as httparse takes it: token bytes, any case) is `lower` (a lower-case
+/// name of letters and dashes), compared eight bytes at a time. Setting bit 0x20 lower-cases a
+/// letter, and makes no other token byte a letter or a dash, so this is an exact
+/// case-insensitive comparison for such names.
+pub(super) fn is_named(name: &[u8], lower: &[u8]) -> bool {
+    if name.len() != lower.len() {
+        return false;
+    }
+    let (mut a, mut b) = (name.chunks_exact(8), lower.chunks_exact(8));
+    let word = |c: &[u8]| u64::from_ne_bytes(c.try_into().unwrap_or([0; 8]));
+    for (x, y) in (&mut a).zip(&mut b) {
+        if word(x) | 0x2020_2020_2020_2020 != word(y) {
+            return false;
+        }
+    }
+    (a.remainder().iter().zip(b.remainder())).all(|(x, y)| x | 0x20 == *y)
 }
 
 /// Where each field's name and value lie in a head: offset and length of each.

@@ -515,3 +515,36 @@ async fn the_response_timeout_is_per_exchange_and_idle_connections_outlive_it() 
     assert_eq!(pool.idle_count(), 0, "a timed-out connection is not kept");
     server.await.unwrap();
 }
+
+#[test]
+fn field_names_compare_without_case() {
+    use super::head::is_named;
+    for (name, lower, same) in [
+        (&b"Content-Length"[..], &b"content-length"[..], true),
+        (b"CONTENT-LENGTH", b"content-length", true),
+        (b"content-lengtH", b"content-length", true),
+        (b"content-lengths", b"content-length", false),
+        (b"content_length", b"content-length", false),
+        (b"Transfer-Encoding", b"transfer-encoding", true),
+        (b"Transfer-Encodinf", b"transfer-encoding", false),
+        (b"te", b"te", true),
+        (b"TE", b"te", true),
+        (b"tf", b"te", false),
+        (b"Date", b"date", true),
+        (b"", b"", true),
+    ] {
+        assert_eq!(
+            is_named(name, lower),
+            same,
+            "{}",
+            String::from_utf8_lossy(name)
+        );
+    }
+    // Every token byte but a letter's two cases misses every letter and the dash.
+    let tchar = b"!#$%&'*+-.^_`|~0123456789";
+    for &c in tchar {
+        for &l in b"abcdefghijklmnopqrstuvwxyz-" {
+            assert_eq!(is_named(&[c], &[l]), c == l, "{} {}", c as char, l as char);
+        }
+    }
+}
