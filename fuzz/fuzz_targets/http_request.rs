@@ -76,7 +76,11 @@ fn answer(shape: u8, req: &http::request::Parts, close: bool) {
     let head = req.method == http::Method::HEAD;
     let mut out = Vec::new();
     let (parts, ()) = resp.into_parts();
-    if server::encode_response(&mut out, parts, head, body, close).is_ok() {
+    let answer = server::Answer {
+        parts,
+        passed: None,
+    };
+    if server::encode_response(&mut out, answer, head, body, close).is_ok() {
         assert!(out.ends_with(b"\r\n\r\n"), "a head without its end");
     } else {
         assert!(out.is_empty(), "a refused head left bytes to send");

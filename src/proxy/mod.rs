@@ -9,9 +9,12 @@
 //!    the first rule (by priority) that matches wins; none → 404.
 //! 4. **middlewares, request side**: in router order; one may rewrite the request or answer it
 //!    (redirect, 401, 403, 429...).
-//! 5. **upstream request** (`forward`): hop-by-hop headers dropped, X-Forwarded-* set, a server
-//!    picked by the balancer, the request streamed to it; retried only when safe.
-//! 6. **response** (`answer`): hop-by-hop headers dropped, then back through the middlewares
+//! 5. **upstream request** (`forward`): hop-by-hop headers dropped, X-Forwarded-For appended
+//!    (the other forwarded fields were set with the route, before the middlewares; for a route
+//!    without middlewares boma's client may write them all with the head), a server picked by
+//!    the balancer, the request streamed to it; retried only when safe.
+//! 6. **response** (`answer`): hop-by-hop headers dropped (for an answer whose fields are passed
+//!    on as lines, when its head is parsed), then back through the middlewares
 //!    that ran, last first (errors pages, buffered answers and breaker records included), the
 //!    body streamed back; a 101 joins both upgraded connections. Every answer takes this way
 //!    back, the proxy's own errors included, as in Traefik.

@@ -1,6 +1,8 @@
 //! Rewriting a request's headers for its way upstream, as Traefik does: hop-by-hop fields
-//! removed (and those `Connection` names), X-Forwarded-* and X-Real-Ip set or kept by whether the
-//! client is trusted, the client appended to X-Forwarded-For.
+//! removed (and those `Connection` names, but never the forwarded fields the proxy manages),
+//! X-Forwarded-* and X-Real-Ip set or kept by whether the client is trusted, the client appended
+//! to X-Forwarded-For; or, for a request nothing reads on its way, those fields kept beside it
+//! ([`Deferred`]). And an answer's hop-by-hop fields removed on its way back.
 
 use std::net::IpAddr;
 
@@ -84,14 +86,15 @@ fn strip(headers: &mut HeaderMap, keep_upgrade: bool, request: bool) {
         });
     // Removed one at a time, each found among the (few) names present: no list built, no
     // header name made from a token.
-    // The forwarded fields the proxy manages are never removed for being named: a client
-    // cannot take away what the proxy tells the server (as Traefik since CVE-2024-45410).
+    // The forwarded fields the proxy manages are never removed for being named by a request: a
+    // client cannot take away what the proxy tells the server (as Traefik since CVE-2024-45410).
+    // A server's answer loses every field its Connection names (as Go's reverse proxy).
     let doomed = |headers: &HeaderMap, k: &HeaderName| {
         *k != header::CONNECTION
             && !(keep_upgrade && *k == header::UPGRADE)
             && ((hop_by_hop_or_upgrade(k) && HOP_BY_HOP.contains(k))
                 || (names_more
-                    && !managed(k)
+                    && !(request && managed(k))
                     && (headers.get_all(header::CONNECTION).iter())
                         .flat_map(|v| v.as_bytes().split(|b| *b == b','))
                         .any(|t| t.trim_ascii().eq_ignore_ascii_case(k.as_str().as_bytes()))))
@@ -196,8 +199,9 @@ fn port(host: &HeaderValue, scheme: &str) -> HeaderValue {
 /// The forwarded fields of a request whose client sent none, kept beside the request instead
 /// of put in its map when nothing on the way reads them (a route without middlewares): boma's
 /// own client writes them with the head ([`Deferred::fields`]), any other way puts them in the
-/// map first ([`Deferred::insert_into`]). The request reaches the server the same either way:
-/// what [`set_forwarded`], then [`append_forwarded_for`], would have added, in that order.
+/// map first ([`Deferred::insert_into`]). The server gets the same fields either way: what
+/// [`set_forwarded`], then [`append_forwarded_for`], would have added (after the request's own
+/// fields, where a removal from the map may have moved one of them among those).
 #[derive(Debug, Clone)]
 pub struct Deferred {
     proto: &'static str,
@@ -338,10 +342,14 @@ mod tests {
         ] {
             h.insert(k, HeaderValue::from_static("1"));
         }
+        let mut answer = h.clone();
         strip_hop_by_hop(&mut h, false);
         let mut left: Vec<_> = h.keys().map(|k| k.as_str()).collect();
         left.sort();
         assert_eq!(left, ["x-forwarded-host", "x-forwarded-uri", "x-real-ip"]);
+        // A server's answer loses what its Connection names, these included.
+        strip_response_hop_by_hop(&mut answer);
+        assert!(answer.is_empty(), "{answer:?}");
     }
 
     #[test]

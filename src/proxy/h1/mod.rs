@@ -2,8 +2,9 @@
 //! server half of the codec (request heads in, response heads out) is in [`server`].
 //!
 //! The request's task drives the upstream connection itself: the head is written, the response
-//! head read and parsed (httparse), and the response body is a [`Body`] that reads straight from
-//! the server's socket as hyper writes it to the client. No connection task, no dispatch
+//! head read and parsed (`head.rs`: into a map, or as the lines passed on to the client), and the
+//! response body is a [`Body`] that reads straight from the server's socket as the client side
+//! (boma's own server, or hyper) writes it to the client. No connection task, no dispatch
 //! channel, no second task woken per request. When a body ends cleanly on a connection that may
 //! be kept, the connection goes back to the worker's [`Pool`]; a body dropped early closes it.
 //!

@@ -1,6 +1,7 @@
-//! Header maps and read buffers kept by each worker thread for the next request. Every request
-//! through boma's own HTTP/1 sides needs two maps (the request's, parsed by the server side, and
-//! the answer's, parsed by the client side), two allocations each; a map dropped after its head
+//! Header maps, read buffers and line buffers kept by each worker thread for the next request. A
+//! request through boma's own HTTP/1 sides needs up to two maps (the request's, parsed by the
+//! server side, and the answer's, parsed by the client side unless its fields are passed on as
+//! lines, which take a line buffer instead), two allocations each; a map dropped after its head
 //! was written is cleared and kept here instead, its values released and its capacity not. A
 //! client connection waiting for its next request lends its empty read buffer here, so that an
 //! idle keep-alive connection holds none and a busy one seldom allocates. The lists are per
