@@ -216,13 +216,7 @@ pub fn encode_response(
     let can_length = !status.is_informational()
         && status != StatusCode::NO_CONTENT
         && status != StatusCode::NOT_MODIFIED;
-    let mut present = copy_fields(dst, headers);
-    if let Some(passed) = passed {
-        // Framing and hop-by-hop fields are not among them: written here as for a map.
-        dst.extend_from_slice(&passed.lines);
-        present.date |= passed.date;
-        super::spare::give_lines(passed.lines);
-    }
+    let present = write_fields(dst, headers, passed);
     let (mut framing, wrote_len) = if present.length || present.codings {
         match explicit_length(dst, headers, head, body, can_body) {
             Ok(x) => x,
@@ -243,15 +237,10 @@ pub fn encode_response(
         // hyper: a connection that ends after this answer says so (HTTP/1.1).
         field(dst, "connection", b"close");
     }
-    let mut trailers = Vec::new();
-    if can_body && present.trailer {
-        joined(dst, headers, &header::TRAILER, |v| {
-            let names = v.as_bytes().split(|b| *b == b',');
-            let parsed = names.filter_map(|n| HeaderName::from_bytes(n.trim_ascii()).ok());
-            trailers.extend(parsed);
-            false
-        });
-    }
+    let trailers = match can_body && present.trailer {
+        true => announced_trailers(dst, headers),
+        false => Vec::new(),
+    };
     if !wrote_len {
         framing = implicit_framing(dst, body, can_body, can_length && !head, can_length);
     }
@@ -270,6 +259,30 @@ pub fn encode_response(
     // Written: the map serves the next head this thread parses.
     super::spare::give(parts.headers);
     Ok(Encoded { framing, close })
+}
+
+/// The answer's own fields: those of its map but framing ones (see [`copy_fields`]), or the
+/// lines passed on from its server's head (which hold no framing or hop-by-hop field).
+fn write_fields(dst: &mut Vec<u8>, headers: &HeaderMap, passed: Option<super::Passed>) -> Present {
+    let mut present = copy_fields(dst, headers);
+    if let Some(passed) = passed {
+        dst.extend_from_slice(&passed.lines);
+        present.date |= passed.date;
+        super::spare::give_lines(passed.lines);
+    }
+    present
+}
+
+/// The Trailer field, written, and the names it announces.
+fn announced_trailers(dst: &mut Vec<u8>, headers: &HeaderMap) -> Vec<HeaderName> {
+    let mut trailers = Vec::new();
+    joined(dst, headers, &header::TRAILER, |v| {
+        let names = v.as_bytes().split(|b| *b == b',');
+        let parsed = names.filter_map(|n| HeaderName::from_bytes(n.trim_ascii()).ok());
+        trailers.extend(parsed);
+        false
+    });
+    trailers
 }
 
 /// Which of the fields that [`copy_fields`] leaves to [`encode_response`] an answer has (so
