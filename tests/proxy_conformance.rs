@@ -329,6 +329,10 @@ const FORGED: Row = (
         ("X-Forwarded-Tls-Client-Cert", "forged"),
         ("X-Forwarded-Tls-Client-Cert-Info", "forged"),
         ("X-Real-Ip", "6.6.6.6"),
+        // Underscore spellings, which some servers (CGI, PHP) read as the dashed names.
+        ("X_Forwarded_For", "6.6.6.6"),
+        ("X_Forwarded_Host", "evil.test"),
+        ("X_Real_Ip", "6.6.6.6"),
     ],
     LO,
 );
@@ -370,7 +374,10 @@ async fn forwarded_seen(to: SocketAddr, row: &Row) -> Vec<String> {
     let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
     let mut seen: Vec<String> = body
         .lines()
-        .filter(|l| l.starts_with("x-forwarded-") || l.starts_with("x-real-ip"))
+        .filter(|l| {
+            let l = l.replace('_', "-");
+            l.starts_with("x-forwarded-") || l.starts_with("x-real-ip")
+        })
         .map(str::to_string)
         .collect();
     seen.sort();

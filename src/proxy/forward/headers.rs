@@ -153,6 +153,9 @@ pub fn set_forwarded(
         for h in UNTRUSTED_ONLY_REMOVED {
             headers.remove(h);
         }
+        while let Some(k) = headers.keys().find(|k| underscored(k)).cloned() {
+            headers.remove(&k);
+        }
     }
     // One hash of each name (an entry), where a lookup and then an insert would take two.
     let set = |headers: &mut HeaderMap, name: &HeaderName, value: &dyn Fn() -> HeaderValue| {
@@ -169,12 +172,30 @@ pub fn set_forwarded(
     set(headers, &XREALIP, &|| down.client_ip_header.clone());
 }
 
-/// The request has a field named like one the proxy manages.
+/// The request has a field named like one the proxy manages (or like one with underscores).
 fn any_forwarded(headers: &HeaderMap) -> bool {
-    headers.keys().any(|k| {
-        let n = k.as_str();
-        n.starts_with("x-forwarded-") || n == "x-real-ip"
-    })
+    headers
+        .keys()
+        .any(|k| forwarded_prefix(k.as_str().as_bytes()))
+}
+
+/// `n` begins like a forwarded field's name, with dashes or underscores.
+fn forwarded_prefix(n: &[u8]) -> bool {
+    let dashless = |a: &[u8], b: &[u8]| {
+        a.len() >= b.len() && (a.iter().zip(b)).all(|(x, y)| x == y || (*x == b'_' && *y == b'-'))
+    };
+    dashless(n, b"x-forwarded-") || (n.len() == 9 && dashless(n, b"x-real-ip"))
+}
+
+/// A field named like one the proxy manages but with underscores for dashes
+/// (`X_Forwarded_For`): some servers (CGI, PHP) read it as the dashed name, so an untrusted
+/// client's goes too, as in Traefik.
+fn underscored(k: &HeaderName) -> bool {
+    let n = k.as_str();
+    n.contains('_') && forwarded_prefix(n.as_bytes()) && {
+        let dashed = n.replace('_', "-");
+        (HeaderName::from_bytes(dashed.as_bytes())).is_ok_and(|d| managed(&d))
+    }
 }
 
 fn proto(upgrade: bool, scheme: &str) -> &'static str {
@@ -422,6 +443,38 @@ mod tests {
         sent.insert("x-forwarded-host", HeaderValue::from_static("evil"));
         let host = HeaderValue::from_static("h");
         assert!(Deferred::of(&sent, &host, &down(false), false).is_none());
+    }
+
+    #[test]
+    fn underscore_spellings_go_from_an_untrusted_client_only() {
+        let forged = [
+            "x_forwarded_for",
+            "x_forwarded_host",
+            "x-forwarded_proto",
+            "x_real_ip",
+            "x_forwarded_tls_client_cert",
+        ];
+        let mut h = HeaderMap::new();
+        for k in forged {
+            h.insert(
+                HeaderName::from_static(k),
+                HeaderValue::from_static("6.6.6.6"),
+            );
+        }
+        h.insert("x_forwarded_other", HeaderValue::from_static("kept"));
+        h.insert("x_real_ipv6", HeaderValue::from_static("kept"));
+        let host = HeaderValue::from_static("h");
+        assert!(Deferred::of(&h, &host, &down(false), false).is_none());
+        let mut trusted = h.clone();
+        set_forwarded(&mut h, &host, &down(false), false);
+        for k in forged {
+            assert!(!h.contains_key(k), "{k} left");
+        }
+        assert!(h.contains_key("x_forwarded_other") && h.contains_key("x_real_ipv6"));
+        set_forwarded(&mut trusted, &host, &down(true), false);
+        for k in forged {
+            assert!(trusted.contains_key(k), "{k} removed from a trusted client");
+        }
     }
 
     #[test]
