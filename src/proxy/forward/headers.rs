@@ -181,10 +181,11 @@ fn any_forwarded(headers: &HeaderMap) -> bool {
 
 /// `n` begins like a forwarded field's name, with dashes or underscores.
 fn forwarded_prefix(n: &[u8]) -> bool {
-    let dashless = |a: &[u8], b: &[u8]| {
+    // `a` begins with `b`, an underscore of `a` standing for a dash of `b`.
+    let alike = |a: &[u8], b: &[u8]| {
         a.len() >= b.len() && (a.iter().zip(b)).all(|(x, y)| x == y || (*x == b'_' && *y == b'-'))
     };
-    dashless(n, b"x-forwarded-") || (n.len() == 9 && dashless(n, b"x-real-ip"))
+    alike(n, b"x-forwarded-") || (n.len() == 9 && alike(n, b"x-real-ip"))
 }
 
 /// A field named like one the proxy manages but with underscores for dashes
