@@ -204,8 +204,7 @@ impl Proxy {
         let exchange = Exchange {
             conn,
             route: req.route,
-            // A middleware may read or change the answer's fields on its way back.
-            pass_fields: pass_fields && req.route.middlewares.is_empty(),
+            pass_fields: req.pass_fields,
             forwarded: &mut req.forwarded,
             upgrade: req.upgrade,
         };
@@ -291,9 +290,11 @@ impl Proxy {
             trusted: ep.trust_all || ep.trusted.contains(client_ip),
             server_name: self.server_name.clone(),
         };
-        let read_on_the_way =
-            !route.middlewares.is_empty() || matches!(*route.service, Service::Internal(_));
-        let forwarded = match pass_fields && !read_on_the_way {
+        // A middleware may read or change the fields either way (and an internal service reads
+        // the request's): only a route without them takes the shortcuts.
+        let pass_fields = pass_fields && route.middlewares.is_empty();
+        let internal = matches!(*route.service, Service::Internal(_));
+        let forwarded = match pass_fields && !internal {
             true => forward::Deferred::of(&parts.headers, &host_value, &down, upgrade),
             false => None,
         };
@@ -302,6 +303,7 @@ impl Proxy {
         }
         Ok(Prepared {
             route,
+            pass_fields,
             forwarded,
             upgrade,
             record,
@@ -538,6 +540,8 @@ impl Proxy {
 /// A routed request, as [`Proxy::prepare`] leaves it for phases 4 to 7.
 struct Prepared<'s> {
     route: &'s Arc<dynamic::table::Route>,
+    /// The answer's fields may be passed on as they came (nothing on the way reads them).
+    pass_fields: bool,
     /// The forwarded fields, when they are not in the request's map yet.
     forwarded: Option<forward::Deferred>,
     /// The client asked for a protocol switch.
