@@ -141,6 +141,30 @@ for n in $PROXIES; do
 done
 for n in $PROXIES; do kill "${PID[$n]}" 2>/dev/null || true; wait "${PID[$n]}" 2>/dev/null || true; done
 
+# Then each proxy on a core of its own (one worker; Traefik GOMAXPROCS=1) with wrk and the
+# backend on another (scripts/bench-proxy-cpu.sh, PIN=1): its own throughput, where the rounds
+# above measure its share of two cores with the load generator and the backend.
+declare -A PIN_RPS PIN_P99 PIN_CPU PIN_USER
+PINNED="nginx traefik boma"
+if [ "$(nproc)" -ge 2 ]; then
+  PIN=1 ROUNDS="$ROUNDS" DURATION="$DURATION" TRAEFIK=1 BOMA="$BOMA" BASE_PORT=$((BASE + 100)) \
+    scripts/bench-proxy-cpu.sh > "$work/pinned.txt"
+  for n in $PINNED; do
+    # "name: R requests/s, p99 P ms, CPU per request C us (user U, system S)"
+    lines=$(awk -v n="$n:" '$1 == n' "$work/pinned.txt")
+    [ -n "$lines" ] || { echo "bench: no one-core figures for $n" >&2; exit 1; }
+    # shellcheck disable=SC2046 # the lists are words
+    { PIN_RPS[$n]=$(median $(echo "$lines" | awk '{print $2}'))
+      PIN_P99[$n]=$(median $(echo "$lines" | awk '{print $5}'))
+      PIN_CPU[$n]=$(median $(echo "$lines" | awk '{print $10}'))
+      PIN_USER[$n]=$(median $(echo "$lines" | awk '{sub(/,/, "", $13); print $13}')); }
+    echo "bench: $n on one core ${PIN_RPS[$n]} req/s (rounds: $(echo "$lines" | awk '{printf " %s", $2}')), p99 ${PIN_P99[$n]} ms, ${PIN_CPU[$n]} us a request" >&2
+  done
+else
+  echo "bench: one CPU only; the one-core-each rounds need two" >&2
+  for n in $PINNED; do PIN_RPS[$n]=n/a; PIN_P99[$n]=n/a; PIN_CPU[$n]=n/a; PIN_USER[$n]=n/a; done
+fi
+
 fi # proxy
 
 # ============================================================================================
@@ -275,18 +299,31 @@ proxy_section() {
     echo "| $label | ${RPS[$n]} | ${P99[$n]} | ${RSS_IDLE[$n]} | ${RSS_LOAD[$n]} | ${IDLE_CONN[$n]} |"
   done
   echo
+  echo "Then each proxy alone on a core (nginx \`worker_processes 1\`, boma \`[limits] workers = 1\`,"
+  echo "Traefik \`GOMAXPROCS=1\`) with \`wrk -t1 -c64 -d${DURATION}s\` and the backend on another"
+  echo "(\`PIN=1 TRAEFIK=1 scripts/bench-proxy-cpu.sh\`, $ROUNDS rounds, medians): each proxy's own"
+  echo "throughput, where the rounds above give its share of two cores with the load generator and"
+  echo "the backend. CPU a request is the proxy's user and system time over the requests served."
+  echo
+  echo "| one core each | requests/s | p99 latency (ms) | CPU a request (µs) | of which user (µs) |"
+  echo "|---|---:|---:|---:|---:|"
+  for n in $PINNED; do
+    echo "| $n | ${PIN_RPS[$n]} | ${PIN_P99[$n]} | ${PIN_CPU[$n]} | ${PIN_USER[$n]} |"
+  done
+  echo
   echo "Ratios (budgets from DESIGN.md §6):"
   echo
-  echo "| ratio | value | budget |"
-  echo "|---|---:|---|"
-  echo "| boma / nginx requests/s | $(ratio "${RPS[boma]}" "${RPS[nginx]}") | ≥ 1 |"
-  echo "| boma / Traefik requests/s | $(ratio "${RPS[boma]}" "${RPS[traefik]}") | ≥ 3 |"
-  echo "| boma / nginx p99 | $(ratio "${P99[boma]}" "${P99[nginx]}") | ≤ 1 |"
-  echo "| boma / Traefik RSS after load | $(ratio "${RSS_LOAD[boma]}" "${RSS_LOAD[traefik]}") | ≤ 0.1 |"
-  echo "| boma / nginx memory per idle connection | $(ratio "${IDLE_CONN[boma]}" "${IDLE_CONN[nginx]}") | (no budget) |"
-  echo "| boma / Traefik memory per idle connection | $(ratio "${IDLE_CONN[boma]}" "${IDLE_CONN[traefik]}") | (no budget) |"
-  echo "| boma opt-level s / boma requests/s | $(ratio "${RPS[boma-s]}" "${RPS[boma]}") | (the Pi binary's cost of its size) |"
-  echo "| boma metrics on / off requests/s | $(ratio "${RPS[boma-m]}" "${RPS[boma]}") | ≥ 0.95 (issue 13) |"
+  echo "| ratio | all on two cores | one core each | budget |"
+  echo "|---|---:|---:|---|"
+  echo "| boma / nginx requests/s | $(ratio "${RPS[boma]}" "${RPS[nginx]}") | $(ratio "${PIN_RPS[boma]}" "${PIN_RPS[nginx]}") | ≥ 1 |"
+  echo "| boma / Traefik requests/s | $(ratio "${RPS[boma]}" "${RPS[traefik]}") | $(ratio "${PIN_RPS[boma]}" "${PIN_RPS[traefik]}") | ≥ 3 |"
+  echo "| boma / nginx p99 | $(ratio "${P99[boma]}" "${P99[nginx]}") | $(ratio "${PIN_P99[boma]}" "${PIN_P99[nginx]}") | ≤ 1 |"
+  echo "| boma / nginx CPU a request | | $(ratio "${PIN_CPU[boma]}" "${PIN_CPU[nginx]}") | (no budget) |"
+  echo "| boma / Traefik RSS after load | $(ratio "${RSS_LOAD[boma]}" "${RSS_LOAD[traefik]}") | | ≤ 0.1 |"
+  echo "| boma / nginx memory per idle connection | $(ratio "${IDLE_CONN[boma]}" "${IDLE_CONN[nginx]}") | | (no budget) |"
+  echo "| boma / Traefik memory per idle connection | $(ratio "${IDLE_CONN[boma]}" "${IDLE_CONN[traefik]}") | | (no budget) |"
+  echo "| boma opt-level s / boma requests/s | $(ratio "${RPS[boma-s]}" "${RPS[boma]}") | | (the Pi binary's cost of its size) |"
+  echo "| boma metrics on / off requests/s | $(ratio "${RPS[boma-m]}" "${RPS[boma]}") | | ≥ 0.95 (issue 13) |"
   echo
   echo "Versions: $(nginx -v 2>&1 | sed 's/^nginx version: //'), Traefik $(traefik version 2>/dev/null | awk '/^Version/{print $2}'), boma $("$BOMA" version | awk '{print $2}'), $(wrk -v 2>&1 | head -1 | awk '{print $1, $2}')."
 }
