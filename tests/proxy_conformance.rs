@@ -198,6 +198,9 @@ const ROWS: &[Row] = &[
     ("Header: the value is case-sensitive", "GET", "hdr.test", "/", &[("X-Env", "Prod")], LO),
     ("Header: any one of repeated header lines", "GET", "hdr.test", "/", &[("X-Env", "dev"), ("X-Env", "prod")], LO),
     ("Header: a comma list is one value", "GET", "hdr.test", "/", &[("X-Env", "prod, dev")], LO),
+    // A field the client names in Connection is its own hop's: gone before the router looks.
+    ("Header: a field named by Connection is not routed on", "GET", "hdr.test", "/", &[("Connection", "X-Env"), ("X-Env", "prod")], LO),
+    ("HeaderRegexp: a field named by Connection is not routed on", "GET", "hdr.test", "/", &[("X-Tag", "beta"), ("Connection", "keep-alive, X-Tag")], LO),
     ("HeaderRegexp: match", "GET", "hdr.test", "/", &[("X-Version", "v2.1")], LO),
     ("HeaderRegexp: no match", "GET", "hdr.test", "/", &[("X-Version", "2.1")], LO),
     ("HeaderRegexp: ^ anchors", "GET", "hdr.test", "/", &[("X-Version", "beta-v3.0")], LO),

@@ -268,8 +268,10 @@ impl Proxy {
             return Err(self.finish(ep, resp, ctx, (record, obs)));
         }
 
-        // Phase 3: route, on the sanitized path (the backend sees the same path).
+        // Phase 3: route, on the sanitized path (the backend sees the same path) and without
+        // the fields the client's Connection names (as Traefik's entrypoint removes them).
         sanitize::clean_uri(&mut parts.uri);
+        forward::drop_connection_named(&mut parts.headers);
         let Some(route) = route(snapshot, ep, conn, parts, raw_host) else {
             let resp = ProxyError::NoRoute.response().map(ResponseBody::local);
             return Err(self.finish(ep, resp, ctx, (record, obs)));

@@ -53,6 +53,37 @@ pub fn upgrade_requested(headers: &HeaderMap) -> bool {
             .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
 }
 
+/// Remove the fields a request's Connection names, as Traefik's entrypoint does before routing:
+/// they belong to the client's own hop, so no router or middleware sees them. Kept: the
+/// forwarded fields the proxy manages (it sets or removes them itself) and TE, which a client
+/// taking trailers names as RFC 9110 asks ([`strip_hop_by_hop`] passes on `TE: trailers`, where
+/// Traefik loses it). Connection is then left as `upgrade` for an upgrade request and removed
+/// otherwise (the connection's persistence was read from it already); a Connection that a
+/// middleware sets later is honoured by [`strip_hop_by_hop`].
+pub fn drop_connection_named(headers: &mut HeaderMap) {
+    if !headers.contains_key(header::CONNECTION) {
+        return;
+    }
+    let upgrade = upgrade_requested(headers);
+    let named = |headers: &HeaderMap, k: &HeaderName| {
+        *k != header::CONNECTION
+            && *k != header::UPGRADE
+            && *k != header::TE
+            && !managed(k)
+            && (headers.get_all(header::CONNECTION).iter())
+                .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+                .any(|t| t.trim_ascii().eq_ignore_ascii_case(k.as_str().as_bytes()))
+    };
+    while let Some(name) = headers.keys().find(|k| named(headers, k)).cloned() {
+        headers.remove(&name);
+    }
+    if upgrade {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    } else {
+        headers.remove(header::CONNECTION);
+    }
+}
+
 /// Remove a request's hop-by-hop headers, including those named in Connection; `TE: trailers`
 /// is kept (the client takes trailers). With `keep_upgrade`, the Upgrade header and a
 /// `Connection: upgrade` survive.
@@ -372,6 +403,43 @@ mod tests {
         // A server's answer loses what its Connection names, these included.
         strip_response_hop_by_hop(&mut answer);
         assert!(answer.is_empty(), "{answer:?}");
+    }
+
+    #[test]
+    fn fields_connection_names_go_before_routing() {
+        let mut h = HeaderMap::new();
+        h.append(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, X-Env"),
+        );
+        h.append(
+            header::CONNECTION,
+            HeaderValue::from_static("TE, x-forwarded-host"),
+        );
+        for k in ["x-env", "keep-alive", "te", "x-forwarded-host", "x-other"] {
+            h.insert(k, HeaderValue::from_static("1"));
+        }
+        drop_connection_named(&mut h);
+        let mut left: Vec<_> = h.keys().map(|k| k.as_str()).collect();
+        left.sort();
+        assert_eq!(left, ["te", "x-forwarded-host", "x-other"]);
+        // An upgrade keeps what it needs; the fields it names go all the same.
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("Upgrade, x-env"),
+        );
+        h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        h.insert("x-env", HeaderValue::from_static("1"));
+        drop_connection_named(&mut h);
+        assert_eq!(h.get(header::CONNECTION).unwrap(), "upgrade");
+        assert_eq!(h.get(header::UPGRADE).unwrap(), "websocket");
+        assert!(!h.contains_key("x-env"));
+        // Nothing named, nothing touched.
+        let mut h = HeaderMap::new();
+        h.insert("x-env", HeaderValue::from_static("1"));
+        drop_connection_named(&mut h);
+        assert_eq!(h.len(), 1);
     }
 
     #[test]

@@ -16,8 +16,8 @@ use http::{Response, request};
 use super::error::ProxyError;
 use crate::runtime::balance::{LoadBalancer, Server, Service};
 pub use headers::{
-    Deferred, Downstream, append_forwarded_for, ip_header, set_forwarded, strip_hop_by_hop,
-    strip_response_hop_by_hop, upgrade_requested,
+    Deferred, Downstream, append_forwarded_for, drop_connection_named, ip_header, set_forwarded,
+    strip_hop_by_hop, strip_response_hop_by_hop, upgrade_requested,
 };
 use upstream::SendError;
 pub use upstream::{
