@@ -3,7 +3,7 @@
 # the backend and the configuration each proxy gets, written in one place so that every script
 # measures the same setup. Needs `work` (a scratch directory) and the ports BACKEND_PORT,
 # NGINX_PORT, TRAEFIK_PORT and BOMA_PORT set; NGINX_WORKERS (default auto) and, for one more
-# nginx configuration, NGINX_FIELDS=1.
+# nginx configuration, NGINX_FIELDS=1. Also gives wait_http, which every script waits with.
 #
 # Writes:
 #   $work/backend/nginx.conf   nginx answering "hello, world\n" (13 bytes) on BACKEND_PORT
@@ -106,4 +106,15 @@ level = "ERROR"
 sendAnonymousUsage = false
 checkNewVersion = false
 EOF
+}
+
+# Wait until URL answers 2xx to a request for Host HOST, trying TRIES times 0.1 s apart
+# (default 100); otherwise end the calling script with a message naming it.
+wait_http() { # url host [tries]
+  local _
+  for _ in $(seq 1 "${3:-100}"); do
+    curl -fs -o /dev/null -H "Host: $2" "$1" && return 0
+    sleep 0.1
+  done
+  echo "$(basename "$0"): $1 (Host $2) never answered" >&2; exit 1
 }

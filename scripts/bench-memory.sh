@@ -36,13 +36,6 @@ cleanup() {
 trap cleanup EXIT
 
 rss_kib() { awk '/^VmRSS:/{print $2}' "/proc/$1/status"; }
-wait_http() { # port host
-  for _ in $(seq 1 200); do
-    curl -fs -o /dev/null -H "Host: $2" "http://127.0.0.1:$1/" && return 0
-    sleep 0.1
-  done
-  echo "bench-memory: port $1 (Host $2) never answered" >&2; exit 1
-}
 stop() { kill "$1"; wait "$1" 2>/dev/null || true; }
 
 cat > "$work/backend.conf" <<EOF
@@ -62,7 +55,7 @@ routes_file() { # count
 declare -A RSS RPS
 measure_routes() { # name pid port count
   local name=$1 pid=$2 port=$3 n=$4
-  wait_http "$port" "app$n.bench.local"
+  wait_http "http://127.0.0.1:$port/" "app$n.bench.local" 200
   for i in $(seq 1 "$n"); do curl -fs -o /dev/null -H "Host: app$i.bench.local" "http://127.0.0.1:$port/"; done
   sleep 1
   RSS[$name/$n]=$(rss_kib "$pid")

@@ -39,10 +39,9 @@ bench_configs
 ticks() { local u=0 s=0 t; for p in "$@"; do for t in /proc/"$p"/task/*/stat; do
   read -r a b < <(awk '{print $14, $15}' "$t"); u=$((u + a)); s=$((s + b)); done; done; echo "$u $s"; }
 procs() { echo "$1" $(pgrep -P "$1" || true); }
-wait_http() { for _ in $(seq 1 100); do curl -fs -o /dev/null -H 'Host: bench.local' "$1" && return 0; sleep 0.1; done; echo "bench-proxy-cpu: $1 never answered" >&2; exit 1; }
 hz=$(getconf CLK_TCK)
 one() { # name url pid
-  wait_http "$2"
+  wait_http "$2" bench.local
   $load wrk -t$wrk_threads -c64 -d2s -H 'Host: bench.local' "$2" > /dev/null
   read -r u0 s0 < <(ticks $(procs "$3"))
   out=$($load wrk -t$wrk_threads -c64 -d"${DURATION}s" --latency -H 'Host: bench.local' "$2")

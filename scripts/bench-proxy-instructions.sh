@@ -40,10 +40,8 @@ count() { # label command...
   valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$work/cg.out" "$@" > "$work/run.log" 2>&1 &
   local pid=$!
   pids+=("$pid")
-  for _ in $(seq 1 300); do
-    curl -fs -o /dev/null -H 'Host: bench.local' "http://127.0.0.1:$PROXY/" && break
-    sleep 0.2
-  done
+  # Under valgrind a proxy takes seconds to start.
+  wait_http "http://127.0.0.1:$PROXY/" bench.local 600
   wrk -t1 -c16 -d3s -H 'Host: bench.local' "http://127.0.0.1:$PROXY/" > /dev/null
   callgrind_control -i on "$pid" > /dev/null 2>&1
   wrk -t1 -c16 -d5s -H 'Host: bench.local' "http://127.0.0.1:$PROXY/" > "$work/wrk.out"

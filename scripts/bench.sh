@@ -59,14 +59,6 @@ rss_kib() {
   echo "$total"
 }
 
-wait_http() { # url host
-  for _ in $(seq 1 100); do
-    if curl -fs -o /dev/null -H "Host: $2" "$1"; then return 0; fi
-    sleep 0.1
-  done
-  echo "bench: $1 (Host $2) never answered" >&2; exit 1
-}
-
 declare -A RPS P99 RSS_IDLE RSS_LOAD IDLE_CONN
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b == 0) print "n/a"; else printf "%.2f", a / b }'; }
 

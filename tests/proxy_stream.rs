@@ -4,6 +4,8 @@
 
 mod support;
 
+use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -26,6 +28,31 @@ fn dynamic_for(b: &Backend) -> String {
 
 async fn ready(boma: &Boma) {
     boma.routed(&Client::new(), "s.test", "/").await;
+}
+
+/// POST `chunks` to `target` (the backend's `/sink`, which counts them) through boma at `addr`
+/// as a chunked upload; `answered` runs when the answer's head is in. Its status and text.
+async fn upload<S>(
+    addr: SocketAddr,
+    target: &str,
+    chunks: S,
+    answered: impl FnOnce(),
+) -> (u16, String)
+where
+    S: futures_util::Stream<Item = Result<Frame<Bytes>, Infallible>> + Send + 'static,
+{
+    let io = hyper_util::rt::TokioIo::new(TcpStream::connect(addr).await.unwrap());
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(io).await.unwrap();
+    tokio::spawn(conn);
+    let req = http::Request::post(target)
+        .header("host", "s.test")
+        .body(StreamBody::new(chunks))
+        .unwrap();
+    let resp = sender.send_request(req).await.unwrap();
+    answered();
+    let status = resp.status().as_u16();
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8(body.to_vec()).unwrap())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -63,31 +90,11 @@ async fn hundred_mib_each_way_with_bounded_memory() {
     assert!(total > 100 * MIB, "short download: {total}");
 
     // Upload: 100 MiB generated lazily by the client, counted by the backend.
-    let chunks = futures_util::stream::iter((0..1600).map(|_| {
-        Ok::<_, std::convert::Infallible>(Frame::data(Bytes::from(vec![b'u'; 64 * 1024])))
-    }));
-    let body = StreamBody::new(chunks);
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(
-        TcpStream::connect(addr).await.unwrap(),
-    ))
-    .await
-    .unwrap();
-    tokio::spawn(conn);
-    let req = http::Request::post("/sink")
-        .header("host", "s.test")
-        .body(body)
-        .unwrap();
-    let resp = sender.send_request(req).await.unwrap();
-    peak = peak.max(boma.rss_kib());
-    let text = String::from_utf8(
-        resp.into_body()
-            .collect()
-            .await
-            .unwrap()
-            .to_bytes()
-            .to_vec(),
-    )
-    .unwrap();
+    let chunks = futures_util::stream::iter(
+        (0..1600).map(|_| Ok(Frame::data(Bytes::from(vec![b'u'; 64 * 1024])))),
+    );
+    let (status, text) = upload(addr, "/sink", chunks, || peak = peak.max(boma.rss_kib())).await;
+    assert_eq!(status, 200);
     assert_eq!(text, format!("big received {}", 100 * MIB));
 
     // Memory stayed bounded: nothing close to the 100 MiB that went through.
@@ -350,6 +357,8 @@ async fn upstream_timeouts_and_drain_on_sigterm() {
 address = "127.0.0.1:0"
 [entryPoints.web.transport.lifeCycle]
 graceTimeOut = "5s"
+[entryPoints.web.transport.respondingTimeouts]
+readTimeout = "4s"
 
 [providers.file]
 filename = "{dir}/dynamic.toml"
@@ -364,6 +373,36 @@ upstream_response_timeout = "1s"
     // The backend answers after 3 s; boma gives up after 1 s with 504.
     let r = client.get(addr, "s.test", "/?sleep_ms=3000").await;
     assert_eq!(r.status, 504, "{r:?}");
+    // It runs from the request's last byte: an upload that takes longer than it (six chunks,
+    // 400 ms apart, within readTimeout) is answered.
+    let slowly = futures_util::stream::unfold(0u32, |i| async move {
+        if i > 0 {
+            tokio::time::sleep(Duration::from_millis(400)).await;
+        }
+        (i < 6).then(|| (Ok(Frame::data(Bytes::from(vec![b'u'; 1024]))), i + 1))
+    });
+    let (status, text) = upload(addr, "/sink", slowly, || ()).await;
+    assert_eq!((status, &text[..]), (200, "slow received 6144"));
+    // And an upload the server then sits on for 3 s is given up on as a plain request is.
+    let at_once = futures_util::stream::iter([Ok(Frame::data(Bytes::from_static(b"u")))]);
+    let (status, _) = upload(addr, "/sink?sleep_ms=3000", at_once, || ()).await;
+    assert_eq!(status, 504);
+    // An upload the client stalls is given up on once readTimeout (4 s) has passed since its
+    // head: the client is answered and the server's connection let go.
+    let stalled = futures_util::stream::unfold(0u32, |i| async move {
+        if i == 1 {
+            tokio::time::sleep(Duration::from_secs(600)).await;
+        }
+        (i < 2).then(|| (Ok(Frame::data(Bytes::from_static(b"u"))), i + 1))
+    });
+    let given_up = tokio::time::timeout(
+        Duration::from_secs(30),
+        upload(addr, "/sink", stalled, || ()),
+    );
+    let (status, text) = given_up
+        .await
+        .expect("a stalled upload was never given up on");
+    assert_eq!(status, 502, "{text}");
 
     // A request in flight when SIGTERM arrives still completes.
     let c2 = client.clone();

@@ -293,8 +293,8 @@ pub struct Limits {
     pub upstream_idle_timeout: Duration,
     /// How long to wait for an upstream TCP connection (default 5s).
     pub upstream_connect_timeout: Duration,
-    /// How long to wait for an upstream's response headers once the request is sent
-    /// (default 60s).
+    /// How long to wait for an upstream's response headers once the request is sent, its body
+    /// included (default 60s).
     pub upstream_response_timeout: Duration,
     /// Routes in one assembled configuration; routes beyond this are not served and are
     /// reported as a problem (default 10000).

@@ -74,6 +74,9 @@ pub struct EntryPoint {
     /// `writeTimeout`: the whole response must be sent within this time of the request's
     /// arrival (None: no limit, Traefik's default).
     pub write_timeout: Option<std::time::Duration>,
+    /// `readTimeout`: a request's body must be read whole within this time of its head (None:
+    /// no limit). Not for `api@internal`'s update upload, which has bounds of its own.
+    pub read_timeout: Option<std::time::Duration>,
     /// Open connections by source address, shared by the workers (`max_connections_per_ip`).
     pub per_source: entrypoint::PerSource,
     /// Counters the API shows.
@@ -207,6 +210,7 @@ impl Proxy {
             pass_fields: req.pass_fields,
             forwarded: &mut req.forwarded,
             upgrade: req.upgrade,
+            read_timeout: ep.read_timeout,
         };
         let (resp, depth) = self
             .exchange(exchange, &mut parts, body, &mut req.ctx, &mut req.record)
@@ -326,6 +330,14 @@ impl Proxy {
     ) -> (Response<ResponseBody>, usize) {
         let route = x.route;
         let internal = matches!(*route.service, Service::Internal(_));
+        // Read whole in time, on its way to a middleware or a server (an internal service's
+        // upload bounds its own reading).
+        if !internal
+            && let Some(limit) = x.read_timeout
+            && let Some(b) = body.take()
+        {
+            body = Some(forward::ReadBy::new(b, limit).boxed());
+        }
         if (internal || !route.middlewares.is_empty())
             && let Some(answered) = self.request_side(route, parts, ctx, &mut body).await
         {
@@ -564,4 +576,6 @@ struct Exchange<'a> {
     /// The forwarded fields, X-Forwarded-For included, when not in the request's map (kept in
     /// the request's state and lent: they are not moved from future to future).
     forwarded: &'a mut Option<forward::Deferred>,
+    /// The entrypoint's `readTimeout`, for a body.
+    read_timeout: Option<std::time::Duration>,
 }

@@ -57,6 +57,7 @@ pub fn entrypoint_parts(
         trust_all: ep.forwarded_headers.insecure,
         idle_timeout: idle,
         write_timeout: timeouts.write_timeout.as_timeout(),
+        read_timeout: timeouts.read_timeout.as_timeout(),
         per_source: super::entrypoint::PerSource::new(cfg.limits.max_connections_per_ip),
         stats,
     };

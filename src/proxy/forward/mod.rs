@@ -6,6 +6,7 @@
 //! failed before any response byte *and* its body is empty, so nothing is ever replayed half-sent.
 
 mod headers;
+mod timed;
 mod upstream;
 
 use std::time::{Duration, Instant};
@@ -19,6 +20,7 @@ pub use headers::{
     Deferred, Downstream, append_forwarded_for, drop_connection_named, ip_header, set_forwarded,
     strip_hop_by_hop, strip_response_hop_by_hop, upgrade_requested,
 };
+pub use timed::ReadBy;
 use upstream::SendError;
 pub use upstream::{
     ResponseBody, SpliceIo, UpBody, Upgrade, Upstream, UpstreamLimits, UpstreamUpgrade,

@@ -10,12 +10,14 @@ use bytes::Bytes;
 use http::{Request, Response, Uri, Version, request};
 use http_body_util::BodyExt;
 use http_body_util::combinators::BoxBody;
-use hyper::body::Incoming;
+use hyper::body::{Body, Incoming};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
+use tokio::sync::Notify;
 
 use super::Deferred;
+use super::timed::Sent;
 use crate::proxy::connect::{Connector, UpstreamTls};
 use crate::proxy::error::ProxyError;
 use crate::proxy::h1;
@@ -122,20 +124,35 @@ impl Upstream {
         }
     }
 
-    /// [`Self::send_hyper`] under the response timeout.
+    /// [`Self::send_hyper`] under the response timeout, which runs from when the request's body
+    /// (if any) has been handed over whole.
     async fn send_hyper_timed(
         &self,
         server: &Server,
         head: request::Parts,
         body: Option<UpBody>,
     ) -> Result<Response<ResponseBody>, SendError> {
-        let exchange = self.send_hyper(server, head, body);
-        match self.limits.response_timeout {
-            Some(limit) => match tokio::time::timeout(limit, exchange).await {
-                Ok(r) => r,
-                Err(_) => Err(SendError::Timeout),
-            },
-            None => exchange.await,
+        let Some(limit) = self.limits.response_timeout else {
+            return self.send_hyper(server, head, body).await;
+        };
+        let whole = Arc::new(Notify::new());
+        let body = match body {
+            Some(inner) if !inner.is_end_stream() => {
+                Some(Sent::new(inner, Arc::clone(&whole)).boxed())
+            }
+            body => {
+                whole.notify_one();
+                body
+            }
+        };
+        let answer_due = async {
+            whole.notified().await;
+            tokio::time::sleep(limit).await;
+        };
+        tokio::select! {
+            biased;
+            answer = self.send_hyper(server, head, body) => answer,
+            () = answer_due => Err(SendError::Timeout),
         }
     }
 
