@@ -19,9 +19,13 @@ use support::{BASIC_STATIC, Backend, Boma, Client};
 
 const MIB: u64 = 1024 * 1024;
 
+/// `s.test` to backend `b`, and `buf.test` to it through a buffering middleware.
 fn dynamic_for(b: &Backend) -> String {
     format!(
-        "[http.routers.r]\nrule = \"Host(`s.test`)\"\nservice = \"s\"\n[http.services.s.loadBalancer]\n[[http.services.s.loadBalancer.servers]]\nurl = \"{}\"\n",
+        "[http.routers.r]\nrule = \"Host(`s.test`)\"\nservice = \"s\"\n\
+         [http.routers.buffered]\nrule = \"Host(`buf.test`)\"\nservice = \"s\"\nmiddlewares = [\"buf\"]\n\
+         [http.middlewares.buf.buffering]\n\
+         [http.services.s.loadBalancer]\n[[http.services.s.loadBalancer.servers]]\nurl = \"{}\"\n",
         b.url()
     )
 }
@@ -30,8 +34,9 @@ async fn ready(boma: &Boma) {
     boma.routed(&Client::new(), "s.test", "/").await;
 }
 
-/// POST `chunks` to `target` (the backend's `/sink`, which counts them) through boma at `addr`
-/// as a chunked upload; `answered` runs when the answer's head is in. Its status and text.
+/// POST `chunks` to `target` (the backend's `/sink`, which counts them) on `s.test` through
+/// boma at `addr` as a chunked upload; `answered` runs when the answer's head is in. Its status
+/// and text.
 async fn upload<S>(
     addr: SocketAddr,
     target: &str,
@@ -41,13 +46,24 @@ async fn upload<S>(
 where
     S: futures_util::Stream<Item = Result<Frame<Bytes>, Infallible>> + Send + 'static,
 {
+    let req = http::Request::post(target).header("host", "s.test");
+    send_upload(addr, req.body(StreamBody::new(chunks)).unwrap(), answered).await
+}
+
+/// Send `req` through boma at `addr`; `answered` runs when the answer's head is in. Its status
+/// and text.
+async fn send_upload<B>(
+    addr: SocketAddr,
+    req: http::Request<B>,
+    answered: impl FnOnce(),
+) -> (u16, String)
+where
+    B: hyper::body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let io = hyper_util::rt::TokioIo::new(TcpStream::connect(addr).await.unwrap());
     let (mut sender, conn) = hyper::client::conn::http1::handshake(io).await.unwrap();
     tokio::spawn(conn);
-    let req = http::Request::post(target)
-        .header("host", "s.test")
-        .body(StreamBody::new(chunks))
-        .unwrap();
     let resp = sender.send_request(req).await.unwrap();
     answered();
     let status = resp.status().as_u16();
@@ -387,6 +403,18 @@ upstream_response_timeout = "1s"
     let at_once = futures_util::stream::iter([Ok(Frame::data(Bytes::from_static(b"u")))]);
     let (status, _) = upload(addr, "/sink?sleep_ms=3000", at_once, || ()).await;
     assert_eq!(status, 504);
+    // So is one with a Content-Length, and one a buffering middleware read whole first: bodies
+    // that are sent whole without being read to their end.
+    for host in ["s.test", "buf.test"] {
+        let req = http::Request::post("/sink?sleep_ms=3000")
+            .header("host", host)
+            .header("content-length", "3")
+            .body(http_body_util::Full::new(Bytes::from_static(b"abc")))
+            .unwrap();
+        let answered = tokio::time::timeout(Duration::from_secs(30), send_upload(addr, req, || ()));
+        let (status, text) = answered.await.expect("never answered");
+        assert_eq!(status, 504, "{host}: {text}");
+    }
     // An upload the client stalls is given up on once readTimeout (4 s) has passed since its
     // head: the client is answered and the server's connection let go.
     let stalled = futures_util::stream::unfold(0u32, |i| async move {

@@ -52,6 +52,11 @@ impl UpstreamTls {
     }
 }
 
+/// Longest TLS handshake with a server (Traefik's transport uses the same 10 s): the TCP connect
+/// timeout does not cover it, and a server that accepts and then stays silent must not hold a
+/// request.
+const HANDSHAKE: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// TCP, and TLS for `https` URIs.
 #[derive(Clone)]
 pub struct Connector {
@@ -100,7 +105,12 @@ impl tower_service::Service<Uri> for Connector {
             let tls = tls.get().map_err(io::Error::other)?;
             let name = ServerName::try_from(host)
                 .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-            let tls = tls.connect(name, tcp.into_inner()).await?;
+            let handshake = tls.connect(name, tcp.into_inner());
+            let tls = tokio::time::timeout(HANDSHAKE, handshake)
+                .await
+                .map_err(|_| {
+                    io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out")
+                })??;
             Ok(Stream::Tls(Box::new(TokioIo::new(tls))))
         })
     }

@@ -54,12 +54,12 @@ pub fn upgrade_requested(headers: &HeaderMap) -> bool {
 }
 
 /// Remove the fields a request's Connection names, as Traefik's entrypoint does before routing:
-/// they belong to the client's own hop, so no router or middleware sees them. Kept: the
-/// forwarded fields the proxy manages (it sets or removes them itself) and TE, which a client
-/// taking trailers names as RFC 9110 asks ([`strip_hop_by_hop`] passes on `TE: trailers`, where
-/// Traefik loses it). Connection is then left as `upgrade` for an upgrade request and removed
-/// otherwise (the connection's persistence was read from it already); a Connection that a
-/// middleware sets later is honoured by [`strip_hop_by_hop`].
+/// they belong to the client's own hop, so no router or middleware sees them. Kept: Host and
+/// Content-Length, the forwarded fields the proxy manages (it sets or removes them itself), and
+/// TE, which a client taking trailers names as RFC 9110 asks ([`strip_hop_by_hop`] passes on
+/// `TE: trailers`, where Traefik loses it). Connection is then left as `upgrade` for an upgrade
+/// request and removed otherwise (the connection's persistence was read from it already); a
+/// Connection that a middleware sets later is honoured by [`strip_hop_by_hop`].
 pub fn drop_connection_named(headers: &mut HeaderMap) {
     if !headers.contains_key(header::CONNECTION) {
         return;
@@ -69,6 +69,7 @@ pub fn drop_connection_named(headers: &mut HeaderMap) {
         *k != header::CONNECTION
             && *k != header::UPGRADE
             && *k != header::TE
+            && !framing_or_host(k)
             && !managed(k)
             && (headers.get_all(header::CONNECTION).iter())
                 .flat_map(|v| v.as_bytes().split(|b| *b == b','))
@@ -125,7 +126,7 @@ fn strip(headers: &mut HeaderMap, keep_upgrade: bool, request: bool) {
             && !(keep_upgrade && *k == header::UPGRADE)
             && ((hop_by_hop_or_upgrade(k) && HOP_BY_HOP.contains(k))
                 || (names_more
-                    && !(request && managed(k))
+                    && !(request && (managed(k) || framing_or_host(k)))
                     && (headers.get_all(header::CONNECTION).iter())
                         .flat_map(|v| v.as_bytes().split(|b| *b == b','))
                         .any(|t| t.trim_ascii().eq_ignore_ascii_case(k.as_str().as_bytes()))))
@@ -159,6 +160,12 @@ const UNTRUSTED_ONLY_REMOVED: [HeaderName; 5] = [
     HeaderName::from_static("x-forwarded-tls-client-cert"),
     HeaderName::from_static("x-forwarded-tls-client-cert-info"),
 ];
+
+/// Host and Content-Length: a request's own, which naming them in Connection cannot take away
+/// (in Go they are not header fields at all, so Traefik never removes them either).
+fn framing_or_host(k: &HeaderName) -> bool {
+    *k == header::HOST || *k == header::CONTENT_LENGTH
+}
 
 /// One of the forwarded fields the proxy sets, or removes from an untrusted client.
 fn managed(k: &HeaderName) -> bool {
@@ -423,6 +430,22 @@ mod tests {
         let mut left: Vec<_> = h.keys().map(|k| k.as_str()).collect();
         left.sort();
         assert_eq!(left, ["te", "x-forwarded-host", "x-other"]);
+        // Host and Content-Length are the request's own, before routing and after.
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("Host, Content-Length"),
+        );
+        h.insert(header::HOST, HeaderValue::from_static("a.test"));
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("3"));
+        let mut later = h.clone();
+        drop_connection_named(&mut h);
+        strip_hop_by_hop(&mut later, false);
+        for h in [h, later] {
+            assert_eq!(h.get(header::HOST).unwrap(), "a.test");
+            assert_eq!(h.get(header::CONTENT_LENGTH).unwrap(), "3");
+            assert!(!h.contains_key(header::CONNECTION));
+        }
         // An upgrade keeps what it needs; the fields it names go all the same.
         let mut h = HeaderMap::new();
         h.insert(

@@ -1,7 +1,8 @@
 //! Request bodies on a clock. [`ReadBy`] is the entrypoint's `readTimeout` for a body: read whole
 //! within it of the request's head, or given up (a client that stalls its upload holds neither
 //! its connection nor a server's for longer, as Traefik's server gives it up). [`Sent`] tells
-//! when a body has been handed over whole, for the response timeout that runs from then.
+//! when a body has been handed over whole (or dropped), for the response timeout that runs from
+//! then.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -67,6 +68,15 @@ impl Body for ReadBy {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+impl Drop for Sent {
+    /// A client may stop polling a body it has sent whole without asking for more (hyper does
+    /// once it has written the Content-Length it was given, or the trailers), or give up on it:
+    /// either way the wait for the answer starts.
+    fn drop(&mut self) {
+        self.whole.notify_one();
     }
 }
 
