@@ -52,7 +52,7 @@ impl UpstreamTls {
     }
 }
 
-/// Longest TLS handshake with a server (Traefik's transport uses the same 10 s): the TCP connect
+/// Longest TLS handshake with a server (10 s, as Go's default HTTP transport): the TCP connect
 /// timeout does not cover it, and a server that accepts and then stays silent must not hold a
 /// request.
 const HANDSHAKE: std::time::Duration = std::time::Duration::from_secs(10);

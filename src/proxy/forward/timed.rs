@@ -71,15 +71,6 @@ impl Body for ReadBy {
     }
 }
 
-impl Drop for Sent {
-    /// A client may stop polling a body it has sent whole without asking for more (hyper does
-    /// once it has written the Content-Length it was given, or the trailers), or give up on it:
-    /// either way the wait for the answer starts.
-    fn drop(&mut self) {
-        self.whole.notify_one();
-    }
-}
-
 /// A request body that tells when it has been handed over whole, so that the response timeout
 /// runs from then, as Traefik's `responseHeaderTimeout` runs from the request's last byte: an
 /// upload that takes longer than the timeout is not cut, a server that then keeps its answer
@@ -126,5 +117,14 @@ impl Body for Sent {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+impl Drop for Sent {
+    /// A client may stop polling a body it has sent whole without asking for more (hyper does
+    /// once it has written the Content-Length it was given, or the trailers), or give up on it:
+    /// either way the wait for the answer starts.
+    fn drop(&mut self) {
+        self.whole.notify_one();
     }
 }
