@@ -65,19 +65,13 @@ pub fn drop_connection_named(headers: &mut HeaderMap) {
         return;
     }
     let upgrade = upgrade_requested(headers);
-    let named = |headers: &HeaderMap, k: &HeaderName| {
+    remove_where(headers, |headers, k| {
         *k != header::CONNECTION
             && *k != header::UPGRADE
             && *k != header::TE
-            && !framing_or_host(k)
-            && !managed(k)
-            && (headers.get_all(header::CONNECTION).iter())
-                .flat_map(|v| v.as_bytes().split(|b| *b == b','))
-                .any(|t| t.trim_ascii().eq_ignore_ascii_case(k.as_str().as_bytes()))
-    };
-    while let Some(name) = headers.keys().find(|k| named(headers, k)).cloned() {
-        headers.remove(&name);
-    }
+            && !request_keeps(k)
+            && connection_names(headers, k)
+    });
     if upgrade {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     } else {
@@ -107,33 +101,22 @@ fn strip(headers: &mut HeaderMap, keep_upgrade: bool, request: bool) {
             .any(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"));
     // The fields Connection names go too (RFC 9110 §7.6.1), Connection itself last. Mostly it
     // names only keep-alive, close or upgrade, and then no field needs matching against it.
-    let names_more = (headers.get_all(header::CONNECTION).iter())
-        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
-        .map(<[u8]>::trim_ascii)
-        .any(|t| {
-            !t.is_empty()
-                && !t.eq_ignore_ascii_case(b"close")
-                && !t.eq_ignore_ascii_case(b"upgrade")
-                && !(HOP_BY_HOP.iter()).any(|h| t.eq_ignore_ascii_case(h.as_str().as_bytes()))
-        });
-    // Removed one at a time, each found among the (few) names present: no list built, no
-    // header name made from a token.
-    // The forwarded fields the proxy manages are never removed for being named by a request: a
-    // client cannot take away what the proxy tells the server (as Traefik since CVE-2024-45410).
-    // A server's answer loses every field its Connection names (as Go's reverse proxy).
-    let doomed = |headers: &HeaderMap, k: &HeaderName| {
+    let names_more = connection_tokens(headers).any(|t| {
+        !t.is_empty()
+            && !t.eq_ignore_ascii_case(b"close")
+            && !t.eq_ignore_ascii_case(b"upgrade")
+            && !(HOP_BY_HOP.iter()).any(|h| t.eq_ignore_ascii_case(h.as_str().as_bytes()))
+    });
+    // A request's own fields (the forwarded ones the proxy manages among them) are never removed
+    // for being named by it: a client cannot take away what the proxy tells the server (as
+    // Traefik since CVE-2024-45410). A server's answer loses every field its Connection names
+    // (as Go's reverse proxy).
+    remove_where(headers, |headers, k| {
         *k != header::CONNECTION
             && !(keep_upgrade && *k == header::UPGRADE)
             && ((hop_by_hop_or_upgrade(k) && HOP_BY_HOP.contains(k))
-                || (names_more
-                    && !(request && (managed(k) || framing_or_host(k)))
-                    && (headers.get_all(header::CONNECTION).iter())
-                        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
-                        .any(|t| t.trim_ascii().eq_ignore_ascii_case(k.as_str().as_bytes()))))
-    };
-    while let Some(name) = headers.keys().find(|k| doomed(headers, k)).cloned() {
-        headers.remove(&name);
-    }
+                || (names_more && !(request && request_keeps(k)) && connection_names(headers, k)))
+    });
     headers.remove(header::CONNECTION);
     if trailers_ok {
         headers.insert(header::TE, HeaderValue::from_static("trailers"));
@@ -161,10 +144,31 @@ const UNTRUSTED_ONLY_REMOVED: [HeaderName; 5] = [
     HeaderName::from_static("x-forwarded-tls-client-cert-info"),
 ];
 
-/// Host and Content-Length: a request's own, which naming them in Connection cannot take away
-/// (in Go they are not header fields at all, so Traefik never removes them either).
-fn framing_or_host(k: &HeaderName) -> bool {
-    *k == header::HOST || *k == header::CONTENT_LENGTH
+/// The tokens of a message's Connection fields, trimmed (empty ones included).
+fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &[u8]> {
+    (headers.get_all(header::CONNECTION).iter())
+        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+        .map(<[u8]>::trim_ascii)
+}
+
+/// Does a Connection field name `k`?
+fn connection_names(headers: &HeaderMap, k: &HeaderName) -> bool {
+    connection_tokens(headers).any(|t| t.eq_ignore_ascii_case(k.as_str().as_bytes()))
+}
+
+/// Remove every field `doomed` picks, one at a time, each found among the (few) names present:
+/// no list built, no header name made from a token.
+fn remove_where(headers: &mut HeaderMap, doomed: impl Fn(&HeaderMap, &HeaderName) -> bool) {
+    while let Some(name) = headers.keys().find(|k| doomed(headers, k)).cloned() {
+        headers.remove(&name);
+    }
+}
+
+/// A request's fields that naming them in Connection cannot take away: Host and Content-Length
+/// (in Go they are not header fields at all, so Traefik never removes them either) and the
+/// forwarded fields the proxy manages.
+fn request_keeps(k: &HeaderName) -> bool {
+    *k == header::HOST || *k == header::CONTENT_LENGTH || managed(k)
 }
 
 /// One of the forwarded fields the proxy sets, or removes from an untrusted client.
